@@ -1,0 +1,66 @@
+"""Classic image filters as fixed kernels, shaped HWIO ``(kh, kw, 1, 1)`` for ``FixedConv``.
+
+Convolution in deep learning is cross-correlation (the kernel is not
+flipped), so a kernel reads as "the weights laid over the image".
+
+>>> import jax.numpy as jnp, funcnn as fn
+>>> image = jnp.zeros((1, 8, 8, 1)).at[:, :, 4:, :].set(1.0)   # a vertical step edge
+>>> edges, _ = fn.FixedConv(sobel(1)).apply((), (), image)
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from funcnn.core import LayerConfigError
+
+
+def _hwio(kernel_2d: np.ndarray) -> jax.Array:
+    return jnp.asarray(kernel_2d, jnp.float32)[:, :, None, None]
+
+
+def sobel(axis: int) -> jax.Array:
+    """Sobel derivative along ``axis`` (0: rows, finds horizontal edges; 1: columns, vertical edges).
+
+    ``[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]`` for ``axis=1`` (its transpose for
+    ``axis=0``): a central difference smoothed by ``[1, 2, 1]`` across it.
+    """
+    if axis not in (0, 1):
+        raise LayerConfigError(f"sobel: argument `axis` must be 0 or 1, got {axis!r}")
+    kernel = np.outer([1.0, 2.0, 1.0], [-1.0, 0.0, 1.0])
+    return _hwio(kernel if axis == 1 else kernel.T)
+
+
+def gaussian(size: int, sigma: float) -> jax.Array:
+    """Gaussian blur ``G(i, j) = exp(-(i^2 + j^2) / (2 sigma^2))``, normalised to sum 1.
+
+    ``i, j`` run over ``-(size - 1)/2 ... (size - 1)/2``. Summing to 1 makes
+    it preserve the mean of an image (away from the borders).
+    """
+    if not isinstance(size, int) or size < 1:
+        raise LayerConfigError(f"gaussian: argument `size` must be a positive integer, got {size!r}")
+    if not sigma > 0:
+        raise LayerConfigError(f"gaussian: argument `sigma` must be positive, got {sigma!r}")
+    offsets = np.arange(size) - (size - 1) / 2
+    profile = np.exp(-(offsets**2) / (2 * sigma**2))
+    kernel = np.outer(profile, profile)
+    return _hwio(kernel / kernel.sum())
+
+
+def sharpen() -> jax.Array:
+    """Sharpen: ``[[0, -1, 0], [-1, 5, -1], [0, -1, 0]]`` (identity minus the Laplacian); sums to 1."""
+    return _hwio(np.array([[0.0, -1.0, 0.0], [-1.0, 5.0, -1.0], [0.0, -1.0, 0.0]]))
+
+
+def laplacian() -> jax.Array:
+    """Discrete Laplacian ``[[0, 1, 0], [1, -4, 1], [0, 1, 0]]``: zero on flat regions and ramps."""
+    return _hwio(np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]))
+
+
+def box_blur(size: int) -> jax.Array:
+    """Box blur: the ``size x size`` mean, every weight ``1 / size^2``."""
+    if not isinstance(size, int) or size < 1:
+        raise LayerConfigError(f"box_blur: argument `size` must be a positive integer, got {size!r}")
+    return _hwio(np.full((size, size), 1.0 / size**2))

@@ -1,0 +1,183 @@
+"""Bad input: each raises LayerConfigError at init or trace time, naming layer, argument and shapes."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import funcnn as fn
+
+KEY = jax.random.key(0)
+
+
+@pytest.mark.parametrize(
+    "make, input_shape, match",
+    [
+        (
+            lambda: fn.Conv(4, (3, 3)),
+            (-1, 28, 28),
+            r"Conv: argument `kernel_size` \(3, 3\) is 2-D, so the input must have rank 4, but has shape \(-1, 28, 28\)",
+        ),
+        (lambda: fn.Conv(4, 3), (-1, 28), r"Conv: argument `x` must have rank 3, 4 or 5 .* shape \(-1, 28\)"),
+        (
+            lambda: fn.Conv(4, 5),
+            (-1, 3, 3, 1),
+            r"Conv: argument `kernel_size` \(5, 5\) .* larger than the padded input \(3, 3\)",
+        ),
+        (
+            lambda: fn.Conv(4, 3, dilation=3),
+            (-1, 6, 6, 1),
+            r"Conv: argument `kernel_size` \(3, 3\) \(dilated span \(7, 7\)\)",
+        ),
+        (
+            lambda: fn.Conv(4, 3, strides=0),
+            (-1, 6, 6, 1),
+            r"Conv: argument `strides` must be positive integers, got \(0, 0\)",
+        ),
+        (
+            lambda: fn.Conv(4, 3, strides=(1, 2, 1)),
+            (-1, 6, 6, 1),
+            r"Conv: argument `strides` has 3 entries \(1, 2, 1\) but the input has 2 spatial",
+        ),
+        (
+            lambda: fn.Conv(4, 3, groups=2),
+            (-1, 6, 6, 3),
+            r"Conv: argument `groups`=2 does not divide the input's 3 channels \(input shape \(-1, 6, 6, 3\)\)",
+        ),
+        (
+            lambda: fn.Conv(4, 3, padding="FULL"),
+            (-1, 6, 6, 1),
+            r"Conv: argument `padding` must be 'VALID', 'SAME'",
+        ),
+        (
+            lambda: fn.Conv(4, 3, padding=((1, 1),)),
+            (-1, 6, 6, 1),
+            r"Conv: argument `padding` has 1 entries .* 2 spatial dimensions",
+        ),
+        (
+            lambda: fn.Conv(4, 3, padding=-1, padding_mode="reflect"),
+            (-1, 6, 6, 1),
+            r"Conv: argument `padding` .* non-negative with padding_mode='reflect'",
+        ),
+        (
+            lambda: fn.ConvTranspose(4, 3, strides=2, output_padding=2),
+            (-1, 4, 4, 1),
+            r"ConvTranspose: argument `output_padding` \(2, 2\) must be in \[0, stride\)",
+        ),
+        (
+            lambda: fn.ConvTranspose(4, (3, 3)),
+            (-1, 4, 1),
+            r"ConvTranspose: argument `kernel_size` \(3, 3\) is 2-D",
+        ),
+        (lambda: fn.MaxPool(0), (-1, 6, 6, 1), r"MaxPool: argument `window` must be positive, got \(0, 0\)"),
+        (
+            lambda: fn.MaxPool(2, strides=-1),
+            (-1, 6, 6, 1),
+            r"MaxPool: argument `strides` must be positive, got \(-1, -1\)",
+        ),
+        (
+            lambda: fn.MaxPool(7),
+            (-1, 6, 6, 1),
+            r"MaxPool: argument `window` \(7, 7\) is larger than the padded input .* \(6, 6\)",
+        ),
+        (
+            lambda: fn.AvgPool(2, padding="full"),
+            (-1, 6, 6, 1),
+            r"AvgPool: argument `padding` must be 'VALID', 'SAME'.*'full'",
+        ),
+        (
+            lambda: fn.AvgPool((2, 2)),
+            (-1, 6, 1),
+            r"AvgPool: argument `window` has 2 entries \(2, 2\) but the input has 1 spatial",
+        ),
+        (
+            lambda: fn.GlobalAvgPool(),
+            (-1, 6),
+            r"GlobalAvgPool: argument `x` must have rank 3 or 4 or 5, but has shape \(-1, 6\)",
+        ),
+        (lambda: fn.Dense(3), (-1,), r"Dense: argument `x` must have rank >= 2 .* shape \(-1,\)"),
+        (
+            lambda: fn.GroupNorm(3),
+            (-1, 4, 4, 4),
+            r"GroupNorm: argument `num_groups`=3 does not divide the input's 4 channels",
+        ),
+        (
+            lambda: fn.FixedConv(fn.filters.sobel(0)),
+            (-1, 6, 6, 3),
+            r"FixedConv: argument `x` has 3 channels but the kernel expects 1",
+        ),
+    ],
+)
+def test_init_errors(make, input_shape, match):
+    with pytest.raises(fn.LayerConfigError, match=match):
+        make().init(KEY, input_shape)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: fn.Conv(0, 3), r"Conv: argument `features` must be positive integers, got 0"),
+        (lambda: fn.Conv(3, 3, groups=2), r"Conv: argument `groups`=2 does not divide `features`=3"),
+        (lambda: fn.Conv(3, 3, padding_mode="mirror"), r"Conv: argument `padding_mode` must be one of"),
+        (lambda: fn.Dense(-2), r"Dense: argument `features` must be positive integers, got -2"),
+        (lambda: fn.Dropout(1.0), r"Dropout: argument `rate` must be in \[0, 1\), got 1.0"),
+        (lambda: fn.BatchNorm(momentum=1.5), r"BatchNorm: argument `momentum` must be in \[0, 1\)"),
+        (lambda: fn.GroupNorm(0), r"GroupNorm: argument `num_groups` must be positive integers, got 0"),
+        (lambda: fn.filters.sobel(2), r"sobel: argument `axis` must be 0 or 1, got 2"),
+        (lambda: fn.filters.gaussian(0, 1.0), r"gaussian: argument `size` must be a positive integer, got 0"),
+        (lambda: fn.filters.gaussian(3, 0.0), r"gaussian: argument `sigma` must be positive, got 0.0"),
+        (lambda: fn.filters.box_blur(-1), r"box_blur: argument `size` must be a positive integer, got -1"),
+    ],
+)
+def test_constructor_errors(make, match):
+    with pytest.raises(fn.LayerConfigError, match=match):
+        make()
+
+
+@pytest.mark.parametrize(
+    "layer, init_shape, apply_shape, match",
+    [
+        (
+            fn.Conv(4, 3),
+            (-1, 6, 6, 1),
+            (2, 6, 6, 3),
+            r"Conv: argument `x` has 3 channels \(x.shape=\(2, 6, 6, 3\)\) but the layer was initialised for 1",
+        ),
+        (
+            fn.Conv(4, 3),
+            (-1, 6, 6, 1),
+            (2, 6, 6),
+            r"Conv: argument `x` must have rank 4, but has shape \(2, 6, 6\)",
+        ),
+        (fn.ConvTranspose(4, 3), (-1, 6, 6, 2), (2, 6, 6, 1), r"ConvTranspose: argument `x` has 1 channels"),
+        (
+            fn.Dense(4),
+            (-1, 5),
+            (2, 6),
+            r"Dense: argument `x` has shape \(2, 6\) but the layer was initialised for 5",
+        ),
+        (fn.BatchNorm(), (-1, 5), (2, 6), r"BatchNorm: argument `x` has 6 channels \(x.shape=\(2, 6\)\)"),
+        (
+            fn.MaxPool(4),
+            (-1, 6, 6, 1),
+            (2, 3, 3, 1),
+            r"MaxPool: argument `window` \(4, 4\) is larger than the padded input",
+        ),
+    ],
+)
+def test_apply_errors_at_trace_time(layer, init_shape, apply_shape, match):
+    _, params, state = layer.init(KEY, init_shape)
+    with pytest.raises(fn.LayerConfigError, match=match):
+        jax.jit(layer.apply).lower(params, state, jax.ShapeDtypeStruct(apply_shape, jnp.float32))
+
+
+def test_dropout_in_training_needs_a_key():
+    layer = fn.Dropout(0.3)
+    with pytest.raises(
+        fn.LayerConfigError,
+        match=r"Dropout: argument `key` is required when train=True \(rate=0.3, x.shape=\(2, 3\)\)",
+    ):
+        layer.apply((), (), jnp.ones((2, 3)), train=True)
+
+
+def test_layer_config_error_is_a_value_error():
+    assert issubclass(fn.LayerConfigError, ValueError)

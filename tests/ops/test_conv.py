@@ -1,0 +1,126 @@
+"""Forward convolution: naive reference, exact count maps, transposed convolution."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from funcnn import LayerConfigError, ops
+from funcnn.shapes import padding_pairs
+from tests.reference import conv_reference
+
+pytestmark = pytest.mark.usefixtures("x64")
+
+
+def _random(shape, seed):
+    return jax.random.normal(jax.random.key(seed), shape, jnp.float64)
+
+
+@pytest.mark.parametrize(
+    "spatial, ksize, strides, padding, dilation, groups",
+    [
+        ((7,), (3,), (1,), "VALID", (1,), 1),
+        ((8,), (2,), (3,), "SAME", (2,), 2),
+        ((6, 7), (3, 3), (1, 1), "VALID", (1, 1), 1),
+        ((6, 7), (3, 2), (2, 1), "SAME", (1, 1), 1),
+        ((7, 6), (2, 3), (2, 3), ((1, 2), (0, 1)), (1, 2), 2),
+        ((6, 6), (3, 3), (1, 1), ((-1, 1), (2, -1)), (1, 1), 4),
+        ((4, 5, 4), (2, 3, 2), (1, 2, 1), "SAME", (1, 1, 2), 1),
+    ],
+)
+def test_conv_matches_naive_reference(spatial, ksize, strides, padding, dilation, groups):
+    c_in, c_out = 4, 4
+    x = _random((2, *spatial, c_in), 0)
+    kernel = _random((*ksize, c_in // groups, c_out), 1)
+    bias = _random((c_out,), 2)
+    y = ops.conv(x, kernel, bias, strides=strides, padding=padding, dilation=dilation, groups=groups)
+    pads = padding_pairs("test", padding, spatial, ksize, strides, dilation)
+    expected = conv_reference(x, kernel, bias, strides, pads, dilation, groups)
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+
+
+@given(
+    rank=st.integers(1, 2),
+    n=st.integers(3, 7),
+    f=st.integers(1, 3),
+    s=st.integers(1, 3),
+    d=st.integers(1, 2),
+    lo=st.integers(-1, 2),
+    hi=st.integers(-1, 2),
+    groups=st.sampled_from([1, 2]),
+)
+def test_conv_matches_naive_reference_property(rank, n, f, s, d, lo, hi, groups):
+    assume((n + lo + hi - d * (f - 1) - 1) // s + 1 >= 1)
+    x = _random((1, *(n,) * rank, 2), 3)
+    kernel = _random((*(f,) * rank, 2 // groups, 2), 4)
+    pads = ((lo, hi),) * rank
+    y = ops.conv(x, kernel, strides=s, padding=pads, dilation=d, groups=groups)
+    expected = conv_reference(x, kernel, None, (s,) * rank, pads, (d,) * rank, groups)
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_ones_image_ones_kernel_count_maps():
+    """Each output counts the image pixels under the kernel: 9 inside, fewer at the SAME borders."""
+    x = jnp.ones((1, 5, 5, 1), jnp.float64)
+    kernel = jnp.ones((3, 3, 1, 1), jnp.float64)
+    valid = ops.conv(x, kernel, padding="VALID")[0, :, :, 0]
+    np.testing.assert_array_equal(valid, np.full((3, 3), 9.0))
+    same = ops.conv(x, kernel, padding="SAME")[0, :, :, 0]
+    expected = [[4, 6, 6, 6, 4], [6, 9, 9, 9, 6], [6, 9, 9, 9, 6], [6, 9, 9, 9, 6], [4, 6, 6, 6, 4]]
+    np.testing.assert_array_equal(same, np.array(expected, np.float64))
+
+
+def test_grouped_conv_poking_one_channel_moves_only_its_group():
+    """Haiku's test: a change in input channel 0 reaches only the outputs of group 0."""
+    kernel = _random((3, 3, 1, 4), 5)
+    x = jnp.zeros((1, 5, 5, 2), jnp.float64)
+    poked = x.at[0, 2, 2, 0].set(1.0)
+    delta = ops.conv(poked, kernel, groups=2) - ops.conv(x, kernel, groups=2)
+    assert np.abs(delta[..., :2]).max() > 0
+    np.testing.assert_array_equal(delta[..., 2:], 0.0)
+
+
+@pytest.mark.parametrize(
+    "n, f, s, padding, output_padding, expected",
+    [(4, 3, 2, "SAME", 0, 8), (4, 3, 2, "VALID", 0, 9), (4, 3, 2, "VALID", 1, 10), (5, 2, 1, "VALID", 0, 6)],
+)
+def test_conv_transpose_output_size(n, f, s, padding, output_padding, expected):
+    x = _random((1, n, n, 2), 6)
+    kernel = _random((f, f, 2, 3), 7)
+    y = ops.conv_transpose(x, kernel, strides=s, padding=padding, output_padding=output_padding)
+    assert y.shape == (1, expected, expected, 3)
+
+
+def test_conv_transpose_is_the_adjoint_of_conv_with_the_rotated_kernel():
+    """<conv(x, K), u> = <x, conv_transpose(u, rot180(K) with in/out swapped)> for VALID, stride s."""
+    x = _random((2, 9, 9, 3), 8)
+    kernel = _random((3, 3, 3, 4), 9)
+    y = ops.conv(x, kernel, strides=2)
+    u = _random(y.shape, 10)
+    rotated = jnp.swapaxes(kernel[::-1, ::-1], 2, 3)
+    back = ops.conv_transpose(u, rotated, strides=2, padding="VALID")
+    np.testing.assert_allclose(jnp.vdot(y, u), jnp.vdot(x, back), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "x_shape, k_shape, kwargs, match",
+    [
+        ((1, 5, 5), (3, 3, 1, 1), {}, r"conv: argument `x` must have rank 4.*shape \(1, 5, 5\)"),
+        ((1, 5, 5, 3), (3, 3, 1, 1), {}, r"conv: argument `x` has 3 channels but the kernel expects 1"),
+        ((1, 5, 5, 4), (3, 3, 2, 3), {"groups": 2}, r"`groups`=2 does not divide the kernel's 3 output"),
+        ((1, 2, 2, 1), (3, 3, 1, 1), {}, r"`kernel_size` \(3, 3\).*larger than the padded input \(2, 2\)"),
+        ((1, 5, 5, 1), (3, 3, 1, 1), {"padding": "FULL"}, r"`padding` must be 'VALID', 'SAME'.*'FULL'"),
+        ((1, 5, 5, 1), (3, 3, 1, 1), {"strides": 0}, r"`strides` must be positive, got \(0, 0\)"),
+        ((1, 5, 5, 1), (3, 3, 1, 1), {"strides": (1, 1, 1)}, r"`strides` has 3 entries.*2 spatial"),
+    ],
+)
+def test_conv_errors(x_shape, k_shape, kwargs, match):
+    with pytest.raises(LayerConfigError, match=match):
+        ops.conv(jnp.ones(x_shape), jnp.ones(k_shape), **kwargs)
+
+
+def test_unknown_grad_mode_is_an_error():
+    with pytest.raises(LayerConfigError, match=r"conv: argument `grad` must be one of"):
+        ops.conv(jnp.ones((1, 3, 3, 1)), jnp.ones((1, 1, 1, 1)), grad="numeric")

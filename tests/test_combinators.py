@@ -1,0 +1,130 @@
+"""Combinators, and composition with jit, vmap, grad and lax.scan."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import funcnn as fn
+from tests.layers.test_shape_agreement import check_shape_agreement
+
+
+def test_serial_parallel_fan_shapes():
+    model = fn.serial(
+        fn.Conv(4, 3, padding="SAME"),
+        fn.fan_out(2),
+        fn.parallel(fn.Conv(2, 1), fn.serial(fn.Conv(3, 3, padding="SAME"), fn.Relu())),
+        fn.fan_in_concat(),
+        fn.residual(fn.Conv(5, 3, padding="SAME"), fn.Relu()),
+        fn.fan_out(3),
+        fn.fan_in_sum(),
+        fn.GlobalAvgPool(),
+        fn.Dense(7),
+    )
+    assert check_shape_agreement(model, (-1, 6, 6, 2)) == (-1, 7)
+
+
+def test_serial_keys_are_folded_in_by_index():
+    model = fn.serial(fn.Dense(3), fn.Dense(3))
+    _, params, _ = model.init(jax.random.key(7), (-1, 3))
+    _, first, _ = fn.Dense(3).init(jax.random.fold_in(jax.random.key(7), 0), (-1, 3))
+    np.testing.assert_array_equal(params[0]["kernel"], first["kernel"])
+    assert not np.allclose(params[0]["kernel"], params[1]["kernel"])
+
+
+def test_serial_checks_state_structure():
+    def init(key, shape):
+        return shape, (), ()
+
+    def apply(params, state, x, *, key=None, train=False):
+        return x, {"extra": x}
+
+    bad = fn.Layer(init, apply)
+    model = fn.serial(fn.Relu(), bad)
+    _, params, state = model.init(jax.random.key(0), (-1, 2))
+    with pytest.raises(
+        fn.LayerConfigError,
+        match=r"serial: layer 1 \(test_serial_checks_state_structure\) returned a state of structure",
+    ):
+        model.apply(params, state, jnp.ones((1, 2)))
+
+
+@pytest.mark.parametrize(
+    "layer, shapes, match",
+    [
+        (
+            fn.fan_in_sum(),
+            ((-1, 2), (-1, 3)),
+            r"fan_in_sum: argument `x` must be a non-empty tuple .* equal shapes",
+        ),
+        (fn.fan_in_concat(), ((-1, 2, 2), (-1, 3, 2)), r"fan_in_concat: .* outside axis -1, got shapes"),
+        (fn.parallel(fn.Relu()), ((-1, 2), (-1, 2)), r"parallel: argument `input_shape` has 2 entries but"),
+        (fn.residual(fn.Dense(3)), (-1, 2), r"residual: the body maps shape \(-1, 2\) to \(-1, 3\)"),
+    ],
+)
+def test_combinator_errors(layer, shapes, match):
+    with pytest.raises(fn.LayerConfigError, match=match):
+        layer.init(jax.random.key(0), shapes)
+
+
+def test_fan_out_rejects_non_positive():
+    with pytest.raises(fn.LayerConfigError, match=r"fan_out: argument `n` must be a positive integer, got 0"):
+        fn.fan_out(0)
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    model = fn.serial(
+        fn.Conv(4, 3, padding="SAME"), fn.BatchNorm(), fn.Relu(), fn.MaxPool(2), fn.Flatten(), fn.Dense(3)
+    )
+    _, params, state = model.init(jax.random.key(0), (-1, 6, 6, 1))
+    x = jax.random.normal(jax.random.key(1), (4, 6, 6, 1))
+    return model, params, state, x
+
+
+def test_composes_with_jit_vmap_grad_and_scan(small_model):
+    model, params, state, x = small_model
+
+    def loss(p, x):
+        y, _ = model.apply(p, state, x)
+        return jnp.sum(y**2)
+
+    grads = jax.jit(jax.grad(loss))(params, x)
+    assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(params)
+
+    per_example = jax.vmap(jax.grad(loss), in_axes=(None, 0))(params, x[:, None])
+    summed = jax.tree.map(lambda g: jnp.sum(g, axis=0), per_example)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5), summed, grads)
+
+    def body(carry, _):
+        p, s = carry
+        (y, s), g = jax.value_and_grad(
+            lambda p: (lambda out: (jnp.mean(out[0] ** 2), out[1]))(model.apply(p, s, x, train=True)),
+            has_aux=True,
+        )(p)
+        return (jax.tree.map(lambda a, b: a - 0.01 * b, p, g), s), y
+
+    (_, new_state), losses = jax.lax.scan(body, (params, state), None, length=3)
+    assert losses.shape == (3,)
+    assert jax.tree_util.tree_structure(new_state) == jax.tree_util.tree_structure(state)
+
+
+def test_batchnorm_moves_statistics_in_training_only(small_model):
+    model, params, state, x = small_model
+    _, trained = model.apply(params, state, x, train=True)
+    _, evaluated = model.apply(params, state, x, train=False)
+    assert not np.allclose(trained[1].mean, state[1].mean)
+    np.testing.assert_array_equal(evaluated[1].mean, state[1].mean)
+    np.testing.assert_array_equal(evaluated[1].var, state[1].var)
+
+
+def test_evaluation_is_deterministic():
+    model = fn.serial(fn.Dense(8), fn.Dropout(0.5), fn.BatchNorm(), fn.Dense(2))
+    _, params, state = model.init(jax.random.key(0), (-1, 4))
+    x = jnp.ones((3, 4))
+    a, _ = model.apply(params, state, x, key=jax.random.key(1))
+    b, _ = model.apply(params, state, x, key=jax.random.key(2))
+    np.testing.assert_array_equal(a, b)
+    c, _ = model.apply(params, state, x, key=jax.random.key(1), train=True)
+    d, _ = model.apply(params, state, x, key=jax.random.key(2), train=True)
+    assert not np.allclose(c, d)

@@ -8,11 +8,22 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
-jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 settings.register_profile("funcnn", deadline=None, max_examples=25, derandomize=True)
 settings.load_profile("funcnn")
+
+
+@pytest.fixture(autouse=True)
+def strict_dtype_promotion(request):
+    """Strict dtype promotion, except in tests marked ``standard_promotion``.
+
+    Those run optax's optimisers, whose bias corrections mix int and float
+    scalars, which strict promotion rejects.
+    """
+    mode = "standard" if request.node.get_closest_marker("standard_promotion") else "strict"
+    with jax.numpy_dtype_promotion(mode):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,20 @@
+"""The ``>>>`` examples in docstrings run and print what they claim."""
+
+import doctest
+
+import pytest
+
+import funcnn.combinators
+import funcnn.core
+import funcnn.filters
+import funcnn.layers.conv
+import funcnn.shapes
+
+
+@pytest.mark.parametrize(
+    "module", [funcnn.core, funcnn.shapes, funcnn.combinators, funcnn.filters, funcnn.layers.conv]
+)
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0

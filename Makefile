@@ -24,8 +24,9 @@ test: $(STAMP)
 	$(BIN)/ruff check funcnn tests examples benchmarks
 	$(BIN)/python -m pytest -n 2 -m "not slow" -q
 
+# --resume: a second `make train` continues an interrupted run, or reports the finished one.
 train: $(STAMP) data
-	$(BIN)/funcnn train --model fashion_mnist_cnn --epochs $(EPOCHS) --data "$(DATA_DIR)" --out "$(OUT)"
+	$(BIN)/funcnn train --model fashion_mnist_cnn --epochs $(EPOCHS) --data "$(DATA_DIR)" --out "$(OUT)" --resume
 
 lint: $(STAMP)
 	$(BIN)/ruff check funcnn tests examples benchmarks

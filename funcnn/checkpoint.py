@@ -1,0 +1,257 @@
+"""Save and restore pytrees with orbax-checkpoint: atomic, the last N kept, no pickle.
+
+A checkpoint directory holds one sub-folder per step. orbax writes each step
+into a temporary folder and renames it when complete, so a process killed
+mid-write leaves the previous checkpoints intact (the unfinished temporary
+folder is ignored, and removed by the next :func:`save`). Arrays go to
+TensorStore files, the metadata to JSON.
+
+>>> import jax.numpy as jnp, tempfile
+>>> d = tempfile.mkdtemp()
+>>> save(d, 10, {"w": jnp.ones(3)}, {"epoch": 1})
+>>> latest_step(d)
+10
+>>> tree, meta = restore(d, {"w": jnp.zeros(3)})
+>>> meta
+{'epoch': 1}
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+DEFAULT_KEEP = 3
+"""How many of the newest checkpoints :func:`save` keeps by default."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be saved or restored; the message names the directory and step."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The directory holds no complete checkpoint, or not the requested step."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint's tree structure, shapes or dtypes differ from the target's."""
+
+
+def save(
+    directory: str | os.PathLike,
+    step: int,
+    pytree: Any,
+    metadata: dict[str, Any] | None = None,
+    *,
+    keep: int = DEFAULT_KEEP,
+) -> None:
+    """Atomically write ``pytree`` and JSON ``metadata`` as checkpoint ``step``.
+
+    Older checkpoints beyond the newest ``keep`` are deleted, and so are
+    temporary folders left by interrupted writes.
+
+    Args:
+      directory: the checkpoint directory (created if missing).
+      step: the step number, larger than every step already saved.
+      pytree: a pytree of arrays (``jax.random.key`` arrays included).
+      metadata: a JSON-serialisable dict saved next to the arrays.
+      keep: how many of the newest checkpoints to keep.
+
+    Raises:
+      CheckpointError: ``pytree`` holds a NaN or infinity (a diverged
+        state is never saved), or ``step`` is not newer than the latest.
+    """
+    directory = Path(directory).absolute()
+    bad = _non_finite_paths(pytree)
+    if bad:
+        raise CheckpointError(
+            f"{directory}: refusing to save step {step}: non-finite values in {', '.join(bad[:5])}"
+        )
+    latest = latest_step(directory)
+    if latest is not None and step <= latest:
+        raise CheckpointError(f"{directory}: cannot save step {step}: step {latest} is already saved")
+    with _manager(directory, keep=keep, writing=True) as manager:
+        manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(pytree), metadata=ocp.args.JsonSave(metadata or {})
+            ),
+        )
+        manager.wait_until_finished()
+
+
+def latest_step(directory: str | os.PathLike) -> int | None:
+    """The newest complete checkpoint step in ``directory``, or ``None``.
+
+    Args:
+      directory: the checkpoint directory (need not exist).
+
+    Returns:
+      The largest saved step; ``None`` when there is none.
+    """
+    return max(all_steps(directory), default=None)
+
+
+def all_steps(directory: str | os.PathLike) -> list[int]:
+    """The complete checkpoint steps in ``directory``, ascending (``[]`` when none).
+
+    Args:
+      directory: the checkpoint directory (need not exist).
+
+    Returns:
+      The saved steps; unfinished temporary folders are not counted.
+    """
+    directory = Path(directory).absolute()
+    if not directory.is_dir():
+        return []
+    with _manager(directory) as manager:
+        return sorted(manager.all_steps())
+
+
+def read_metadata(directory: str | os.PathLike, step: int | None = None) -> dict[str, Any]:
+    """The JSON metadata of checkpoint ``step`` (the latest when ``None``).
+
+    Args:
+      directory: the checkpoint directory.
+      step: the step to read, or ``None`` for the latest.
+
+    Returns:
+      The metadata dict given to :func:`save`.
+
+    Raises:
+      CheckpointNotFoundError: there is no such checkpoint.
+    """
+    directory = Path(directory).absolute()
+    step = _existing_step(directory, step)
+    with _manager(directory) as manager:
+        return manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore())).metadata
+
+
+def restore(directory: str | os.PathLike, target: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """Restore checkpoint ``step`` into the structure of ``target``.
+
+    Args:
+      directory: the checkpoint directory.
+      target: a pytree with the structure, shapes and dtypes of the saved
+        one: arrays (their values are not used) or ``jax.ShapeDtypeStruct`` s,
+        e.g. from ``jax.eval_shape``. Arrays come back with the target's
+        sharding, by default on the first device.
+      step: the step to restore, or ``None`` for the latest.
+
+    Returns:
+      ``(pytree, metadata)``: the saved arrays in ``target``'s structure, and
+      the saved metadata dict.
+
+    Raises:
+      CheckpointNotFoundError: there is no such checkpoint.
+      CheckpointMismatchError: the saved tree differs from ``target`` in
+        structure, shapes or dtypes; the message lists the differences.
+    """
+    directory = Path(directory).absolute()
+    step = _existing_step(directory, step)
+    with _manager(directory) as manager:
+        saved = _leaf_specs(manager.item_metadata(step).state.tree)
+        expected = _leaf_specs(jax.tree.map(_stored_form, target))
+        problems = _differences(saved, expected)
+        if problems:
+            raise CheckpointMismatchError(
+                f"{directory}: checkpoint step {step} does not match the target pytree: "
+                + "; ".join(problems[:8])
+                + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
+            )
+        restored = manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(jax.tree.map(_abstract, target)),
+                metadata=ocp.args.JsonRestore(),
+            ),
+        )
+    return restored.state, restored.metadata
+
+
+def _manager(directory: Path, *, keep: int = DEFAULT_KEEP, writing: bool = False) -> ocp.CheckpointManager:
+    """A synchronous orbax ``CheckpointManager`` for ``directory``.
+
+    Only a writing manager creates the directory and removes the temporary
+    folders of interrupted writes.
+    """
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep,
+        enable_async_checkpointing=False,
+        cleanup_tmp_directories=writing,
+        create=writing,
+    )
+    handlers = {"state": ocp.StandardCheckpointHandler(), "metadata": ocp.JsonCheckpointHandler()}
+    return ocp.CheckpointManager(directory, options=options, item_handlers=handlers)
+
+
+def _existing_step(directory: Path, step: int | None) -> int:
+    """``step`` (or the latest step) after checking that it exists."""
+    steps = all_steps(directory)
+    if not steps:
+        raise CheckpointNotFoundError(f"{directory}: no complete checkpoint found")
+    if step is None:
+        return steps[-1]
+    if step not in steps:
+        raise CheckpointNotFoundError(f"{directory}: no checkpoint for step {step} (saved steps: {steps})")
+    return step
+
+
+def _abstract(leaf: Any) -> jax.ShapeDtypeStruct:
+    """A target leaf as shape, dtype and sharding (its own, else the first device)."""
+    sharding = getattr(leaf, "sharding", None) or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding)
+
+
+def _stored_form(leaf: Any) -> Any:
+    """What orbax stores for a leaf: ``jax.random.key`` arrays as their raw ``uint32`` data."""
+    if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        return jax.eval_shape(jax.random.key_data, leaf)
+    return leaf
+
+
+def _leaf_specs(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Map each leaf's dotted path (orbax's naming) to its ``(shape, dtype)``."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {
+        ".".join(_key_name(k) for k in path): (tuple(leaf.shape), np.dtype(leaf.dtype).name)
+        for path, leaf in leaves
+    }
+
+
+def _key_name(key: Any) -> str:
+    """One path entry as orbax names it: dict keys, attribute names and sequence indices."""
+    for attribute in ("key", "name", "idx"):
+        if hasattr(key, attribute):
+            return str(getattr(key, attribute))
+    return str(key)
+
+
+def _differences(saved: dict, expected: dict) -> list[str]:
+    """Human-readable differences between two leaf-spec maps."""
+    problems = [f"missing in checkpoint: {p} {expected[p][0]}" for p in expected if p not in saved]
+    problems += [f"not in target: {p} {saved[p][0]}" for p in saved if p not in expected]
+    problems += [
+        f"{p}: checkpoint has shape {saved[p][0]} {saved[p][1]}, target {expected[p][0]} {expected[p][1]}"
+        for p in expected
+        if p in saved and saved[p] != expected[p]
+    ]
+    return problems
+
+
+def _non_finite_paths(tree: Any) -> list[str]:
+    """Dotted paths of the floating-point leaves holding a NaN or infinity."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    floating = [(path, leaf) for path, leaf in leaves if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+    values = jax.device_get([leaf for _, leaf in floating])
+    return [
+        ".".join(_key_name(k) for k in path)
+        for (path, _), value in zip(floating, values, strict=True)
+        if not np.isfinite(np.asarray(value, np.float64)).all()
+    ]

@@ -1,0 +1,427 @@
+"""N-dimensional convolution (channels last) and transposed convolution.
+
+Forward pass, the course's "steps of convolution" generalised: slide the
+kernel ``K`` over the (padded, dilated) input ``X``, multiply, sum, add the
+bias::
+
+    Y[n, o, c_out] = b[c_out] + sum_{k, c_in} X[n, s o + d k - lo, g(c_out) c_in] K[k, c_in, c_out]
+
+with stride ``s``, kernel dilation ``d``, low padding ``lo`` and feature group
+``g(c_out)``. Layout: ``x`` is ``(N, *spatial, C_in)``, ``kernel`` is
+``(*kernel_spatial, C_in / groups, C_out)``.
+
+Backward pass: the hand-written VJP ``_conv_bwd`` (equations in its docstring,
+derivation in ``docs/math/backward.md``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+from jax import lax
+
+from funcnn.core import LayerConfigError
+from funcnn.ops._grad import select
+from funcnn.shapes import Padding, conv_output_size, dilated_size, normalize_tuple, padding_pairs
+
+_SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
+
+
+class ConvConfig(NamedTuple):
+    """Static (hashable) configuration of a convolution: ``nondiff_argnums`` of its VJP."""
+
+    strides: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]
+    lhs_dilation: tuple[int, ...]
+    rhs_dilation: tuple[int, ...]
+    groups: int
+    precision: lax.Precision | tuple | None
+    preferred_element_type: jax.typing.DTypeLike | None
+
+
+def dimension_numbers(rank: int) -> tuple[str, str, str]:
+    """Channels-last dimension numbers for ``lax.conv_general_dilated``."""
+    s = _SPATIAL[rank]
+    return f"N{s}C", f"{s}IO", f"N{s}C"
+
+
+def check_conv(
+    op: str,
+    x_shape: Sequence[int],
+    kernel_shape: Sequence[int],
+    groups: int,
+) -> None:
+    """Check ranks, channels and groups of a convolution; errors name ``op`` and the shapes."""
+    rank = len(kernel_shape) - 2
+    if rank not in _SPATIAL:
+        raise LayerConfigError(
+            f"{op}: argument `kernel` must have rank 3, 4 or 5 (1-3 spatial dims, then in "
+            f"and out channels), got shape {tuple(kernel_shape)}"
+        )
+    if len(x_shape) != rank + 2:
+        raise LayerConfigError(
+            f"{op}: argument `x` must have rank {rank + 2} (batch, {rank} spatial, channels) "
+            f"for a {rank}-D kernel, but has shape {tuple(x_shape)}"
+        )
+    if not isinstance(groups, int) or groups < 1:
+        raise LayerConfigError(f"{op}: argument `groups` must be a positive integer, got {groups!r}")
+    if x_shape[-1] != kernel_shape[-2] * groups:
+        raise LayerConfigError(
+            f"{op}: argument `x` has {x_shape[-1]} channels but the kernel expects "
+            f"{kernel_shape[-2]} x {groups} groups = {kernel_shape[-2] * groups} "
+            f"(x.shape={tuple(x_shape)}, kernel.shape={tuple(kernel_shape)})"
+        )
+    if kernel_shape[-1] % groups:
+        raise LayerConfigError(
+            f"{op}: argument `groups`={groups} does not divide the kernel's {kernel_shape[-1]} "
+            f"output channels (kernel.shape={tuple(kernel_shape)})"
+        )
+
+
+def check_output_size(
+    op: str,
+    spatial: Sequence[int],
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    padding: Sequence[tuple[int, int]],
+    dilation: Sequence[int],
+) -> tuple[int, ...]:
+    """Output spatial sizes; raise when the dilated kernel is larger than the padded input."""
+    out = tuple(
+        conv_output_size(n, f, s, p, d)
+        for n, f, s, p, d in zip(spatial, kernel, strides, padding, dilation, strict=True)
+    )
+    if any(o < 1 for o in out):
+        padded = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, padding, strict=True))
+        span = tuple(dilated_size(f, d) for f, d in zip(kernel, dilation, strict=True))
+        raise LayerConfigError(
+            f"{op}: argument `kernel_size` {tuple(kernel)} (dilated span {span}) is larger than "
+            f"the padded input {padded} (input spatial shape {tuple(spatial)}, padding "
+            f"{tuple(padding)})"
+        )
+    return out
+
+
+def conv_config(
+    op: str,
+    x_shape: Sequence[int],
+    kernel_shape: Sequence[int],
+    *,
+    strides: int | Sequence[int],
+    padding: Padding,
+    dilation: int | Sequence[int],
+    lhs_dilation: int | Sequence[int] = 1,
+    groups: int,
+    precision: lax.Precision | None = None,
+    preferred_element_type: jax.typing.DTypeLike | None = None,
+) -> ConvConfig:
+    """Validate a convolution and resolve its arguments to a ``ConvConfig``."""
+    check_conv(op, x_shape, kernel_shape, groups)
+    rank = len(kernel_shape) - 2
+    strides = normalize_tuple(op, "strides", strides, rank)
+    dilation = normalize_tuple(op, "dilation", dilation, rank)
+    lhs_dilation = normalize_tuple(op, "lhs_dilation", lhs_dilation, rank)
+    for name, value in (("strides", strides), ("dilation", dilation), ("lhs_dilation", lhs_dilation)):
+        if any(v < 1 for v in value):
+            raise LayerConfigError(f"{op}: argument `{name}` must be positive, got {value}")
+    spatial = tuple(dilated_size(n, d) for n, d in zip(x_shape[1:-1], lhs_dilation, strict=True))
+    kernel = tuple(kernel_shape[:-2])
+    pads = padding_pairs(op, padding, spatial, kernel, strides, dilation)
+    check_output_size(op, spatial, kernel, strides, pads, dilation)
+    return ConvConfig(strides, pads, lhs_dilation, dilation, groups, precision, preferred_element_type)
+
+
+def conv_forward(config: ConvConfig, x: jax.Array, kernel: jax.Array, bias: jax.Array | None) -> jax.Array:
+    """The forward convolution for a resolved ``config`` (differentiated by JAX when used directly)."""
+    y = lax.conv_general_dilated(
+        x,
+        kernel,
+        window_strides=config.strides,
+        padding=config.padding,
+        lhs_dilation=config.lhs_dilation,
+        rhs_dilation=config.rhs_dilation,
+        dimension_numbers=dimension_numbers(kernel.ndim - 2),
+        feature_group_count=config.groups,
+        precision=config.precision,
+        preferred_element_type=config.preferred_element_type,
+    )
+    return y if bias is None else y + lax.broadcast_to_rank(bias.astype(y.dtype), y.ndim)
+
+
+def unreached_input(config: ConvConfig, spatial: Sequence[int], kernel: Sequence[int]) -> tuple[int, ...]:
+    """``r = (N' + lo + hi - Kd) mod s`` per axis: padded input past the last window.
+
+    ``N' = l (N - 1) + 1`` is the input length after input (``lhs``) dilation
+    ``l`` and ``Kd = d (K - 1) + 1`` the dilated kernel span; the last window
+    ends ``r`` elements before the end of the padded input.
+    """
+    return tuple(
+        (dilated_size(n, dl) + lo + hi - dilated_size(f, d)) % s
+        for n, f, s, (lo, hi), dl, d in zip(
+            spatial,
+            kernel,
+            config.strides,
+            config.padding,
+            config.lhs_dilation,
+            config.rhs_dilation,
+            strict=True,
+        )
+    )
+
+
+def conv_input_grad(config: ConvConfig, g: jax.Array, kernel: jax.Array, x_shape: Sequence[int]) -> jax.Array:
+    """``dL/dX``: the full convolution of the stride-dilated ``g`` with the rotated kernel.
+
+    ``rot180(K)`` with in/out channels swapped (per group), ``g`` dilated by the
+    stride ``s``, padded by ``(Kd - 1 - lo, Kd - 1 - hi + r)``, kernel dilation
+    ``d``, then strided by the input dilation ``l`` (``window_strides=l``).
+    Returns ``(N, *spatial, C_in)`` in ``g``'s dtype (or ``preferred_element_type``).
+    """
+    rank = kernel.ndim - 2
+    spatial_axes = tuple(range(rank))
+    *kernel_spatial, group_in, c_out = kernel.shape
+    groups = config.groups
+    # (K, C_in/G, C_out) -> (K, C_out/G, C_in): swap in/out inside each group.
+    swapped = kernel.reshape(*kernel_spatial, group_in, groups, c_out // groups)
+    swapped = swapped.transpose(*spatial_axes, rank + 2, rank + 1, rank)
+    swapped = swapped.reshape(*kernel_spatial, c_out // groups, groups * group_in)
+    rotated = lax.rev(swapped, spatial_axes).astype(g.dtype)
+    unreached = unreached_input(config, x_shape[1:-1], kernel_spatial)
+    padding = tuple(
+        (dilated_size(f, d) - 1 - lo, dilated_size(f, d) - 1 - hi + r)
+        for f, d, (lo, hi), r in zip(
+            kernel_spatial, config.rhs_dilation, config.padding, unreached, strict=True
+        )
+    )
+    return lax.conv_general_dilated(
+        g,
+        rotated,
+        window_strides=config.lhs_dilation,
+        padding=padding,
+        lhs_dilation=config.strides,
+        rhs_dilation=config.rhs_dilation,
+        dimension_numbers=dimension_numbers(rank),
+        feature_group_count=groups,
+        precision=config.precision,
+        preferred_element_type=config.preferred_element_type,
+    )
+
+
+def conv_kernel_grad(
+    config: ConvConfig, g: jax.Array, x: jax.Array, kernel_shape: Sequence[int]
+) -> jax.Array:
+    """``dL/dK``: the padded, input-dilated ``X`` cross-correlated with ``g``.
+
+    Written as a plain channels-last convolution on transposed operands: the
+    batch axis ``N`` is the contraction ("feature") axis, ``X`` becomes the
+    lhs ``(C_in/G, *spatial, G N)`` and ``g`` the rhs kernel ``(*out_spatial,
+    N, C_out)``; ``feature_group_count=G`` pairs input group ``j`` with output
+    group ``j``. Stride ``s`` becomes the rhs dilation, kernel dilation ``d``
+    the window stride, input dilation ``l`` stays on ``X``, and the padding is
+    ``(lo, hi - r)``. Returns ``(*kernel_spatial, C_in/G, C_out)``.
+    """
+    rank = x.ndim - 2
+    batch, *spatial, c_in = x.shape
+    groups = config.groups
+    group_in = c_in // groups
+    # (N, *spatial, C_in) -> (C_in/G, *spatial, G N).
+    lhs = x.reshape(batch, *spatial, groups, group_in).astype(g.dtype)
+    lhs = lhs.transpose(rank + 2, *range(1, rank + 1), rank + 1, 0)
+    lhs = lhs.reshape(group_in, *spatial, groups * batch)
+    # (N, *out_spatial, C_out) -> (*out_spatial, N, C_out).
+    rhs = g.transpose(*range(1, rank + 1), 0, rank + 1)
+    unreached = unreached_input(config, spatial, kernel_shape[:-2])
+    padding = tuple((lo, hi - r) for (lo, hi), r in zip(config.padding, unreached, strict=True))
+    grad = lax.conv_general_dilated(
+        lhs,
+        rhs,
+        window_strides=config.rhs_dilation,
+        padding=padding,
+        lhs_dilation=config.lhs_dilation,
+        rhs_dilation=config.strides,
+        dimension_numbers=dimension_numbers(rank),
+        feature_group_count=groups,
+        precision=config.precision,
+        preferred_element_type=config.preferred_element_type,
+    )
+    # (C_in/G, *K, C_out) -> (*K, C_in/G, C_out).
+    return grad.transpose(*range(1, rank + 1), 0, rank + 1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def conv_custom(config: ConvConfig, x: jax.Array, kernel: jax.Array, bias: jax.Array | None) -> jax.Array:
+    """``conv_forward`` differentiated by the hand-written rule ``_conv_bwd``."""
+    return conv_forward(config, x, kernel, bias)
+
+
+def _conv_fwd(config, x, kernel, bias):
+    return conv_forward(config, x, kernel, bias), (x, kernel, bias)
+
+
+def _conv_bwd(config, saved, g):
+    """Hand-written VJP of the convolution, from ``lax`` primitives only.
+
+    The course's equations, for a stride-1 VALID 2-D convolution
+    ``Y_ab = B + sum_ij X_{a+i, b+j} K_ij`` and upstream gradient ``dL/dY``::
+
+        dL/dB    = sum_ab dL/dY_ab
+        dL/dK_ij = sum_ab X_{i+a, j+b} dL/dY_ab        (X cross-correlated with dL/dY)
+        dL/dX    = full_conv(dL/dY, rot180(K))         (pad dL/dY by K - 1 on each side)
+
+    Generalised per spatial axis, with stride ``s``, padding ``(lo, hi)`` (may
+    be negative), kernel dilation ``d``, input dilation ``l``, ``G`` groups,
+    input length ``N``, ``N' = l (N - 1) + 1``, kernel length ``K``, dilated
+    kernel span ``Kd = d (K - 1) + 1`` and ``r = (N' + lo + hi - Kd) mod s``,
+    the padded input the forward pass never reached:
+
+    * ``dL/dB = dL/dY`` summed over batch and space.
+    * ``dL/dK = X`` (dilated by ``l``, padded ``(lo, hi - r)``) cross-correlated
+      with ``dL/dY``, summed over the batch: the stride becomes the dilation of
+      the cotangent, the kernel dilation becomes the stride, and each of the
+      ``G`` groups correlates its own input channels with its own output
+      channels (in XLA terms ``batch_group_count=G`` with the channels as the
+      batch; here ``feature_group_count=G`` on ``X`` laid out as
+      ``(C_in/G, *spatial, G N)``, the fast path on XLA:CPU).
+    * ``dL/dX`` = full convolution of the stride-dilated ``dL/dY`` with the
+      180-degree-rotated kernel, in/out channels swapped within each group,
+      kernel dilation ``d``, padding ``(Kd - 1 - lo, Kd - 1 - hi + r)``; with
+      input dilation ``l`` the result is then strided by ``l``
+      (``window_strides=l``): only the real inputs get a gradient.
+
+    ``precision`` and ``preferred_element_type`` pass through to both backward
+    convolutions; cotangents come back in the primal's dtype. The rule is
+    itself made of ``lax`` ops, so JAX can differentiate it (``grad`` of
+    ``grad``, ``hessian``).
+    """
+    x, kernel, bias = saved
+    dx = conv_input_grad(config, g, kernel, x.shape).astype(x.dtype)
+    dkernel = conv_kernel_grad(config, g, x, kernel.shape).astype(kernel.dtype)
+    dbias = None if bias is None else g.sum(axis=tuple(range(g.ndim - 1))).astype(bias.dtype)
+    return dx, dkernel, dbias
+
+
+conv_custom.defvjp(_conv_fwd, _conv_bwd)
+
+
+def conv(
+    x: jax.Array,
+    kernel: jax.Array,
+    bias: jax.Array | None = None,
+    *,
+    strides: int | Sequence[int] = 1,
+    padding: Padding = "VALID",
+    dilation: int | Sequence[int] = 1,
+    lhs_dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+    precision: lax.Precision | None = None,
+    preferred_element_type: jax.typing.DTypeLike | None = None,
+    grad: str = "custom",
+) -> jax.Array:
+    """N-D convolution (cross-correlation, as in deep learning), channels last.
+
+    Args:
+      x: input ``(N, *spatial, C_in)``.
+      kernel: ``(*kernel_spatial, C_in / groups, C_out)`` (HWIO for 2-D).
+      bias: optional ``(C_out,)``.
+      strides: window step per spatial axis (an int broadcasts).
+      padding: ``"VALID"``, ``"SAME"``, an int, or ``(low, high)`` pairs; pairs
+        may be negative (cropping).
+      dilation: kernel (``rhs``) dilation.
+      lhs_dilation: input dilation (a transposed convolution's stride).
+      groups: feature groups; ``groups == C_in`` is a depthwise convolution.
+      precision, preferred_element_type: passed to ``lax.conv_general_dilated``
+        in the forward and the backward convolutions.
+      grad: ``"custom"`` (hand-written VJP) or ``"autodiff"`` (JAX's).
+
+    Returns:
+      ``(N, *out_spatial, C_out)`` with ``out = floor((n + lo + hi - d (f - 1) - 1) / s) + 1``.
+    """
+    config = conv_config(
+        "conv",
+        x.shape,
+        kernel.shape,
+        strides=strides,
+        padding=padding,
+        dilation=dilation,
+        lhs_dilation=lhs_dilation,
+        groups=groups,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+    )
+    return select("conv", grad, conv_custom, conv_forward)(config, x, kernel, bias)
+
+
+def transpose_padding(
+    op: str,
+    padding: Padding,
+    spatial: Sequence[int],
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dilation: Sequence[int],
+    output_padding: Sequence[int],
+) -> tuple[tuple[int, int], ...]:
+    """Padding of the dilated-input convolution that implements a transposed convolution.
+
+    ``padding`` names the padding ``(lo, hi)`` of the forward convolution being
+    transposed (``"SAME"``: the one that maps ``n s`` inputs to ``n``). The
+    transposed convolution pads its stride-dilated input by
+    ``(d (f - 1) - lo, d (f - 1) - hi + output_padding)``, giving the output
+    length ``(n - 1) s + d (f - 1) + 1 - lo - hi + output_padding``.
+    """
+    forward_spatial = tuple(n * s for n, s in zip(spatial, strides, strict=True))
+    forward = padding_pairs(op, padding, forward_spatial, kernel, strides, dilation)
+    return tuple(
+        (dilated_size(f, d) - 1 - lo, dilated_size(f, d) - 1 - hi + op_)
+        for f, d, (lo, hi), op_ in zip(kernel, dilation, forward, output_padding, strict=True)
+    )
+
+
+def conv_transpose(
+    x: jax.Array,
+    kernel: jax.Array,
+    bias: jax.Array | None = None,
+    *,
+    strides: int | Sequence[int] = 1,
+    padding: Padding = "VALID",
+    dilation: int | Sequence[int] = 1,
+    output_padding: int | Sequence[int] = 0,
+    groups: int = 1,
+    precision: lax.Precision | None = None,
+    preferred_element_type: jax.typing.DTypeLike | None = None,
+    grad: str = "custom",
+) -> jax.Array:
+    """Transposed convolution: a convolution whose input is dilated by ``strides``.
+
+    As Flax's ``ConvTranspose`` (without kernel flipping): ``kernel`` is
+    ``(*kernel_spatial, C_in / groups, C_out)`` and the op is
+    ``conv(x, kernel, lhs_dilation=strides, padding=transpose_padding(...))``,
+    so its VJP is the conv rule with input dilation.
+
+    Output length per axis: ``(n - 1) s + d (f - 1) + 1 - lo - hi + output_padding``
+    where ``(lo, hi)`` is ``padding`` as the forward convolution's padding;
+    ``"SAME"`` gives ``n s``.
+    """
+    check_conv("conv_transpose", x.shape, kernel.shape, groups)
+    rank = kernel.ndim - 2
+    strides_t = normalize_tuple("conv_transpose", "strides", strides, rank)
+    dilation_t = normalize_tuple("conv_transpose", "dilation", dilation, rank)
+    output_padding_t = normalize_tuple("conv_transpose", "output_padding", output_padding, rank)
+    pads = transpose_padding(
+        "conv_transpose", padding, x.shape[1:-1], kernel.shape[:-2], strides_t, dilation_t, output_padding_t
+    )
+    return conv(
+        x,
+        kernel,
+        bias,
+        strides=1,
+        padding=pads,
+        dilation=dilation_t,
+        lhs_dilation=strides_t,
+        groups=groups,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+        grad=grad,
+    )

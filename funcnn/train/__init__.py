@@ -1,0 +1,42 @@
+"""Training: the train state, the jitted step, scanned or looped epochs, ``fit`` and ``evaluate``."""
+
+from funcnn.train.epoch import make_scan_epoch, run_loop_epoch
+from funcnn.train.evaluate import evaluate
+from funcnn.train.fit import MODES, FitResult, NonFiniteLossError, fit
+from funcnn.train.metrics import plot_curves, read_jsonl, write_jsonl
+from funcnn.train.optimizers import OPTIMIZERS, make_optimizer
+from funcnn.train.state import TrainState, abstract_train_state, init_train_state
+from funcnn.train.step import (
+    DEFAULT_LOSS,
+    PRECISIONS,
+    StepMetrics,
+    accuracy,
+    build_train_step,
+    forward,
+    make_train_step,
+)
+
+__all__ = [
+    "DEFAULT_LOSS",
+    "MODES",
+    "OPTIMIZERS",
+    "PRECISIONS",
+    "FitResult",
+    "NonFiniteLossError",
+    "StepMetrics",
+    "TrainState",
+    "abstract_train_state",
+    "accuracy",
+    "build_train_step",
+    "evaluate",
+    "fit",
+    "forward",
+    "init_train_state",
+    "make_optimizer",
+    "make_scan_epoch",
+    "make_train_step",
+    "plot_curves",
+    "read_jsonl",
+    "run_loop_epoch",
+    "write_jsonl",
+]

@@ -1,0 +1,83 @@
+"""Batched, jitted evaluation: mean loss and accuracy over a whole data set."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from funcnn.core import Layer, Params, State
+from funcnn.data.batching import scale_images
+from funcnn.train.step import DEFAULT_LOSS, Loss, Preprocess, forward
+
+
+def evaluate(
+    model: Layer,
+    params: Params,
+    model_state: State,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    batch_size: int = 1000,
+    loss: Loss = DEFAULT_LOSS,
+    preprocess: Preprocess = scale_images,
+    precision: str = "fp32",
+) -> dict[str, float]:
+    """Mean loss and accuracy of ``model`` (in inference mode) over every example.
+
+    The last, incomplete batch is padded and its padding masked out, so
+    every example counts exactly once and one compiled program serves all
+    batches.
+
+    Args:
+      model: the trained layer.
+      params: its parameters.
+      model_state: its state.
+      images: raw inputs, batch first (e.g. ``uint8`` images).
+      labels: integer labels.
+      batch_size: examples per jitted call.
+      loss: per-example ``loss(logits, labels)``.
+      preprocess: maps a raw batch to model inputs.
+      precision: ``"fp32"`` or ``"bf16"`` compute.
+
+    Returns:
+      ``{"loss": ..., "accuracy": ...}`` as Python floats.
+    """
+    n = len(images)
+    if n == 0:
+        raise ValueError("evaluate needs at least one example")
+    batch_size = min(batch_size, n)
+    step = _eval_step(model, loss, preprocess, precision)
+    total_loss, correct = 0.0, 0
+    for start in range(0, n, batch_size):
+        x, y = images[start : start + batch_size], labels[start : start + batch_size]
+        mask = np.ones(batch_size, bool)
+        if len(x) < batch_size:
+            mask[len(x) :] = False
+            pad = batch_size - len(x)
+            x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+            y = np.concatenate([y, np.zeros(pad, y.dtype)])
+        batch_loss, batch_correct = step(params, model_state, x, y, mask)
+        total_loss += float(batch_loss)
+        correct += int(batch_correct)
+    return {"loss": total_loss / n, "accuracy": correct / n}
+
+
+@functools.lru_cache(maxsize=16)
+def _eval_step(model: Layer, loss: Loss, preprocess: Preprocess, precision: str) -> Callable:
+    """The jitted ``(params, state, images, labels, mask) -> (loss sum, correct count)``, cached."""
+
+    def step(
+        params: Params, model_state: State, images: jax.Array, labels: jax.Array, mask: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        logits, _ = forward(model, params, model_state, preprocess(images), precision=precision)
+        labels = labels.astype(jnp.int32)
+        losses = jnp.where(mask, loss(logits, labels), 0.0)
+        predicted = jnp.argmax(logits, axis=-1)
+        correct = jnp.where(mask, predicted == labels.astype(predicted.dtype), False)
+        return losses.sum(), correct.sum()
+
+    return jax.jit(step)

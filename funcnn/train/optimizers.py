@@ -1,0 +1,38 @@
+"""Optimisers by name, with an optional cosine learning-rate decay (optax)."""
+
+from __future__ import annotations
+
+import optax
+
+OPTIMIZERS = ("adam", "sgd", "adamw")
+"""The names :func:`make_optimizer` accepts."""
+
+
+def make_optimizer(
+    name: str, learning_rate: float, *, decay_steps: int | None = None, weight_decay: float = 1e-4
+) -> optax.GradientTransformation:
+    """An optax optimiser: ``adam``, ``sgd`` (momentum 0.9, Nesterov) or ``adamw``.
+
+    Args:
+      name: one of :data:`OPTIMIZERS`.
+      learning_rate: the peak learning rate.
+      decay_steps: when given, the rate follows a cosine decay from
+        ``learning_rate`` to 0 over this many steps; constant otherwise.
+      weight_decay: the decoupled weight decay of ``adamw``.
+
+    Returns:
+      The optimiser.
+
+    Raises:
+      ValueError: unknown ``name`` or a non-positive ``learning_rate``.
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if not learning_rate > 0:
+        raise ValueError(f"learning rate must be positive, got {learning_rate}")
+    rate = learning_rate if decay_steps is None else optax.cosine_decay_schedule(learning_rate, decay_steps)
+    if name == "adam":
+        return optax.adam(rate)
+    if name == "adamw":
+        return optax.adamw(rate, weight_decay=weight_decay)
+    return optax.sgd(rate, momentum=0.9, nesterov=True)

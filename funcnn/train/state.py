@@ -1,0 +1,72 @@
+"""The training state: everything a step reads and writes, as one pytree."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from funcnn.core import Layer, Params, Shape, State
+
+
+class TrainState(NamedTuple):
+    """Parameters, layer state, optimiser state, step counter and random key.
+
+    Attributes:
+      params: the model's trainable parameters (float32 master copy).
+      model_state: the model's non-trained state (e.g. batch-norm statistics).
+      opt_state: the optax optimiser state.
+      step: the number of optimiser steps taken, an ``int32`` scalar.
+      key: the run's ``jax.random`` key; step ``s`` uses ``fold_in(key, s)``,
+        so the randomness of a step depends only on the key and the step.
+    """
+
+    params: Params
+    model_state: State
+    opt_state: Any
+    step: jax.Array
+    key: jax.Array
+
+
+def init_train_state(
+    model: Layer, optimizer: optax.GradientTransformation, key: jax.Array, input_shape: Shape
+) -> TrainState:
+    """Initialise the model and optimiser.
+
+    Args:
+      model: the layer to train.
+      optimizer: an optax optimiser.
+      key: a ``jax.random`` key; split into the initialisation key and the
+        training key.
+      input_shape: the model's input shape, batch first (the batch may be ``-1``).
+
+    Returns:
+      The state before the first step.
+    """
+    init_key, train_key = jax.random.split(key)
+    # One compiled program for the whole initialisation, instead of one per eager random op.
+    params, model_state = jax.jit(lambda k: model.init(k, tuple(input_shape))[1:])(init_key)
+    with jax.numpy_dtype_promotion("standard"):  # optax relies on implicit promotion
+        opt_state = optimizer.init(params)
+    return TrainState(params, model_state, opt_state, jnp.zeros((), jnp.int32), train_key)
+
+
+def abstract_train_state(
+    model: Layer, optimizer: optax.GradientTransformation, input_shape: Shape
+) -> TrainState:
+    """The shapes and dtypes of :func:`init_train_state`'s result, without computing it.
+
+    Nothing is compiled or allocated: use it as the target of
+    :func:`funcnn.checkpoint.restore`.
+
+    Args:
+      model: the layer to train.
+      optimizer: an optax optimiser.
+      input_shape: the model's input shape, batch first.
+
+    Returns:
+      A ``TrainState`` of ``jax.ShapeDtypeStruct`` leaves.
+    """
+    return jax.eval_shape(lambda key: init_train_state(model, optimizer, key, input_shape), jax.random.key(0))

@@ -1,0 +1,172 @@
+"""The training step: forward pass, loss, gradient and optimiser update.
+
+:func:`build_train_step` returns the pure step; :func:`make_train_step` jits
+it with the state's buffers donated. The scanned epoch calls the same pure
+step, so a scanned and a looped epoch compute the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from funcnn.core import Layer, Params, State
+from funcnn.data.batching import scale_images
+from funcnn.train.state import TrainState
+
+Loss = Callable[[jax.Array, jax.Array], jax.Array]
+"""``loss(logits, labels) -> per-example losses``, e.g. ``softmax_cross_entropy_with_integer_labels``."""
+
+Preprocess = Callable[[jax.Array], jax.Array]
+"""Maps a raw batch (e.g. ``uint8`` images) to model inputs, inside ``jit``."""
+
+Augment = Callable[[jax.Array, jax.Array], jax.Array]
+"""``augment(key, inputs) -> inputs``, e.g. :func:`funcnn.data.augment`."""
+
+PRECISIONS = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
+"""Compute dtypes by name; parameters are always kept in float32."""
+
+DEFAULT_LOSS: Loss = optax.softmax_cross_entropy_with_integer_labels
+
+
+class StepMetrics(NamedTuple):
+    """Batch-mean loss and accuracy of one step (stacked along steps by a scanned epoch)."""
+
+    loss: jax.Array
+    accuracy: jax.Array
+
+
+def forward(
+    model: Layer,
+    params: Params,
+    model_state: State,
+    inputs: jax.Array,
+    *,
+    key: jax.Array | None = None,
+    train: bool = False,
+    precision: str = "fp32",
+) -> tuple[jax.Array, State]:
+    """Apply ``model`` in the compute dtype of ``precision``; logits and state come back in float32.
+
+    With ``"bf16"``, parameters, state and inputs are cast to bfloat16 for the
+    forward pass; gradients flow back through the casts to the float32
+    parameters.
+
+    Args:
+      model: the layer to apply.
+      params: its parameters.
+      model_state: its state.
+      inputs: a batch of inputs.
+      key: a ``jax.random`` key for random layers in training.
+      train: training mode.
+      precision: ``"fp32"`` or ``"bf16"``.
+
+    Returns:
+      ``(logits, new_model_state)`` with the dtypes of float32 training.
+    """
+    dtype = PRECISIONS[precision]
+    logits, new_state = model.apply(
+        _cast_floating(params, dtype),
+        _cast_floating(model_state, dtype),
+        inputs.astype(dtype),
+        key=key,
+        train=train,
+    )
+    new_state = jax.tree.map(lambda new, old: new.astype(old.dtype), new_state, model_state)
+    return logits.astype(jnp.float32), new_state
+
+
+def build_train_step(
+    model: Layer,
+    loss: Loss,
+    optimizer: optax.GradientTransformation,
+    *,
+    preprocess: Preprocess = scale_images,
+    augment: Augment | None = None,
+    precision: str = "fp32",
+) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, StepMetrics]]:
+    """The pure training step ``step(state, images, labels) -> (state, metrics)``.
+
+    The step's key is ``fold_in(state.key, state.step)``, split between
+    augmentation and the model's random layers.
+
+    Args:
+      model: the layer to train; its output is the logits.
+      loss: ``loss(logits, labels)`` per example; the step minimises the batch mean.
+      optimizer: an optax optimiser.
+      preprocess: maps the raw batch to model inputs (default: scale ``uint8``
+        images to [0, 1] with a channel axis).
+      augment: ``augment(key, inputs)``, applied after ``preprocess``; ``None`` for none.
+      precision: ``"fp32"`` or ``"bf16"`` compute (see :func:`forward`).
+
+    Returns:
+      The step function, not jitted.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+
+    def step(state: TrainState, images: jax.Array, labels: jax.Array) -> tuple[TrainState, StepMetrics]:
+        augment_key, model_key = jax.random.split(jax.random.fold_in(state.key, state.step))
+        inputs = preprocess(images)
+        if augment is not None:
+            inputs = augment(augment_key, inputs)
+        labels = labels.astype(jnp.int32)
+
+        def objective(params: Params) -> tuple[jax.Array, tuple[jax.Array, State]]:
+            logits, model_state = forward(
+                model, params, state.model_state, inputs, key=model_key, train=True, precision=precision
+            )
+            return loss(logits, labels).mean(), (logits, model_state)
+
+        (value, (logits, model_state)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+        with jax.numpy_dtype_promotion("standard"):  # optax relies on implicit promotion
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new_state = TrainState(params, model_state, opt_state, state.step + 1, state.key)
+        return new_state, StepMetrics(value, accuracy(logits, labels))
+
+    return step
+
+
+def make_train_step(
+    model: Layer,
+    loss: Loss,
+    optimizer: optax.GradientTransformation,
+    *,
+    preprocess: Preprocess = scale_images,
+    augment: Augment | None = None,
+    precision: str = "fp32",
+) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, StepMetrics]]:
+    """The jitted training step; the incoming state's buffers are donated.
+
+    Args:
+      model: the layer to train.
+      loss: per-example ``loss(logits, labels)``.
+      optimizer: an optax optimiser.
+      preprocess: maps the raw batch to model inputs.
+      augment: ``augment(key, inputs)`` or ``None``.
+      precision: ``"fp32"`` or ``"bf16"``.
+
+    Returns:
+      ``step(state, images, labels) -> (state, StepMetrics)``; do not reuse the
+      state passed in (its buffers are donated).
+    """
+    step = build_train_step(
+        model, loss, optimizer, preprocess=preprocess, augment=augment, precision=precision
+    )
+    return jax.jit(step, donate_argnums=0)
+
+
+def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """The fraction of examples whose largest logit is the label."""
+    predicted = jnp.argmax(logits, axis=-1)
+    return (predicted == labels.astype(predicted.dtype)).mean()
+
+
+def _cast_floating(tree: Any, dtype: Any) -> Any:
+    """Cast the floating-point leaves of ``tree`` to ``dtype``."""
+    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)

@@ -1,0 +1,130 @@
+"""fit: scan and loop agree, resume is bit-for-bit, NaN stops cleanly, files are written.
+
+The model and optimiser objects are shared, so ``fit`` calls reuse their
+compiled epoch (``fit`` caches it per model, loss and optimiser).
+"""
+
+import json
+import re
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from funcnn import checkpoint
+from funcnn.data import scale_images
+from funcnn.train import NonFiniteLossError, abstract_train_state, evaluate, fit, read_jsonl
+
+FIELDS = {"epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds", "devices"}
+OPTIMIZER = optax.adam(1e-2)
+STEPS = 96 // 16  # steps per epoch
+
+
+def run(model, train_data, test_data=None, **kwargs):
+    options = {"optimizer": OPTIMIZER, "epochs": 2, "batch_size": 16, "seed": 3, "mode": "scan"} | kwargs
+    return fit(model, train_data, test_data, **options)
+
+
+@pytest.fixture(scope="module")
+def straight(model, train_data, test_data, tmp_path_factory):
+    """Two scanned epochs, uninterrupted, written to a folder: ``(result, out)``."""
+    out = tmp_path_factory.mktemp("straight")
+    return run(model, train_data, test_data, out=out, keep=1), out
+
+
+def assert_trees_equal(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x, y = jax.random.key_data(x), jax.random.key_data(y)
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_training_learns_and_writes_metrics_curves_and_checkpoints(straight):
+    result, out = straight
+    records = read_jsonl(out / "metrics.jsonl")
+    assert records == json.loads(json.dumps(result.history))
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert all(set(r) >= FIELDS for r in records)
+    assert records[-1]["devices"] == jax.device_count()
+    assert records[-1]["test_accuracy"] > 0.9
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert checkpoint.all_steps(out / "checkpoints") == [2 * STEPS]  # keep=1
+
+
+def test_scan_and_loop_give_the_same_numbers(straight, model, train_data, test_data):
+    scanned = straight[0]
+    looped = run(model, train_data, test_data, mode="loop")
+    assert [r["mode"] for r in scanned.history] == ["scan", "scan"]
+    assert [r["mode"] for r in looped.history] == ["loop", "loop"]
+    for a, b in zip(jax.tree.leaves(scanned.state.params), jax.tree.leaves(looped.state.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    for a, b in zip(scanned.history, looped.history, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+        assert a["test_accuracy"] == b["test_accuracy"]
+    assert int(scanned.state.step) == int(looped.state.step) == 2 * STEPS
+
+
+def test_resume_is_bit_for_bit(straight, model, train_data, test_data, tmp_path):
+    run(model, train_data, test_data, epochs=1, out=tmp_path)
+    resumed = run(model, train_data, test_data, epochs=2, out=tmp_path, resume=True)
+    assert_trees_equal(straight[0].state, resumed.state)
+    losses = [r["train_loss"] for r in resumed.history]
+    assert losses == [r["train_loss"] for r in straight[0].history]
+    assert [r["epoch"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [1, 2]
+
+
+def test_existing_checkpoints_need_resume_with_the_same_seed(straight, model, train_data):
+    out = straight[1]
+    with pytest.raises(FileExistsError, match=f"already holds checkpoints .*latest step {2 * STEPS}"):
+        run(model, train_data, epochs=3, out=out)
+    with pytest.raises(ValueError, match="cannot resume with seed 4: the checkpoint used 3"):
+        run(model, train_data, epochs=3, out=out, resume=True, seed=4)
+
+
+def test_resuming_a_finished_run_changes_nothing(straight, model, train_data, test_data):
+    result, out = straight
+    again = run(model, train_data, test_data, out=out, resume=True)
+    assert again.history == result.history
+    assert_trees_equal(again.state, result.state)
+
+
+@pytest.mark.parametrize("mode", ["scan", "loop"])
+def test_nan_stops_naming_epoch_and_step_and_keeps_the_last_checkpoint(
+    make_model, train_data, tmp_path, mode
+):
+    model = make_model(nan_from_step=8)  # the 9th step overall: epoch 2, step 3
+    message = re.escape("loss became nan at epoch 2, step 3 ")
+    with pytest.raises(NonFiniteLossError, match=message):
+        run(model, train_data, epochs=3, out=tmp_path, mode=mode)
+    directory = tmp_path / "checkpoints"
+    assert checkpoint.all_steps(directory) == [STEPS]
+    target = abstract_train_state(model, OPTIMIZER, (-1, 6, 6, 1))
+    state, meta = checkpoint.restore(directory, target)
+    assert meta["epoch"] == 1 and int(state.step) == STEPS
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(state.params))
+    assert [r["epoch"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [1]
+
+
+def test_evaluate_counts_every_example_once(straight, model, test_data):
+    state = straight[0].state
+    images, labels = test_data
+    logits, _ = model.apply(state.params, state.model_state, scale_images(images))
+    expected_loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels.astype(np.int32)).mean()
+    expected_accuracy = float(np.mean(np.argmax(np.asarray(logits), -1) == labels))
+    for batch_size in (7, 50, 1000):
+        result = evaluate(model, state.params, state.model_state, images, labels, batch_size=batch_size)
+        assert result["accuracy"] == pytest.approx(expected_accuracy)
+        assert result["loss"] == pytest.approx(float(expected_loss), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mode": "fast"}, "mode must be one of auto, scan, loop"),
+        ({"epochs": 0}, "epochs must be at least 1"),
+    ],
+)
+def test_bad_arguments(model, train_data, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        run(model, train_data, **kwargs)

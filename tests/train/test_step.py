@@ -1,0 +1,69 @@
+"""The jitted train step: it learns, donates its state, and supports bf16 compute."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from funcnn.train import DEFAULT_LOSS, TrainState, init_train_state, make_train_step
+from funcnn.train.step import build_train_step
+
+
+def initial_state(model, optimizer):
+    return init_train_state(model, optimizer, jax.random.key(0), (-1, 6, 6, 1))
+
+
+def test_state_is_a_pytree_with_typed_key(model):
+    state = initial_state(model, optax.adam(1e-2))
+    assert isinstance(state, TrainState)
+    assert int(state.step) == 0 and jnp.issubdtype(state.key.dtype, jax.dtypes.prng_key)
+    leaves = jax.tree.leaves(state)
+    assert len(leaves) == len(jax.tree.leaves(jax.tree.map(jnp.zeros_like, state)))
+
+
+def test_steps_reduce_the_loss(model, train_data):
+    optimizer = optax.adam(3e-2)
+    step = make_train_step(model, DEFAULT_LOSS, optimizer)
+    state = initial_state(model, optimizer)
+    images, labels = train_data
+    losses = []
+    for _ in range(30):
+        state, metrics = step(state, images, labels)
+        losses.append(float(metrics.loss))
+    assert int(state.step) == 30 and int(state.model_state) == 30
+    assert losses[-1] < 0.5 * losses[0]
+    assert float(metrics.accuracy) > 0.9
+
+
+def test_step_donates_the_state_buffers(model, train_data):
+    optimizer = optax.sgd(0.1)
+    state = initial_state(model, optimizer)
+    new_state, _ = make_train_step(model, DEFAULT_LOSS, optimizer)(state, *train_data)
+    assert state.params["w"].is_deleted()
+    assert not new_state.params["w"].is_deleted()
+
+
+def test_bf16_computes_in_bfloat16_and_keeps_float32_params(model, train_data):
+    seen = []
+
+    def loss(logits, labels):
+        seen.append(logits.dtype)
+        return DEFAULT_LOSS(logits, labels)
+
+    def probe(images):
+        return images.astype(jnp.float32)[..., None] / 255.0
+
+    optimizer = optax.adam(1e-2)
+    step = build_train_step(model, loss, optimizer, preprocess=probe, precision="bf16")
+    state, metrics = jax.jit(step)(initial_state(model, optimizer), *train_data)
+    assert state.params["w"].dtype == jnp.float32
+    assert seen == [jnp.float32]  # logits are cast back to float32 for the loss
+    lowered = jax.jit(step).lower(initial_state(model, optimizer), *train_data).as_text()
+    assert "bf16" in lowered
+    assert np.isfinite(float(metrics.loss))
+
+
+def test_unknown_precision_is_rejected(model):
+    with pytest.raises(ValueError, match="precision must be one of"):
+        build_train_step(model, DEFAULT_LOSS, optax.sgd(0.1), precision="fp8")

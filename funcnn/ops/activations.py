@@ -33,17 +33,13 @@ from funcnn.ops._grad import select
 # --- ReLU ---------------------------------------------------------------------
 
 
-def _relu_forward(x: jax.Array) -> jax.Array:
-    return jnp.maximum(x, jnp.zeros((), x.dtype))
-
-
 @jax.custom_vjp
 def _relu_custom(x: jax.Array) -> jax.Array:
-    return _relu_forward(x)
+    return jax.nn.relu(x)
 
 
 def _relu_fwd(x):
-    return _relu_forward(x), x
+    return jax.nn.relu(x), x
 
 
 def _relu_bwd(x, g):
@@ -55,7 +51,7 @@ _relu_custom.defvjp(_relu_fwd, _relu_bwd)
 
 def relu(x: jax.Array, *, grad: str = "custom") -> jax.Array:
     """``max(x, 0)``; VJP ``g * [x > 0]``."""
-    return select("relu", grad, _relu_custom, _relu_forward)(x)
+    return select("relu", grad, _relu_custom, jax.nn.relu)(x)
 
 
 # --- sigmoid ------------------------------------------------------------------

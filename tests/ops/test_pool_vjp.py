@@ -1,0 +1,300 @@
+"""The hand-written pooling VJPs against JAX's autodiff (float64), and the max-pool tie rule."""
+
+import functools
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jax import lax
+from jax.test_util import check_grads
+
+from funcnn import ops
+from funcnn.ops import pool
+
+pytestmark = pytest.mark.usefixtures("x64")
+
+TOLERANCE = 1e-12
+SPATIAL = {1: (8,), 2: (8, 7), 3: (5, 4, 3)}
+PADDINGS = {"VALID": "VALID", "SAME": "SAME", "explicit": ((1, 0), (0, 2), (2, 1))}
+
+
+def _unique(shape, seed=0):
+    """Distinct values (a shuffled, scaled ``arange``): no max-pool ties."""
+    size = int(np.prod(shape))
+    return jnp.asarray(np.random.default_rng(seed).permutation(size).reshape(shape) / size - 0.5)
+
+
+def _cotangent(shape, seed=1, dtype=jnp.float64):
+    return jax.random.normal(jax.random.key(seed), shape, dtype)
+
+
+def _padding(name, rank):
+    padding = PADDINGS[name]
+    return padding if isinstance(padding, str) else padding[:rank]
+
+
+POOLS = {
+    "max": ops.max_pool,
+    "avg counting padding": functools.partial(ops.avg_pool, count_include_pad=True),
+    "avg counting inputs": functools.partial(ops.avg_pool, count_include_pad=False),
+}
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
+def _vjps(x, g, window, strides, padding, grads=("custom", "autodiff")):
+    """``dL/dX`` of every pool in ``POOLS``, by each of ``grads``; one compiled program."""
+    return {
+        (name, grad): jax.vjp(
+            lambda x, pool=pool, grad=grad: pool(x, window, strides, padding, grad=grad), x
+        )[1](g)[0]
+        for name, pool in POOLS.items()
+        for grad in grads
+    }
+
+
+def _assert_rules_match_autodiff(x, window, strides, padding):
+    """Every pool's custom VJP equals its autodiff VJP to TOLERANCE."""
+    g = _cotangent(ops.max_pool(x, window, strides, padding).shape)
+    vjps = _vjps(x, g, window, strides, padding)
+    for name in POOLS:
+        np.testing.assert_allclose(
+            vjps[name, "custom"], vjps[name, "autodiff"], rtol=0, atol=TOLERANCE, err_msg=name
+        )
+
+
+def _grid():
+    """Rank x window (1-3) x stride (1-3) x padding: 81 cases, of which an orthogonal array of
+    nine, in which every pair of levels of any two factors meets once, runs by default; the
+    rest are marked ``slow`` (compiling each case dominates the run time)."""
+    ranks, paddings = (2, 1, 3), ("explicit", "SAME", "VALID")
+    for r, w, s, p in itertools.product(range(3), repeat=4):
+        orthogonal = s == (r + w) % 3 and p == (r + 2 * w) % 3
+        marks = () if orthogonal else (pytest.mark.slow,)
+        yield pytest.param(ranks[r], w + 1, s + 1, paddings[p], marks=marks)
+
+
+@pytest.mark.parametrize("rank, window, stride, padding", list(_grid()))
+def test_rules_match_autodiff_on_grid(rank, window, stride, padding):
+    x = _unique((2, *SPATIAL[rank], 3))
+    _assert_rules_match_autodiff(x, window, stride, _padding(padding, rank))
+
+
+@settings(max_examples=6)
+@given(rank=st.integers(1, 3), data=st.data())
+def test_rules_match_autodiff_hypothesis(rank, data):
+    spatial = tuple(data.draw(st.integers(1, 7)) for _ in range(rank))
+    window = tuple(data.draw(st.integers(1, n + 1)) for n in spatial)
+    strides = tuple(data.draw(st.integers(1, 3)) for _ in range(rank))
+    padding = tuple((data.draw(st.integers(0, f - 1)), data.draw(st.integers(0, f - 1))) for f in window)
+    if any(n + lo + hi < f for n, f, (lo, hi) in zip(spatial, window, padding)):
+        padding = tuple((f - 1, f - 1) for f in window)
+    x = _unique((data.draw(st.integers(1, 2)), *spatial, data.draw(st.integers(1, 2))), seed=rank)
+    _assert_rules_match_autodiff(x, window, strides, padding)
+
+
+def test_negative_padding_matches_cropped_reference():
+    """Negative padding crops. JAX's autodiff of max pooling fails on it, so crop first there."""
+    x = _unique((2, 9, 3))
+    g = _cotangent(ops.max_pool(x, 3, 2, ((-2, 1),)).shape)
+    custom = _vjps(x, g, 3, 2, ((-2, 1),), ("custom",))
+    reference = _vjps(x[:, 2:], g, 3, 2, ((0, 1),), ("autodiff",))
+    for name in POOLS:
+        expected = jnp.zeros_like(x).at[:, 2:].set(reference[name, "autodiff"])
+        np.testing.assert_allclose(custom[name, "custom"], expected, rtol=0, atol=TOLERANCE, err_msg=name)
+
+
+# --- the tie rule and its edge cases ----------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _max_pool_grad(x, window, strides=None, padding="VALID"):
+    """dL/dX for L = sum(max_pool(x)) (a cotangent of ones)."""
+    return jax.grad(lambda x: jnp.sum(ops.max_pool(x, window, strides, padding)))(x)
+
+
+def test_tie_goes_to_the_first_element_of_each_tile():
+    x = jnp.ones((1, 4, 4, 1))
+    expected = np.array([[1, 0, 1, 0], [0, 0, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]], np.float64)
+    np.testing.assert_array_equal(_max_pool_grad(x, 2)[0, :, :, 0], expected)
+
+
+def test_tie_goes_to_the_first_element_of_each_overlapping_window():
+    x = jnp.ones((1, 3, 3, 1))
+    # Four 2x2 windows at stride 1; each one's first element is its top-left corner.
+    expected = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 0]], np.float64)
+    np.testing.assert_array_equal(_max_pool_grad(x, 2, 1)[0, :, :, 0], expected)
+
+
+@pytest.mark.parametrize("strides", [3, 1], ids=["tiled", "overlapping"])
+def test_row_major_scan_order_decides_between_equal_maxima(strides):
+    """Maxima at (0, 2) and (1, 0): row-major order reaches (0, 2) first."""
+    x = jnp.array([[0.0, 1.0, 5.0], [5.0, 2.0, 3.0], [4.0, 0.0, 5.0]])[None, :, :, None]
+    expected = np.zeros((3, 3))
+    expected[0, 2] = 1.0
+    np.testing.assert_array_equal(_max_pool_grad(x, 3, strides)[0, :, :, 0], expected)
+
+
+def test_overlapping_windows_accumulate_on_a_shared_maximum():
+    x = jnp.array([0.0, 5.0, 1.0, 2.0, 7.0])[None, :, None]
+    # Windows [0 5 1], [5 1 2], [1 2 7]: 5 wins twice, 7 once.
+    np.testing.assert_array_equal(_max_pool_grad(x, 3, 1)[0, :, 0], [0.0, 2.0, 0.0, 0.0, 1.0])
+
+
+def test_overlapping_ties_each_window_picks_its_own_first():
+    x = jnp.full((1, 4, 1), 3.0)
+    # Windows [0, 1], [1, 2], [2, 3] (stride 1): each gives its gradient to its first element.
+    np.testing.assert_array_equal(_max_pool_grad(x, 2, 1)[0, :, 0], [1.0, 1.0, 1.0, 0.0])
+
+
+def test_padding_never_wins_against_negative_inputs():
+    x = -1.0 - _unique((2, 5, 5, 3)) ** 2
+    grad = _max_pool_grad(x, 3, 2, "SAME")
+    windows = ops.max_pool(x, 3, 2, "SAME").size
+    assert float(jnp.sum(grad)) == windows
+
+
+def test_padding_never_wins_even_against_minus_infinity():
+    """JAX's autodiff lets padding win here and drops the gradient; the rule keeps it on an input."""
+    x = jnp.full((1, 3, 1), -jnp.inf)
+    grad = _max_pool_grad(x, 2, 2, ((1, 0),))
+    # Windows (pad, x0) and (x1, x2).
+    np.testing.assert_array_equal(grad[0, :, 0], [1.0, 1.0, 0.0])
+
+
+@pytest.mark.parametrize("strides", [2, 1], ids=["tiled", "overlapping"])
+def test_nan_window_gives_its_gradient_to_its_first_nan(strides):
+    x = jnp.array([1.0, jnp.nan, jnp.nan, 3.0])[None, :, None]
+    grad = _max_pool_grad(x, 2, strides)[0, :, 0]
+    expected = [0.0, 1.0, 1.0, 0.0] if strides == 2 else [0.0, 2.0, 1.0, 0.0]
+    np.testing.assert_array_equal(grad, expected)
+
+
+# --- the two max-pool paths ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "shape, window",
+    [((2, 8, 6, 3), 2), ((2, 7, 5, 3), 2), ((2, 9, 3), 3), ((1, 4, 6, 5, 2), (2, 3, 1))],
+    ids=["even", "cropped-tail", "1d-window3", "3d-mixed"],
+)
+def test_tiled_and_general_paths_agree(shape, window):
+    x = _unique(shape)
+    config = pool.pool_config("max_pool", shape, window, None, "VALID")
+    assert pool.windows_tile_input(config)
+    g = _cotangent(ops.max_pool(x, window).shape)
+    tiled, general = _both_paths(config, x, g)
+    np.testing.assert_array_equal(tiled, general)
+    autodiff = _vjps(x, g, window, None, "VALID", ("autodiff",))["max", "autodiff"]
+    np.testing.assert_array_equal(tiled, autodiff)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _both_paths(config, x, g):
+    winner = pool.first_max_offset(config, x, g.shape)
+    return tuple(
+        to_winners(config, winner, g, x.shape)
+        for to_winners in (pool._to_winners_tiled, pool._to_winners_general)
+    )
+
+
+@pytest.mark.parametrize(
+    "window, strides, padding", [(2, 1, "VALID"), (2, 2, "SAME"), (2, 2, ((1, 0), (0, 0))), (3, 2, "VALID")]
+)
+def test_overlap_or_padding_takes_the_general_path(window, strides, padding):
+    config = pool.pool_config("max_pool", (1, 5, 6, 1), window, strides, padding)
+    assert not pool.windows_tile_input(config)
+
+
+# --- second order, transformations, dtypes --------------------------------------------
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_avg_pool_second_order(count_include_pad):
+    x = _unique((2, 5, 4, 2))
+    check_grads(
+        lambda x: ops.avg_pool(x, 3, 2, "SAME", count_include_pad=count_include_pad),
+        (x,),
+        order=2,
+        modes=["rev"],
+    )
+
+
+@pytest.mark.parametrize("strides", [2, 1], ids=["tiled", "overlapping"])
+def test_max_pool_second_order(strides):
+    x = _unique((2, 6, 5, 2))
+    check_grads(lambda x: ops.max_pool(x, 2, strides, "SAME"), (x,), order=2, modes=["rev"], eps=1e-4)
+
+
+def test_grad_of_grad_is_zero_in_the_input_and_linear_in_the_cotangent():
+    x = _unique((1, 4, 4, 1))
+    hessian_vector = jax.grad(lambda x: jnp.sum(_max_pool_grad(x, 2) * x))(x)
+    np.testing.assert_array_equal(hessian_vector, _max_pool_grad(x, 2))
+
+
+def test_composes_with_vmap_jit_and_scan():
+    xs = _unique((3, 2, 6, 6, 2))
+
+    def loss(x):
+        return jnp.sum(ops.max_pool(x, 2) ** 2) + jnp.sum(ops.avg_pool(x, 3, 1, "SAME") ** 2)
+
+    def loss_autodiff(x):
+        return jnp.sum(ops.max_pool(x, 2, grad="autodiff") ** 2) + jnp.sum(
+            ops.avg_pool(x, 3, 1, "SAME", grad="autodiff") ** 2
+        )
+
+    expected = jnp.stack([jax.grad(loss_autodiff)(x) for x in xs])
+    np.testing.assert_allclose(jax.vmap(jax.grad(loss))(xs), expected, rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(jax.jit(jax.vmap(jax.grad(loss)))(xs), expected, rtol=0, atol=TOLERANCE)
+
+    def body(total, x):
+        return total + loss(x), jax.grad(loss)(x)
+
+    _, scanned = lax.scan(body, jnp.zeros(()), xs)
+    np.testing.assert_allclose(scanned, expected, rtol=0, atol=TOLERANCE)
+
+
+def test_vmap_over_the_channel_axis():
+    """Channels pool independently, so vmapping over them matches pooling them all at once."""
+    x = _unique((2, 6, 4, 3))
+
+    def loss(x_channel):
+        return jnp.sum(ops.max_pool(x_channel[..., None], 2, 1) ** 2)
+
+    per_channel = jax.jit(jax.vmap(jax.grad(loss), in_axes=3, out_axes=3))(x)
+    expected = jax.grad(lambda x: jnp.sum(ops.max_pool(x, 2, 1, grad="autodiff") ** 2))(x)
+    np.testing.assert_allclose(per_channel, expected, rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("strides", [2, 1], ids=["tiled", "overlapping"])
+def test_cotangents_keep_the_primal_dtype(dtype, strides):
+    x = _unique((2, 6, 6, 3)).astype(dtype)
+    for fn in (
+        lambda x: ops.max_pool(x, 2, strides, "SAME"),
+        lambda x: ops.avg_pool(x, 2, strides, "SAME", count_include_pad=False),
+    ):
+        g = jnp.ones(jax.eval_shape(fn, x).shape, dtype)
+        assert jax.eval_shape(lambda x, g, fn=fn: jax.vjp(fn, x)[1](g)[0], x, g).dtype == dtype
+
+
+def test_zero_size_batch():
+    x = jnp.zeros((0, 6, 6, 2))
+    assert _max_pool_grad(x, 2).shape == x.shape
+    assert jax.grad(lambda x: jnp.sum(ops.avg_pool(x, 3, 1, "SAME")))(x).shape == x.shape
+
+
+def test_default_grid_covers_both_paths():
+    """The default grid sends a real tiling (window > 1) to the fast path, and others to the general one."""
+    paths = set()
+    for param in _grid():
+        rank, window, stride, padding = param.values
+        if not param.marks:
+            config = pool.pool_config(
+                "max_pool", (2, *SPATIAL[rank], 3), window, stride, _padding(padding, rank)
+            )
+            paths.add((pool.windows_tile_input(config), window > 1))
+    assert {(True, True), (False, True)} <= paths

@@ -7,7 +7,7 @@ DATA_DIR ?= /usr/share/datasets/fashion-mnist
 OUT ?= runs/fashion-mnist
 EPOCHS ?= 10
 
-.PHONY: test train data lint clean
+.PHONY: test test-slow train data lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ data:
 test: $(STAMP)
 	$(BIN)/ruff check funcnn tests examples benchmarks
 	$(BIN)/python -m pytest -n 2 -m "not slow" -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -m slow -q
 
 # --resume: a second `make train` continues an interrupted run, or reports the finished one.
 train: $(STAMP) data

@@ -116,3 +116,32 @@ def test_conv_output_size_matches_lax(n, k, s, d, lo, hi):
         )
     ).shape
     assert conv_output_size(n, k, s, (lo, hi), d) == expected_dilated[-1]
+
+
+@given(
+    rank=st.integers(1, 3),
+    n=st.integers(4, 9),
+    k=st.integers(1, 3),
+    s=st.integers(1, 3),
+    d=st.integers(1, 2),
+    padding=st.sampled_from(["VALID", "SAME", 0, 1, 2]),
+    groups=st.sampled_from([1, 2]),
+    use_bias=st.booleans(),
+)
+def test_conv_shape_agreement_property(rank, n, k, s, d, padding, groups, use_bias):
+    assume(d * (k - 1) + 1 <= n)
+    check_shape_agreement(fn.Conv(4, k, s, padding, d, groups, use_bias), (-1, *(n,) * rank, 2))
+
+
+@given(
+    rank=st.integers(1, 3),
+    n=st.integers(3, 9),
+    window=st.integers(1, 3),
+    s=st.one_of(st.none(), st.integers(1, 3)),
+    padding=st.sampled_from(["VALID", "SAME", "pairs"]),
+    average=st.booleans(),
+)
+def test_pool_shape_agreement_property(rank, n, window, s, padding, average):
+    padding = ((1, 0),) * rank if padding == "pairs" else padding
+    layer = fn.AvgPool(window, s, padding) if average else fn.MaxPool(window, s, padding)
+    check_shape_agreement(layer, (-1, *(n,) * rank, 3))

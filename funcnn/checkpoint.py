@@ -65,9 +65,12 @@ def save(
 
     Raises:
       CheckpointError: ``pytree`` holds a NaN or infinity (a diverged
-        state is never saved), or ``step`` is not newer than the latest.
+        state is never saved), ``step`` is not newer than the latest, or
+        ``keep`` is not positive (the checkpoint just written must stay).
     """
     directory = Path(directory).absolute()
+    if not isinstance(keep, int) or keep < 1:
+        raise CheckpointError(f"{directory}: `keep` must be a positive integer, got {keep!r}")
     bad = _non_finite_paths(pytree)
     if bad:
         raise CheckpointError(

@@ -118,6 +118,14 @@ def test_non_finite_state_is_never_saved(tmp_path):
     assert all_steps(tmp_path) == [1]
 
 
+@pytest.mark.parametrize("keep", [0, -1])
+def test_keep_must_be_positive_so_the_new_checkpoint_stays(tmp_path, keep):
+    save(tmp_path, 1, {"w": jnp.ones(2)})
+    with pytest.raises(CheckpointError, match=rf"`keep` must be a positive integer, got {keep}"):
+        save(tmp_path, 2, {"w": jnp.ones(2)}, keep=keep)
+    assert all_steps(tmp_path) == [1]
+
+
 def test_steps_must_increase(tmp_path):
     save(tmp_path, 4, {"w": jnp.ones(2)})
     with pytest.raises(CheckpointError, match="cannot save step 4: step 4 is already saved"):

@@ -169,7 +169,7 @@ def fit(
                 "test_accuracy": test["accuracy"],
                 "seconds": time.perf_counter() - start,
                 "images_per_second": images_per_second,
-                "devices": jax.device_count(),
+                "devices": 1,  # fit trains on one device; funcnn.distributed is future work
                 "mode": mode,
             }
             history.append(record)

@@ -52,9 +52,10 @@ def forward(
 ) -> tuple[jax.Array, State]:
     """Apply ``model`` in the compute dtype of ``precision``; logits and state come back in float32.
 
-    With ``"bf16"``, parameters, state and inputs are cast to bfloat16 for the
+    With ``"bf16"``, parameters and inputs are cast to bfloat16 for the
     forward pass; gradients flow back through the casts to the float32
-    parameters.
+    parameters. The layer state (batch-norm running statistics) stays in its
+    own dtype: a 1% moving-average update is below bfloat16's resolution.
 
     Args:
       model: the layer to apply.
@@ -71,7 +72,7 @@ def forward(
     dtype = PRECISIONS[precision]
     logits, new_state = model.apply(
         _cast_floating(params, dtype),
-        _cast_floating(model_state, dtype),
+        model_state,
         inputs.astype(dtype),
         key=key,
         train=train,

@@ -6,6 +6,7 @@ import numpy as np
 import optax
 import pytest
 
+import funcnn as fn
 from funcnn.train import DEFAULT_LOSS, TrainState, init_train_state, make_train_step
 from funcnn.train.step import build_train_step
 
@@ -18,8 +19,9 @@ def test_state_is_a_pytree_with_typed_key(model):
     state = initial_state(model, optax.adam(1e-2))
     assert isinstance(state, TrainState)
     assert int(state.step) == 0 and jnp.issubdtype(state.key.dtype, jax.dtypes.prng_key)
-    leaves = jax.tree.leaves(state)
-    assert len(leaves) == len(jax.tree.leaves(jax.tree.map(jnp.zeros_like, state)))
+    flat, treedef = jax.tree.flatten(state)
+    assert jax.tree.unflatten(treedef, flat).params.keys() == state.params.keys()
+    assert jax.tree.structure(jax.jit(lambda s: s)(state)) == treedef
 
 
 def test_steps_reduce_the_loss(model, train_data):
@@ -67,3 +69,21 @@ def test_bf16_computes_in_bfloat16_and_keeps_float32_params(model, train_data):
 def test_unknown_precision_is_rejected(model):
     with pytest.raises(ValueError, match="precision must be one of"):
         build_train_step(model, DEFAULT_LOSS, optax.sgd(0.1), precision="fp8")
+
+
+def test_bf16_training_keeps_batchnorm_statistics_in_float32():
+    """A 1% moving-average update would round away in bfloat16; the state stays float32."""
+    model = fn.serial(fn.Flatten(), fn.BatchNorm(), fn.Dense(3))
+    optimizer = optax.sgd(0.0)
+    results = {}
+    for precision in ("fp32", "bf16"):
+        step = make_train_step(model, DEFAULT_LOSS, optimizer, precision=precision)
+        state = init_train_state(model, optimizer, jax.random.key(0), (-1, 6, 6, 1))
+        images = np.full((8, 6, 6), 255, np.uint8)
+        for _ in range(50):
+            state, _ = step(state, images, np.zeros(8, np.uint8))
+        results[precision] = state.model_state[1].mean
+        assert results[precision].dtype == jnp.float32
+    expected = 1.0 - 0.99**50
+    np.testing.assert_allclose(results["fp32"], expected, rtol=1e-5)
+    np.testing.assert_allclose(results["bf16"], expected, rtol=1e-2)

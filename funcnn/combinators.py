@@ -31,12 +31,27 @@ def _check_count(combinator: str, argument: str, given, expected: int) -> None:
         )
 
 
+def _apply_child(combinator: str, index: int, layer: Layer, params, state, x, key, train):
+    """Apply sub-layer ``index``; its new state must have the structure of the state it was given.
+
+    A layer that changes its state's structure would break ``scan`` carries
+    and ``jit`` caching, so this is checked at trace time.
+    """
+    y, new_state = layer.apply(params, state, x, key=_sub_key(key, index), train=train)
+    given = jax.tree_util.tree_structure(state)
+    returned = jax.tree_util.tree_structure(new_state)
+    if given != returned:
+        raise LayerConfigError(
+            f"{combinator}: layer {index} ({layer_name(layer)}) returned a state of structure "
+            f"{returned} but was given {given}"
+        )
+    return y, new_state
+
+
 def serial(*layers: Layer) -> Layer:
     """Compose layers in sequence: ``serial(f, g)(x) = g(f(x))``.
 
-    ``apply`` checks that every layer returns a state of the structure it was
-    given (a layer that changes its state's structure would break ``scan``
-    and ``jit`` caching).
+    ``apply`` checks that every layer returns a state of the structure it was given.
     """
 
     def init(key, input_shape):
@@ -53,14 +68,7 @@ def serial(*layers: Layer) -> Layer:
         _check_count("serial", "state", state, len(layers))
         new_states = []
         for index, (layer, layer_params, layer_state) in enumerate(zip(layers, params, state)):
-            x, new_state = layer.apply(layer_params, layer_state, x, key=_sub_key(key, index), train=train)
-            given = jax.tree_util.tree_structure(layer_state)
-            returned = jax.tree_util.tree_structure(new_state)
-            if given != returned:
-                raise LayerConfigError(
-                    f"serial: layer {index} ({layer_name(layer)}) returned a state of structure "
-                    f"{returned} but was given {given}"
-                )
+            x, new_state = _apply_child("serial", index, layer, layer_params, layer_state, x, key, train)
             new_states.append(new_state)
         return x, tuple(new_states)
 
@@ -80,9 +88,10 @@ def parallel(*layers: Layer) -> Layer:
         return tuple(shapes), tuple(params), tuple(states)
 
     def apply(params, state, x, *, key=None, train=False):
-        _check_count("parallel", "x", x, len(layers))
+        for argument, value in (("x", x), ("params", params), ("state", state)):
+            _check_count("parallel", argument, value, len(layers))
         outs = [
-            layer.apply(p, s, xi, key=_sub_key(key, i), train=train)
+            _apply_child("parallel", i, layer, p, s, xi, key, train)
             for i, (layer, p, s, xi) in enumerate(zip(layers, params, state, x))
         ]
         ys, new_states = zip(*outs) if outs else ((), ())
@@ -145,7 +154,8 @@ def fan_in_concat(axis: int = -1) -> Layer:
             )
         _check_same_shapes("fan_in_concat", shapes, skip_axis=axis)
         out = list(shapes[0])
-        out[axis] = sum(s[axis] for s in shapes)
+        sizes = [s[axis] for s in shapes]
+        out[axis] = -1 if -1 in sizes else sum(sizes)  # an unknown batch stays unknown
         return tuple(out), (), ()
 
     def apply(params, state, x, *, key=None, train=False):

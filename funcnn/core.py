@@ -12,6 +12,7 @@ functions whose call signatures are documented as ``typing.Protocol`` s.
 
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Any, NamedTuple, Protocol
 
 import jax
@@ -102,7 +103,7 @@ def check_rank(layer: str, argument: str, shape: Shape, ranks: tuple[int, ...]) 
 def check_positive(layer: str, argument: str, values: Any) -> None:
     """Raise ``LayerConfigError`` unless every entry of ``values`` is a positive int."""
     items = tuple(values) if isinstance(values, (tuple, list)) else (values,)
-    if not all(isinstance(v, int) and v > 0 for v in items):
+    if not all(isinstance(v, Integral) and not isinstance(v, bool) and v > 0 for v in items):
         raise LayerConfigError(f"{layer}: argument `{argument}` must be positive integers, got {values!r}")
 
 

@@ -67,6 +67,12 @@ def test_combinator_errors(layer, shapes, match):
         layer.init(jax.random.key(0), shapes)
 
 
+def test_fan_in_concat_along_an_unknown_batch_stays_unknown():
+    shape, _, _ = fn.fan_in_concat(axis=0).init(jax.random.key(0), ((-1, 3), (-1, 3)))
+    assert shape == (-1, 3)
+    assert fn.fan_in_concat(axis=0).init(jax.random.key(0), ((2, 3), (4, 3)))[0] == (6, 3)
+
+
 def test_fan_out_rejects_non_positive():
     with pytest.raises(fn.LayerConfigError, match=r"fan_out: argument `n` must be a positive integer, got 0"):
         fn.fan_out(0)

@@ -7,14 +7,23 @@ parameters; the op does the arithmetic and owns the backward pass.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from numbers import Integral
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from funcnn.core import Layer, LayerConfigError, Shape, check_channels, check_positive, check_rank
-from funcnn.ops.conv import check_conv, conv, conv_config, conv_transpose, transpose_padding
-from funcnn.shapes import Padding, conv_output_size, dilated_size, normalize_tuple, padding_pairs
+from funcnn.ops._grad import check_grad
+from funcnn.ops.conv import (
+    check_conv,
+    conv,
+    conv_config,
+    conv_transpose,
+    transpose_output_size,
+    transpose_padding,
+)
+from funcnn.shapes import Padding, conv_output_size, normalize_tuple, padding_pairs
 
 Initializer = Callable[..., jax.Array]
 
@@ -23,7 +32,7 @@ _PAD_MODES = {"zeros": None, "reflect": "reflect", "replicate": "edge", "circula
 
 def _spatial_rank(layer: str, kernel_size: int | Sequence[int], input_shape: Shape) -> int:
     """Spatial rank from ``kernel_size`` (a sequence) or from the input (an int broadcasts)."""
-    if isinstance(kernel_size, int):
+    if isinstance(kernel_size, Integral):
         rank = len(input_shape) - 2
         if rank not in (1, 2, 3):
             raise LayerConfigError(
@@ -44,7 +53,8 @@ def _spatial_rank(layer: str, kernel_size: int | Sequence[int], input_shape: Sha
     return rank
 
 
-def _check_features(layer: str, features: int, groups: int) -> None:
+def _check_features(layer: str, features: int, groups: int, grad: str) -> None:
+    check_grad(layer, grad)
     check_positive(layer, "features", features)
     check_positive(layer, "groups", groups)
     if features % groups:
@@ -106,7 +116,7 @@ def Conv(
     >>> shape, params["kernel"].shape
     ((-1, 28, 28, 8), (3, 3, 1, 8))
     """
-    _check_features("Conv", features, groups)
+    _check_features("Conv", features, groups, grad)
     if padding_mode not in _PAD_MODES:
         raise LayerConfigError(
             f"Conv: argument `padding_mode` must be one of {tuple(_PAD_MODES)}, got {padding_mode!r}"
@@ -148,6 +158,7 @@ def Conv(
         kernel = params["kernel"]
         check_channels("Conv", x.shape, kernel.ndim, kernel.shape[-2] * groups)
         _, config = resolve(x.shape)
+        conv_config("Conv", x.shape, kernel.shape, **config)
         dt = x.dtype if dtype is None else dtype
         bias = params.get("bias")
         x = x.astype(dt)
@@ -199,7 +210,7 @@ def ConvTranspose(
         input sizes a strided convolution maps to the same output size;
         must be smaller than the stride.
     """
-    _check_features("ConvTranspose", features, groups)
+    _check_features("ConvTranspose", features, groups, grad)
 
     def resolve(input_shape: Shape):
         rank = _spatial_rank("ConvTranspose", kernel_size, input_shape)
@@ -225,15 +236,9 @@ def ConvTranspose(
         channels = _check_in_channels("ConvTranspose", input_shape, groups)
         kernel_shape = (*ksize, channels // groups, features)
         check_conv("ConvTranspose", input_shape, kernel_shape, groups)
-        out_spatial = tuple(
-            conv_output_size(dilated_size(n, s), f, 1, p, d)
-            for n, s, f, p, d in zip(input_shape[1:-1], stride_t, ksize, pads, dilation_t)
+        out_spatial = transpose_output_size(
+            "ConvTranspose", input_shape, kernel_shape, stride_t, dilation_t, pads
         )
-        if any(o < 1 for o in out_spatial):
-            raise LayerConfigError(
-                f"ConvTranspose: argument `padding` {padding!r} leaves no output for input shape "
-                f"{tuple(input_shape)} and kernel_size {ksize}"
-            )
         kernel_key, bias_key = jax.random.split(key)
         params = {"kernel": kernel_init(kernel_key, kernel_shape, param_dtype)}
         if use_bias:
@@ -243,7 +248,8 @@ def ConvTranspose(
     def apply(params, state, x, *, key=None, train=False):
         kernel = params["kernel"]
         check_channels("ConvTranspose", x.shape, kernel.ndim, kernel.shape[-2] * groups)
-        _, stride_t, dilation_t, out_pad, _ = resolve(x.shape)
+        _, stride_t, dilation_t, out_pad, pads = resolve(x.shape)
+        transpose_output_size("ConvTranspose", x.shape, kernel.shape, stride_t, dilation_t, pads)
         dt = x.dtype if dtype is None else dtype
         bias = params.get("bias")
         y = conv_transpose(
@@ -277,6 +283,7 @@ def FixedConv(
     >>> import funcnn as fn
     >>> edges = FixedConv(fn.filters.sobel(0), padding="SAME")
     """
+    check_grad("FixedConv", grad)
     kernel = jnp.asarray(kernel)
     check_rank("FixedConv", "kernel", kernel.shape, (3, 4, 5))
     rank = kernel.ndim - 2

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from funcnn.core import Layer, LayerConfigError, check_positive
+from funcnn.ops._grad import check_grad
 from funcnn.ops.dense import dense
 
 
@@ -34,6 +35,7 @@ def Dense(
       precision: passed to ``lax.dot_general`` forward and backward.
       grad: ``"custom"`` (hand-written VJP) or ``"autodiff"``.
     """
+    check_grad("Dense", grad)
     check_positive("Dense", "features", features)
 
     def init(key, input_shape):

@@ -15,7 +15,7 @@ def Dropout(rate: float) -> Layer:
     and Flax (not stax's keep probability). Outside training it is the
     identity. In training it needs ``apply(..., key=key, train=True)``.
     """
-    if not 0.0 <= rate < 1.0:
+    if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
         raise LayerConfigError(f"Dropout: argument `rate` must be in [0, 1), got {rate!r}")
 
     def init(key, input_shape):

@@ -40,6 +40,16 @@ def _affine_params(channels, use_scale, use_bias, scale_init, bias_init, param_d
     return params
 
 
+def _check_width(layer: str, x_shape, params: dict) -> None:
+    """The affine parameters were made for ``x``'s last axis at ``init``."""
+    for name, value in params.items():
+        if value.shape[0] != x_shape[-1]:
+            raise LayerConfigError(
+                f"{layer}: argument `x` has {x_shape[-1]} channels (x.shape={tuple(x_shape)}) but the "
+                f"layer's `{name}` was initialised for {value.shape[0]}"
+            )
+
+
 def _normalize(x, mean, var, epsilon, params) -> jax.Array:
     """``scale * (x - mean) / sqrt(var + epsilon) + bias``."""
     mean = lax.broadcast_to_rank(mean.astype(x.dtype), x.ndim)
@@ -126,6 +136,7 @@ def LayerNorm(
         return tuple(input_shape), params, ()
 
     def apply(params, state, x, *, key=None, train=False):
+        _check_width("LayerNorm", x.shape, params)
         mean = jnp.mean(x, axis=-1, keepdims=True)
         var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
         return _normalize(x, mean, var, epsilon, params), state
@@ -162,6 +173,7 @@ def GroupNorm(
 
     def apply(params, state, x, *, key=None, train=False):
         check(x.shape)
+        _check_width("GroupNorm", x.shape, params)
         grouped = jnp.reshape(x, (*x.shape[:-1], num_groups, x.shape[-1] // num_groups))
         axes = (*range(1, x.ndim - 1), x.ndim)
         mean = jnp.mean(grouped, axis=axes, keepdims=True)

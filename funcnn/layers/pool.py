@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 
 from funcnn.core import Layer, Shape, check_rank
+from funcnn.ops._grad import check_grad
 from funcnn.ops.pool import avg_pool, max_pool, pool_config
 from funcnn.shapes import Padding, pool_output_size
 
@@ -38,6 +39,7 @@ def MaxPool(
     The backward pass sends each output's gradient to the first maximum of its
     window in scan order (row-major), as XLA's select-and-scatter does.
     """
+    check_grad("MaxPool", grad)
 
     def init(key, input_shape):
         return _pool_output_shape("MaxPool", input_shape, window, strides, padding), (), ()
@@ -65,6 +67,7 @@ def AvgPool(
         the number of real inputs in the window when ``False``. Without padding
         the two agree.
     """
+    check_grad("AvgPool", grad)
 
     def init(key, input_shape):
         return _pool_output_shape("AvgPool", input_shape, window, strides, padding), (), ()
@@ -77,7 +80,8 @@ def AvgPool(
     return Layer(init, apply)
 
 
-def _global(layer: str, pool) -> Layer:
+def _global(layer: str, grad: str, pool) -> Layer:
+    check_grad(layer, grad)
     def init(key, input_shape):
         check_rank(layer, "x", input_shape, (3, 4, 5))
         return (input_shape[0], input_shape[-1]), (), ()
@@ -96,9 +100,9 @@ def GlobalMaxPool(*, grad: str = "custom") -> Layer:
 
     A max pool whose window is the whole image, so it shares its backward rule.
     """
-    return _global("GlobalMaxPool", lambda x, window: max_pool(x, window, grad=grad))
+    return _global("GlobalMaxPool", grad, lambda x, window: max_pool(x, window, grad=grad))
 
 
 def GlobalAvgPool(*, grad: str = "custom") -> Layer:
     """Mean over all spatial positions: ``(N, *spatial, C) -> (N, C)``."""
-    return _global("GlobalAvgPool", lambda x, window: avg_pool(x, window, grad=grad))
+    return _global("GlobalAvgPool", grad, lambda x, window: avg_pool(x, window, grad=grad))

@@ -81,6 +81,15 @@ def check_conv(
         )
 
 
+def check_bias(op: str, bias: jax.Array | None, features: int) -> None:
+    """``bias`` is ``None`` or has one entry per output channel."""
+    if bias is not None and tuple(bias.shape) != (features,):
+        raise LayerConfigError(
+            f"{op}: argument `bias` has shape {tuple(bias.shape)} but the kernel has {features} "
+            f"output channels; expected ({features},)"
+        )
+
+
 def check_output_size(
     op: str,
     spatial: Sequence[int],
@@ -339,6 +348,7 @@ def conv(
     Returns:
       ``(N, *out_spatial, C_out)`` with ``out = floor((n + lo + hi - d (f - 1) - 1) / s) + 1``.
     """
+    check_bias("conv", bias, kernel.shape[-1])
     config = conv_config(
         "conv",
         x.shape,
@@ -369,14 +379,47 @@ def transpose_padding(
     transposed (``"SAME"``: the one that maps ``n s`` inputs to ``n``). The
     transposed convolution pads its stride-dilated input by
     ``(d (f - 1) - lo, d (f - 1) - hi + output_padding)``, giving the output
-    length ``(n - 1) s + d (f - 1) + 1 - lo - hi + output_padding``.
+    length ``(n - 1) s + d (f - 1) + 1 - lo - hi + output_padding``. For
+    ``"SAME"`` with a dilated kernel ``Kd`` shorter than the stride, the
+    forward padding is 0 and ``max(s - Kd, 0)`` more rows on the high side
+    keep the output at ``n s``.
     """
     forward_spatial = tuple(n * s for n, s in zip(spatial, strides, strict=True))
     forward = padding_pairs(op, padding, forward_spatial, kernel, strides, dilation)
+    same = isinstance(padding, str) and padding.upper() == "SAME"
     return tuple(
-        (dilated_size(f, d) - 1 - lo, dilated_size(f, d) - 1 - hi + op_)
-        for f, d, (lo, hi), op_ in zip(kernel, dilation, forward, output_padding, strict=True)
+        (
+            dilated_size(f, d) - 1 - lo,
+            dilated_size(f, d) - 1 - hi + op_ + (max(s - dilated_size(f, d), 0) if same else 0),
+        )
+        for f, d, s, (lo, hi), op_ in zip(kernel, dilation, strides, forward, output_padding, strict=True)
     )
+
+
+def transpose_output_size(
+    op: str,
+    x_shape: Sequence[int],
+    kernel_shape: Sequence[int],
+    strides: Sequence[int],
+    dilation: Sequence[int],
+    padding: Sequence[tuple[int, int]],
+) -> tuple[int, ...]:
+    """Output spatial sizes of a transposed convolution with resolved ``padding``.
+
+    The stride-dilated input ``(n - 1) s + 1``, padded, with a stride-1
+    convolution: ``(n - 1) s + 1 + lo' + hi' - d (f - 1)``. Raises when the
+    padding leaves no output.
+    """
+    out = tuple(
+        conv_output_size(dilated_size(n, s), f, 1, p, d)
+        for n, s, f, p, d in zip(x_shape[1:-1], strides, kernel_shape[:-2], padding, dilation, strict=True)
+    )
+    if any(o < 1 for o in out):
+        raise LayerConfigError(
+            f"{op}: argument `padding` leaves no output (output spatial {out}) for x.shape="
+            f"{tuple(x_shape)} and kernel.shape={tuple(kernel_shape)}"
+        )
+    return out
 
 
 def conv_transpose(
@@ -412,6 +455,7 @@ def conv_transpose(
     pads = transpose_padding(
         "conv_transpose", padding, x.shape[1:-1], kernel.shape[:-2], strides_t, dilation_t, output_padding_t
     )
+    transpose_output_size("conv_transpose", x.shape, kernel.shape, strides_t, dilation_t, pads)
     return conv(
         x,
         kernel,

@@ -20,6 +20,7 @@ from jax import lax
 
 from funcnn.core import LayerConfigError
 from funcnn.ops._grad import select
+from funcnn.ops.conv import check_bias
 
 
 def _dense_forward(precision, x, kernel, bias):
@@ -72,4 +73,5 @@ def dense(
             f"dense: argument `x` has shape {x.shape} but the kernel has shape {kernel.shape}; "
             "expected x.shape[-1] == kernel.shape[0]"
         )
+    check_bias("dense", bias, kernel.shape[1])
     return select("dense", grad, _dense_custom, _dense_forward)(precision, x, kernel, bias)

@@ -181,3 +181,112 @@ def test_dropout_in_training_needs_a_key():
 
 def test_layer_config_error_is_a_value_error():
     assert issubclass(fn.LayerConfigError, ValueError)
+
+
+@pytest.mark.parametrize(
+    "layer, init_shape, apply_shape, match",
+    [
+        (
+            fn.LayerNorm(),
+            (-1, 8),
+            (2, 4),
+            r"LayerNorm: argument `x` has 4 channels \(x.shape=\(2, 4\)\) but the layer's `\w+` was initialised for 8",
+        ),
+        (
+            fn.GroupNorm(2),
+            (-1, 4, 4, 8),
+            (2, 4, 4, 4),
+            r"GroupNorm: argument `x` has 4 channels .* initialised for 8",
+        ),
+        (
+            fn.Conv(2, 3),
+            (-1, 8, 8, 1),
+            (1, 2, 2, 1),
+            r"Conv: argument `kernel_size` \(3, 3\) .* larger than the padded input \(2, 2\)",
+        ),
+        (
+            fn.ConvTranspose(2, 3, padding=((3, 3), (3, 3))),
+            (-1, 8, 8, 1),
+            (1, 1, 1, 1),
+            r"ConvTranspose: argument `padding` leaves no output",
+        ),
+    ],
+)
+def test_more_apply_errors_at_trace_time(layer, init_shape, apply_shape, match):
+    _, params, state = layer.init(KEY, init_shape)
+    with pytest.raises(fn.LayerConfigError, match=match):
+        jax.jit(layer.apply).lower(params, state, jax.ShapeDtypeStruct(apply_shape, jnp.float32))
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (
+            lambda: fn.Conv(2, 3, grad="numeric"),
+            r"Conv: argument `grad` must be one of \('custom', 'autodiff'\), got 'numeric'",
+        ),
+        (lambda: fn.Relu(grad="numeric"), r"Relu: argument `grad` must be one of"),
+        (lambda: fn.MaxPool(2, grad="jvp"), r"MaxPool: argument `grad` must be one of"),
+        (lambda: fn.GlobalAvgPool(grad=None), r"GlobalAvgPool: argument `grad` must be one of"),
+        (lambda: fn.Dense(2, grad="fd"), r"Dense: argument `grad` must be one of"),
+        (
+            lambda: fn.FixedConv(jnp.ones((3, 3))),
+            r"FixedConv: argument `kernel` must have rank 3 or 4 or 5, but has shape \(3, 3\)",
+        ),
+        (lambda: fn.Dropout("0.5"), r"Dropout: argument `rate` must be in \[0, 1\), got '0.5'"),
+    ],
+)
+def test_more_constructor_errors(make, match):
+    with pytest.raises(fn.LayerConfigError, match=match):
+        make()
+
+
+@pytest.mark.parametrize(
+    "make, input_shape, match",
+    [
+        (
+            lambda: fn.Conv(2, (3, 3, 3, 3)),
+            (-1, 6, 6, 6, 6, 1),
+            r"Conv: argument `kernel_size` must have 1, 2 or 3 entries, got \(3, 3, 3, 3\)",
+        ),
+        (
+            lambda: fn.Conv(2, 3, padding=((1, 2, 3), 1)),
+            (-1, 6, 6, 1),
+            r"Conv: argument `padding` entries must be ints or \(low, high\) pairs, got \(1, 2, 3\)",
+        ),
+        (
+            lambda: fn.ConvTranspose(2, 3, padding=((4, 4), (4, 4))),
+            (-1, 2, 2, 1),
+            r"ConvTranspose: argument `padding` leaves no output \(output spatial \(-4, -4\)\)",
+        ),
+        (
+            lambda: fn.fan_in_concat(axis=3),
+            ((-1, 2), (-1, 2)),
+            r"fan_in_concat: argument `axis`=3 is out of range for shapes",
+        ),
+    ],
+)
+def test_more_init_errors(make, input_shape, match):
+    with pytest.raises(fn.LayerConfigError, match=match):
+        make().init(KEY, input_shape)
+
+
+def test_numpy_integers_are_accepted_as_sizes():
+    import numpy as np
+
+    shape, params, _ = fn.Conv(np.int64(4), np.int64(3)).init(KEY, (-1, 6, 6, 1))
+    assert shape == (-1, 4, 4, 4) and params["kernel"].shape == (3, 3, 1, 4)
+
+
+def test_parallel_checks_the_number_of_params_and_states():
+    layer = fn.parallel(fn.Dense(2), fn.Dense(3))
+    _, params, state = layer.init(KEY, ((-1, 4), (-1, 4)))
+    x = (jnp.ones((1, 4)), jnp.ones((1, 4)))
+    with pytest.raises(
+        fn.LayerConfigError, match=r"parallel: argument `params` has 1 entries but there are 2 layers"
+    ):
+        layer.apply(params[:1], state, x)
+    with pytest.raises(
+        fn.LayerConfigError, match=r"serial: argument `state` has 0 entries but there are 1 layers"
+    ):
+        fn.serial(fn.Relu()).apply(((),), (), jnp.ones(2))

@@ -124,3 +124,50 @@ def test_conv_errors(x_shape, k_shape, kwargs, match):
 def test_unknown_grad_mode_is_an_error():
     with pytest.raises(LayerConfigError, match=r"conv: argument `grad` must be one of"):
         ops.conv(jnp.ones((1, 3, 3, 1)), jnp.ones((1, 1, 1, 1)), grad="numeric")
+
+
+@pytest.mark.parametrize(
+    "x_shape, k_shape, kwargs, match",
+    [
+        ((1, 5, 5, 1), (3, 1), {}, r"conv: argument `kernel` must have rank 3, 4 or 5 .* got shape \(3, 1\)"),
+        (
+            (1, 5, 5, 1),
+            (3, 3, 1, 1),
+            {"groups": 0},
+            r"conv: argument `groups` must be a positive integer, got 0",
+        ),
+        (
+            (1, 5, 5, 2),
+            (3, 3, 2, 4),
+            {"bias": (3,)},
+            r"conv: argument `bias` has shape \(3,\) but the kernel has 4 output channels; expected \(4,\)",
+        ),
+    ],
+)
+def test_more_conv_errors(x_shape, k_shape, kwargs, match):
+    if "bias" in kwargs:
+        kwargs["bias"] = jnp.ones(kwargs["bias"])
+    with pytest.raises(LayerConfigError, match=match):
+        ops.conv(jnp.ones(x_shape), jnp.ones(k_shape), **kwargs)
+
+
+def test_dense_op_errors():
+    with pytest.raises(
+        LayerConfigError, match=r"dense: argument `x` has shape \(2, 3\) but the kernel has shape \(4, 5\)"
+    ):
+        ops.dense(jnp.ones((2, 3)), jnp.ones((4, 5)))
+    with pytest.raises(
+        LayerConfigError, match=r"dense: argument `bias` has shape \(4,\) but the kernel has 5 output"
+    ):
+        ops.dense(jnp.ones((2, 4)), jnp.ones((4, 5)), jnp.ones(4))
+
+
+def test_conv_transpose_padding_that_leaves_no_output():
+    with pytest.raises(LayerConfigError, match=r"conv_transpose: argument `padding` leaves no output"):
+        ops.conv_transpose(jnp.ones((1, 2, 2, 1)), jnp.ones((3, 3, 1, 1)), padding=((4, 4), (4, 4)))
+
+
+@pytest.mark.parametrize("f, s, d", [(1, 2, 1), (2, 3, 1), (3, 2, 1), (2, 2, 2), (1, 3, 1)])
+def test_conv_transpose_same_gives_n_times_stride(f, s, d):
+    y = ops.conv_transpose(jnp.ones((1, 5, 1)), jnp.ones((f, 1, 2)), strides=s, dilation=d, padding="SAME")
+    assert y.shape == (1, 5 * s, 2)

@@ -79,6 +79,7 @@ def test_help(command, capsys):
         (["train", "--out", "o", "--precision", "fp8"], "--precision: invalid choice"),
         (["summary", "vgg"], "funcnn summary: error: argument MODEL: invalid choice: 'vgg'"),
         (["evaluate"], "the following arguments are required: --out"),
+        (["filters", "--out", "f.png", "--index", "-1"], "--index: must be a non-negative integer, got -1"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, pattern, capsys):
@@ -116,6 +117,12 @@ def test_summary(capsys):
     status, out, _ = run_main(["summary", "fashion_mnist_cnn"], capsys)
     assert status == 0
     assert "(-1, 7, 7, 64)" in out and "total params: 421,642" in out
+
+
+def test_batch_larger_than_the_training_set(data_dir, tmp_path, capsys):
+    argv = ["train", "--data", str(data_dir), "--out", str(tmp_path), "--limit", "64", "--batch-size", "128"]
+    status, _, err = run_main(argv, capsys)
+    assert status == 2 and err.strip() == "funcnn train: error: --batch-size 128 exceeds the 64 training images"
 
 
 def test_filters_writes_a_png(data_dir, tmp_path, capsys):

@@ -49,6 +49,8 @@ def evaluate(
     n = len(images)
     if n == 0:
         raise ValueError("evaluate needs at least one example")
+    if batch_size < 1:
+        raise ValueError(f"evaluate: batch_size must be positive, got {batch_size}")
     batch_size = min(batch_size, n)
     step = _eval_step(model, loss, preprocess, precision)
     total_loss, correct = 0.0, 0

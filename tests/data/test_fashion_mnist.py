@@ -76,6 +76,16 @@ def test_images_must_be_28_by_28_uint8(tmp_path):
         load_fashion_mnist(tmp_path)
 
 
+def test_labels_must_be_a_uint8_vector(tmp_path):
+    write_dataset(tmp_path)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros((4, 2), np.uint8))
+    with pytest.raises(
+        IDXError,
+        match=r"t10k-labels-idx1-ubyte.gz: expected uint8 labels of shape \(N,\), got uint8 \(4, 2\)",
+    ):
+        load_fashion_mnist(tmp_path)
+
+
 def test_labels_must_be_in_range(tmp_path):
     write_dataset(tmp_path)
     write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.array([0, 1, 10, 2], np.uint8))

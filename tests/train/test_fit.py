@@ -128,3 +128,11 @@ def test_evaluate_counts_every_example_once(straight, model, test_data):
 def test_bad_arguments(model, train_data, kwargs, message):
     with pytest.raises(ValueError, match=message):
         run(model, train_data, **kwargs)
+
+
+def test_evaluate_batch_size_must_be_positive(model, test_data):
+    from funcnn.train import evaluate
+
+    _, params, state = model.init(jax.random.key(0), (-1, 6, 6, 1))
+    with pytest.raises(ValueError, match="evaluate: batch_size must be positive, got 0"):
+        evaluate(model, params, state, *test_data, batch_size=0)

@@ -33,7 +33,7 @@ def test_cosine_schedule_decays_to_zero():
     ("name", "rate", "message"),
     [
         ("rmsprop", 0.1, "unknown optimizer 'rmsprop'; choose one of adam, sgd, adamw"),
-        ("adam", 0.0, "positive"),
+        ("adam", 0.0, "learning rate must be positive, got 0.0"),
     ],
 )
 def test_bad_settings(name, rate, message):

@@ -13,18 +13,66 @@ and state of a combinator are tuples with one entry per sub-layer.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
+from funcnn import checks
 from funcnn.core import Layer, LayerConfigError, Shape
-from funcnn.shapes import layer_name
+from funcnn.identity import layer_name, make_layer
 
 
 def _sub_key(key: jax.Array | None, index: int) -> jax.Array | None:
     return None if key is None else jax.random.fold_in(key, index)
 
 
-def _check_count(combinator: str, argument: str, given, expected: int) -> None:
+def check_layers(combinator: str, layers: Sequence[Any]) -> tuple[Layer, ...]:
+    """Every argument is a layer: a ``Layer`` or an ``(init, apply)`` pair of callables.
+
+    A constructor passed without calling it (``serial(Relu)``) is named with a hint.
+    """
+    checked = []
+    for index, layer in enumerate(layers):
+        if isinstance(layer, tuple) and len(layer) == 2 and all(callable(f) for f in layer):
+            checked.append(Layer(*layer))
+            continue
+        if callable(layer) and not isinstance(layer, tuple):
+            name = getattr(layer, "__name__", type(layer).__name__)
+            required = [
+                p
+                for p in _parameters(layer)
+                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
+            hint = f"{name}()" if not required else f"{name}(...)"
+            raise LayerConfigError(
+                f"{combinator}: argument {index} is the function `{name}`, not a layer; "
+                f"did you mean `{hint}`?"
+            )
+        raise LayerConfigError(
+            f"{combinator}: argument {index} must be a layer (an (init, apply) pair such as fn.Relu()), "
+            f"got {type(layer).__name__} {layer!r:.60}"
+        )
+    return tuple(checked)
+
+
+def _parameters(fn: Any) -> list[inspect.Parameter]:
+    try:
+        return list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return []
+
+
+def _check_count(combinator: str, argument: str, given: Any, expected: int, what: str = "entries") -> None:
+    """``given`` is a tuple or list of ``expected`` entries, one per layer."""
+    if not isinstance(given, (tuple, list)):
+        kind = f"an array of shape {tuple(given.shape)}" if hasattr(given, "shape") else type(given).__name__
+        raise LayerConfigError(
+            f"{combinator}: argument `{argument}` must be a tuple of {expected} {what} (one per layer), "
+            f"got {kind}"
+        )
     if len(given) != expected:
         raise LayerConfigError(
             f"{combinator}: argument `{argument}` has {len(given)} entries but there are {expected} layers"
@@ -48,12 +96,7 @@ def _apply_child(combinator: str, index: int, layer: Layer, params, state, x, ke
     return y, new_state
 
 
-def serial(*layers: Layer) -> Layer:
-    """Compose layers in sequence: ``serial(f, g)(x) = g(f(x))``.
-
-    ``apply`` checks that every layer returns a state of the structure it was given.
-    """
-
+def _serial_init(layers: tuple[Layer, ...]):
     def init(key, input_shape):
         params, states = [], []
         shape = input_shape
@@ -63,55 +106,81 @@ def serial(*layers: Layer) -> Layer:
             states.append(layer_state)
         return shape, tuple(params), tuple(states)
 
+    return init
+
+
+def _serial_apply(combinator: str, layers: tuple[Layer, ...]):
     def apply(params, state, x, *, key=None, train=False):
-        _check_count("serial", "params", params, len(layers))
-        _check_count("serial", "state", state, len(layers))
+        _check_count(combinator, "params", params, len(layers), "params")
+        _check_count(combinator, "state", state, len(layers), "states")
         new_states = []
         for index, (layer, layer_params, layer_state) in enumerate(zip(layers, params, state)):
-            x, new_state = _apply_child("serial", index, layer, layer_params, layer_state, x, key, train)
+            x, new_state = _apply_child(combinator, index, layer, layer_params, layer_state, x, key, train)
             new_states.append(new_state)
         return x, tuple(new_states)
 
-    init.layers = layers
-    return Layer(init, apply)
+    return apply
+
+
+def serial(*layers: Layer) -> Layer:
+    """Compose layers in sequence: ``serial(f, g)(x) = g(f(x))``.
+
+    ``apply`` checks that every layer returns a state of the structure it was given.
+    """
+    layers = check_layers("serial", layers)
+    return make_layer("serial", _serial_init(layers), _serial_apply("serial", layers), layers, inputs="any")
 
 
 def parallel(*layers: Layer) -> Layer:
     """Apply layer ``i`` to input ``i`` of a tuple: ``(x_1, ..., x_n) -> (f_1(x_1), ..., f_n(x_n))``."""
+    layers = check_layers("parallel", layers)
+    if not layers:
+        raise LayerConfigError("parallel: needs at least one layer")
 
     def init(key, input_shape):
-        _check_count("parallel", "input_shape", input_shape, len(layers))
+        _check_count("parallel", "input_shape", input_shape, len(layers), "shapes")
         outs = [
             layer.init(jax.random.fold_in(key, i), s) for i, (layer, s) in enumerate(zip(layers, input_shape))
         ]
-        shapes, params, states = zip(*outs) if outs else ((), (), ())
+        shapes, params, states = zip(*outs)
         return tuple(shapes), tuple(params), tuple(states)
 
     def apply(params, state, x, *, key=None, train=False):
-        for argument, value in (("x", x), ("params", params), ("state", state)):
-            _check_count("parallel", argument, value, len(layers))
+        _check_count("parallel", "x", x, len(layers), "arrays")
+        _check_count("parallel", "params", params, len(layers), "params")
+        _check_count("parallel", "state", state, len(layers), "states")
         outs = [
             _apply_child("parallel", i, layer, p, s, xi, key, train)
             for i, (layer, p, s, xi) in enumerate(zip(layers, params, state, x))
         ]
-        ys, new_states = zip(*outs) if outs else ((), ())
+        ys, new_states = zip(*outs)
         return tuple(ys), tuple(new_states)
 
-    return Layer(init, apply)
+    return make_layer("parallel", init, apply, layers, inputs="many")
 
 
 def fan_out(n: int) -> Layer:
     """Copy the input ``n`` times: ``x -> (x, ..., x)``."""
-    if not isinstance(n, int) or n < 1:
-        raise LayerConfigError(f"fan_out: argument `n` must be a positive integer, got {n!r}")
+    n = checks.positive_int("fan_out", "n", n)
 
     def init(key, input_shape):
         return (tuple(input_shape),) * n, (), ()
 
     def apply(params, state, x, *, key=None, train=False):
-        return (x,) * n, state
+        return (checks.input_array("fan_out", x, x.dtype if hasattr(x, "dtype") else None),) * n, state
 
-    return Layer(init, apply)
+    return make_layer("fan_out", init, apply)
+
+
+def _branch_shapes(combinator: str, x: Any) -> tuple[Shape, ...]:
+    """The shapes of a tuple of branch arrays (``fan_in_*``'s input)."""
+    if not isinstance(x, (tuple, list)) or not x:
+        kind = f"an array of shape {tuple(x.shape)}" if hasattr(x, "shape") else type(x).__name__
+        raise LayerConfigError(
+            f"{combinator}: argument `x` must be a non-empty tuple of arrays (e.g. from fan_out or "
+            f"parallel), got {kind}"
+        )
+    return tuple(tuple(checks.input_array(combinator, xi, getattr(xi, "dtype", None)).shape) for xi in x)
 
 
 def _check_same_shapes(combinator: str, shapes: tuple[Shape, ...], skip_axis: int | None = None) -> None:
@@ -121,10 +190,10 @@ def _check_same_shapes(combinator: str, shapes: tuple[Shape, ...], skip_axis: in
             del dims[skip_axis]
         return tuple(dims)
 
-    if len(shapes) < 1 or any(len(s) != len(shapes[0]) or key(s) != key(shapes[0]) for s in shapes):
+    if any(len(s) != len(shapes[0]) or key(s) != key(shapes[0]) for s in shapes):
         what = "shapes" if skip_axis is None else f"shapes outside axis {skip_axis}"
         raise LayerConfigError(
-            f"{combinator}: argument `x` must be a non-empty tuple of arrays with equal {what}, "
+            f"{combinator}: argument `x` must be a tuple of arrays with equal {what}, "
             f"got shapes {tuple(tuple(s) for s in shapes)}"
         )
 
@@ -133,25 +202,24 @@ def fan_in_sum() -> Layer:
     """Sum a tuple of equally shaped inputs: ``(x_1, ..., x_n) -> x_1 + ... + x_n``."""
 
     def init(key, input_shape):
-        _check_same_shapes("fan_in_sum", tuple(input_shape))
-        return tuple(input_shape[0]), (), ()
+        _check_same_shapes("fan_in_sum", input_shape)
+        return input_shape[0], (), ()
 
     def apply(params, state, x, *, key=None, train=False):
-        _check_same_shapes("fan_in_sum", tuple(xi.shape for xi in x))
+        _check_same_shapes("fan_in_sum", _branch_shapes("fan_in_sum", x))
         return sum(x[1:], start=x[0]), state
 
-    return Layer(init, apply)
+    return make_layer("fan_in_sum", init, apply, inputs="many")
 
 
 def fan_in_concat(axis: int = -1) -> Layer:
     """Concatenate a tuple of inputs along ``axis`` (the channels by default)."""
+    if not checks.is_int(axis):
+        raise LayerConfigError(f"fan_in_concat: argument `axis` must be an integer, got {axis!r}")
 
     def init(key, input_shape):
-        shapes = tuple(tuple(s) for s in input_shape)
-        if not shapes or not -len(shapes[0]) <= axis < len(shapes[0]):
-            raise LayerConfigError(
-                f"fan_in_concat: argument `axis`={axis} is out of range for shapes {shapes}"
-            )
+        shapes = input_shape
+        checks.axis_in_range("fan_in_concat", "axis", axis, shapes[0])
         _check_same_shapes("fan_in_concat", shapes, skip_axis=axis)
         out = list(shapes[0])
         sizes = [s[axis] for s in shapes]
@@ -159,18 +227,21 @@ def fan_in_concat(axis: int = -1) -> Layer:
         return tuple(out), (), ()
 
     def apply(params, state, x, *, key=None, train=False):
-        _check_same_shapes("fan_in_concat", tuple(xi.shape for xi in x), skip_axis=axis)
+        shapes = _branch_shapes("fan_in_concat", x)
+        checks.axis_in_range("fan_in_concat", "axis", axis, shapes[0])
+        _check_same_shapes("fan_in_concat", shapes, skip_axis=axis)
         return jnp.concatenate(x, axis=axis), state
 
-    return Layer(init, apply)
+    return make_layer("fan_in_concat", init, apply, inputs="many")
 
 
 def residual(*layers: Layer) -> Layer:
     """A skip connection: ``x -> x + serial(*layers)(x)``; the body must keep the shape."""
-    body = serial(*layers)
+    layers = check_layers("residual", layers)
+    body_init, body_apply = _serial_init(layers), _serial_apply("residual", layers)
 
     def init(key, input_shape):
-        shape, params, state = body.init(key, input_shape)
+        shape, params, state = body_init(key, input_shape)
         if tuple(shape) != tuple(input_shape):
             raise LayerConfigError(
                 f"residual: the body maps shape {tuple(input_shape)} to {tuple(shape)}; "
@@ -179,7 +250,7 @@ def residual(*layers: Layer) -> Layer:
         return shape, params, state
 
     def apply(params, state, x, *, key=None, train=False):
-        y, new_state = body.apply(params, state, x, key=key, train=train)
-        return x + y, new_state
+        y, new_state = body_apply(params, state, x, key=key, train=train)
+        return checks.input_array("residual", x, fallback=y.dtype) + y, new_state
 
-    return Layer(init, apply)
+    return make_layer("residual", init, apply, layers)

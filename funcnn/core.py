@@ -12,7 +12,6 @@ functions whose call signatures are documented as ``typing.Protocol`` s.
 
 from __future__ import annotations
 
-from numbers import Integral
 from typing import Any, NamedTuple, Protocol
 
 import jax
@@ -32,6 +31,7 @@ class LayerConfigError(ValueError):
 
     Messages name the layer, the argument and the shapes involved, e.g.
     ``"Conv: argument `x` has 3 channels but the kernel expects 1 (x.shape=(2, 8, 8, 3))"``.
+    The checks live in :mod:`funcnn.checks`.
     """
 
 
@@ -81,6 +81,9 @@ class ApplyFn(Protocol):
 class Layer(NamedTuple):
     """A layer: a pair of pure functions.
 
+    Its name and, for combinators, its children are kept beside it, in
+    :mod:`funcnn.identity`; any ``Layer(init, apply)`` pair composes.
+
     Attributes:
       init: ``init(key, input_shape) -> (output_shape, params, state)``.
       apply: ``apply(params, state, x, *, key=None, train=False) -> (y, new_state)``.
@@ -88,34 +91,3 @@ class Layer(NamedTuple):
 
     init: InitFn
     apply: ApplyFn
-
-
-def check_rank(layer: str, argument: str, shape: Shape, ranks: tuple[int, ...]) -> None:
-    """Raise ``LayerConfigError`` unless ``len(shape)`` is one of ``ranks``."""
-    if len(shape) not in ranks:
-        expected = " or ".join(str(r) for r in ranks)
-        raise LayerConfigError(
-            f"{layer}: argument `{argument}` must have rank {expected}, "
-            f"but has shape {tuple(shape)} (rank {len(shape)})"
-        )
-
-
-def check_positive(layer: str, argument: str, values: Any) -> None:
-    """Raise ``LayerConfigError`` unless every entry of ``values`` is a positive int."""
-    items = tuple(values) if isinstance(values, (tuple, list)) else (values,)
-    if not all(isinstance(v, Integral) and not isinstance(v, bool) and v > 0 for v in items):
-        raise LayerConfigError(f"{layer}: argument `{argument}` must be positive integers, got {values!r}")
-
-
-def check_channels(layer: str, shape: Shape, rank: int, channels: int) -> None:
-    """Check at trace time that ``apply``'s input has ``rank`` dims and ``channels`` channels.
-
-    ``init`` fixed the parameters for ``channels`` input channels; an input of
-    another width is a mismatch between ``init`` and ``apply``.
-    """
-    check_rank(layer, "x", shape, (rank,))
-    if shape[-1] != channels:
-        raise LayerConfigError(
-            f"{layer}: argument `x` has {shape[-1]} channels (x.shape={tuple(shape)}) but the "
-            f"layer was initialised for {channels} input channels"
-        )

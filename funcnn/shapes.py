@@ -1,6 +1,7 @@
 """Output-size formulas, padding, neuron and parameter counts: one source each.
 
 Layers and ops call these functions, so a formula lives in exactly one place.
+Argument parsing and checks live in :mod:`funcnn.checks`.
 
 The course formulas, for input size ``n``, kernel (filter) size ``f``, padding
 ``p`` on each side and stride ``s``:
@@ -22,10 +23,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from funcnn.core import Layer, LayerConfigError, Shape
-
-Padding = str | int | Sequence[int] | Sequence[tuple[int, int]]
-"""``"VALID"``, ``"SAME"``, an int (both sides of every axis) or ``(low, high)`` pairs."""
+from funcnn import identity
+from funcnn.core import Layer
 
 
 def dilated_size(f: int, dilation: int = 1) -> int:
@@ -96,68 +95,6 @@ def same_padding(n: int, f: int, stride: int = 1, dilation: int = 1) -> tuple[in
     return total // 2, total - total // 2
 
 
-def normalize_tuple(layer: str, argument: str, value: int | Sequence[int], rank: int) -> tuple[int, ...]:
-    """Broadcast an int to ``rank`` entries, or check a sequence has ``rank`` entries."""
-    if isinstance(value, (int, np.integer)):
-        return (int(value),) * rank
-    value = tuple(value)
-    if len(value) != rank:
-        raise LayerConfigError(
-            f"{layer}: argument `{argument}` has {len(value)} entries {value} "
-            f"but the input has {rank} spatial dimensions"
-        )
-    return value
-
-
-def padding_pairs(
-    layer: str,
-    padding: Padding,
-    spatial: Sequence[int],
-    kernel: Sequence[int],
-    strides: Sequence[int],
-    dilation: Sequence[int],
-) -> tuple[tuple[int, int], ...]:
-    """Resolve a padding argument to explicit ``(low, high)`` pairs per spatial axis.
-
-    Args:
-      layer: the layer's name, for error messages.
-      padding: ``"VALID"``, ``"SAME"``, an int, a sequence of ints (one per
-        axis, both sides), or a sequence of ``(low, high)`` pairs.
-      spatial, kernel, strides, dilation: per-axis input, kernel sizes, strides
-        and kernel dilations.
-    """
-    rank = len(spatial)
-    if isinstance(padding, str):
-        mode = padding.upper()
-        if mode == "VALID":
-            return ((0, 0),) * rank
-        if mode == "SAME":
-            return tuple(same_padding(n, f, s, d) for n, f, s, d in zip(spatial, kernel, strides, dilation))
-        raise LayerConfigError(
-            f"{layer}: argument `padding` must be 'VALID', 'SAME', an int or (low, high) "
-            f"pairs, got {padding!r}"
-        )
-    if isinstance(padding, (int, np.integer)):
-        return ((int(padding), int(padding)),) * rank
-    pads = tuple(padding)
-    if len(pads) != rank:
-        raise LayerConfigError(
-            f"{layer}: argument `padding` has {len(pads)} entries {pads} but the input "
-            f"has {rank} spatial dimensions (spatial shape {tuple(spatial)})"
-        )
-    pairs = []
-    for p in pads:
-        if isinstance(p, (int, np.integer)):
-            pairs.append((int(p), int(p)))
-        elif len(p) == 2:
-            pairs.append((int(p[0]), int(p[1])))
-        else:
-            raise LayerConfigError(
-                f"{layer}: argument `padding` entries must be ints or (low, high) pairs, got {p!r}"
-            )
-    return tuple(pairs)
-
-
 def num_neurons(shape: Sequence[int]) -> int:
     """Number of neurons in a layer of one example's shape: ``W * H * C``.
 
@@ -175,49 +112,57 @@ def count_params(params: Any) -> int:
     return sum(int(np.size(leaf)) for leaf in jax.tree_util.tree_leaves(params))
 
 
-def layer_name(layer: Layer) -> str:
-    """The constructor that built ``layer`` (``"Conv"``, ``"serial"``, ...)."""
-    return layer.init.__qualname__.split(".")[0]
+def summary(layer: Layer, input_shape: Any, key: jax.Array | None = None) -> str:
+    """A printable tree of the layers with output shapes, parameter counts and state sizes.
 
-
-def summary(layer: Layer, input_shape: Shape, key: jax.Array | None = None) -> str:
-    """A printable per-layer table of output shapes and parameter counts.
-
-    Children of ``serial`` are listed one per row; other layers as one row.
-    Parameters are built abstractly with ``jax.eval_shape`` (nothing allocated).
+    Combinators (``serial``, ``parallel``, ``residual``, ...) show their
+    children indented beneath them, each row counting its whole subtree;
+    the totals split trainable parameters from state (e.g. batch-norm
+    statistics), like Flax's ``tabulate`` and Keras' ``summary``. Nothing
+    is allocated: ``init`` runs under ``jax.eval_shape``.
 
     >>> import funcnn as fn
-    >>> print(fn.shapes.summary(fn.serial(fn.Dense(4), fn.Relu()), (-1, 3)))  # doctest: +SKIP
+    >>> print(fn.shapes.summary(fn.serial(fn.Dense(4), fn.Relu()), (-1, 3)))
+    input (-1, 3)
+    layer       output shape  params  state
+    ----------  ------------  ------  -----
+    serial      (-1, 4)           16      0
+      0: Dense  (-1, 4)           16      0
+      1: Relu   (-1, 4)            0      0
+    trainable params: 16
+    state values:     0
     """
     key = jax.random.key(0) if key is None else key
-    rows: list[tuple[str, str, str]] = []
-    children = getattr(layer.init, "layers", None) if layer_name(layer) == "serial" else None
-    if children is None:
-        children = (layer,)
-    shape = tuple(input_shape)
-    total = 0
-    for index, child in enumerate(children):
-        shape, n = _abstract_init(child, key, shape)
-        total += n
-        rows.append((f"{index}: {layer_name(child)}", str(shape), f"{n:,}"))
-    header = ("layer", "output shape", "params")
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(3)]
-    lines = [f"input {tuple(input_shape)}"]
+    root = (
+        layer
+        if identity.layer_info(layer) != identity.LayerInfo("Layer")
+        else identity.make_layer("Layer", layer.init, layer.apply, inputs="any")
+    )
+    with identity.recording_inits() as record:
+        jax.eval_shape(lambda k: root.init(k, input_shape)[1:], key)
+    rows = []
+    position: list[int] = []
+    for entry in record:
+        del position[entry.depth + 1 :]
+        if len(position) <= entry.depth:
+            position.append(0)
+        else:
+            position[entry.depth] += 1
+        label = entry.name if entry.depth == 0 else f"{position[entry.depth]}: {entry.name}"
+        rows.append(
+            ("  " * entry.depth + label, str(entry.output_shape), f"{entry.params:,}", f"{entry.state:,}")
+        )
+    header = ("layer", "output shape", "params", "state")
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(4)]
+    lines = [f"input {input_shape}"]
     lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join((r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]))) for r in rows]
-    lines.append(f"total params: {total:,}")
+    for r in rows:
+        lines.append(
+            "  ".join(
+                (r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]), r[3].rjust(widths[3]))
+            )
+        )
+    lines.append(f"trainable params: {record[0].params:,}")
+    lines.append(f"state values:     {record[0].state:,}")
     return "\n".join(lines)
-
-
-def _abstract_init(layer: Layer, key: jax.Array, shape: Shape) -> tuple[Shape, int]:
-    """Output shape and parameter count of ``layer``, without allocating parameters."""
-    out: list[Shape] = []
-
-    def init(k: jax.Array) -> Any:
-        out_shape, params, _ = layer.init(k, shape)
-        out.append(out_shape)
-        return params
-
-    params = jax.eval_shape(init, key)
-    return out[0], sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(params))

@@ -116,7 +116,7 @@ def test_evaluate_a_checkpoint_not_written_by_the_command_line(tmp_path, capsys)
 def test_summary(capsys):
     status, out, _ = run_main(["summary", "fashion_mnist_cnn"], capsys)
     assert status == 0
-    assert "(-1, 7, 7, 64)" in out and "total params: 421,642" in out
+    assert "(-1, 7, 7, 64)" in out and "trainable params: 421,642" in out
 
 
 def test_batch_larger_than_the_training_set(data_dir, tmp_path, capsys):

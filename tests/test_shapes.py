@@ -1,5 +1,7 @@
 """The course's formulas, SAME padding, neuron and parameter counts, summary."""
 
+import re
+
 import jax
 import pytest
 from hypothesis import given
@@ -44,19 +46,54 @@ def test_count_params_of_the_seed_cnn():
     assert fn.count_params(params) == conv + dense + output
 
 
+def _rows(table):
+    """The table's rows as (indented label, output shape, params, state), header and totals dropped."""
+    return [tuple(re.split(r"(?<=\S)\s{2,}", line.rstrip())) for line in table.splitlines()[3:-2]]
+
+
 def test_summary_lists_every_layer():
     table = fn.summary(fn.models.seed_cnn(), (-1, 28, 28, 1))
     lines = table.splitlines()
     assert lines[0] == "input (-1, 28, 28, 1)"
-    assert "0: Conv" in lines[3] and "(-1, 26, 26, 32)" in lines[3] and "320" in lines[3]
-    assert "2: MaxPool" in lines[5] and "(-1, 13, 13, 32)" in lines[5]
-    assert "3: Flatten" in lines[6] and "(-1, 5408)" in lines[6]
-    assert "6: Dense" in lines[9] and "(-1, 10)" in lines[9]
-    assert lines[-1] == "total params: 693,962"
+    rows = _rows(table)
+    assert rows[0] == ("serial", "(-1, 10)", "693,962", "0")
+    assert rows[1] == ("  0: Conv", "(-1, 26, 26, 32)", "320", "0")
+    assert rows[3] == ("  2: MaxPool", "(-1, 13, 13, 32)", "0", "0")
+    assert rows[4] == ("  3: Flatten", "(-1, 5408)", "0", "0")
+    assert rows[7] == ("  6: Dense", "(-1, 10)", "1,290", "0")
+    assert lines[-2:] == ["trainable params: 693,962", "state values:     0"]
 
 
 def test_summary_of_a_single_layer():
-    assert "0: Dense" in fn.summary(fn.Dense(4), (-1, 3))
+    assert _rows(fn.summary(fn.Dense(4), (-1, 3))) == [("Dense", "(-1, 4)", "16", "0")]
+
+
+def test_summary_nests_residual_and_parallel_blocks_and_splits_state():
+    model = fn.serial(
+        fn.Conv(4, 3, padding="SAME"),
+        fn.residual(fn.Conv(4, 3, padding="SAME"), fn.BatchNorm()),
+        fn.fan_out(2),
+        fn.parallel(fn.Relu(), fn.Dense(2)),
+        fn.fan_in_concat(),
+    )
+    table = fn.summary(model, (-1, 8, 8, 1))
+    assert [row[0] for row in _rows(table)] == [
+        "serial", "  0: Conv", "  1: residual", "    0: Conv", "    1: BatchNorm", "  2: fan_out",
+        "  3: parallel", "    0: Relu", "    1: Dense", "  4: fan_in_concat",
+    ]  # fmt: skip
+    rows = {row[0].strip(): row for row in _rows(table)}
+    assert rows["1: residual"][1:] == ("(-1, 8, 8, 4)", str(4 * 9 * 4 + 4 + 8), "8")
+    assert rows["1: BatchNorm"][2:] == ("8", "8")
+    assert rows["3: parallel"][1] == "((-1, 8, 8, 4), (-1, 8, 8, 2))"
+    conv_params = 9 * 1 * 4 + 4
+    total = conv_params + (4 * 9 * 4 + 4 + 8) + (4 * 2 + 2)
+    assert table.splitlines()[-2:] == [f"trainable params: {total:,}", "state values:     8"]
+
+
+def test_summary_of_a_users_own_layer_pair():
+    dense = fn.Dense(3)
+    mine = fn.Layer(lambda key, shape: dense.init(key, shape), dense.apply)
+    assert [row[0] for row in _rows(fn.summary(mine, (-1, 2)))] == ["Layer", "  0: Dense"]
 
 
 @pytest.mark.parametrize("name", sorted(fn.models.MODELS))

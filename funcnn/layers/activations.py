@@ -1,6 +1,7 @@
 """Activation layers: elementwise functions and (log-)softmax, no parameters.
 
-Each wraps an op of :mod:`funcnn.ops.activations`, which owns the hand-written VJP.
+Each wraps an op of :mod:`funcnn.ops.activations`, which owns the hand-written
+VJP. Integer and bool inputs are promoted to the default float (or ``dtype``).
 """
 
 from __future__ import annotations
@@ -8,61 +9,75 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 
-from funcnn import ops
+from funcnn import checks, ops
 from funcnn.core import Layer
-from funcnn.ops._grad import check_grad
+from funcnn.identity import make_layer
 
 
-def _activation(name: str, grad: str, fn: Callable[[jax.Array], jax.Array]) -> Layer:
-    """A shape-preserving, parameter-free layer applying ``fn``."""
-    check_grad(name, grad)
+def _activation(name: str, dtype, grad: str, fn: Callable[[jax.Array, str], jax.Array]) -> Layer:
+    """A shape-preserving, parameter-free layer applying ``fn(x, grad)``."""
+    dtype = checks.dtype_or_none(name, "dtype", dtype)
+    grad = checks.grad_mode(name, grad)
 
     def init(key, input_shape):
         return tuple(input_shape), (), ()
 
     def apply(params, state, x, *, key=None, train=False):
-        return fn(x), state
+        return fn(checks.input_array(name, x, dtype), grad), state
 
-    init.__qualname__ = f"{name}.<locals>.init"
-    return Layer(init, apply)
+    return make_layer(name, init, apply)
 
 
-def Relu(*, grad: str = "custom") -> Layer:
+def Relu(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
     """``max(x, 0)``."""
-    return _activation("Relu", grad, lambda x: ops.relu(x, grad=grad))
+    return _activation("Relu", dtype, grad, lambda x, grad: ops.relu(x, grad=grad))
 
 
-def Sigmoid(*, grad: str = "custom") -> Layer:
+def Sigmoid(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
     """``1 / (1 + e^-x)``."""
-    return _activation("Sigmoid", grad, lambda x: ops.sigmoid(x, grad=grad))
+    return _activation("Sigmoid", dtype, grad, lambda x, grad: ops.sigmoid(x, grad=grad))
 
 
-def Tanh(*, grad: str = "custom") -> Layer:
+def Tanh(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
     """``tanh(x)``."""
-    return _activation("Tanh", grad, lambda x: ops.tanh(x, grad=grad))
+    return _activation("Tanh", dtype, grad, lambda x, grad: ops.tanh(x, grad=grad))
 
 
-def LeakyRelu(negative_slope: float = 0.01, *, grad: str = "custom") -> Layer:
+def LeakyRelu(negative_slope: float = 0.01, *, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
     """``x`` if ``x > 0`` else ``negative_slope * x``."""
-    return _activation("LeakyRelu", grad, lambda x: ops.leaky_relu(x, negative_slope, grad=grad))
+    slope = checks.real("LeakyRelu", "negative_slope", negative_slope)
+    return _activation("LeakyRelu", dtype, grad, lambda x, grad: ops.leaky_relu(x, slope, grad=grad))
 
 
-def Elu(alpha: float = 1.0, *, grad: str = "custom") -> Layer:
+def Elu(alpha: float = 1.0, *, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
     """``x`` if ``x > 0`` else ``alpha (e^x - 1)``."""
-    return _activation("Elu", grad, lambda x: ops.elu(x, alpha, grad=grad))
+    alpha = checks.real("Elu", "alpha", alpha)
+    return _activation("Elu", dtype, grad, lambda x, grad: ops.elu(x, alpha, grad=grad))
 
 
-def Gelu(approximate: bool = True, *, grad: str = "custom") -> Layer:
+def Gelu(approximate: bool = True, *, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
     """``x Phi(x)``, by default with the tanh approximation (as ``jax.nn.gelu``)."""
-    return _activation("Gelu", grad, lambda x: ops.gelu(x, approximate, grad=grad))
+    approximate = checks.boolean("Gelu", "approximate", approximate)
+    return _activation("Gelu", dtype, grad, lambda x, grad: ops.gelu(x, approximate, grad=grad))
 
 
-def Softmax(axis: int = -1, *, grad: str = "custom") -> Layer:
+def _along_axis(name: str, axis: int, dtype, grad: str, op: Callable[..., jax.Array]) -> Layer:
+    axis = checks.axes(name, "axis", axis)
+
+    def fn(x: jax.Array, grad: str) -> jax.Array:
+        checks.axis_in_range(name, "axis", axis, x.shape)
+        return op(x, axis, grad=grad)
+
+    return _activation(name, dtype, grad, fn)
+
+
+def Softmax(axis: int = -1, *, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
     """``e^x / sum(e^x)`` along ``axis``: class probabilities from logits."""
-    return _activation("Softmax", grad, lambda x: ops.softmax(x, axis, grad=grad))
+    return _along_axis("Softmax", axis, dtype, grad, ops.softmax)
 
 
-def LogSoftmax(axis: int = -1, *, grad: str = "custom") -> Layer:
+def LogSoftmax(axis: int = -1, *, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
     """``x - log sum(e^x)`` along ``axis``."""
-    return _activation("LogSoftmax", grad, lambda x: ops.log_softmax(x, axis, grad=grad))
+    return _along_axis("LogSoftmax", axis, dtype, grad, ops.log_softmax)

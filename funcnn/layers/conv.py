@@ -1,81 +1,127 @@
 """Convolution layers: ``Conv``, ``ConvTranspose`` and ``FixedConv``.
 
-Thin wrappers around :func:`funcnn.ops.conv`: they check shapes and create
-parameters; the op does the arithmetic and owns the backward pass.
+Thin wrappers around :mod:`funcnn.ops.conv`: each constructor parses its
+arguments once (``conv_args``), ``init`` and every ``apply`` trace resolve
+them once for the input's shape (``resolve_conv``) and hand the resolved
+config to the op, which does the arithmetic and owns the backward pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from numbers import Integral
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from funcnn.core import Layer, LayerConfigError, Shape, check_channels, check_positive, check_rank
-from funcnn.ops._grad import check_grad
+from funcnn import checks
+from funcnn.core import Layer, LayerConfigError, Shape
+from funcnn.identity import make_layer
 from funcnn.ops.conv import (
-    check_conv,
-    conv,
-    conv_config,
-    conv_transpose,
-    transpose_output_size,
-    transpose_padding,
+    ConvConfig,
+    apply_conv,
+    conv_args,
+    conv_transpose_args,
+    resolve_conv,
+    resolve_conv_transpose,
 )
-from funcnn.shapes import Padding, conv_output_size, normalize_tuple, padding_pairs
 
 Initializer = Callable[..., jax.Array]
 
 _PAD_MODES = {"zeros": None, "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
-def _spatial_rank(layer: str, kernel_size: int | Sequence[int], input_shape: Shape) -> int:
-    """Spatial rank from ``kernel_size`` (a sequence) or from the input (an int broadcasts)."""
-    if isinstance(kernel_size, Integral):
-        rank = len(input_shape) - 2
-        if rank not in (1, 2, 3):
-            raise LayerConfigError(
-                f"{layer}: argument `x` must have rank 3, 4 or 5 (batch, 1-3 spatial dims, "
-                f"channels), but has shape {tuple(input_shape)}"
-            )
-        return rank
-    rank = len(tuple(kernel_size))
+def spatial_rank(layer: str, kernel_size: int | tuple[int, ...], input_shape: Shape) -> int:
+    """Spatial rank from ``kernel_size`` (a tuple) or from the input (an int broadcasts)."""
+    rank = len(input_shape) - 2 if isinstance(kernel_size, int) else len(kernel_size)
     if rank not in (1, 2, 3):
         raise LayerConfigError(
-            f"{layer}: argument `kernel_size` must have 1, 2 or 3 entries, got {tuple(kernel_size)}"
+            f"{layer}: argument `x` must have rank 3, 4 or 5 (batch, 1-3 spatial dims, "
+            f"channels), but has shape {tuple(input_shape)}"
         )
     if len(input_shape) != rank + 2:
         raise LayerConfigError(
-            f"{layer}: argument `kernel_size` {tuple(kernel_size)} is {rank}-D, so the input must "
+            f"{layer}: argument `kernel_size` {kernel_size} is {rank}-D, so the input must "
             f"have rank {rank + 2}, but has shape {tuple(input_shape)}"
         )
     return rank
 
 
-def _check_features(layer: str, features: int, groups: int, grad: str) -> None:
-    check_grad(layer, grad)
-    check_positive(layer, "features", features)
-    check_positive(layer, "groups", groups)
-    if features % groups:
-        raise LayerConfigError(f"{layer}: argument `groups`={groups} does not divide `features`={features}")
+class Learned(NamedTuple):
+    """The parsed arguments shared by ``Conv`` and ``ConvTranspose``."""
+
+    layer: str
+    features: int
+    kernel_size: int | tuple[int, ...]
+    groups: int
+    use_bias: bool
+    kernel_init: Initializer
+    bias_init: Initializer
+    dtype: jnp.dtype | None
+    param_dtype: jnp.dtype
+    grad: str
 
 
-def _check_in_channels(layer: str, input_shape: Shape, groups: int) -> int:
+def parse_learned(
+    layer: str, features, kernel_size, groups: int, use_bias, kernel_init, bias_init, dtype, param_dtype, grad
+) -> Learned:
+    """Check the constructor arguments of a convolution with parameters."""
+    features = checks.positive_int(layer, "features", features)
+    checks.check_divides(layer, "groups", groups, "`features`", features, "output channels")
+    return Learned(
+        layer,
+        features,
+        checks.sizes(layer, "kernel_size", kernel_size),
+        groups,
+        checks.boolean(layer, "use_bias", use_bias),
+        checks.initializer(layer, "kernel_init", kernel_init),
+        checks.initializer(layer, "bias_init", bias_init),
+        checks.dtype_or_none(layer, "dtype", dtype),
+        checks.dtype_or_none(layer, "param_dtype", param_dtype) or jnp.dtype(jnp.float32),
+        checks.grad_mode(layer, grad),
+    )
+
+
+def param_shapes(spec: Learned, input_shape: Shape) -> dict[str, Shape]:
+    """The one source of the parameter shapes: ``init`` builds them, every ``apply`` trace checks them."""
+    rank = spatial_rank(spec.layer, spec.kernel_size, input_shape)
     channels = input_shape[-1]
-    if channels % groups:
-        raise LayerConfigError(
-            f"{layer}: argument `groups`={groups} does not divide the input's {channels} "
-            f"channels (input shape {tuple(input_shape)})"
-        )
-    return channels
+    checks.check_divides(
+        spec.layer, "groups", spec.groups, "the input's channels", channels, f"input shape {input_shape}"
+    )
+    kernel = checks.broadcast(spec.layer, "kernel_size", spec.kernel_size, rank)
+    shapes = {"kernel": (*kernel, channels // spec.groups, spec.features)}
+    if spec.use_bias:
+        shapes["bias"] = (spec.features,)
+    return shapes
+
+
+def init_params(spec: Learned, key: jax.Array, shapes: dict[str, Shape]) -> dict[str, jax.Array]:
+    """The kernel (and bias) from the initialisers, in ``param_dtype``."""
+    kernel_key, bias_key = jax.random.split(key)
+    params = {"kernel": spec.kernel_init(kernel_key, shapes["kernel"], spec.param_dtype)}
+    if spec.use_bias:
+        params["bias"] = spec.bias_init(bias_key, shapes["bias"], spec.param_dtype)
+    return params
+
+
+def checked_input(
+    spec: Learned, params: Any, x: Any
+) -> tuple[jax.Array, dict[str, Shape], dict[str, jax.Array]]:
+    """``x`` in the compute dtype, the expected parameter shapes, and the params cast to that dtype."""
+    x = checks.input_array(spec.layer, x, spec.dtype, fallback=spec.param_dtype)
+    shapes = param_shapes(spec, x.shape)
+    checks.check_width(spec.layer, x.shape, params, "kernel", -2, spec.groups)
+    checks.check_leaves(spec.layer, "params", shapes, params, f"an input of shape {tuple(x.shape)}")
+    return x, shapes, {name: params[name].astype(x.dtype) for name in shapes}
 
 
 def Conv(
     features: int,
     kernel_size: int | Sequence[int],
     strides: int | Sequence[int] = 1,
-    padding: Padding = "VALID",
+    padding: checks.Padding = "VALID",
     dilation: int | Sequence[int] = 1,
     groups: int = 1,
     use_bias: bool = True,
@@ -106,7 +152,8 @@ def Conv(
       kernel_init, bias_init: ``jax.nn.initializers`` functions.
       padding_mode: ``"zeros"``, or ``"reflect"``, ``"replicate"``, ``"circular"``
         (done with ``jnp.pad``, then a VALID convolution).
-      dtype: computation dtype (inputs and parameters are cast to it); ``None`` keeps the input's.
+      dtype: computation dtype (inputs and parameters are cast to it); ``None``
+        keeps a floating input's dtype and computes integer inputs in ``param_dtype``.
       param_dtype: dtype of the parameters.
       precision: passed to ``lax.conv_general_dilated`` forward and backward.
       grad: ``"custom"`` (hand-written VJP) or ``"autodiff"``.
@@ -116,73 +163,48 @@ def Conv(
     >>> shape, params["kernel"].shape
     ((-1, 28, 28, 8), (3, 3, 1, 8))
     """
-    _check_features("Conv", features, groups, grad)
+    name = "Conv"
+    args = conv_args(
+        name, strides=strides, padding=padding, dilation=dilation, groups=groups, precision=precision
+    )
+    learned = parse_learned(
+        name, features, kernel_size, args.groups, use_bias, kernel_init, bias_init, dtype, param_dtype, grad
+    )
+    checks.per_axis(name, kernel_size=learned.kernel_size, strides=args.strides, dilation=args.dilation)
     if padding_mode not in _PAD_MODES:
         raise LayerConfigError(
             f"Conv: argument `padding_mode` must be one of {tuple(_PAD_MODES)}, got {padding_mode!r}"
         )
-
-    def resolve(input_shape: Shape) -> tuple[tuple[int, ...], dict]:
-        rank = _spatial_rank("Conv", kernel_size, input_shape)
-        ksize = normalize_tuple("Conv", "kernel_size", kernel_size, rank)
-        check_positive("Conv", "kernel_size", ksize)
-        stride_t = normalize_tuple("Conv", "strides", strides, rank)
-        dilation_t = normalize_tuple("Conv", "dilation", dilation, rank)
-        check_positive("Conv", "strides", stride_t)
-        check_positive("Conv", "dilation", dilation_t)
-        pads = padding_pairs("Conv", padding, input_shape[1:-1], ksize, stride_t, dilation_t)
-        if _PAD_MODES[padding_mode] is not None and any(p < 0 for pair in pads for p in pair):
+    pad_mode = _PAD_MODES[padding_mode]
+    if pad_mode is not None and not isinstance(args.padding, str):
+        flat = (args.padding,) if isinstance(args.padding, int) else sum(args.padding, ())
+        if any(p < 0 for p in flat):
             raise LayerConfigError(
-                f"Conv: argument `padding` {pads} must be non-negative with padding_mode={padding_mode!r}"
+                f"Conv: argument `padding` {args.padding} must be non-negative with "
+                f"padding_mode={padding_mode!r}"
             )
-        return ksize, {"strides": stride_t, "padding": pads, "dilation": dilation_t, "groups": groups}
 
     def init(key, input_shape):
-        ksize, config = resolve(input_shape)
-        channels = _check_in_channels("Conv", input_shape, groups)
-        kernel_shape = (*ksize, channels // groups, features)
-        conv_config("Conv", input_shape, kernel_shape, **config)
-        out_spatial = tuple(
-            conv_output_size(n, f, s, p, d)
-            for n, f, s, p, d in zip(
-                input_shape[1:-1], ksize, config["strides"], config["padding"], config["dilation"]
-            )
-        )
-        kernel_key, bias_key = jax.random.split(key)
-        params = {"kernel": kernel_init(kernel_key, kernel_shape, param_dtype)}
-        if use_bias:
-            params["bias"] = bias_init(bias_key, (features,), param_dtype)
-        return (input_shape[0], *out_spatial, features), params, ()
+        shapes = param_shapes(learned, input_shape)
+        config = resolve_conv(name, args, input_shape, shapes["kernel"])
+        return (input_shape[0], *config.out_spatial, learned.features), init_params(learned, key, shapes), ()
 
     def apply(params, state, x, *, key=None, train=False):
-        kernel = params["kernel"]
-        check_channels("Conv", x.shape, kernel.ndim, kernel.shape[-2] * groups)
-        _, config = resolve(x.shape)
-        conv_config("Conv", x.shape, kernel.shape, **config)
-        dt = x.dtype if dtype is None else dtype
-        bias = params.get("bias")
-        x = x.astype(dt)
-        if _PAD_MODES[padding_mode] is not None:
-            x = jnp.pad(x, ((0, 0), *config["padding"], (0, 0)), mode=_PAD_MODES[padding_mode])
-            config["padding"] = "VALID"
-        y = conv(
-            x,
-            kernel.astype(dt),
-            None if bias is None else bias.astype(dt),
-            precision=precision,
-            grad=grad,
-            **config,
-        )
-        return y, state
+        x, shapes, p = checked_input(learned, params, x)
+        config = resolve_conv(name, args, x.shape, shapes["kernel"])
+        if pad_mode is not None:
+            x = jnp.pad(x, ((0, 0), *config.padding, (0, 0)), mode=pad_mode)
+            config = config._replace(padding=((0, 0),) * len(config.padding))
+        return apply_conv(config, x, p["kernel"], p.get("bias"), learned.grad), state
 
-    return Layer(init, apply)
+    return make_layer(name, init, apply)
 
 
 def ConvTranspose(
     features: int,
     kernel_size: int | Sequence[int],
     strides: int | Sequence[int] = 1,
-    padding: Padding = "VALID",
+    padding: checks.Padding = "VALID",
     dilation: int | Sequence[int] = 1,
     groups: int = 1,
     use_bias: bool = True,
@@ -208,71 +230,49 @@ def ConvTranspose(
       kernel_init, bias_init, dtype, param_dtype, precision, grad: as :func:`Conv`.
       output_padding: extra output rows on the high side, to pick among the
         input sizes a strided convolution maps to the same output size;
-        must be smaller than the stride.
+        must be smaller than the stride or the dilation.
     """
-    _check_features("ConvTranspose", features, groups, grad)
-
-    def resolve(input_shape: Shape):
-        rank = _spatial_rank("ConvTranspose", kernel_size, input_shape)
-        ksize = normalize_tuple("ConvTranspose", "kernel_size", kernel_size, rank)
-        check_positive("ConvTranspose", "kernel_size", ksize)
-        stride_t = normalize_tuple("ConvTranspose", "strides", strides, rank)
-        dilation_t = normalize_tuple("ConvTranspose", "dilation", dilation, rank)
-        check_positive("ConvTranspose", "strides", stride_t)
-        check_positive("ConvTranspose", "dilation", dilation_t)
-        out_pad = normalize_tuple("ConvTranspose", "output_padding", output_padding, rank)
-        if any(not 0 <= p < s for p, s in zip(out_pad, stride_t)):
-            raise LayerConfigError(
-                f"ConvTranspose: argument `output_padding` {out_pad} must be in [0, stride) for "
-                f"strides {stride_t}"
-            )
-        pads = transpose_padding(
-            "ConvTranspose", padding, input_shape[1:-1], ksize, stride_t, dilation_t, out_pad
-        )
-        return ksize, stride_t, dilation_t, out_pad, pads
+    name = "ConvTranspose"
+    args = conv_transpose_args(
+        name,
+        strides=strides,
+        padding=padding,
+        dilation=dilation,
+        output_padding=output_padding,
+        groups=groups,
+        precision=precision,
+    )
+    learned = parse_learned(
+        name,
+        features,
+        kernel_size,
+        args.conv.groups,
+        use_bias,
+        kernel_init,
+        bias_init,
+        dtype,
+        param_dtype,
+        grad,
+    )
+    checks.per_axis(name, kernel_size=learned.kernel_size, strides=args.conv.strides)
 
     def init(key, input_shape):
-        ksize, stride_t, dilation_t, out_pad, pads = resolve(input_shape)
-        channels = _check_in_channels("ConvTranspose", input_shape, groups)
-        kernel_shape = (*ksize, channels // groups, features)
-        check_conv("ConvTranspose", input_shape, kernel_shape, groups)
-        out_spatial = transpose_output_size(
-            "ConvTranspose", input_shape, kernel_shape, stride_t, dilation_t, pads
-        )
-        kernel_key, bias_key = jax.random.split(key)
-        params = {"kernel": kernel_init(kernel_key, kernel_shape, param_dtype)}
-        if use_bias:
-            params["bias"] = bias_init(bias_key, (features,), param_dtype)
-        return (input_shape[0], *out_spatial, features), params, ()
+        shapes = param_shapes(learned, input_shape)
+        config = resolve_conv_transpose(name, args, input_shape, shapes["kernel"])
+        return (input_shape[0], *config.out_spatial, learned.features), init_params(learned, key, shapes), ()
 
     def apply(params, state, x, *, key=None, train=False):
-        kernel = params["kernel"]
-        check_channels("ConvTranspose", x.shape, kernel.ndim, kernel.shape[-2] * groups)
-        _, stride_t, dilation_t, out_pad, pads = resolve(x.shape)
-        transpose_output_size("ConvTranspose", x.shape, kernel.shape, stride_t, dilation_t, pads)
-        dt = x.dtype if dtype is None else dtype
-        bias = params.get("bias")
-        y = conv_transpose(
-            x.astype(dt),
-            kernel.astype(dt),
-            None if bias is None else bias.astype(dt),
-            strides=stride_t,
-            padding=padding,
-            dilation=dilation_t,
-            output_padding=out_pad,
-            groups=groups,
-            precision=precision,
-            grad=grad,
-        )
-        return y, state
+        x, shapes, p = checked_input(learned, params, x)
+        config = resolve_conv_transpose(name, args, x.shape, shapes["kernel"])
+        return apply_conv(config, x, p["kernel"], p.get("bias"), learned.grad), state
 
-    return Layer(init, apply)
+    return make_layer(name, init, apply)
 
 
 def FixedConv(
     kernel: jax.Array,
     strides: int | Sequence[int] = 1,
-    padding: Padding = "VALID",
+    padding: checks.Padding = "VALID",
     dilation: int | Sequence[int] = 1,
     groups: int = 1,
     *,
@@ -280,44 +280,28 @@ def FixedConv(
 ) -> Layer:
     """A convolution with a fixed, untrained kernel (no parameters), e.g. a classic filter.
 
+    An integer kernel is used in the default float; inputs compute in the
+    kernel's dtype unless they are floating themselves.
+
     >>> import funcnn as fn
     >>> edges = FixedConv(fn.filters.sobel(0), padding="SAME")
     """
-    check_grad("FixedConv", grad)
-    kernel = jnp.asarray(kernel)
-    check_rank("FixedConv", "kernel", kernel.shape, (3, 4, 5))
-    rank = kernel.ndim - 2
+    name = "FixedConv"
+    kernel = checks.input_array(name, kernel, argument="kernel")
+    checks.check_rank(name, "kernel", kernel.shape, (3, 4, 5))
+    args = conv_args(name, strides=strides, padding=padding, dilation=dilation, groups=groups)
+    grad = checks.grad_mode(name, grad)
+
+    def resolve(shape: Shape) -> ConvConfig:
+        checks.check_rank(name, "x", shape, (kernel.ndim,))
+        return resolve_conv(name, args, shape, kernel.shape)
 
     def init(key, input_shape):
-        check_rank("FixedConv", "x", input_shape, (rank + 2,))
-        config = conv_config(
-            "FixedConv",
-            input_shape,
-            kernel.shape,
-            strides=strides,
-            padding=padding,
-            dilation=dilation,
-            groups=groups,
-        )
-        out_spatial = tuple(
-            conv_output_size(n, f, s, p, d)
-            for n, f, s, p, d in zip(
-                input_shape[1:-1], kernel.shape[:-2], config.strides, config.padding, config.rhs_dilation
-            )
-        )
-        return (input_shape[0], *out_spatial, kernel.shape[-1]), (), ()
+        return (input_shape[0], *resolve(input_shape).out_spatial, kernel.shape[-1]), (), ()
 
     def apply(params, state, x, *, key=None, train=False):
-        check_channels("FixedConv", x.shape, kernel.ndim, kernel.shape[-2] * groups)
-        y = conv(
-            x,
-            kernel.astype(x.dtype),
-            strides=strides,
-            padding=padding,
-            dilation=dilation,
-            groups=groups,
-            grad=grad,
-        )
-        return y, state
+        x = checks.input_array(name, x, fallback=kernel.dtype)
+        config = resolve(x.shape)
+        return apply_conv(config, x, kernel.astype(x.dtype), None, grad), state
 
-    return Layer(init, apply)
+    return make_layer(name, init, apply)

@@ -8,9 +8,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from funcnn.core import Layer, LayerConfigError, check_positive
-from funcnn.ops._grad import check_grad
-from funcnn.ops.dense import dense
+from funcnn import checks
+from funcnn.core import Layer, LayerConfigError, Shape
+from funcnn.identity import make_layer
+from funcnn.ops.dense import apply_dense
 
 
 def Dense(
@@ -30,42 +31,48 @@ def Dense(
       features: output width (number of neurons).
       use_bias: add a learned bias ``b``.
       kernel_init, bias_init: ``jax.nn.initializers`` functions.
-      dtype: computation dtype; ``None`` keeps the input's.
+      dtype: computation dtype; ``None`` keeps a floating input's dtype and
+        computes integer inputs in ``param_dtype``.
       param_dtype: dtype of the parameters.
       precision: passed to ``lax.dot_general`` forward and backward.
       grad: ``"custom"`` (hand-written VJP) or ``"autodiff"``.
     """
-    check_grad("Dense", grad)
-    check_positive("Dense", "features", features)
+    name = "Dense"
+    features = checks.positive_int(name, "features", features)
+    use_bias = checks.boolean(name, "use_bias", use_bias)
+    kernel_init = checks.initializer(name, "kernel_init", kernel_init)
+    bias_init = checks.initializer(name, "bias_init", bias_init)
+    dtype = checks.dtype_or_none(name, "dtype", dtype)
+    param_dtype = checks.dtype_or_none(name, "param_dtype", param_dtype) or jnp.dtype(jnp.float32)
+    precision = checks.precision(name, precision)
+    grad = checks.grad_mode(name, grad)
+
+    def param_shapes(input_shape: Shape) -> dict[str, Shape]:
+        """The one source of the parameter shapes, for ``init`` and ``apply``'s check."""
+        if len(input_shape) < 2:
+            raise LayerConfigError(
+                f"Dense: argument `x` must have rank >= 2 (batch, ..., features), "
+                f"but has shape {tuple(input_shape)}"
+            )
+        shapes = {"kernel": (input_shape[-1], features)}
+        if use_bias:
+            shapes["bias"] = (features,)
+        return shapes
 
     def init(key, input_shape):
-        if len(input_shape) < 2 or input_shape[-1] < 1:
-            raise LayerConfigError(
-                f"Dense: argument `x` must have rank >= 2 (batch, ..., features) with a known last "
-                f"axis, but has shape {tuple(input_shape)}"
-            )
+        shapes = param_shapes(input_shape)
         kernel_key, bias_key = jax.random.split(key)
-        params = {"kernel": kernel_init(kernel_key, (input_shape[-1], features), param_dtype)}
+        params = {"kernel": kernel_init(kernel_key, shapes["kernel"], param_dtype)}
         if use_bias:
-            params["bias"] = bias_init(bias_key, (features,), param_dtype)
+            params["bias"] = bias_init(bias_key, shapes["bias"], param_dtype)
         return (*input_shape[:-1], features), params, ()
 
     def apply(params, state, x, *, key=None, train=False):
-        kernel = params["kernel"]
-        if x.ndim < 2 or x.shape[-1] != kernel.shape[0]:
-            raise LayerConfigError(
-                f"Dense: argument `x` has shape {x.shape} but the layer was initialised for "
-                f"{kernel.shape[0]} input features (kernel shape {kernel.shape})"
-            )
-        dt = x.dtype if dtype is None else dtype
-        bias = params.get("bias")
-        y = dense(
-            x.astype(dt),
-            kernel.astype(dt),
-            None if bias is None else bias.astype(dt),
-            precision=precision,
-            grad=grad,
-        )
-        return y, state
+        x = checks.input_array(name, x, dtype, fallback=param_dtype)
+        shapes = param_shapes(x.shape)
+        checks.check_width(name, x.shape, params, "kernel", 0)
+        checks.check_leaves(name, "params", shapes, params, f"an input of shape {tuple(x.shape)}")
+        bias = params["bias"].astype(x.dtype) if use_bias else None
+        return apply_dense(precision, x, params["kernel"].astype(x.dtype), bias, grad), state
 
-    return Layer(init, apply)
+    return make_layer(name, init, apply)

@@ -5,23 +5,27 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from funcnn import checks
 from funcnn.core import Layer, LayerConfigError
+from funcnn.identity import make_layer
 
 
-def Dropout(rate: float) -> Layer:
+def Dropout(rate: float, *, dtype: jnp.dtype | None = None) -> Layer:
     """Inverted dropout: ``y = x * m / (1 - rate)`` with ``m ~ Bernoulli(1 - rate)``.
 
     ``rate`` is the probability of dropping (zeroing) an input, as in PyTorch
-    and Flax (not stax's keep probability). Outside training it is the
-    identity. In training it needs ``apply(..., key=key, train=True)``.
+    and Flax (not stax's keep probability), any real scalar in ``[0, 1)``.
+    Outside training it is the identity (integer inputs still become
+    floating, as everywhere). In training it needs ``apply(..., key=key, train=True)``.
     """
-    if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-        raise LayerConfigError(f"Dropout: argument `rate` must be in [0, 1), got {rate!r}")
+    rate = checks.real("Dropout", "rate", rate, low=0.0, high=1.0, high_open=True)
+    dtype = checks.dtype_or_none("Dropout", "dtype", dtype)
 
     def init(key, input_shape):
         return tuple(input_shape), (), ()
 
     def apply(params, state, x, *, key=None, train=False):
+        x = checks.input_array("Dropout", x, dtype)
         if not train or rate == 0.0:
             return x, state
         if key is None:
@@ -29,7 +33,8 @@ def Dropout(rate: float) -> Layer:
                 f"Dropout: argument `key` is required when train=True (rate={rate}, x.shape={x.shape}); "
                 "pass apply(..., key=jax.random.key(...), train=True)"
             )
+        checks.check_key("Dropout", key)
         keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
         return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros((), x.dtype)), state
 
-    return Layer(init, apply)
+    return make_layer("Dropout", init, apply)

@@ -11,6 +11,7 @@ mean and (biased) variance taken over different axes:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -18,9 +19,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from funcnn.core import Layer, LayerConfigError, check_positive, check_rank
+from funcnn import checks
+from funcnn.core import Layer, LayerConfigError, Shape
+from funcnn.identity import make_layer
 
 Initializer = Callable[..., jax.Array]
+
+_RANKS = (2, 3, 4, 5, 6)
 
 
 class BatchNormState(NamedTuple):
@@ -30,24 +35,59 @@ class BatchNormState(NamedTuple):
     var: jax.Array
 
 
-def _affine_params(channels, use_scale, use_bias, scale_init, bias_init, param_dtype, key) -> dict:
+class Affine(NamedTuple):
+    """The parsed arguments every normalisation layer shares."""
+
+    layer: str
+    epsilon: float
+    use_scale: bool
+    use_bias: bool
+    scale_init: Initializer
+    bias_init: Initializer
+    dtype: jnp.dtype | None
+    param_dtype: jnp.dtype
+
+
+def parse_affine(
+    layer: str, epsilon, use_scale, use_bias, scale_init, bias_init, dtype, param_dtype
+) -> Affine:
+    """Check the arguments shared by the normalisation layers; ``epsilon > 0``."""
+    return Affine(
+        layer,
+        checks.real(layer, "epsilon", epsilon, low=0.0, low_open=True),
+        checks.boolean(layer, "use_scale", use_scale),
+        checks.boolean(layer, "use_bias", use_bias),
+        checks.initializer(layer, "scale_init", scale_init),
+        checks.initializer(layer, "bias_init", bias_init),
+        checks.dtype_or_none(layer, "dtype", dtype),
+        checks.dtype_or_none(layer, "param_dtype", param_dtype) or jnp.dtype(jnp.float32),
+    )
+
+
+def affine_shapes(spec: Affine, channels: int) -> dict[str, Shape]:
+    """The one source of the ``scale`` and ``bias`` shapes, for ``init`` and ``apply``'s check."""
+    names = [n for n, used in (("scale", spec.use_scale), ("bias", spec.use_bias)) if used]
+    return {name: (channels,) for name in names}
+
+
+def affine_params(spec: Affine, key: jax.Array, channels: int) -> dict:
     scale_key, bias_key = jax.random.split(key)
-    params = {}
-    if use_scale:
-        params["scale"] = scale_init(scale_key, (channels,), param_dtype)
-    if use_bias:
-        params["bias"] = bias_init(bias_key, (channels,), param_dtype)
-    return params
+    inits = {"scale": (spec.scale_init, scale_key), "bias": (spec.bias_init, bias_key)}
+    return {
+        name: inits[name][0](inits[name][1], shape, spec.param_dtype)
+        for name, shape in affine_shapes(spec, channels).items()
+    }
 
 
-def _check_width(layer: str, x_shape, params: dict) -> None:
-    """The affine parameters were made for ``x``'s last axis at ``init``."""
-    for name, value in params.items():
-        if value.shape[0] != x_shape[-1]:
-            raise LayerConfigError(
-                f"{layer}: argument `x` has {x_shape[-1]} channels (x.shape={tuple(x_shape)}) but the "
-                f"layer's `{name}` was initialised for {value.shape[0]}"
-            )
+def checked_input(spec: Affine, params, x) -> jax.Array:
+    """``x`` in the compute dtype, its rank checked and the params checked against it."""
+    x = checks.input_array(spec.layer, x, spec.dtype, fallback=spec.param_dtype)
+    checks.check_rank(spec.layer, "x", x.shape, _RANKS)
+    for name in affine_shapes(spec, x.shape[-1]):
+        checks.check_width(spec.layer, x.shape, params, name, 0)
+    context = f"an input of shape {tuple(x.shape)}"
+    checks.check_leaves(spec.layer, "params", affine_shapes(spec, x.shape[-1]), params, context)
+    return x
 
 
 def _normalize(x, mean, var, epsilon, params) -> jax.Array:
@@ -74,6 +114,7 @@ def BatchNorm(
     scale_init: Initializer = jax.nn.initializers.ones,
     bias_init: Initializer = jax.nn.initializers.zeros,
     *,
+    dtype: jnp.dtype | None = None,
     param_dtype: jnp.dtype = jnp.float32,
 ) -> Layer:
     """Batch normalisation over every axis but the channels (the last).
@@ -82,41 +123,62 @@ def BatchNorm(
     returns the running statistics moved towards them:
     ``running = momentum * running + (1 - momentum) * batch``. In evaluation
     it normalises with the running statistics and returns the state
-    unchanged, so evaluation is deterministic.
+    unchanged, so evaluation is deterministic. Training needs more than one
+    value per channel (as PyTorch): the variance of one value is 0.
 
     Args:
       momentum: decay of the running statistics, in ``[0, 1)``.
-      epsilon: added to the variance.
+      epsilon: added to the variance, ``> 0``.
       use_scale, use_bias: learn ``scale`` and ``bias`` per channel.
       scale_init, bias_init: ``jax.nn.initializers`` functions.
+      dtype: computation dtype; ``None`` keeps a floating input's dtype.
       param_dtype: dtype of the parameters and running statistics.
     """
-    if not 0.0 <= momentum < 1.0:
-        raise LayerConfigError(f"BatchNorm: argument `momentum` must be in [0, 1), got {momentum!r}")
+    name = "BatchNorm"
+    momentum = checks.real(name, "momentum", momentum, low=0.0, high=1.0, high_open=True)
+    spec = parse_affine(name, epsilon, use_scale, use_bias, scale_init, bias_init, dtype, param_dtype)
 
     def init(key, input_shape):
-        check_rank("BatchNorm", "x", input_shape, tuple(range(2, 7)))
+        checks.check_rank(name, "x", input_shape, _RANKS)
         channels = input_shape[-1]
-        params = _affine_params(channels, use_scale, use_bias, scale_init, bias_init, param_dtype, key)
-        state = BatchNormState(jnp.zeros((channels,), param_dtype), jnp.ones((channels,), param_dtype))
-        return tuple(input_shape), params, state
+        zeros, ones = jnp.zeros((channels,), spec.param_dtype), jnp.ones((channels,), spec.param_dtype)
+        return tuple(input_shape), affine_params(spec, key, channels), BatchNormState(zeros, ones)
 
     def apply(params, state, x, *, key=None, train=False):
-        if x.shape[-1] != state.mean.shape[0]:
+        x = checked_input(spec, params, x)
+        channels = x.shape[-1]
+        if not isinstance(state, BatchNormState):
             raise LayerConfigError(
-                f"BatchNorm: argument `x` has {x.shape[-1]} channels (x.shape={x.shape}) but the "
-                f"layer was initialised for {state.mean.shape[0]}"
+                f"BatchNorm: argument `state` must be the BatchNormState(mean, var) that init returns, "
+                f"each of shape ({channels},) for an input of shape {tuple(x.shape)}, "
+                f"got {type(state).__name__}"
             )
+        checks.check_width(name, x.shape, state, "mean", 0)
+        checks.check_leaves(
+            name,
+            "state",
+            {"mean": (channels,), "var": (channels,)},
+            state,
+            f"an input of shape {tuple(x.shape)}",
+        )
         if not train:
-            return _normalize(x, state.mean, state.var, epsilon, params), state
+            return _normalize(x, state.mean, state.var, spec.epsilon, params), state
+        count = math.prod(x.shape[:-1])
+        if count < 2:
+            raise LayerConfigError(
+                f"BatchNorm: argument `x` of shape {tuple(x.shape)} has {count} value(s) per channel; "
+                "training needs at least 2 (batch statistics of fewer are undefined or zero)"
+            )
         axes = tuple(range(x.ndim - 1))
         mean = jnp.mean(x, axis=axes)
         var = jnp.mean(jnp.square(x - lax.broadcast_to_rank(mean, x.ndim)), axis=axes)
-        batch = jax.tree.map(lambda v: lax.stop_gradient(v).astype(param_dtype), BatchNormState(mean, var))
+        batch = jax.tree.map(
+            lambda v: lax.stop_gradient(v).astype(spec.param_dtype), BatchNormState(mean, var)
+        )
         new_state = jax.tree.map(lambda old, new: momentum * old + (1.0 - momentum) * new, state, batch)
-        return _normalize(x, mean, var, epsilon, params), new_state
+        return _normalize(x, mean, var, spec.epsilon, params), new_state
 
-    return Layer(init, apply)
+    return make_layer(name, init, apply)
 
 
 def LayerNorm(
@@ -126,22 +188,24 @@ def LayerNorm(
     scale_init: Initializer = jax.nn.initializers.ones,
     bias_init: Initializer = jax.nn.initializers.zeros,
     *,
+    dtype: jnp.dtype | None = None,
     param_dtype: jnp.dtype = jnp.float32,
 ) -> Layer:
     """Layer normalisation over the last axis of each example (as Flax's ``LayerNorm``)."""
+    name = "LayerNorm"
+    spec = parse_affine(name, epsilon, use_scale, use_bias, scale_init, bias_init, dtype, param_dtype)
 
     def init(key, input_shape):
-        check_rank("LayerNorm", "x", input_shape, tuple(range(2, 7)))
-        params = _affine_params(input_shape[-1], use_scale, use_bias, scale_init, bias_init, param_dtype, key)
-        return tuple(input_shape), params, ()
+        checks.check_rank(name, "x", input_shape, _RANKS)
+        return tuple(input_shape), affine_params(spec, key, input_shape[-1]), ()
 
     def apply(params, state, x, *, key=None, train=False):
-        _check_width("LayerNorm", x.shape, params)
+        x = checked_input(spec, params, x)
         mean = jnp.mean(x, axis=-1, keepdims=True)
         var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
-        return _normalize(x, mean, var, epsilon, params), state
+        return _normalize(x, mean, var, spec.epsilon, params), state
 
-    return Layer(init, apply)
+    return make_layer(name, init, apply)
 
 
 def GroupNorm(
@@ -152,33 +216,33 @@ def GroupNorm(
     scale_init: Initializer = jax.nn.initializers.ones,
     bias_init: Initializer = jax.nn.initializers.zeros,
     *,
+    dtype: jnp.dtype | None = None,
     param_dtype: jnp.dtype = jnp.float32,
 ) -> Layer:
     """Group normalisation: channels split into ``num_groups`` groups, each normalised
     over its channels and the spatial axes, per example (Wu and He, 2018)."""
-    check_positive("GroupNorm", "num_groups", num_groups)
+    name = "GroupNorm"
+    num_groups = checks.positive_int(name, "num_groups", num_groups)
+    spec = parse_affine(name, epsilon, use_scale, use_bias, scale_init, bias_init, dtype, param_dtype)
 
-    def check(shape):
-        check_rank("GroupNorm", "x", shape, tuple(range(2, 7)))
-        if shape[-1] % num_groups:
-            raise LayerConfigError(
-                f"GroupNorm: argument `num_groups`={num_groups} does not divide the input's "
-                f"{shape[-1]} channels (input shape {tuple(shape)})"
-            )
+    def check_groups(shape):
+        checks.check_rank(name, "x", shape, _RANKS)
+        checks.check_divides(
+            name, "num_groups", num_groups, "the input's channels", shape[-1], f"input shape {tuple(shape)}"
+        )
 
     def init(key, input_shape):
-        check(input_shape)
-        params = _affine_params(input_shape[-1], use_scale, use_bias, scale_init, bias_init, param_dtype, key)
-        return tuple(input_shape), params, ()
+        check_groups(input_shape)
+        return tuple(input_shape), affine_params(spec, key, input_shape[-1]), ()
 
     def apply(params, state, x, *, key=None, train=False):
-        check(x.shape)
-        _check_width("GroupNorm", x.shape, params)
+        x = checked_input(spec, params, x)
+        check_groups(x.shape)
         grouped = jnp.reshape(x, (*x.shape[:-1], num_groups, x.shape[-1] // num_groups))
         axes = (*range(1, x.ndim - 1), x.ndim)
         mean = jnp.mean(grouped, axis=axes, keepdims=True)
         var = jnp.mean(jnp.square(grouped - mean), axis=axes, keepdims=True)
-        normed = jnp.reshape((grouped - mean) * lax.rsqrt(var + jnp.asarray(epsilon, x.dtype)), x.shape)
+        normed = jnp.reshape((grouped - mean) * lax.rsqrt(var + jnp.asarray(spec.epsilon, x.dtype)), x.shape)
         return _affine(normed, params), state
 
-    return Layer(init, apply)
+    return make_layer(name, init, apply)

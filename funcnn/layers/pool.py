@@ -2,61 +2,65 @@
 
 Output length per axis ``floor((n + lo + hi - f) / s) + 1``
 (:func:`funcnn.shapes.pool_output_size`); strides default to the window.
+Each constructor parses its arguments once (``pool_args``); ``init`` and
+every ``apply`` trace resolve them once (``resolve_pool``). Integer and bool
+inputs are pooled in the default float (or ``dtype``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import jax
 import jax.numpy as jnp
 
-from funcnn.core import Layer, Shape, check_rank
-from funcnn.ops._grad import check_grad
-from funcnn.ops.pool import avg_pool, max_pool, pool_config
-from funcnn.shapes import Padding, pool_output_size
+from funcnn import checks
+from funcnn.core import Layer
+from funcnn.identity import make_layer
+from funcnn.ops.pool import PoolArgs, PoolConfig, apply_avg_pool, apply_max_pool, pool_args, resolve_pool
 
 
-def _pool_output_shape(layer: str, input_shape: Shape, window, strides, padding) -> Shape:
-    config = pool_config(layer, input_shape, window, strides, padding)
-    out = tuple(
-        pool_output_size(n, f, s, p)
-        for n, f, s, p in zip(
-            input_shape[1:-1], config.window[1:-1], config.strides[1:-1], config.padding[1:-1]
-        )
-    )
-    return (input_shape[0], *out, input_shape[-1])
+def _pool_layer(
+    name: str, args: PoolArgs, dtype, pool: Callable[[PoolConfig, jax.Array], jax.Array]
+) -> Layer:
+    def init(key, input_shape):
+        config = resolve_pool(name, args, input_shape)
+        return (input_shape[0], *config.out_spatial, input_shape[-1]), (), ()
+
+    def apply(params, state, x, *, key=None, train=False):
+        x = checks.input_array(name, x, dtype)
+        return pool(resolve_pool(name, args, x.shape), x), state
+
+    return make_layer(name, init, apply)
 
 
 def MaxPool(
     window: int | Sequence[int],
     strides: int | Sequence[int] | None = None,
-    padding: Padding = "VALID",
+    padding: checks.Padding = "VALID",
     *,
+    dtype: jnp.dtype | None = None,
     grad: str = "custom",
 ) -> Layer:
     """Max pooling over the spatial axes; ``strides`` defaults to ``window``.
 
-    The backward pass sends each output's gradient to the first maximum of its
-    window in scan order (row-major), as XLA's select-and-scatter does.
+    Explicit padding is at most half the window on each side. The backward
+    pass sends each output's gradient to the first maximum of its window in
+    scan order (row-major), as XLA's select-and-scatter does.
     """
-    check_grad("MaxPool", grad)
-
-    def init(key, input_shape):
-        return _pool_output_shape("MaxPool", input_shape, window, strides, padding), (), ()
-
-    def apply(params, state, x, *, key=None, train=False):
-        pool_config("MaxPool", x.shape, window, strides, padding)
-        return max_pool(x, window, strides, padding, grad=grad), state
-
-    return Layer(init, apply)
+    args = pool_args("MaxPool", window, strides, padding)
+    dtype = checks.dtype_or_none("MaxPool", "dtype", dtype)
+    grad = checks.grad_mode("MaxPool", grad)
+    return _pool_layer("MaxPool", args, dtype, lambda config, x: apply_max_pool(config, x, grad))
 
 
 def AvgPool(
     window: int | Sequence[int],
     strides: int | Sequence[int] | None = None,
-    padding: Padding = "VALID",
+    padding: checks.Padding = "VALID",
     *,
     count_include_pad: bool = True,
+    dtype: jnp.dtype | None = None,
     grad: str = "custom",
 ) -> Layer:
     """Average pooling over the spatial axes; ``strides`` defaults to ``window``.
@@ -66,43 +70,46 @@ def AvgPool(
         window size (padded zeros count, PyTorch's default) when ``True``, or by
         the number of real inputs in the window when ``False``. Without padding
         the two agree.
+      dtype: computation dtype; ``None`` keeps a floating input's dtype and
+        averages integers in the default float.
     """
-    check_grad("AvgPool", grad)
+    args = pool_args("AvgPool", window, strides, padding)
+    count_include_pad = checks.boolean("AvgPool", "count_include_pad", count_include_pad)
+    dtype = checks.dtype_or_none("AvgPool", "dtype", dtype)
+    grad = checks.grad_mode("AvgPool", grad)
+    return _pool_layer(
+        "AvgPool", args, dtype, lambda config, x: apply_avg_pool(config, count_include_pad, x, grad)
+    )
+
+
+def _global(name: str, dtype, grad: str, pool: Callable[[PoolConfig, jax.Array, str], jax.Array]) -> Layer:
+    """A pool whose window is the whole image: ``(N, *spatial, C) -> (N, C)``."""
+    dtype = checks.dtype_or_none(name, "dtype", dtype)
+    grad = checks.grad_mode(name, grad)
 
     def init(key, input_shape):
-        return _pool_output_shape("AvgPool", input_shape, window, strides, padding), (), ()
-
-    def apply(params, state, x, *, key=None, train=False):
-        pool_config("AvgPool", x.shape, window, strides, padding)
-        y = avg_pool(x, window, strides, padding, count_include_pad=count_include_pad, grad=grad)
-        return y, state
-
-    return Layer(init, apply)
-
-
-def _global(layer: str, grad: str, pool) -> Layer:
-    check_grad(layer, grad)
-    def init(key, input_shape):
-        check_rank(layer, "x", input_shape, (3, 4, 5))
+        checks.check_rank(name, "x", input_shape, (3, 4, 5))
         return (input_shape[0], input_shape[-1]), (), ()
 
     def apply(params, state, x, *, key=None, train=False):
-        check_rank(layer, "x", x.shape, (3, 4, 5))
-        y = pool(x, x.shape[1:-1])
-        return jnp.reshape(y, (x.shape[0], x.shape[-1])), state
+        x = checks.input_array(name, x, dtype)
+        checks.check_rank(name, "x", x.shape, (3, 4, 5))
+        config = resolve_pool(name, PoolArgs(tuple(x.shape[1:-1]), None, "VALID"), x.shape)
+        return jnp.reshape(pool(config, x, grad), (x.shape[0], x.shape[-1])), state
 
-    init.__qualname__ = f"{layer}.<locals>.init"
-    return Layer(init, apply)
+    return make_layer(name, init, apply)
 
 
-def GlobalMaxPool(*, grad: str = "custom") -> Layer:
+def GlobalMaxPool(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
     """Maximum over all spatial positions: ``(N, *spatial, C) -> (N, C)``.
 
     A max pool whose window is the whole image, so it shares its backward rule.
     """
-    return _global("GlobalMaxPool", grad, lambda x, window: max_pool(x, window, grad=grad))
+    return _global("GlobalMaxPool", dtype, grad, apply_max_pool)
 
 
-def GlobalAvgPool(*, grad: str = "custom") -> Layer:
+def GlobalAvgPool(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
     """Mean over all spatial positions: ``(N, *spatial, C) -> (N, C)``."""
-    return _global("GlobalAvgPool", grad, lambda x, window: avg_pool(x, window, grad=grad))
+    return _global(
+        "GlobalAvgPool", dtype, grad, lambda config, x, grad: apply_avg_pool(config, True, x, grad)
+    )

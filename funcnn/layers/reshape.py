@@ -6,18 +6,26 @@ import math
 
 import jax.numpy as jnp
 
-from funcnn.core import Layer, check_rank
+from funcnn import checks
+from funcnn.core import Layer
+from funcnn.identity import make_layer
+
+_RANKS = (2, 3, 4, 5, 6, 7)
 
 
 def Flatten() -> Layer:
-    """Flatten every axis but the batch; the width is :func:`funcnn.shapes.num_neurons`."""
+    """Flatten every axis but the batch; the width is :func:`funcnn.shapes.num_neurons`.
+
+    A pure reshape: the dtype is kept (no arithmetic, so no promotion).
+    """
 
     def init(key, input_shape):
-        check_rank("Flatten", "x", input_shape, tuple(range(2, 8)))
+        checks.check_rank("Flatten", "x", input_shape, _RANKS)
         return (input_shape[0], math.prod(input_shape[1:])), (), ()
 
     def apply(params, state, x, *, key=None, train=False):
-        check_rank("Flatten", "x", x.shape, tuple(range(2, 8)))
+        x = checks.input_array("Flatten", x, x.dtype if hasattr(x, "dtype") else None)
+        checks.check_rank("Flatten", "x", x.shape, _RANKS)
         return jnp.reshape(x, (x.shape[0], math.prod(x.shape[1:]))), state
 
-    return Layer(init, apply)
+    return make_layer("Flatten", init, apply)

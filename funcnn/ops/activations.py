@@ -14,9 +14,10 @@ each rule below writes ``f'`` in terms of what the forward pass saved:
 * softmax along an axis: ``dL/dx = y * (g - sum(g * y))``.
 * log-softmax: ``dL/dx = g - softmax(x) * sum(g) = g - e^y sum(g)``.
 
-Cotangents come back in the primal's dtype. Every rule is written with
-``jax.numpy`` / ``lax`` primitives, so it can itself be differentiated
-(``grad`` of ``grad``, ``hessian``).
+Integer and bool inputs are promoted to the default float, complex inputs
+refused (:func:`funcnn.checks.input_array`). Cotangents come back in the
+primal's dtype. Every rule is written with ``jax.numpy`` / ``lax``
+primitives, so it can itself be differentiated (``grad`` of ``grad``, ``hessian``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from funcnn import checks
 from funcnn.ops._grad import select
 
 # --- ReLU ---------------------------------------------------------------------
@@ -51,7 +53,8 @@ _relu_custom.defvjp(_relu_fwd, _relu_bwd)
 
 def relu(x: jax.Array, *, grad: str = "custom") -> jax.Array:
     """``max(x, 0)``; VJP ``g * [x > 0]``."""
-    return select("relu", grad, _relu_custom, jax.nn.relu)(x)
+    checks.grad_mode("relu", grad)
+    return select(grad, _relu_custom, jax.nn.relu)(checks.input_array("relu", x))
 
 
 # --- sigmoid ------------------------------------------------------------------
@@ -76,7 +79,8 @@ _sigmoid_custom.defvjp(_sigmoid_fwd, _sigmoid_bwd)
 
 def sigmoid(x: jax.Array, *, grad: str = "custom") -> jax.Array:
     """``1 / (1 + e^-x)``; VJP ``g * sigma (1 - sigma)``."""
-    return select("sigmoid", grad, _sigmoid_custom, jax.nn.sigmoid)(x)
+    checks.grad_mode("sigmoid", grad)
+    return select(grad, _sigmoid_custom, jax.nn.sigmoid)(checks.input_array("sigmoid", x))
 
 
 # --- tanh ---------------------------------------------------------------------
@@ -101,7 +105,8 @@ _tanh_custom.defvjp(_tanh_fwd, _tanh_bwd)
 
 def tanh(x: jax.Array, *, grad: str = "custom") -> jax.Array:
     """``tanh(x)``; VJP ``g * (1 - tanh^2 x)``."""
-    return select("tanh", grad, _tanh_custom, jnp.tanh)(x)
+    checks.grad_mode("tanh", grad)
+    return select(grad, _tanh_custom, jnp.tanh)(checks.input_array("tanh", x))
 
 
 # --- leaky ReLU ---------------------------------------------------------------
@@ -129,8 +134,10 @@ _leaky_relu_custom.defvjp(_leaky_relu_fwd, _leaky_relu_bwd)
 
 def leaky_relu(x: jax.Array, negative_slope: float = 0.01, *, grad: str = "custom") -> jax.Array:
     """``x`` if ``x > 0`` else ``negative_slope * x``; VJP ``g`` or ``negative_slope * g``."""
-    fn = select("leaky_relu", grad, _leaky_relu_custom, _leaky_relu_forward)
-    return fn(float(negative_slope), x)
+    checks.grad_mode("leaky_relu", grad)
+    slope = checks.real("leaky_relu", "negative_slope", negative_slope)
+    fn = select(grad, _leaky_relu_custom, _leaky_relu_forward)
+    return fn(slope, checks.input_array("leaky_relu", x))
 
 
 # --- ELU ----------------------------------------------------------------------
@@ -161,7 +168,9 @@ _elu_custom.defvjp(_elu_fwd, _elu_bwd)
 
 def elu(x: jax.Array, alpha: float = 1.0, *, grad: str = "custom") -> jax.Array:
     """``x`` if ``x > 0`` else ``alpha (e^x - 1)``; VJP ``g`` or ``g (y + alpha)``."""
-    return select("elu", grad, _elu_custom, _elu_forward)(float(alpha), x)
+    checks.grad_mode("elu", grad)
+    alpha = checks.real("elu", "alpha", alpha)
+    return select(grad, _elu_custom, _elu_forward)(alpha, checks.input_array("elu", x))
 
 
 # --- GELU ---------------------------------------------------------------------
@@ -199,7 +208,9 @@ _gelu_custom.defvjp(_gelu_fwd, _gelu_bwd)
 
 def gelu(x: jax.Array, approximate: bool = True, *, grad: str = "custom") -> jax.Array:
     """``x Phi(x)`` (or its tanh approximation, as ``jax.nn.gelu``); VJP ``g f'(x)``."""
-    return select("gelu", grad, _gelu_custom, _gelu_forward)(bool(approximate), x)
+    checks.grad_mode("gelu", grad)
+    approximate = checks.boolean("gelu", "approximate", approximate)
+    return select(grad, _gelu_custom, _gelu_forward)(approximate, checks.input_array("gelu", x))
 
 
 # --- softmax and log-softmax ----------------------------------------------------
@@ -228,7 +239,11 @@ _softmax_custom.defvjp(_softmax_fwd, _softmax_bwd)
 
 def softmax(x: jax.Array, axis: int = -1, *, grad: str = "custom") -> jax.Array:
     """``e^x / sum(e^x)`` along ``axis``; VJP ``y (g - sum(g y))``."""
-    return select("softmax", grad, _softmax_custom, _softmax_forward)(axis, x)
+    checks.grad_mode("softmax", grad)
+    x = checks.input_array("softmax", x)
+    axis = checks.axes("softmax", "axis", axis)
+    checks.axis_in_range("softmax", "axis", axis, x.shape)
+    return select(grad, _softmax_custom, _softmax_forward)(axis, x)
 
 
 def _log_softmax_forward(axis: int, x: jax.Array) -> jax.Array:
@@ -254,4 +269,8 @@ _log_softmax_custom.defvjp(_log_softmax_fwd, _log_softmax_bwd)
 
 def log_softmax(x: jax.Array, axis: int = -1, *, grad: str = "custom") -> jax.Array:
     """``x - log sum(e^x)`` along ``axis``; VJP ``g - softmax(x) sum(g)``."""
-    return select("log_softmax", grad, _log_softmax_custom, _log_softmax_forward)(axis, x)
+    checks.grad_mode("log_softmax", grad)
+    x = checks.input_array("log_softmax", x)
+    axis = checks.axes("log_softmax", "axis", axis)
+    checks.axis_in_range("log_softmax", "axis", axis, x.shape)
+    return select(grad, _log_softmax_custom, _log_softmax_forward)(axis, x)

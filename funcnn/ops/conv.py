@@ -23,15 +23,29 @@ from typing import NamedTuple
 import jax
 from jax import lax
 
+from funcnn import checks
 from funcnn.core import LayerConfigError
 from funcnn.ops._grad import select
-from funcnn.shapes import Padding, conv_output_size, dilated_size, normalize_tuple, padding_pairs
+from funcnn.shapes import conv_output_size, dilated_size
 
 _SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
 
 
+class ConvArgs(NamedTuple):
+    """A convolution's arguments, parsed and checked without shapes (at a layer's construction)."""
+
+    strides: int | tuple[int, ...]
+    padding: checks.PaddingSpec
+    dilation: int | tuple[int, ...]
+    lhs_dilation: int | tuple[int, ...]
+    groups: int
+    precision: lax.Precision | tuple | None
+    preferred_element_type: jax.typing.DTypeLike | None
+
+
 class ConvConfig(NamedTuple):
-    """Static (hashable) configuration of a convolution: ``nondiff_argnums`` of its VJP."""
+    """A resolved convolution (hashable, the ``nondiff_argnums`` of its VJP): sizes per spatial
+    axis, explicit ``(low, high)`` pads and the output's spatial sizes."""
 
     strides: tuple[int, ...]
     padding: tuple[tuple[int, int], ...]
@@ -40,6 +54,7 @@ class ConvConfig(NamedTuple):
     groups: int
     precision: lax.Precision | tuple | None
     preferred_element_type: jax.typing.DTypeLike | None
+    out_spatial: tuple[int, ...]
 
 
 def dimension_numbers(rank: int) -> tuple[str, str, str]:
@@ -48,13 +63,31 @@ def dimension_numbers(rank: int) -> tuple[str, str, str]:
     return f"N{s}C", f"{s}IO", f"N{s}C"
 
 
-def check_conv(
+def conv_args(
     op: str,
-    x_shape: Sequence[int],
-    kernel_shape: Sequence[int],
-    groups: int,
-) -> None:
-    """Check ranks, channels and groups of a convolution; errors name ``op`` and the shapes."""
+    *,
+    strides: int | Sequence[int] = 1,
+    padding: checks.Padding = "VALID",
+    dilation: int | Sequence[int] = 1,
+    lhs_dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+    precision: lax.Precision | None = None,
+    preferred_element_type: jax.typing.DTypeLike | None = None,
+) -> ConvArgs:
+    """Parse and check a convolution's arguments; errors name ``op`` and the argument."""
+    return ConvArgs(
+        checks.sizes(op, "strides", strides),
+        checks.padding_spec(op, padding),
+        checks.sizes(op, "dilation", dilation),
+        checks.sizes(op, "lhs_dilation", lhs_dilation),
+        checks.positive_int(op, "groups", groups),
+        checks.precision(op, precision),
+        checks.dtype_or_none(op, "preferred_element_type", preferred_element_type),
+    )
+
+
+def check_kernel(op: str, x_shape: Sequence[int], kernel_shape: Sequence[int], groups: int) -> int:
+    """Ranks, channels and groups of ``x`` against ``kernel``; returns the spatial rank."""
     rank = len(kernel_shape) - 2
     if rank not in _SPATIAL:
         raise LayerConfigError(
@@ -66,81 +99,53 @@ def check_conv(
             f"{op}: argument `x` must have rank {rank + 2} (batch, {rank} spatial, channels) "
             f"for a {rank}-D kernel, but has shape {tuple(x_shape)}"
         )
-    if not isinstance(groups, int) or groups < 1:
-        raise LayerConfigError(f"{op}: argument `groups` must be a positive integer, got {groups!r}")
     if x_shape[-1] != kernel_shape[-2] * groups:
         raise LayerConfigError(
             f"{op}: argument `x` has {x_shape[-1]} channels but the kernel expects "
             f"{kernel_shape[-2]} x {groups} groups = {kernel_shape[-2] * groups} "
             f"(x.shape={tuple(x_shape)}, kernel.shape={tuple(kernel_shape)})"
         )
-    if kernel_shape[-1] % groups:
-        raise LayerConfigError(
-            f"{op}: argument `groups`={groups} does not divide the kernel's {kernel_shape[-1]} "
-            f"output channels (kernel.shape={tuple(kernel_shape)})"
-        )
+    checks.check_divides(
+        op, "groups", groups, "the kernel's output channels", kernel_shape[-1],
+        f"kernel.shape={tuple(kernel_shape)}",
+    )  # fmt: skip
+    return rank
 
 
-def check_bias(op: str, bias: jax.Array | None, features: int) -> None:
+def check_bias(op: str, bias_shape: Sequence[int] | None, features: int) -> None:
     """``bias`` is ``None`` or has one entry per output channel."""
-    if bias is not None and tuple(bias.shape) != (features,):
+    if bias_shape is not None and tuple(bias_shape) != (features,):
         raise LayerConfigError(
-            f"{op}: argument `bias` has shape {tuple(bias.shape)} but the kernel has {features} "
+            f"{op}: argument `bias` has shape {tuple(bias_shape)} but the kernel has {features} "
             f"output channels; expected ({features},)"
         )
 
 
-def check_output_size(
-    op: str,
-    spatial: Sequence[int],
-    kernel: Sequence[int],
-    strides: Sequence[int],
-    padding: Sequence[tuple[int, int]],
-    dilation: Sequence[int],
-) -> tuple[int, ...]:
-    """Output spatial sizes; raise when the dilated kernel is larger than the padded input."""
-    out = tuple(
-        conv_output_size(n, f, s, p, d)
-        for n, f, s, p, d in zip(spatial, kernel, strides, padding, dilation, strict=True)
-    )
-    if any(o < 1 for o in out):
-        padded = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, padding, strict=True))
-        span = tuple(dilated_size(f, d) for f, d in zip(kernel, dilation, strict=True))
-        raise LayerConfigError(
-            f"{op}: argument `kernel_size` {tuple(kernel)} (dilated span {span}) is larger than "
-            f"the padded input {padded} (input spatial shape {tuple(spatial)}, padding "
-            f"{tuple(padding)})"
-        )
-    return out
+def resolve_conv(op: str, args: ConvArgs, x_shape: Sequence[int], kernel_shape: Sequence[int]) -> ConvConfig:
+    """Resolve parsed ``args`` for these shapes: per-axis sizes, explicit pads, output sizes.
 
-
-def conv_config(
-    op: str,
-    x_shape: Sequence[int],
-    kernel_shape: Sequence[int],
-    *,
-    strides: int | Sequence[int],
-    padding: Padding,
-    dilation: int | Sequence[int],
-    lhs_dilation: int | Sequence[int] = 1,
-    groups: int,
-    precision: lax.Precision | None = None,
-    preferred_element_type: jax.typing.DTypeLike | None = None,
-) -> ConvConfig:
-    """Validate a convolution and resolve its arguments to a ``ConvConfig``."""
-    check_conv(op, x_shape, kernel_shape, groups)
-    rank = len(kernel_shape) - 2
-    strides = normalize_tuple(op, "strides", strides, rank)
-    dilation = normalize_tuple(op, "dilation", dilation, rank)
-    lhs_dilation = normalize_tuple(op, "lhs_dilation", lhs_dilation, rank)
-    for name, value in (("strides", strides), ("dilation", dilation), ("lhs_dilation", lhs_dilation)):
-        if any(v < 1 for v in value):
-            raise LayerConfigError(f"{op}: argument `{name}` must be positive, got {value}")
+    Raises when the (dilated) kernel is larger than the padded (input-dilated) input.
+    """
+    rank = check_kernel(op, x_shape, kernel_shape, args.groups)
+    strides = checks.broadcast(op, "strides", args.strides, rank)
+    dilation = checks.broadcast(op, "dilation", args.dilation, rank)
+    lhs_dilation = checks.broadcast(op, "lhs_dilation", args.lhs_dilation, rank)
     spatial = tuple(dilated_size(n, d) for n, d in zip(x_shape[1:-1], lhs_dilation, strict=True))
     kernel = tuple(kernel_shape[:-2])
-    pads = padding_pairs(op, padding, spatial, kernel, strides, dilation)
-    check_output_size(op, spatial, kernel, strides, pads, dilation)
-    return ConvConfig(strides, pads, lhs_dilation, dilation, groups, precision, preferred_element_type)
+    pads = checks.padding_pairs(op, args.padding, spatial, kernel, strides, dilation)
+    out = tuple(
+        conv_output_size(n, f, s, p, d) for n, f, s, p, d in zip(spatial, kernel, strides, pads, dilation)
+    )
+    if any(o < 1 for o in out):
+        padded = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pads, strict=True))
+        span = tuple(dilated_size(f, d) for f, d in zip(kernel, dilation, strict=True))
+        raise LayerConfigError(
+            f"{op}: argument `kernel_size` {kernel} (dilated span {span}) is larger than "
+            f"the padded input {padded} (input spatial shape {tuple(x_shape[1:-1])}, padding {pads})"
+        )
+    return ConvConfig(
+        strides, pads, lhs_dilation, dilation, args.groups, args.precision, args.preferred_element_type, out
+    )
 
 
 def conv_forward(config: ConvConfig, x: jax.Array, kernel: jax.Array, bias: jax.Array | None) -> jax.Array:
@@ -315,13 +320,23 @@ def _conv_bwd(config, saved, g):
 conv_custom.defvjp(_conv_fwd, _conv_bwd)
 
 
+def apply_conv(
+    config: ConvConfig, x: jax.Array, kernel: jax.Array, bias: jax.Array | None, grad: str
+) -> jax.Array:
+    """The convolution for a resolved ``config`` (from :func:`resolve_conv`), operands in one dtype.
+
+    ``grad="custom"`` differentiates with the hand-written rule, ``"autodiff"`` with JAX's.
+    """
+    return select(grad, conv_custom, conv_forward)(config, x, kernel, bias)
+
+
 def conv(
     x: jax.Array,
     kernel: jax.Array,
     bias: jax.Array | None = None,
     *,
     strides: int | Sequence[int] = 1,
-    padding: Padding = "VALID",
+    padding: checks.Padding = "VALID",
     dilation: int | Sequence[int] = 1,
     lhs_dilation: int | Sequence[int] = 1,
     groups: int = 1,
@@ -345,14 +360,15 @@ def conv(
         in the forward and the backward convolutions.
       grad: ``"custom"`` (hand-written VJP) or ``"autodiff"`` (JAX's).
 
+    Integer or bool operands are promoted to the floating operands' dtype
+    (the default float when there is none); complex operands are refused.
+
     Returns:
       ``(N, *out_spatial, C_out)`` with ``out = floor((n + lo + hi - d (f - 1) - 1) / s) + 1``.
     """
-    check_bias("conv", bias, kernel.shape[-1])
-    config = conv_config(
+    checks.grad_mode("conv", grad)
+    args = conv_args(
         "conv",
-        x.shape,
-        kernel.shape,
         strides=strides,
         padding=padding,
         dilation=dilation,
@@ -361,19 +377,57 @@ def conv(
         precision=precision,
         preferred_element_type=preferred_element_type,
     )
-    return select("conv", grad, conv_custom, conv_forward)(config, x, kernel, bias)
+    x, kernel, bias = checks.promote_operands("conv", ("x", "kernel", "bias"), x, kernel, bias)
+    check_bias("conv", None if bias is None else bias.shape, kernel.shape[-1] if kernel.ndim else 0)
+    return apply_conv(resolve_conv("conv", args, x.shape, kernel.shape), x, kernel, bias, grad)
 
 
-def transpose_padding(
+class ConvTransposeArgs(NamedTuple):
+    """A transposed convolution's parsed arguments: the forward convolution's, and ``output_padding``."""
+
+    conv: ConvArgs
+    output_padding: int | tuple[int, ...]
+
+
+def conv_transpose_args(
     op: str,
-    padding: Padding,
-    spatial: Sequence[int],
-    kernel: Sequence[int],
-    strides: Sequence[int],
-    dilation: Sequence[int],
-    output_padding: Sequence[int],
-) -> tuple[tuple[int, int], ...]:
-    """Padding of the dilated-input convolution that implements a transposed convolution.
+    *,
+    strides: int | Sequence[int] = 1,
+    padding: checks.Padding = "VALID",
+    dilation: int | Sequence[int] = 1,
+    output_padding: int | Sequence[int] = 0,
+    groups: int = 1,
+    precision: lax.Precision | None = None,
+    preferred_element_type: jax.typing.DTypeLike | None = None,
+) -> ConvTransposeArgs:
+    """Parse a transposed convolution's arguments.
+
+    ``output_padding`` must be in ``[0, max(stride, dilation))`` per axis (PyTorch's
+    rule): more would add rows that no input reaches.
+    """
+    args = conv_args(
+        op,
+        strides=strides,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+    )
+    out_pad = checks.sizes(op, "output_padding", output_padding, minimum=0)
+    sizes = checks.per_axis(op, strides=args.strides, dilation=args.dilation, output_padding=out_pad)
+    if any(p >= max(s, d) for p, s, d in zip(sizes["output_padding"], sizes["strides"], sizes["dilation"])):
+        raise LayerConfigError(
+            f"{op}: argument `output_padding` {sizes['output_padding']} must be smaller than the stride "
+            f"{sizes['strides']} or the dilation {sizes['dilation']} on every axis"
+        )
+    return ConvTransposeArgs(args, out_pad)
+
+
+def resolve_conv_transpose(
+    op: str, args: ConvTransposeArgs, x_shape: Sequence[int], kernel_shape: Sequence[int]
+) -> ConvConfig:
+    """The input-dilated convolution that computes a transposed convolution.
 
     ``padding`` names the padding ``(lo, hi)`` of the forward convolution being
     transposed (``"SAME"``: the one that maps ``n s`` inputs to ``n``). The
@@ -384,42 +438,34 @@ def transpose_padding(
     forward padding is 0 and ``max(s - Kd, 0)`` more rows on the high side
     keep the output at ``n s``.
     """
-    forward_spatial = tuple(n * s for n, s in zip(spatial, strides, strict=True))
-    forward = padding_pairs(op, padding, forward_spatial, kernel, strides, dilation)
-    same = isinstance(padding, str) and padding.upper() == "SAME"
-    return tuple(
+    rank = check_kernel(op, x_shape, kernel_shape, args.conv.groups)
+    strides = checks.broadcast(op, "strides", args.conv.strides, rank)
+    dilation = checks.broadcast(op, "dilation", args.conv.dilation, rank)
+    output_padding = checks.broadcast(op, "output_padding", args.output_padding, rank)
+    kernel = tuple(kernel_shape[:-2])
+    forward_spatial = tuple(n * s for n, s in zip(x_shape[1:-1], strides, strict=True))
+    forward = checks.padding_pairs(op, args.conv.padding, forward_spatial, kernel, strides, dilation)
+    same = args.conv.padding == "SAME"
+    pads = tuple(
         (
             dilated_size(f, d) - 1 - lo,
-            dilated_size(f, d) - 1 - hi + op_ + (max(s - dilated_size(f, d), 0) if same else 0),
+            dilated_size(f, d) - 1 - hi + p + (max(s - dilated_size(f, d), 0) if same else 0),
         )
-        for f, d, s, (lo, hi), op_ in zip(kernel, dilation, strides, forward, output_padding, strict=True)
+        for f, d, s, (lo, hi), p in zip(kernel, dilation, strides, forward, output_padding, strict=True)
     )
-
-
-def transpose_output_size(
-    op: str,
-    x_shape: Sequence[int],
-    kernel_shape: Sequence[int],
-    strides: Sequence[int],
-    dilation: Sequence[int],
-    padding: Sequence[tuple[int, int]],
-) -> tuple[int, ...]:
-    """Output spatial sizes of a transposed convolution with resolved ``padding``.
-
-    The stride-dilated input ``(n - 1) s + 1``, padded, with a stride-1
-    convolution: ``(n - 1) s + 1 + lo' + hi' - d (f - 1)``. Raises when the
-    padding leaves no output.
-    """
     out = tuple(
         conv_output_size(dilated_size(n, s), f, 1, p, d)
-        for n, s, f, p, d in zip(x_shape[1:-1], strides, kernel_shape[:-2], padding, dilation, strict=True)
+        for n, s, f, p, d in zip(x_shape[1:-1], strides, kernel, pads, dilation, strict=True)
     )
     if any(o < 1 for o in out):
         raise LayerConfigError(
             f"{op}: argument `padding` leaves no output (output spatial {out}) for x.shape="
             f"{tuple(x_shape)} and kernel.shape={tuple(kernel_shape)}"
         )
-    return out
+    c = args.conv
+    return ConvConfig(
+        (1,) * rank, pads, strides, dilation, c.groups, c.precision, c.preferred_element_type, out
+    )
 
 
 def conv_transpose(
@@ -428,7 +474,7 @@ def conv_transpose(
     bias: jax.Array | None = None,
     *,
     strides: int | Sequence[int] = 1,
-    padding: Padding = "VALID",
+    padding: checks.Padding = "VALID",
     dilation: int | Sequence[int] = 1,
     output_padding: int | Sequence[int] = 0,
     groups: int = 1,
@@ -439,33 +485,28 @@ def conv_transpose(
     """Transposed convolution: a convolution whose input is dilated by ``strides``.
 
     As Flax's ``ConvTranspose`` (without kernel flipping): ``kernel`` is
-    ``(*kernel_spatial, C_in / groups, C_out)`` and the op is
-    ``conv(x, kernel, lhs_dilation=strides, padding=transpose_padding(...))``,
-    so its VJP is the conv rule with input dilation.
+    ``(*kernel_spatial, C_in / groups, C_out)`` and the op is a convolution
+    with ``lhs_dilation=strides`` and the padding of
+    :func:`resolve_conv_transpose`, so its VJP is the conv rule with input dilation.
 
     Output length per axis: ``(n - 1) s + d (f - 1) + 1 - lo - hi + output_padding``
     where ``(lo, hi)`` is ``padding`` as the forward convolution's padding;
-    ``"SAME"`` gives ``n s``.
+    ``"SAME"`` gives ``n s``. ``output_padding`` must be smaller than the
+    stride or the dilation.
     """
-    check_conv("conv_transpose", x.shape, kernel.shape, groups)
-    rank = kernel.ndim - 2
-    strides_t = normalize_tuple("conv_transpose", "strides", strides, rank)
-    dilation_t = normalize_tuple("conv_transpose", "dilation", dilation, rank)
-    output_padding_t = normalize_tuple("conv_transpose", "output_padding", output_padding, rank)
-    pads = transpose_padding(
-        "conv_transpose", padding, x.shape[1:-1], kernel.shape[:-2], strides_t, dilation_t, output_padding_t
-    )
-    transpose_output_size("conv_transpose", x.shape, kernel.shape, strides_t, dilation_t, pads)
-    return conv(
-        x,
-        kernel,
-        bias,
-        strides=1,
-        padding=pads,
-        dilation=dilation_t,
-        lhs_dilation=strides_t,
+    checks.grad_mode("conv_transpose", grad)
+    args = conv_transpose_args(
+        "conv_transpose",
+        strides=strides,
+        padding=padding,
+        dilation=dilation,
+        output_padding=output_padding,
         groups=groups,
         precision=precision,
         preferred_element_type=preferred_element_type,
-        grad=grad,
     )
+    names = ("x", "kernel", "bias")
+    x, kernel, bias = checks.promote_operands("conv_transpose", names, x, kernel, bias)
+    check_bias("conv_transpose", None if bias is None else bias.shape, kernel.shape[-1] if kernel.ndim else 0)
+    config = resolve_conv_transpose("conv_transpose", args, x.shape, kernel.shape)
+    return apply_conv(config, x, kernel, bias, grad)

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from funcnn import checks
 from funcnn.core import LayerConfigError
 from funcnn.ops._grad import select
 from funcnn.ops.conv import check_bias
@@ -51,6 +52,21 @@ def _dense_bwd(precision, saved, g):
 _dense_custom.defvjp(_dense_fwd, _dense_bwd)
 
 
+def check_dense(op: str, x_shape: tuple[int, ...], kernel_shape: tuple[int, ...], bias_shape) -> None:
+    """``x (..., n_in)``, ``kernel (n_in, n_out)``, ``bias (n_out,)`` or ``None``."""
+    if len(kernel_shape) != 2 or len(x_shape) < 1 or x_shape[-1] != kernel_shape[0]:
+        raise LayerConfigError(
+            f"{op}: argument `x` has shape {tuple(x_shape)} but the kernel has shape {tuple(kernel_shape)}; "
+            "expected x.shape[-1] == kernel.shape[0] and a 2-D kernel"
+        )
+    check_bias(op, bias_shape, kernel_shape[1])
+
+
+def apply_dense(precision, x: jax.Array, kernel: jax.Array, bias: jax.Array | None, grad: str) -> jax.Array:
+    """``x @ kernel + bias`` for checked operands of one dtype."""
+    return select(grad, _dense_custom, _dense_forward)(precision, x, kernel, bias)
+
+
 def dense(
     x: jax.Array,
     kernel: jax.Array,
@@ -67,11 +83,12 @@ def dense(
       bias: optional, shape ``(n_out,)``.
       precision: passed to ``lax.dot_general`` in the forward and backward passes.
       grad: ``"custom"`` (hand-written VJP) or ``"autodiff"``.
+
+    Integer or bool operands are promoted to the floating operands' dtype;
+    complex operands are refused.
     """
-    if kernel.ndim != 2 or x.ndim < 1 or x.shape[-1] != kernel.shape[0]:
-        raise LayerConfigError(
-            f"dense: argument `x` has shape {x.shape} but the kernel has shape {kernel.shape}; "
-            "expected x.shape[-1] == kernel.shape[0]"
-        )
-    check_bias("dense", bias, kernel.shape[1])
-    return select("dense", grad, _dense_custom, _dense_forward)(precision, x, kernel, bias)
+    checks.grad_mode("dense", grad)
+    precision = checks.precision("dense", precision)
+    x, kernel, bias = checks.promote_operands("dense", ("x", "kernel", "bias"), x, kernel, bias)
+    check_dense("dense", x.shape, kernel.shape, None if bias is None else bias.shape)
+    return apply_dense(precision, x, kernel, bias, grad)

@@ -32,50 +32,79 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from funcnn import checks
 from funcnn.core import LayerConfigError
 from funcnn.ops._grad import select
-from funcnn.shapes import Padding, normalize_tuple, padding_pairs, pool_output_size
+from funcnn.shapes import pool_output_size
+
+
+class PoolArgs(NamedTuple):
+    """A pooling op's arguments, parsed and checked without shapes (at a layer's construction)."""
+
+    window: int | tuple[int, ...]
+    strides: int | tuple[int, ...] | None
+    padding: checks.PaddingSpec
 
 
 class PoolConfig(NamedTuple):
-    """Static configuration of a pooling op, over all axes ``(N, *spatial, C)``."""
+    """A resolved pooling op over all axes ``(N, *spatial, C)`` (hashable, the VJP's static
+    argument), and the output's spatial sizes."""
 
     window: tuple[int, ...]
     strides: tuple[int, ...]
     padding: tuple[tuple[int, int], ...]
+    out_spatial: tuple[int, ...]
 
 
-def pool_config(
+def pool_args(
     op: str,
-    x_shape: Sequence[int],
     window: int | Sequence[int],
-    strides: int | Sequence[int] | None,
-    padding: Padding,
-) -> PoolConfig:
-    """Validate a pooling op and resolve it to windows, strides and pads over all axes.
+    strides: int | Sequence[int] | None = None,
+    padding: checks.Padding = "VALID",
+) -> PoolArgs:
+    """Parse a pooling op's arguments.
 
-    ``strides`` defaults to the window (non-overlapping windows).
+    Explicit padding must be non-negative and at most half the window on each
+    side (PyTorch's rule): a window that could lie wholly in the padding would
+    give ``-inf`` (max) or a mean of padding.
     """
+    window = checks.sizes(op, "window", window)
+    strides = None if strides is None else checks.sizes(op, "strides", strides)
+    padding = checks.padding_spec(op, padding, allow_negative=False)
+    if isinstance(padding, int):
+        windows = window if isinstance(window, tuple) else (window,)
+        pairs = ((padding, padding),) * len(windows)
+    elif isinstance(padding, tuple):
+        windows, pairs = checks.broadcast(op, "window", window, len(padding)), padding
+    else:
+        windows, pairs = (), ()
+    if any(max(lo, hi) > f // 2 for f, (lo, hi) in zip(windows, pairs)):
+        raise LayerConfigError(
+            f"{op}: argument `padding` {padding} must be at most half the window {window} on each side"
+        )
+    return PoolArgs(window, strides, padding)
+
+
+def resolve_pool(op: str, args: PoolArgs, x_shape: Sequence[int]) -> PoolConfig:
+    """Resolve parsed ``args`` for an input of shape ``x_shape``: windows, strides and pads
+    over all axes, and the output sizes; ``strides`` defaults to the window."""
     if len(x_shape) < 3:
         raise LayerConfigError(
             f"{op}: argument `x` must have rank >= 3 (batch, spatial..., channels), "
             f"but has shape {tuple(x_shape)}"
         )
     rank = len(x_shape) - 2
-    window_t = normalize_tuple(op, "window", window, rank)
-    strides_t = window_t if strides is None else normalize_tuple(op, "strides", strides, rank)
-    for name, value in (("window", window_t), ("strides", strides_t)):
-        if any(v < 1 for v in value):
-            raise LayerConfigError(f"{op}: argument `{name}` must be positive, got {value}")
+    window = checks.broadcast(op, "window", args.window, rank)
+    strides = window if args.strides is None else checks.broadcast(op, "strides", args.strides, rank)
     spatial = tuple(x_shape[1:-1])
-    pads = padding_pairs(op, padding, spatial, window_t, strides_t, (1,) * rank)
-    out = tuple(pool_output_size(n, f, s, p) for n, f, s, p in zip(spatial, window_t, strides_t, pads))
+    pads = checks.padding_pairs(op, args.padding, spatial, window, strides, (1,) * rank)
+    out = tuple(pool_output_size(n, f, s, p) for n, f, s, p in zip(spatial, window, strides, pads))
     if any(o < 1 for o in out):
         raise LayerConfigError(
-            f"{op}: argument `window` {window_t} is larger than the padded input "
+            f"{op}: argument `window` {window} is larger than the padded input "
             f"(input spatial shape {spatial}, padding {pads})"
         )
-    return PoolConfig((1, *window_t, 1), (1, *strides_t, 1), ((0, 0), *pads, (0, 0)))
+    return PoolConfig((1, *window, 1), (1, *strides, 1), ((0, 0), *pads, (0, 0)), out)
 
 
 # The initial values of ``lax.reduce_window`` are NumPy scalars: a concrete ``0`` or
@@ -94,18 +123,22 @@ def max_identity(dtype: jnp.dtype) -> np.ndarray:
 
 def max_pool_forward(config: PoolConfig, x: jax.Array) -> jax.Array:
     """Windowed maximum; padded positions hold ``-inf`` so they never win."""
-    return lax.reduce_window(x, max_identity(x.dtype), lax.max, *config)
+    return lax.reduce_window(x, max_identity(x.dtype), lax.max, config.window, config.strides, config.padding)
 
 
 def window_count(config: PoolConfig, shape: Sequence[int], dtype: jnp.dtype) -> jax.Array:
     """Number of unpadded inputs in each window, broadcastable to the output."""
     spatial_ones = jnp.ones((1, *shape[1:-1], 1), dtype)
-    return lax.reduce_window(spatial_ones, np.zeros((), dtype), lax.add, *config)
+    return lax.reduce_window(
+        spatial_ones, np.zeros((), dtype), lax.add, config.window, config.strides, config.padding
+    )
 
 
 def avg_pool_forward(config: PoolConfig, count_include_pad: bool, x: jax.Array) -> jax.Array:
     """Windowed sum divided by the window size, or by the number of unpadded inputs."""
-    total = lax.reduce_window(x, np.zeros((), x.dtype), lax.add, *config)
+    total = lax.reduce_window(
+        x, np.zeros((), x.dtype), lax.add, config.window, config.strides, config.padding
+    )
     if count_include_pad:
         return total / math.prod(config.window)
     return total / window_count(config, x.shape, x.dtype)
@@ -294,38 +327,57 @@ def _avg_pool_bwd(
 avg_pool_custom.defvjp(_avg_pool_fwd, _avg_pool_bwd)
 
 
+def apply_max_pool(config: PoolConfig, x: jax.Array, grad: str) -> jax.Array:
+    """Max pooling for a resolved ``config`` (from :func:`resolve_pool`) of a floating ``x``."""
+    return select(grad, max_pool_custom, max_pool_forward)(config, x)
+
+
+def apply_avg_pool(config: PoolConfig, count_include_pad: bool, x: jax.Array, grad: str) -> jax.Array:
+    """Average pooling for a resolved ``config`` (from :func:`resolve_pool`) of a floating ``x``."""
+    return select(grad, avg_pool_custom, avg_pool_forward)(config, count_include_pad, x)
+
+
 def max_pool(
     x: jax.Array,
     window: int | Sequence[int],
     strides: int | Sequence[int] | None = None,
-    padding: Padding = "VALID",
+    padding: checks.Padding = "VALID",
     *,
     grad: str = "custom",
 ) -> jax.Array:
     """Max pooling over the spatial axes of ``x`` ``(N, *spatial, C)``.
 
     Output length per axis ``floor((n + lo + hi - f) / s) + 1``; ``strides``
-    defaults to ``window``.
+    defaults to ``window``; padding is at most half the window. Integer and
+    bool inputs are promoted to the default float.
     """
-    config = pool_config("max_pool", x.shape, window, strides, padding)
-    return select("max_pool", grad, max_pool_custom, max_pool_forward)(config, x)
+    checks.grad_mode("max_pool", grad)
+    args = pool_args("max_pool", window, strides, padding)
+    x = checks.input_array("max_pool", x)
+    return apply_max_pool(resolve_pool("max_pool", args, x.shape), x, grad)
 
 
 def avg_pool(
     x: jax.Array,
     window: int | Sequence[int],
     strides: int | Sequence[int] | None = None,
-    padding: Padding = "VALID",
+    padding: checks.Padding = "VALID",
     *,
     count_include_pad: bool = True,
     grad: str = "custom",
 ) -> jax.Array:
     """Average pooling over the spatial axes of ``x`` ``(N, *spatial, C)``.
 
+    Integer and bool inputs are averaged in the default float (never in
+    their own integer type, which would wrap and truncate).
+
     Args:
       count_include_pad: divide by the full window size (padding counts as
         zeros, PyTorch's default) when ``True``; by the number of unpadded
         inputs in each window when ``False``. Without padding both agree.
     """
-    config = pool_config("avg_pool", x.shape, window, strides, padding)
-    return select("avg_pool", grad, avg_pool_custom, avg_pool_forward)(config, bool(count_include_pad), x)
+    checks.grad_mode("avg_pool", grad)
+    args = pool_args("avg_pool", window, strides, padding)
+    count_include_pad = checks.boolean("avg_pool", "count_include_pad", count_include_pad)
+    x = checks.input_array("avg_pool", x)
+    return apply_avg_pool(resolve_pool("avg_pool", args, x.shape), count_include_pad, x, grad)

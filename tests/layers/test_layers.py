@@ -79,7 +79,7 @@ def test_layernorm_and_groupnorm_normalise_per_example():
         (fn.Softmax(), jax.nn.softmax),
         (fn.LogSoftmax(), jax.nn.log_softmax),
     ],
-    ids=lambda v: fn.shapes.layer_name(v) if isinstance(v, fn.Layer) else "",
+    ids=lambda v: fn.identity.layer_name(v) if isinstance(v, fn.Layer) else "",
 )
 def test_activation_values(layer, reference):
     x = jnp.linspace(-3.0, 3.0, 24).reshape(2, 12)

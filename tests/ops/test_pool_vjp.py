@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from jax import lax
 from jax.test_util import check_grads
 
-from funcnn import ops
+from funcnn import checks, ops
 from funcnn.ops import pool
 
 pytestmark = pytest.mark.usefixtures("x64")
@@ -37,10 +37,25 @@ def _padding(name, rank):
     return padding if isinstance(padding, str) else padding[:rank]
 
 
+def _config(x, window, strides, padding):
+    """A resolved config for any padding, also past the public ops' rule (non-negative, at most half
+    the window): the rules themselves handle every padding, and this checks them on all of it."""
+    args = pool.PoolArgs(
+        checks.sizes("test", "window", window),
+        None if strides is None else checks.sizes("test", "strides", strides),
+        checks.padding_spec("test", padding),
+    )
+    return pool.resolve_pool("test", args, x.shape)
+
+
+def _max(x, window, strides, padding, grad):
+    return pool.apply_max_pool(_config(x, window, strides, padding), x, grad)
+
+
 POOLS = {
-    "max": ops.max_pool,
-    "avg counting padding": functools.partial(ops.avg_pool, count_include_pad=True),
-    "avg counting inputs": functools.partial(ops.avg_pool, count_include_pad=False),
+    "max": _max,
+    "avg counting padding": lambda x, w, s, p, grad: pool.apply_avg_pool(_config(x, w, s, p), True, x, grad),
+    "avg counting inputs": lambda x, w, s, p, grad: pool.apply_avg_pool(_config(x, w, s, p), False, x, grad),
 }
 
 
@@ -58,7 +73,7 @@ def _vjps(x, g, window, strides, padding, grads=("custom", "autodiff")):
 
 def _assert_rules_match_autodiff(x, window, strides, padding):
     """Every pool's custom VJP equals its autodiff VJP to TOLERANCE."""
-    g = _cotangent(ops.max_pool(x, window, strides, padding).shape)
+    g = _cotangent(_max(x, window, strides, padding, "custom").shape)
     vjps = _vjps(x, g, window, strides, padding)
     for name in POOLS:
         np.testing.assert_allclose(
@@ -99,7 +114,7 @@ def test_rules_match_autodiff_hypothesis(rank, data):
 def test_negative_padding_matches_cropped_reference():
     """Negative padding crops. JAX's autodiff of max pooling fails on it, so crop first there."""
     x = _unique((2, 9, 3))
-    g = _cotangent(ops.max_pool(x, 3, 2, ((-2, 1),)).shape)
+    g = _cotangent(_max(x, 3, 2, ((-2, 1),), "custom").shape)
     custom = _vjps(x, g, 3, 2, ((-2, 1),), ("custom",))
     reference = _vjps(x[:, 2:], g, 3, 2, ((0, 1),), ("autodiff",))
     for name in POOLS:
@@ -183,7 +198,7 @@ def test_nan_window_gives_its_gradient_to_its_first_nan(strides):
 )
 def test_tiled_and_general_paths_agree(shape, window):
     x = _unique(shape)
-    config = pool.pool_config("max_pool", shape, window, None, "VALID")
+    config = pool.resolve_pool("max_pool", pool.pool_args("max_pool", window), shape)
     assert pool.windows_tile_input(config)
     g = _cotangent(ops.max_pool(x, window).shape)
     tiled, general = _both_paths(config, x, g)
@@ -205,7 +220,7 @@ def _both_paths(config, x, g):
     "window, strides, padding", [(2, 1, "VALID"), (2, 2, "SAME"), (2, 2, ((1, 0), (0, 0))), (3, 2, "VALID")]
 )
 def test_overlap_or_padding_takes_the_general_path(window, strides, padding):
-    config = pool.pool_config("max_pool", (1, 5, 6, 1), window, strides, padding)
+    config = pool.resolve_pool("max_pool", pool.pool_args("max_pool", window, strides, padding), (1, 5, 6, 1))
     assert not pool.windows_tile_input(config)
 
 
@@ -293,8 +308,6 @@ def test_default_grid_covers_both_paths():
     for param in _grid():
         rank, window, stride, padding = param.values
         if not param.marks:
-            config = pool.pool_config(
-                "max_pool", (2, *SPATIAL[rank], 3), window, stride, _padding(padding, rank)
-            )
+            config = _config(jnp.zeros((2, *SPATIAL[rank], 3)), window, stride, _padding(padding, rank))
             paths.add((pool.windows_tile_input(config), window > 1))
     assert {(True, True), (False, True)} <= paths

@@ -1,0 +1,513 @@
+"""Argument parsing and checks shared by ops, layers, combinators and training: one place each.
+
+Every function here either returns the argument in a canonical form or raises
+:class:`funcnn.core.LayerConfigError` with a message of the form
+``"<where>: argument `<name>` <what is wrong> (<the values and shapes involved>)"``.
+
+Two stages, as in the ops' resolvers:
+
+* **parse** (constructor time, no shapes): :func:`positive_int`,
+  :func:`sizes`, :func:`padding_spec`, :func:`real`, :func:`boolean`,
+  :func:`dtype_or_none`, :func:`initializer`, :func:`precision`;
+* **resolve** (``init`` or trace time, with shapes): :func:`broadcast`,
+  :func:`padding_pairs`, :func:`input_shape`, :func:`check_rank`,
+  :func:`check_width`, :func:`check_leaves`, :func:`input_array`,
+  :func:`check_key`.
+
+The dtype policy (:func:`compute_dtype`, :func:`input_array`): integer and
+bool inputs are promoted to the layer's compute dtype before any
+arithmetic; floating inputs keep their dtype unless the layer names one;
+complex inputs are refused.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from numbers import Integral, Real
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from funcnn import shapes
+from funcnn.core import LayerConfigError, Shape
+
+Padding = str | int | Sequence[int] | Sequence[tuple[int, int]]
+"""``"VALID"``, ``"SAME"``, an int (both sides of every axis) or ``(low, high)`` pairs."""
+
+PaddingSpec = str | int | tuple[tuple[int, int], ...]
+"""A parsed padding: ``"VALID"``, ``"SAME"``, one int for every side, or one pair per axis."""
+
+
+def _describe(value: Any) -> str:
+    """``value`` for an error message: arrays by shape and dtype, other objects by repr."""
+    if hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, np.generic):
+        return f"an array of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return f"{value!r} ({type(value).__name__})"
+
+
+def is_int(value: Any) -> bool:
+    """A Python or NumPy integer, not a bool."""
+    return isinstance(value, Integral) and not isinstance(value, (bool, np.bool_))
+
+
+# --- parse: constructor arguments ---------------------------------------------------
+
+
+def positive_int(where: str, argument: str, value: Any) -> int:
+    """``value`` as an ``int`` >= 1; NumPy integers allowed, bools and floats refused."""
+    if not is_int(value) or value < 1:
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` must be a positive integer, got {_describe(value)}"
+        )
+    return int(value)
+
+
+def sizes(
+    where: str, argument: str, value: Any, *, minimum: int = 1, ranks: Sequence[int] = (1, 2, 3)
+) -> int | tuple[int, ...]:
+    """An int >= ``minimum`` (broadcast later to the input's rank) or a sequence of them with a
+    length in ``ranks``; NumPy integers allowed, bools and floats refused."""
+    kind = "positive integer" if minimum == 1 else f"integer >= {minimum}"
+    if is_int(value):
+        if value < minimum:
+            raise LayerConfigError(f"{where}: argument `{argument}` must be a {kind}, got {value!r}")
+        return int(value)
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | np.ndarray):
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` must be a {kind} or a sequence of them, got {_describe(value)}"
+        )
+    items = tuple(value)
+    if len(items) not in ranks or not all(is_int(v) and v >= minimum for v in items):
+        allowed = " or ".join(str(r) for r in ranks)
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` must be a {kind} or {allowed} of them, got {items!r}"
+        )
+    return tuple(int(v) for v in items)
+
+
+def padding_spec(where: str, value: Any, *, allow_negative: bool = True) -> PaddingSpec:
+    """Parse ``padding``: ``"VALID"``/``"SAME"`` (any case), an int, ints or ``(low, high)`` pairs per axis.
+
+    Negative entries crop (convolutions only; pooling passes ``allow_negative=False``).
+    """
+    if isinstance(value, str):
+        mode = value.upper()
+        if mode not in ("VALID", "SAME"):
+            raise LayerConfigError(
+                f"{where}: argument `padding` must be 'VALID', 'SAME', an int or (low, high) pairs, "
+                f"got {value!r}"
+            )
+        return mode
+    if is_int(value):
+        pads: tuple[tuple[int, int], ...] | int = int(value)
+        flat: tuple[int, ...] = (int(value),)
+    elif isinstance(value, Sequence) and 1 <= len(value) <= 3:
+        pairs = []
+        for entry in value:
+            if is_int(entry):
+                pairs.append((int(entry), int(entry)))
+            elif isinstance(entry, Sequence) and len(entry) == 2 and all(is_int(e) for e in entry):
+                pairs.append((int(entry[0]), int(entry[1])))
+            else:
+                raise LayerConfigError(
+                    f"{where}: argument `padding` entries must be ints or (low, high) pairs of ints, "
+                    f"got {entry!r} in {value!r}"
+                )
+        pads = tuple(pairs)
+        flat = tuple(p for pair in pairs for p in pair)
+    else:
+        raise LayerConfigError(
+            f"{where}: argument `padding` must be 'VALID', 'SAME', an int or 1-3 (low, high) pairs, "
+            f"got {_describe(value)}"
+        )
+    if not allow_negative and any(p < 0 for p in flat):
+        raise LayerConfigError(f"{where}: argument `padding` must be non-negative, got {value!r}")
+    return pads
+
+
+GRAD_MODES = ("custom", "autodiff")
+"""``"custom"``: the hand-written VJP; ``"autodiff"``: JAX differentiates the forward pass."""
+
+
+def grad_mode(where: str, grad: Any) -> str:
+    """``grad`` is ``"custom"`` or ``"autodiff"``."""
+    if not isinstance(grad, str) or grad not in GRAD_MODES:
+        raise LayerConfigError(f"{where}: argument `grad` must be one of {GRAD_MODES}, got {grad!r}")
+    return grad
+
+
+def real(
+    where: str,
+    argument: str,
+    value: Any,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """A real scalar (Python, NumPy or a concrete 0-d array, not a bool) in the given interval."""
+    scalar = value
+    if (
+        isinstance(value, (np.ndarray, jax.Array))
+        and value.ndim == 0
+        and not isinstance(value, jax.core.Tracer)
+    ):
+        scalar = value.item()
+    if not isinstance(scalar, Real) or isinstance(scalar, (bool, np.bool_)) or math.isnan(scalar):
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` must be a real number, got {_describe(value)}"
+        )
+    scalar = float(scalar)
+    too_low = scalar <= low if low_open else scalar < low
+    too_high = scalar >= high if high_open else scalar > high
+    if too_low or too_high:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise LayerConfigError(f"{where}: argument `{argument}` must be in {interval}, got {value!r}")
+    return scalar
+
+
+def boolean(where: str, argument: str, value: Any) -> bool:
+    """A Python or NumPy bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` must be True or False, got {_describe(value)}"
+        )
+    return bool(value)
+
+
+def dtype_or_none(where: str, argument: str, value: Any) -> jnp.dtype | None:
+    """``None`` or a floating-point dtype (``jnp.float32``, ``"bfloat16"``, ...)."""
+    if value is None:
+        return None
+    try:
+        dtype = jnp.dtype(value)
+    except TypeError:
+        dtype = None
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` must be a floating-point dtype such as jnp.float32, "
+            f"got {_describe(value)}"
+        )
+    return dtype
+
+
+def initializer(where: str, argument: str, value: Any) -> Callable[..., jax.Array]:
+    """A ``jax.nn.initializers`` function ``(key, shape, dtype) -> array``."""
+    if not callable(value):
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` must be an initializer such as "
+            f"jax.nn.initializers.zeros, got {_describe(value)}"
+        )
+    return value
+
+
+def precision(where: str, value: Any) -> Any:
+    """``None``, a ``lax.Precision`` (or its name), a ``lax.DotAlgorithmPreset``, or a pair of them."""
+    entries = value if isinstance(value, tuple) and len(value) == 2 else (value,)
+    for entry in entries:
+        if entry is None or isinstance(entry, (lax.Precision, lax.DotAlgorithmPreset)):
+            continue
+        try:
+            lax.Precision(entry)
+        except (ValueError, TypeError):
+            raise LayerConfigError(
+                f"{where}: argument `precision` must be None, a lax.Precision or its name, got {value!r}"
+            ) from None
+    return value
+
+
+def axes(where: str, argument: str, value: Any) -> int | tuple[int, ...]:
+    """An axis (any integer) or a non-empty tuple of distinct axes, as ``jax.nn.softmax`` takes."""
+    if is_int(value):
+        return int(value)
+    if isinstance(value, (tuple, list)) and value and all(is_int(a) for a in value):
+        return tuple(int(a) for a in value)
+    raise LayerConfigError(
+        f"{where}: argument `{argument}` must be an integer or a tuple of integers, got {_describe(value)}"
+    )
+
+
+def axis_in_range(where: str, argument: str, axis: int | tuple[int, ...], shape: Shape) -> None:
+    """Every entry of ``axis`` indexes ``shape`` (negative from the end), none twice."""
+    entries = axis if isinstance(axis, tuple) else (axis,)
+    if any(not -len(shape) <= a < len(shape) for a in entries) or len(
+        {a % len(shape) for a in entries}
+    ) < len(entries):
+        raise LayerConfigError(
+            f"{where}: argument `{argument}`={axis} is out of range (or repeated) for an input of "
+            f"shape {tuple(shape)}"
+        )
+
+
+# --- resolve: with shapes ----------------------------------------------------------
+
+
+def broadcast(where: str, argument: str, value: int | tuple[int, ...], rank: int) -> tuple[int, ...]:
+    """A parsed size as one entry per spatial axis: an int broadcasts, a tuple must have ``rank`` entries."""
+    if isinstance(value, int):
+        return (value,) * rank
+    if len(value) != rank:
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` has {len(value)} entries {value} "
+            f"but the input has {rank} spatial dimensions"
+        )
+    return value
+
+
+def padding_pairs(
+    where: str,
+    padding: PaddingSpec,
+    spatial: Sequence[int],
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dilation: Sequence[int],
+) -> tuple[tuple[int, int], ...]:
+    """A parsed padding as explicit ``(low, high)`` pairs, one per spatial axis.
+
+    ``"SAME"`` uses :func:`funcnn.shapes.same_padding`; ``kernel``, ``strides``
+    and ``dilation`` are per axis.
+    """
+    rank = len(spatial)
+    if padding == "VALID":
+        return ((0, 0),) * rank
+    if padding == "SAME":
+        return tuple(
+            shapes.same_padding(n, f, s, d) for n, f, s, d in zip(spatial, kernel, strides, dilation)
+        )
+    if isinstance(padding, int):
+        return ((padding, padding),) * rank
+    if len(padding) != rank:
+        raise LayerConfigError(
+            f"{where}: argument `padding` has {len(padding)} entries {padding} but the input "
+            f"has {rank} spatial dimensions (spatial shape {tuple(spatial)})"
+        )
+    return padding
+
+
+def input_shape(where: str, shape: Any, *, inputs: str = "one") -> Shape | tuple[Shape, ...]:
+    """Check an ``init`` input shape: a tuple (or list) of ints, only the batch may be ``-1``.
+
+    ``inputs="one"``: one shape; ``"many"``: a non-empty tuple of shapes
+    (``parallel``, ``fan_in_*``); ``"any"``: either (``serial`` passes it on).
+    """
+    is_many = (
+        isinstance(shape, (tuple, list))
+        and len(shape) > 0
+        and all(isinstance(s, (tuple, list)) for s in shape)
+    )
+    if inputs == "any":
+        inputs = "many" if is_many else "one"
+    if inputs == "many":
+        if not is_many:
+            raise LayerConfigError(
+                f"{where}: argument `input_shape` must be a tuple of shapes (one per branch), got {shape!r}"
+            )
+        return tuple(input_shape(where, s) for s in shape)
+    if is_many:
+        raise LayerConfigError(
+            f"{where}: argument `input_shape` must be one shape such as (-1, 28, 28, 1), got the "
+            f"tuple of {len(shape)} shapes {tuple(tuple(s) for s in shape)}; join branches with "
+            "fan_in_sum() or fan_in_concat() first"
+        )
+    if not isinstance(shape, (tuple, list)) or not shape or not all(is_int(d) for d in shape):
+        raise LayerConfigError(
+            f"{where}: argument `input_shape` must be a non-empty tuple of ints such as "
+            f"(-1, 28, 28, 1), got {_describe(shape)}"
+        )
+    shape = tuple(int(d) for d in shape)
+    if not (shape[0] == -1 or shape[0] >= 1) or any(d < 1 for d in shape[1:]):
+        raise LayerConfigError(
+            f"{where}: argument `input_shape` {shape} must have positive sizes; only the batch "
+            "(the first entry) may be -1 (unknown)"
+        )
+    return shape
+
+
+def check_key(where: str, key: Any) -> None:
+    """A ``jax.random`` key: a typed key (``jax.random.key``) or a legacy ``PRNGKey`` uint32 array."""
+    dtype = getattr(key, "dtype", None)
+    shape = getattr(key, "shape", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return
+    if dtype == jnp.uint32 and shape is not None and len(shape) == 1 and shape[0] in (2, 4):
+        return
+    raise LayerConfigError(
+        f"{where}: argument `key` must be a PRNG key such as jax.random.key(0), got {_describe(key)}"
+    )
+
+
+def check_rank(where: str, argument: str, shape: Shape, ranks: Sequence[int]) -> None:
+    """Raise unless ``len(shape)`` is one of ``ranks``."""
+    if len(shape) not in ranks:
+        expected = ", ".join(str(r) for r in ranks[:-1]) + (" or " if len(ranks) > 1 else "") + str(ranks[-1])
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` must have rank {expected}, "
+            f"but has shape {tuple(shape)} (rank {len(shape)})"
+        )
+
+
+def check_width(where: str, x_shape: Shape, tree: Any, leaf: str, axis: int, per: int = 1) -> None:
+    """``x``'s last axis has the width ``tree[leaf]`` was initialised for (``shape[axis] * per``).
+
+    Skipped when the leaf is missing or not an array: :func:`check_leaves` reports that.
+    """
+    value = tree.get(leaf) if isinstance(tree, Mapping) else getattr(tree, leaf, None)
+    shape = getattr(value, "shape", None)
+    if shape is None or not -len(shape) <= axis < len(shape):
+        return
+    if x_shape[-1] != shape[axis] * per:
+        factor = f" x {per} groups" if per != 1 else ""
+        raise LayerConfigError(
+            f"{where}: argument `x` has {x_shape[-1]} channels (x.shape={tuple(x_shape)}) but the layer was "
+            f"initialised for {shape[axis]}{factor} (`{leaf}` has shape {tuple(shape)})"
+        )
+
+
+def check_divides(where: str, argument: str, value: int, what: str, size: int, context: str) -> None:
+    """``value`` divides ``size``, e.g. ``groups`` the input channels."""
+    if size % value:
+        raise LayerConfigError(
+            f"{where}: argument `{argument}`={value} does not divide {what} {size} ({context})"
+        )
+
+
+def check_leaves(
+    where: str,
+    argument: str,
+    expected: Mapping[str, Shape],
+    actual: Any,
+    context: str,
+) -> None:
+    """Check a params (or state) dict at trace time against the shapes ``init`` builds.
+
+    Args:
+      where: the layer's name.
+      argument: ``"params"`` or ``"state"``.
+      expected: leaf name to the shape ``init`` builds for this input.
+      actual: the dict (or NamedTuple) the user passed.
+      context: the input the expectation was derived from, for the message.
+    """
+    if hasattr(actual, "_asdict"):
+        actual = actual._asdict()
+    if not isinstance(actual, Mapping):
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` must hold {sorted(expected)} as init builds it for {context}, "
+            f"got {_describe(actual)}"
+        )
+    for name, shape in expected.items():
+        if name not in actual:
+            raise LayerConfigError(
+                f"{where}: argument `{argument}` has no leaf '{name}' (init builds shape {shape} for "
+                f"{context}); its leaves are {sorted(actual)}"
+            )
+        leaf = actual[name]
+        if not hasattr(leaf, "shape"):
+            raise LayerConfigError(
+                f"{where}: argument `{argument}` leaf '{name}' must be an array of shape {shape}, "
+                f"got {_describe(leaf)}"
+            )
+        if tuple(leaf.shape) != tuple(shape):
+            raise LayerConfigError(
+                f"{where}: argument `{argument}` leaf '{name}' has shape {tuple(leaf.shape)} but init "
+                f"builds {tuple(shape)} for {context}"
+            )
+    extra = sorted(set(actual) - set(expected))
+    if extra:
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` has unexpected leaves {extra}; init builds {sorted(expected)} "
+            f"for {context}"
+        )
+
+
+def default_float() -> jnp.dtype:
+    """The default floating dtype: ``float32``, or ``float64`` with ``jax_enable_x64``."""
+    return jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
+
+
+def compute_dtype(x_dtype: Any, dtype: jnp.dtype | None, fallback: jnp.dtype | None = None) -> jnp.dtype:
+    """The dtype a layer computes in: its ``dtype`` if set; else a floating input's own dtype;
+    else (integer or bool input) ``fallback`` (the layer's ``param_dtype``) or the default float."""
+    if dtype is not None:
+        return dtype
+    if jnp.issubdtype(x_dtype, jnp.floating):
+        return jnp.dtype(x_dtype)
+    return fallback if fallback is not None else default_float()
+
+
+def input_array(
+    where: str,
+    x: Any,
+    dtype: jnp.dtype | None = None,
+    *,
+    fallback: jnp.dtype | None = None,
+    argument: str = "x",
+) -> jax.Array:
+    """Check an input array and apply the dtype policy.
+
+    Arrays (NumPy, JAX, tracers) and Python numbers are accepted; tuples and
+    lists are refused (a branch tuple needs ``fan_in_*``). Complex and
+    non-numeric inputs are refused. The result is in
+    :func:`compute_dtype` ``(x.dtype, dtype, fallback)``.
+    """
+    if isinstance(x, (tuple, list)):
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` must be an array, got a {type(x).__name__} of {len(x)} entries; "
+            "join branches with fan_in_sum() or fan_in_concat() first"
+        )
+    if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+        if not isinstance(x, (int, float, np.number)) or isinstance(x, bool):
+            raise LayerConfigError(f"{where}: argument `{argument}` must be an array, got {_describe(x)}")
+        x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.complexfloating):
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` has complex dtype {x.dtype} (shape {tuple(x.shape)}); "
+            "funcnn layers compute in real floating point"
+        )
+    if not (jnp.issubdtype(x.dtype, jnp.number) or x.dtype == jnp.bool_):
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` has non-numeric dtype {x.dtype} (shape {tuple(x.shape)})"
+        )
+    target = compute_dtype(x.dtype, dtype, fallback)
+    return x if x.dtype == target else jnp.asarray(x).astype(target)
+
+
+def per_axis(where: str, **values: int | tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """Parsed sizes broadcast to one common rank, for checks that compare arguments axis by axis.
+
+    The rank is the length of any sequence among ``values`` (1 when all are
+    ints); sequences of different lengths are refused.
+    """
+    lengths = {name: len(v) for name, v in values.items() if isinstance(v, tuple)}
+    if len(set(lengths.values())) > 1:
+        raise LayerConfigError(
+            f"{where}: arguments {', '.join(f'`{n}`' for n in lengths)} have different numbers of "
+            f"entries {tuple(values[n] for n in lengths)}"
+        )
+    rank = next(iter(lengths.values()), 1)
+    return {name: broadcast(where, name, v, rank) for name, v in values.items()}
+
+
+def promote_operands(where: str, names: Sequence[str], *arrays: Any) -> tuple[Any, ...]:
+    """The dtype policy for ops: every operand (``None`` skipped) cast to one floating dtype.
+
+    The floating operands' promoted dtype, or the default float when all are
+    integers or bools; complex, non-numeric and non-array operands are refused.
+    """
+    checked = []
+    for name, a in zip(names, arrays, strict=True):
+        if a is not None:
+            a = input_array(where, a, getattr(a, "dtype", None) if _is_floating(a) else None, argument=name)
+        checked.append(a)
+    floating = [a.dtype for a, raw in zip(checked, arrays) if a is not None and _is_floating(raw)]
+    target = jnp.dtype(functools.reduce(jnp.promote_types, floating)) if floating else default_float()
+    return tuple(a if a is None or a.dtype == target else a.astype(target) for a in checked)
+
+
+def _is_floating(a: Any) -> bool:
+    return hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.floating)

@@ -167,8 +167,11 @@ def real(
     too_low = scalar <= low if low_open else scalar < low
     too_high = scalar >= high if high_open else scalar > high
     if too_low or too_high:
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise LayerConfigError(f"{where}: argument `{argument}` must be in {interval}, got {value!r}")
+        if math.isinf(high):
+            interval = f"{'>' if low_open else '>='} {low:g}"
+        else:
+            interval = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise LayerConfigError(f"{where}: argument `{argument}` must be {interval}, got {value!r}")
     return scalar
 
 
@@ -511,3 +514,37 @@ def promote_operands(where: str, names: Sequence[str], *arrays: Any) -> tuple[An
 
 def _is_floating(a: Any) -> bool:
     return hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.floating)
+
+
+def labelled_data(where: str, argument: str, data: Any) -> tuple[Any, Any]:
+    """``(images, labels)``: arrays of equal length, the labels 1-D integers."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` must be an (images, labels) pair, got {_describe(data)}"
+        )
+    images, labels = data
+    if not hasattr(images, "shape") or not hasattr(labels, "shape"):
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` must hold arrays, got {type(images).__name__} and "
+            f"{type(labels).__name__}"
+        )
+    if len(images.shape) < 1 or len(labels.shape) != 1 or images.shape[0] != labels.shape[0]:
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` has images of shape {tuple(images.shape)} but labels of shape "
+            f"{tuple(labels.shape)}; expected one label per image"
+        )
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` labels must be integers, got dtype {labels.dtype}"
+        )
+    return images, labels
+
+
+def label_range(where: str, argument: str, labels: Any, num_classes: int) -> None:
+    """Every label lies in ``[0, num_classes)``, checked on the host before any step runs."""
+    values = np.asarray(labels)
+    if values.size and (values.min() < 0 or values.max() >= num_classes):
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` labels must lie in [0, {num_classes}) for a model with "
+            f"{num_classes} outputs, got labels from {values.min()} to {values.max()}"
+        )

@@ -9,8 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from funcnn import checks
 from funcnn.core import Layer, Params, State
 from funcnn.data.batching import scale_images
+from funcnn.train.state import model_output_shape
 from funcnn.train.step import DEFAULT_LOSS, Loss, Preprocess, forward
 
 
@@ -46,12 +48,15 @@ def evaluate(
     Returns:
       ``{"loss": ..., "accuracy": ...}`` as Python floats.
     """
+    images, labels = checks.labelled_data("evaluate", "images, labels", (images, labels))
     n = len(images)
     if n == 0:
         raise ValueError("evaluate needs at least one example")
     if batch_size < 1:
         raise ValueError(f"evaluate: batch_size must be positive, got {batch_size}")
     batch_size = min(batch_size, n)
+    input_shape = (-1, *jax.eval_shape(preprocess, images[:1]).shape[1:])
+    checks.label_range("evaluate", "labels", labels, model_output_shape(model, input_shape)[-1])
     step = _eval_step(model, loss, preprocess, precision)
     total_loss, correct = 0.0, 0
     for start in range(0, n, batch_size):

@@ -20,13 +20,13 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from funcnn import checkpoint
+from funcnn import checkpoint, checks
 from funcnn.core import Layer
 from funcnn.data.batching import batch_indices, scale_images
 from funcnn.train.epoch import make_scan_epoch, run_loop_epoch
 from funcnn.train.evaluate import evaluate
 from funcnn.train.metrics import plot_curves, write_jsonl
-from funcnn.train.state import TrainState, abstract_train_state, init_train_state
+from funcnn.train.state import TrainState, abstract_train_state, init_train_state, model_output_shape
 from funcnn.train.step import DEFAULT_LOSS, Augment, Loss, Preprocess, StepMetrics, build_train_step
 
 MODES = ("auto", "scan", "loop")
@@ -116,14 +116,22 @@ def fit(
       FileExistsError: ``OUT`` already holds checkpoints and ``resume`` is false.
       ValueError: a bad ``mode``, ``batch_size`` or ``epochs``, or a resume
         with another seed or batch size than the checkpoint's.
+      LayerConfigError: images and labels of different lengths, or labels
+        outside ``[0, number of model outputs)``.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
-    images, labels = train_data
+    images, labels = checks.labelled_data("fit", "train_data", train_data)
     steps = len(batch_indices(seed, 0, len(images), batch_size))
     input_shape = (-1, *jax.eval_shape(preprocess, images[:1]).shape[1:])
+    num_classes = model_output_shape(model, input_shape)[-1]
+    checks.label_range("fit", "train_data", labels, num_classes)
+    if test_data is not None:
+        checks.label_range(
+            "fit", "test_data", checks.labelled_data("fit", "test_data", test_data)[1], num_classes
+        )
     state, history = None, []
     out = None if out is None else Path(out)
     if out is not None:

@@ -70,3 +70,16 @@ def abstract_train_state(
       A ``TrainState`` of ``jax.ShapeDtypeStruct`` leaves.
     """
     return jax.eval_shape(lambda key: init_train_state(model, optimizer, key, input_shape), jax.random.key(0))
+
+
+def model_output_shape(model: Layer, input_shape: Shape) -> Shape:
+    """The output shape ``model.init`` promises for ``input_shape``, without allocating parameters."""
+    shapes: list[Shape] = []
+
+    def init(key: jax.Array) -> Any:
+        out_shape, params, state = model.init(key, tuple(input_shape))
+        shapes.append(tuple(out_shape))
+        return params, state
+
+    jax.eval_shape(init, jax.random.key(0))
+    return shapes[0]

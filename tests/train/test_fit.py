@@ -12,6 +12,7 @@ import numpy as np
 import optax
 import pytest
 
+import funcnn as fn
 from funcnn import checkpoint
 from funcnn.data import scale_images
 from funcnn.train import NonFiniteLossError, abstract_train_state, evaluate, fit, read_jsonl
@@ -130,9 +131,40 @@ def test_bad_arguments(model, train_data, kwargs, message):
         run(model, train_data, **kwargs)
 
 
-def test_evaluate_batch_size_must_be_positive(model, test_data):
-    from funcnn.train import evaluate
+@pytest.mark.parametrize(
+    "make_data, message",
+    [
+        (
+            lambda images, labels: (images, labels[:-5]),
+            r"fit: argument `train_data` has images of shape \(96, 6, 6\) but labels of shape \(91,\)",
+        ),
+        (
+            lambda images, labels: (images, labels.reshape(-1, 1)),
+            r"fit: argument `train_data` has images of shape \(96, 6, 6\) but labels of shape \(96, 1\)",
+        ),
+        (
+            lambda images, labels: (images, labels.astype(np.float32)),
+            r"fit: argument `train_data` labels must be integers, got dtype float32",
+        ),
+        (
+            lambda images, labels: (images, np.where(labels == 2, 3, labels).astype(np.int64)),
+            r"fit: argument `train_data` labels must lie in \[0, 3\) for a model with 3 outputs, got labels "
+            r"from 0 to 3",
+        ),
+        (
+            lambda images, labels: (images, (labels.astype(np.int32) - 1)),
+            r"fit: argument `train_data` labels must lie in \[0, 3\) .* from -1 to 1",
+        ),
+        (lambda images, labels: images, r"fit: argument `train_data` must be an \(images, labels\) pair"),
+    ],
+)
+def test_bad_training_data_is_refused_before_any_step(model, train_data, tmp_path, make_data, message):
+    with pytest.raises(fn.LayerConfigError, match=message):
+        run(model, make_data(*train_data), out=tmp_path)
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
 
-    _, params, state = model.init(jax.random.key(0), (-1, 6, 6, 1))
-    with pytest.raises(ValueError, match="evaluate: batch_size must be positive, got 0"):
-        evaluate(model, params, state, *test_data, batch_size=0)
+
+def test_bad_test_data_is_refused_before_any_step(model, train_data, test_data):
+    images, labels = test_data
+    with pytest.raises(fn.LayerConfigError, match=r"fit: argument `test_data` labels must lie in \[0, 3\)"):
+        run(model, train_data, (images, labels + 7))

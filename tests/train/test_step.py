@@ -1,5 +1,6 @@
 """The jitted train step: it learns, donates its state, and supports bf16 compute."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -87,3 +88,19 @@ def test_bf16_training_keeps_batchnorm_statistics_in_float32():
     expected = 1.0 - 0.99**50
     np.testing.assert_allclose(results["fp32"], expected, rtol=1e-5)
     np.testing.assert_allclose(results["bf16"], expected, rtol=1e-2)
+
+
+def test_train_step_compiles_once_per_input_shape(model, train_data):
+    """Trace-time checks run when the step is traced, never per call: one trace per input shape."""
+    optimizer = optax.sgd(1e-2)
+    state = initial_state(model, optimizer)
+    images, labels = train_data
+    traced_step = chex.assert_max_traces(build_train_step(model, DEFAULT_LOSS, optimizer), n=2)
+    step = jax.jit(traced_step)
+    for _ in range(3):
+        state, _ = step(state, images[:32], labels[:32])
+    for _ in range(3):
+        state, _ = step(state, images[:16], labels[:16])
+    chex.assert_shape(state.params["w"], (36, 3))
+    with pytest.raises(AssertionError, match="Function 'step' is traced > 2 times"):
+        step(state, images[:8], labels[:8])

@@ -23,6 +23,7 @@ complex inputs are refused.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from numbers import Integral, Real
@@ -34,7 +35,7 @@ import numpy as np
 from jax import lax
 
 from funcnn import shapes
-from funcnn.core import LayerConfigError, Shape
+from funcnn.core import Layer, LayerConfigError, Shape
 
 Padding = str | int | Sequence[int] | Sequence[tuple[int, int]]
 """``"VALID"``, ``"SAME"``, an int (both sides of every axis) or ``(low, high)`` pairs."""
@@ -248,6 +249,42 @@ def axis_in_range(where: str, argument: str, axis: int | tuple[int, ...], shape:
         )
 
 
+def layer(where: str, label: str, value: Any) -> Layer:
+    """A layer: a ``Layer`` or an ``(init, apply)`` pair of callables; ``label`` names the argument.
+
+    A constructor passed without calling it (``serial(Relu)``) is named with a hint.
+    """
+    if isinstance(value, tuple) and len(value) == 2 and all(callable(f) for f in value):
+        return Layer(*value)
+    if callable(value):
+        name = getattr(value, "__name__", type(value).__name__)
+        required = [
+            p
+            for p in _parameters(value)
+            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        hint = f"{name}()" if not required else f"{name}(...)"
+        raise LayerConfigError(
+            f"{where}: {label} is the function `{name}`, not a layer; did you mean `{hint}`?"
+        )
+    raise LayerConfigError(
+        f"{where}: {label} must be a layer (an (init, apply) pair such as fn.Relu()), "
+        f"got {type(value).__name__} {value!r:.60}"
+    )
+
+
+def layers(where: str, values: Sequence[Any]) -> tuple[Layer, ...]:
+    """Every positional argument of a combinator is a layer (:func:`layer`)."""
+    return tuple(layer(where, f"argument {index}", value) for index, value in enumerate(values))
+
+
+def _parameters(fn: Any) -> list[inspect.Parameter]:
+    try:
+        return list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return []
+
+
 # --- resolve: with shapes ----------------------------------------------------------
 
 
@@ -366,9 +403,12 @@ def check_width(where: str, x_shape: Shape, tree: Any, leaf: str, axis: int, per
         return
     if x_shape[-1] != shape[axis] * per:
         factor = f" x {per} groups" if per != 1 else ""
+        hint = ""
+        if len(x_shape) > 2 and x_shape[1] == shape[axis] * per:
+            hint = "; funcnn is channels-last (NHWC): was x passed channels-first?"
         raise LayerConfigError(
             f"{where}: argument `x` has {x_shape[-1]} channels (x.shape={tuple(x_shape)}) but the layer was "
-            f"initialised for {shape[axis]}{factor} (`{leaf}` has shape {tuple(shape)})"
+            f"initialised for {shape[axis]}{factor} (`{leaf}` has shape {tuple(shape)}){hint}"
         )
 
 
@@ -514,6 +554,15 @@ def promote_operands(where: str, names: Sequence[str], *arrays: Any) -> tuple[An
 
 def _is_floating(a: Any) -> bool:
     return hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.floating)
+
+
+def optimizer(where: str, value: Any) -> None:
+    """An optax ``GradientTransformation``: something with ``init`` and ``update``."""
+    if not (callable(getattr(value, "init", None)) and callable(getattr(value, "update", None))):
+        raise LayerConfigError(
+            f"{where}: argument `optimizer` must be an optax GradientTransformation such as "
+            f"optax.adam(1e-3), got {_describe(value)}"
+        )
 
 
 def labelled_data(where: str, argument: str, data: Any) -> tuple[Any, Any]:

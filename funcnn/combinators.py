@@ -13,8 +13,6 @@ and state of a combinator are tuples with one entry per sub-layer.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -27,42 +25,6 @@ from funcnn.identity import layer_name, make_layer
 
 def _sub_key(key: jax.Array | None, index: int) -> jax.Array | None:
     return None if key is None else jax.random.fold_in(key, index)
-
-
-def check_layers(combinator: str, layers: Sequence[Any]) -> tuple[Layer, ...]:
-    """Every argument is a layer: a ``Layer`` or an ``(init, apply)`` pair of callables.
-
-    A constructor passed without calling it (``serial(Relu)``) is named with a hint.
-    """
-    checked = []
-    for index, layer in enumerate(layers):
-        if isinstance(layer, tuple) and len(layer) == 2 and all(callable(f) for f in layer):
-            checked.append(Layer(*layer))
-            continue
-        if callable(layer) and not isinstance(layer, tuple):
-            name = getattr(layer, "__name__", type(layer).__name__)
-            required = [
-                p
-                for p in _parameters(layer)
-                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-            ]
-            hint = f"{name}()" if not required else f"{name}(...)"
-            raise LayerConfigError(
-                f"{combinator}: argument {index} is the function `{name}`, not a layer; "
-                f"did you mean `{hint}`?"
-            )
-        raise LayerConfigError(
-            f"{combinator}: argument {index} must be a layer (an (init, apply) pair such as fn.Relu()), "
-            f"got {type(layer).__name__} {layer!r:.60}"
-        )
-    return tuple(checked)
-
-
-def _parameters(fn: Any) -> list[inspect.Parameter]:
-    try:
-        return list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        return []
 
 
 def _check_count(combinator: str, argument: str, given: Any, expected: int, what: str = "entries") -> None:
@@ -127,13 +89,13 @@ def serial(*layers: Layer) -> Layer:
 
     ``apply`` checks that every layer returns a state of the structure it was given.
     """
-    layers = check_layers("serial", layers)
+    layers = checks.layers("serial", layers)
     return make_layer("serial", _serial_init(layers), _serial_apply("serial", layers), layers, inputs="any")
 
 
 def parallel(*layers: Layer) -> Layer:
     """Apply layer ``i`` to input ``i`` of a tuple: ``(x_1, ..., x_n) -> (f_1(x_1), ..., f_n(x_n))``."""
-    layers = check_layers("parallel", layers)
+    layers = checks.layers("parallel", layers)
     if not layers:
         raise LayerConfigError("parallel: needs at least one layer")
 
@@ -237,7 +199,7 @@ def fan_in_concat(axis: int = -1) -> Layer:
 
 def residual(*layers: Layer) -> Layer:
     """A skip connection: ``x -> x + serial(*layers)(x)``; the body must keep the shape."""
-    layers = check_layers("residual", layers)
+    layers = checks.layers("residual", layers)
     body_init, body_apply = _serial_init(layers), _serial_apply("residual", layers)
 
     def init(key, input_shape):

@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from funcnn import identity
+from funcnn import checks, identity
 from funcnn.core import Layer
 
 
@@ -133,6 +133,7 @@ def summary(layer: Layer, input_shape: Any, key: jax.Array | None = None) -> str
     state values:     0
     """
     key = jax.random.key(0) if key is None else key
+    layer = checks.layer("summary", "argument `layer`", layer)
     root = (
         layer
         if identity.layer_info(layer) != identity.LayerInfo("Layer")

@@ -41,9 +41,12 @@ def spatial_rank(layer: str, kernel_size: int | tuple[int, ...], input_shape: Sh
             f"channels), but has shape {tuple(input_shape)}"
         )
     if len(input_shape) != rank + 2:
+        hint = ""
+        if len(input_shape) == rank + 1:
+            hint = f"; the batch comes first, e.g. {(-1, *input_shape)}"
         raise LayerConfigError(
             f"{layer}: argument `kernel_size` {kernel_size} is {rank}-D, so the input must "
-            f"have rank {rank + 2}, but has shape {tuple(input_shape)}"
+            f"have rank {rank + 2}, but has shape {tuple(input_shape)}{hint}"
         )
     return rank
 

@@ -121,8 +121,11 @@ def fit(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    model = checks.layer("fit", "argument `model`", model)
+    checks.optimizer("fit", optimizer)
+    epochs = checks.positive_int("fit", "epochs", epochs)
+    batch_size = checks.positive_int("fit", "batch_size", batch_size)
+    eval_batch_size = checks.positive_int("fit", "eval_batch_size", eval_batch_size)
     images, labels = checks.labelled_data("fit", "train_data", train_data)
     steps = len(batch_indices(seed, 0, len(images), batch_size))
     input_shape = (-1, *jax.eval_shape(preprocess, images[:1]).shape[1:])

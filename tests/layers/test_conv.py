@@ -93,3 +93,13 @@ def test_resolution_happens_once_per_trace_not_per_call():
     for _ in range(3):
         y, _ = apply(params, (), jnp.ones((2, 8, 8, 1)))
     chex.assert_shape(y, (2, 8, 8, 4))
+
+
+def test_hints_for_channels_first_input_and_a_missing_batch():
+    _, params, _ = fn.Conv(4, 3).init(KEY, (-1, 8, 8, 3))
+    with pytest.raises(fn.LayerConfigError, match=r"Conv: argument `x` has 8 channels .* was x passed channels-first\?"):
+        fn.Conv(4, 3).apply(params, (), jnp.ones((2, 3, 8, 8)))
+    with pytest.raises(
+        fn.LayerConfigError, match=r"Conv: argument `kernel_size` \(3, 3\) is 2-D, .* the batch comes first, e.g. \(-1, 28, 28, 1\)"
+    ):
+        fn.Conv(4, (3, 3)).init(KEY, (28, 28, 1))

@@ -123,7 +123,11 @@ def test_evaluate_counts_every_example_once(straight, model, test_data):
     ("kwargs", "message"),
     [
         ({"mode": "fast"}, "mode must be one of auto, scan, loop"),
-        ({"epochs": 0}, "epochs must be at least 1"),
+        ({"epochs": 0}, r"fit: argument `epochs` must be a positive integer, got 0 \(int\)"),
+        ({"epochs": 2.5}, r"fit: argument `epochs` must be a positive integer, got 2.5 \(float\)"),
+        ({"batch_size": "16"}, r"fit: argument `batch_size` must be a positive integer, got '16' \(str\)"),
+        ({"eval_batch_size": 0}, r"fit: argument `eval_batch_size` must be a positive integer, got 0"),
+        ({"optimizer": "adam"}, r"fit: argument `optimizer` must be an optax GradientTransformation .* got 'adam'"),
     ],
 )
 def test_bad_arguments(model, train_data, kwargs, message):
@@ -168,3 +172,8 @@ def test_bad_test_data_is_refused_before_any_step(model, train_data, test_data):
     images, labels = test_data
     with pytest.raises(fn.LayerConfigError, match=r"fit: argument `test_data` labels must lie in \[0, 3\)"):
         run(model, train_data, (images, labels + 7))
+
+
+def test_an_uncalled_model_constructor_is_named(train_data):
+    with pytest.raises(fn.LayerConfigError, match=r"fit: argument `model` is the function `seed_cnn`, not a layer; did you mean `seed_cnn\(\)`\?"):
+        run(fn.models.seed_cnn, train_data)

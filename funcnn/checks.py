@@ -10,9 +10,11 @@ Two stages, as in the ops' resolvers:
   :func:`sizes`, :func:`padding_spec`, :func:`real`, :func:`boolean`,
   :func:`dtype_or_none`, :func:`initializer`, :func:`precision`;
 * **resolve** (``init`` or trace time, with shapes): :func:`broadcast`,
-  :func:`padding_pairs`, :func:`input_shape`, :func:`check_rank`,
-  :func:`check_width`, :func:`check_leaves`, :func:`input_array`,
-  :func:`check_key`.
+  :func:`input_shape`, :func:`check_rank`, :func:`check_width`,
+  :func:`check_leaves`, :func:`input_array`, :func:`check_key`.
+
+The padding formulas that turn a parsed padding into ``(low, high)`` pairs
+live with the other formulas, in :func:`funcnn.shapes.padding_pairs`.
 
 The dtype policy (:func:`compute_dtype`, :func:`input_array`): integer and
 bool inputs are promoted to the layer's compute dtype before any
@@ -34,7 +36,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from funcnn import shapes
 from funcnn.core import Layer, LayerConfigError, Shape
 
 Padding = str | int | Sequence[int] | Sequence[tuple[int, int]]
@@ -298,36 +299,6 @@ def broadcast(where: str, argument: str, value: int | tuple[int, ...], rank: int
             f"but the input has {rank} spatial dimensions"
         )
     return value
-
-
-def padding_pairs(
-    where: str,
-    padding: PaddingSpec,
-    spatial: Sequence[int],
-    kernel: Sequence[int],
-    strides: Sequence[int],
-    dilation: Sequence[int],
-) -> tuple[tuple[int, int], ...]:
-    """A parsed padding as explicit ``(low, high)`` pairs, one per spatial axis.
-
-    ``"SAME"`` uses :func:`funcnn.shapes.same_padding`; ``kernel``, ``strides``
-    and ``dilation`` are per axis.
-    """
-    rank = len(spatial)
-    if padding == "VALID":
-        return ((0, 0),) * rank
-    if padding == "SAME":
-        return tuple(
-            shapes.same_padding(n, f, s, d) for n, f, s, d in zip(spatial, kernel, strides, dilation)
-        )
-    if isinstance(padding, int):
-        return ((padding, padding),) * rank
-    if len(padding) != rank:
-        raise LayerConfigError(
-            f"{where}: argument `padding` has {len(padding)} entries {padding} but the input "
-            f"has {rank} spatial dimensions (spatial shape {tuple(spatial)})"
-        )
-    return padding
 
 
 def input_shape(where: str, shape: Any, *, inputs: str = "one") -> Shape | tuple[Shape, ...]:

@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from funcnn import checks, identity
-from funcnn.core import Layer
+from funcnn.core import Layer, LayerConfigError
 
 
 def dilated_size(f: int, dilation: int = 1) -> int:
@@ -93,6 +93,37 @@ def same_padding(n: int, f: int, stride: int = 1, dilation: int = 1) -> tuple[in
     out = -(-n // stride)
     total = max((out - 1) * stride + dilated_size(f, dilation) - n, 0)
     return total // 2, total - total // 2
+
+
+def padding_pairs(
+    where: str,
+    padding: checks.PaddingSpec,
+    spatial: Sequence[int],
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dilation: Sequence[int],
+) -> tuple[tuple[int, int], ...]:
+    """A parsed padding (:func:`funcnn.checks.padding_spec`) as explicit ``(low, high)`` pairs,
+    one per spatial axis.
+
+    ``"SAME"`` uses :func:`same_padding`; ``kernel``, ``strides``
+    and ``dilation`` are per axis.
+    """
+    rank = len(spatial)
+    if padding == "VALID":
+        return ((0, 0),) * rank
+    if padding == "SAME":
+        return tuple(
+            same_padding(n, f, s, d) for n, f, s, d in zip(spatial, kernel, strides, dilation)
+        )
+    if isinstance(padding, int):
+        return ((padding, padding),) * rank
+    if len(padding) != rank:
+        raise LayerConfigError(
+            f"{where}: argument `padding` has {len(padding)} entries {padding} but the input "
+            f"has {rank} spatial dimensions (spatial shape {tuple(spatial)})"
+        )
+    return padding
 
 
 def num_neurons(shape: Sequence[int]) -> int:

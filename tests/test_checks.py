@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from funcnn import checks
+from funcnn import checks, shapes
 from funcnn.core import LayerConfigError
 
 
@@ -39,9 +39,9 @@ def test_padding_spec_forms(value, expected):
 
 
 def test_padding_pairs_resolve_same_and_check_the_rank():
-    assert checks.padding_pairs("L", "SAME", (28, 28), (3, 3), (1, 1), (1, 1)) == ((1, 1), (1, 1))
+    assert shapes.padding_pairs("L", "SAME", (28, 28), (3, 3), (1, 1), (1, 1)) == ((1, 1), (1, 1))
     with pytest.raises(LayerConfigError, match=r"L: argument `padding` has 1 entries .* 2 spatial dimensions"):
-        checks.padding_pairs("L", ((1, 1),), (5, 5), (3, 3), (1, 1), (1, 1))
+        shapes.padding_pairs("L", ((1, 1),), (5, 5), (3, 3), (1, 1), (1, 1))
 
 
 @pytest.mark.parametrize("value", [0.5, np.float32(0.5), jnp.asarray(0.5), 0, np.int64(0)])

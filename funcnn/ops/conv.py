@@ -23,7 +23,7 @@ from typing import NamedTuple
 import jax
 from jax import lax
 
-from funcnn import checks
+from funcnn import checks, shapes
 from funcnn.core import LayerConfigError
 from funcnn.ops._grad import select
 from funcnn.shapes import conv_output_size, dilated_size
@@ -132,7 +132,7 @@ def resolve_conv(op: str, args: ConvArgs, x_shape: Sequence[int], kernel_shape: 
     lhs_dilation = checks.broadcast(op, "lhs_dilation", args.lhs_dilation, rank)
     spatial = tuple(dilated_size(n, d) for n, d in zip(x_shape[1:-1], lhs_dilation, strict=True))
     kernel = tuple(kernel_shape[:-2])
-    pads = checks.padding_pairs(op, args.padding, spatial, kernel, strides, dilation)
+    pads = shapes.padding_pairs(op, args.padding, spatial, kernel, strides, dilation)
     out = tuple(
         conv_output_size(n, f, s, p, d) for n, f, s, p, d in zip(spatial, kernel, strides, pads, dilation)
     )
@@ -378,8 +378,9 @@ def conv(
         preferred_element_type=preferred_element_type,
     )
     x, kernel, bias = checks.promote_operands("conv", ("x", "kernel", "bias"), x, kernel, bias)
-    check_bias("conv", None if bias is None else bias.shape, kernel.shape[-1] if kernel.ndim else 0)
-    return apply_conv(resolve_conv("conv", args, x.shape, kernel.shape), x, kernel, bias, grad)
+    config = resolve_conv("conv", args, x.shape, kernel.shape)
+    check_bias("conv", None if bias is None else bias.shape, kernel.shape[-1])
+    return apply_conv(config, x, kernel, bias, grad)
 
 
 class ConvTransposeArgs(NamedTuple):
@@ -444,7 +445,7 @@ def resolve_conv_transpose(
     output_padding = checks.broadcast(op, "output_padding", args.output_padding, rank)
     kernel = tuple(kernel_shape[:-2])
     forward_spatial = tuple(n * s for n, s in zip(x_shape[1:-1], strides, strict=True))
-    forward = checks.padding_pairs(op, args.conv.padding, forward_spatial, kernel, strides, dilation)
+    forward = shapes.padding_pairs(op, args.conv.padding, forward_spatial, kernel, strides, dilation)
     same = args.conv.padding == "SAME"
     pads = tuple(
         (
@@ -507,6 +508,6 @@ def conv_transpose(
     )
     names = ("x", "kernel", "bias")
     x, kernel, bias = checks.promote_operands("conv_transpose", names, x, kernel, bias)
-    check_bias("conv_transpose", None if bias is None else bias.shape, kernel.shape[-1] if kernel.ndim else 0)
     config = resolve_conv_transpose("conv_transpose", args, x.shape, kernel.shape)
+    check_bias("conv_transpose", None if bias is None else bias.shape, kernel.shape[-1])
     return apply_conv(config, x, kernel, bias, grad)

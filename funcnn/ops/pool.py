@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from funcnn import checks
+from funcnn import checks, shapes
 from funcnn.core import LayerConfigError
 from funcnn.ops._grad import select
 from funcnn.shapes import pool_output_size
@@ -97,7 +97,7 @@ def resolve_pool(op: str, args: PoolArgs, x_shape: Sequence[int]) -> PoolConfig:
     window = checks.broadcast(op, "window", args.window, rank)
     strides = window if args.strides is None else checks.broadcast(op, "strides", args.strides, rank)
     spatial = tuple(x_shape[1:-1])
-    pads = checks.padding_pairs(op, args.padding, spatial, window, strides, (1,) * rank)
+    pads = shapes.padding_pairs(op, args.padding, spatial, window, strides, (1,) * rank)
     out = tuple(pool_output_size(n, f, s, p) for n, f, s, p in zip(spatial, window, strides, pads))
     if any(o < 1 for o in out):
         raise LayerConfigError(

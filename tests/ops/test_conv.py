@@ -7,7 +7,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from funcnn import LayerConfigError, checks, ops
+from funcnn import LayerConfigError, checks, ops, shapes
 from tests.reference import conv_reference
 
 pytestmark = pytest.mark.usefixtures("x64")
@@ -35,7 +35,9 @@ def test_conv_matches_naive_reference(spatial, ksize, strides, padding, dilation
     kernel = _random((*ksize, c_in // groups, c_out), 1)
     bias = _random((c_out,), 2)
     y = ops.conv(x, kernel, bias, strides=strides, padding=padding, dilation=dilation, groups=groups)
-    pads = checks.padding_pairs("test", checks.padding_spec("test", padding), spatial, ksize, strides, dilation)
+    pads = shapes.padding_pairs(
+        "test", checks.padding_spec("test", padding), spatial, ksize, strides, dilation
+    )
     expected = conv_reference(x, kernel, bias, strides, pads, dilation, groups)
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
 
@@ -108,10 +110,20 @@ def test_conv_transpose_is_the_adjoint_of_conv_with_the_rotated_kernel():
     [
         ((1, 5, 5), (3, 3, 1, 1), {}, r"conv: argument `x` must have rank 4.*shape \(1, 5, 5\)"),
         ((1, 5, 5, 3), (3, 3, 1, 1), {}, r"conv: argument `x` has 3 channels but the kernel expects 1"),
-        ((1, 5, 5, 4), (3, 3, 2, 3), {"groups": 2}, r"conv: argument `groups`=2 does not divide the kernel's output channels 3 \(kernel.shape=\(3, 3, 2, 3\)\)"),
+        (
+            (1, 5, 5, 4),
+            (3, 3, 2, 3),
+            {"groups": 2},
+            r"conv: argument `groups`=2 does not divide the kernel's output channels 3 \(kernel.shape=\(3, 3, 2, 3\)\)",
+        ),
         ((1, 2, 2, 1), (3, 3, 1, 1), {}, r"`kernel_size` \(3, 3\).*larger than the padded input \(2, 2\)"),
         ((1, 5, 5, 1), (3, 3, 1, 1), {"padding": "FULL"}, r"`padding` must be 'VALID', 'SAME'.*'FULL'"),
-        ((1, 5, 5, 1), (3, 3, 1, 1), {"strides": 0}, r"conv: argument `strides` must be a positive integer, got 0"),
+        (
+            (1, 5, 5, 1),
+            (3, 3, 1, 1),
+            {"strides": 0},
+            r"conv: argument `strides` must be a positive integer, got 0",
+        ),
         ((1, 5, 5, 1), (3, 3, 1, 1), {"strides": (1, 1, 1)}, r"`strides` has 3 entries.*2 spatial"),
     ],
 )

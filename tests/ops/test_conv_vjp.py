@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from jax import lax
 from jax.test_util import check_grads
 
-from funcnn import checks, ops
+from funcnn import checks, ops, shapes
 from funcnn.shapes import conv_output_size, dilated_size
 
 pytestmark = pytest.mark.usefixtures("x64")
@@ -43,7 +43,7 @@ def _explicit(padding, rank):
 
 def _output_spatial(spatial, ksize, strides, padding, dilation, lhs_dilation):
     lhs = tuple(dilated_size(n, ld) for n, ld in zip(spatial, lhs_dilation, strict=True))
-    pads = checks.padding_pairs("test", checks.padding_spec("test", padding), lhs, ksize, strides, dilation)
+    pads = shapes.padding_pairs("test", checks.padding_spec("test", padding), lhs, ksize, strides, dilation)
     return tuple(
         conv_output_size(n, f, s, p, d)
         for n, f, s, p, d in zip(lhs, ksize, strides, pads, dilation, strict=True)

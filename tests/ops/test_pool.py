@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import funcnn as fn
-from funcnn import LayerConfigError, checks, ops
+from funcnn import LayerConfigError, checks, ops, shapes
 from tests.reference import pool_reference
 
 pytestmark = pytest.mark.usefixtures("x64")
@@ -28,7 +28,9 @@ SEED_MATRIX = np.array([[1.0, 3.0, 2.0], [9.0, 7.0, 4.0], [5.0, 6.0, 3.0]])
 @pytest.mark.parametrize("count_include_pad", [True, False])
 def test_pools_match_naive_reference(spatial, window, strides, padding, count_include_pad):
     x = jax.random.normal(jax.random.key(0), (2, *spatial, 3), jnp.float64)
-    pads = checks.padding_pairs("test", checks.padding_spec("test", padding), spatial, window, strides, (1,) * len(spatial))
+    pads = shapes.padding_pairs(
+        "test", checks.padding_spec("test", padding), spatial, window, strides, (1,) * len(spatial)
+    )
     np.testing.assert_allclose(
         ops.max_pool(x, window, strides, padding),
         pool_reference(x, window, strides, pads, lambda b: np.nanmax(b, axis=1)),

@@ -344,12 +344,13 @@ def check_key(where: str, key: Any) -> None:
     """A ``jax.random`` key: a typed key (``jax.random.key``) or a legacy ``PRNGKey`` uint32 array."""
     dtype = getattr(key, "dtype", None)
     shape = getattr(key, "shape", None)
-    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and tuple(shape) == ():
         return
     if dtype == jnp.uint32 and shape is not None and len(shape) == 1 and shape[0] in (2, 4):
         return
     raise LayerConfigError(
-        f"{where}: argument `key` must be a PRNG key such as jax.random.key(0), got {_describe(key)}"
+        f"{where}: argument `key` must be a PRNG key such as jax.random.key(0) (one key, not a batch "
+        f"of keys), got {_describe(key)}"
     )
 
 

@@ -23,8 +23,11 @@ from funcnn.core import Layer, LayerConfigError, Shape
 from funcnn.identity import layer_name, make_layer
 
 
-def _sub_key(key: jax.Array | None, index: int) -> jax.Array | None:
-    return None if key is None else jax.random.fold_in(key, index)
+def _sub_key(combinator: str, key: jax.Array | None, index: int) -> jax.Array | None:
+    if key is None:
+        return None
+    checks.check_key(combinator, key)
+    return jax.random.fold_in(key, index)
 
 
 def _check_count(combinator: str, argument: str, given: Any, expected: int, what: str = "entries") -> None:
@@ -47,7 +50,7 @@ def _apply_child(combinator: str, index: int, layer: Layer, params, state, x, ke
     A layer that changes its state's structure would break ``scan`` carries
     and ``jit`` caching, so this is checked at trace time.
     """
-    y, new_state = layer.apply(params, state, x, key=_sub_key(key, index), train=train)
+    y, new_state = layer.apply(params, state, x, key=_sub_key(combinator, key, index), train=train)
     given = jax.tree_util.tree_structure(state)
     returned = jax.tree_util.tree_structure(new_state)
     if given != returned:

@@ -134,3 +134,35 @@ def test_evaluation_is_deterministic():
     c, _ = model.apply(params, state, x, key=jax.random.key(1), train=True)
     d, _ = model.apply(params, state, x, key=jax.random.key(2), train=True)
     assert not np.allclose(c, d)
+
+
+def test_keys_are_checked_before_they_are_folded_in():
+    model = fn.serial(fn.Dense(3), fn.Dropout(0.5))
+    _, params, state = model.init(jax.random.key(0), (-1, 2))
+    with pytest.raises(fn.LayerConfigError, match=r"serial: argument `key` must be a PRNG key .* got 0 \(int\)"):
+        model.apply(params, state, jnp.ones((2, 2)), key=0, train=True)
+    with pytest.raises(fn.LayerConfigError, match=r"serial: argument `key` .* \(one key, not a batch of keys\), got an array of shape \(2,\)"):
+        model.init(jax.random.split(jax.random.key(0)), (-1, 2))
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: fn.serial(fn.Relu), r"serial: argument 0 is the function `Relu`, not a layer; did you mean `Relu\(\)`\?"),
+        (lambda: fn.parallel(fn.Relu(), fn.Dense), r"parallel: argument 1 is the function `Dense`, not a layer; did you mean `Dense\(...\)`\?"),
+        (lambda: fn.residual(3), r"residual: argument 0 must be a layer \(an \(init, apply\) pair such as fn.Relu\(\)\), got int 3"),
+        (lambda: fn.parallel(), r"parallel: needs at least one layer"),
+    ],
+)
+def test_combinators_check_their_layers(make, match):
+    with pytest.raises(fn.LayerConfigError, match=match):
+        make()
+
+
+def test_parallel_refuses_an_array_for_its_tuple_of_inputs():
+    layer = fn.parallel(fn.Relu(), fn.Relu())
+    _, params, state = layer.init(jax.random.key(0), ((-1, 3), (-1, 3)))
+    with pytest.raises(
+        fn.LayerConfigError, match=r"parallel: argument `x` must be a tuple of 2 arrays \(one per layer\), got an array of shape \(4, 3\)"
+    ):
+        layer.apply(params, state, jnp.ones((4, 3)))

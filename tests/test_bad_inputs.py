@@ -218,7 +218,7 @@ CONSTRUCTORS = [
 
 INITS = [
     # key
-    (lambda: fn.Dense(3).init(0, (-1, 4)), lit("Dense: argument `key` must be a PRNG key such as jax.random.key(0), got 0 (int)")),
+    (lambda: fn.Dense(3).init(0, (-1, 4)), lit("Dense: argument `key` must be a PRNG key such as jax.random.key(0)", "got 0 (int)")),
     (lambda: fn.Dense(3).init(None, (-1, 4)), lit("Dense: argument `key` must be a PRNG key", "got None (NoneType)")),
     (lambda: fn.Dense(3).init(jnp.zeros((2,), jnp.float32), (-1, 4)), lit("Dense: argument `key` must be a PRNG key", "got an array of shape (2,) and dtype float32")),
     (lambda: fn.Dense(3).init(jnp.zeros((3,), jnp.uint32), (-1, 4)), lit("Dense: argument `key` must be a PRNG key", "got an array of shape (3,) and dtype uint32")),
@@ -227,6 +227,9 @@ INITS = [
     (lambda: fn.Conv(4, 3).init("seed", (-1, 6, 6, 1)), lit("Conv: argument `key` must be a PRNG key", "got 'seed' (str)")),
     (lambda: fn.Relu().init(1.5, (-1, 4)), lit("Relu: argument `key` must be a PRNG key", "got 1.5 (float)")),
     (lambda: fn.serial(fn.Conv(4, 3)).init(0, (-1, 6, 6, 1)), lit("serial: argument `key` must be a PRNG key", "got 0 (int)")),
+    (lambda: fn.Dense(3).init(jax.random.split(KEY), (-1, 4)), lit("Dense: argument `key` must be a PRNG key", "got an array of shape (2,) and dtype key<")),
+    (lambda: fn.Relu().init(jax.random.split(KEY, 3), (-1, 4)), lit("Relu: argument `key` must be a PRNG key", "got an array of shape (3,) and dtype key<")),
+    (lambda: fn.serial(fn.Dense(3)).init(jax.random.split(KEY), (-1, 4)), lit("serial: argument `key` must be a PRNG key", "got an array of shape (2,) and dtype key<")),
     # input_shape: not a shape
     (lambda: fn.Dense(3).init(KEY, (-1, 4.0)), lit("Dense: argument `input_shape` must be a non-empty tuple of ints such as (-1, 28, 28, 1), got (-1, 4.0) (tuple)")),
     (lambda: fn.Dense(3).init(KEY, (-1, np.float32(4))), lit("Dense: argument `input_shape` must be a non-empty tuple of ints", "got (-1, ", "4.0")),
@@ -391,9 +394,10 @@ APPLIES = [
     # Dropout keys
     (lambda: fn.Dropout(0.5).apply((), (), X2, train=True), lit("Dropout: argument `key` is required when train=True (rate=0.5, x.shape=(2, 4)); pass apply(..., key=jax.random.key(...), train=True)")),
     (lambda: jax.eval_shape(lambda x: fn.Dropout(0.5).apply((), (), x, train=True), X2), lit("Dropout: argument `key` is required when train=True (rate=0.5, x.shape=(2, 4))")),
-    (lambda: fn.Dropout(0.5).apply((), (), X2, key=0, train=True), lit("Dropout: argument `key` must be a PRNG key such as jax.random.key(0), got 0 (int)")),
+    (lambda: fn.Dropout(0.5).apply((), (), X2, key=0, train=True), lit("Dropout: argument `key` must be a PRNG key such as jax.random.key(0)", "got 0 (int)")),
     (lambda: fn.Dropout(0.5).apply((), (), X2, key=jnp.zeros(2), train=True), lit("Dropout: argument `key` must be a PRNG key", "got an array of shape (2,) and dtype float32")),
     (lambda: fn.Dropout(0.5).apply((), (), X2, key="key", train=True), lit("Dropout: argument `key` must be a PRNG key", "got 'key' (str)")),
+    (lambda: fn.Dropout(0.5).apply((), (), X2, key=jax.random.split(KEY), train=True), lit("Dropout: argument `key` must be a PRNG key", "got an array of shape (2,) and dtype key<")),
 ]
 
 OPS = [
@@ -588,6 +592,10 @@ COMBINATORS = [
     (lambda: applied(fn.serial(fn.Dense(3), fn.Relu()), (-1, 4), X2, params=lambda p: ({**p[0], "kernel": jnp.ones((4, 5))}, p[1])), lit("Dense: argument `params` leaf 'kernel' has shape (4, 5) but init builds (4, 3) for an input of shape (2, 4)")),
     (lambda: applied(fn.serial(fn.BatchNorm(), fn.Relu()), (-1, 4), X2, state=lambda s: ((), ())), lit("BatchNorm: argument `state` must be the BatchNormState(mean, var) that init returns", "got tuple")),
     (lambda: fn.serial(fn.Layer(lambda k, s: (s, (), ()), lambda p, s, x, **kw: (x, {"n": 1}))).apply(((),), ((),), X2), lit("serial: layer 0 (Layer) returned a state of structure PyTreeDef({'n': *}) but was given PyTreeDef(())")),
+    (lambda: applied(fn.serial(fn.Dropout(0.5)), (-1, 4), X2, key=0, train=True), lit("serial: argument `key` must be a PRNG key", "got 0 (int)")),
+    (lambda: applied(fn.serial(fn.Relu()), (-1, 4), X2, key=jnp.zeros(2)), lit("serial: argument `key` must be a PRNG key", "got an array of shape (2,) and dtype float32")),
+    (lambda: applied(fn.parallel(fn.Relu()), ((-1, 4),), (X2,), key="k"), lit("parallel: argument `key` must be a PRNG key", "got 'k' (str)")),
+    (lambda: applied(fn.residual(fn.Relu()), (-1, 4), X2, key=1.5), lit("residual: argument `key` must be a PRNG key", "got 1.5 (float)")),
     (lambda: applied(fn.residual(fn.Relu()), (-1, 4), X2, params=lambda p: ()), lit("residual: argument `params` has 0 entries but there are 1 layers")),
     (lambda: applied(fn.residual(fn.Relu()), (-1, 4), X2.astype(jnp.complex64)), lit("Relu: argument `x` has complex dtype complex64 (shape (2, 4))")),
     (lambda: applied(fn.residual(fn.Relu()), (-1, 4), (X2,)), lit("Relu: argument `x` must be an array, got a tuple of 1 entries")),

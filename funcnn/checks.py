@@ -47,6 +47,8 @@ PaddingSpec = str | int | tuple[tuple[int, int], ...]
 
 def _describe(value: Any) -> str:
     """``value`` for an error message: arrays by shape and dtype, other objects by repr."""
+    if isinstance(value, type):
+        return f"the class {value.__module__}.{value.__qualname__}"
     if hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, np.generic):
         return f"an array of shape {tuple(value.shape)} and dtype {value.dtype}"
     return f"{value!r} ({type(value).__name__})"
@@ -74,20 +76,20 @@ def sizes(
 ) -> int | tuple[int, ...]:
     """An int >= ``minimum`` (broadcast later to the input's rank) or a sequence of them with a
     length in ``ranks``; NumPy integers allowed, bools and floats refused."""
-    kind = "positive integer" if minimum == 1 else f"integer >= {minimum}"
+    kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
     if is_int(value):
         if value < minimum:
-            raise LayerConfigError(f"{where}: argument `{argument}` must be a {kind}, got {value!r}")
+            raise LayerConfigError(f"{where}: argument `{argument}` must be {kind}, got {value!r}")
         return int(value)
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | np.ndarray):
         raise LayerConfigError(
-            f"{where}: argument `{argument}` must be a {kind} or a sequence of them, got {_describe(value)}"
+            f"{where}: argument `{argument}` must be {kind} or a sequence of them, got {_describe(value)}"
         )
     items = tuple(value)
     if len(items) not in ranks or not all(is_int(v) and v >= minimum for v in items):
         allowed = " or ".join(str(r) for r in ranks)
         raise LayerConfigError(
-            f"{where}: argument `{argument}` must be a {kind} or {allowed} of them, got {items!r}"
+            f"{where}: argument `{argument}` must be {kind} or {allowed} of them, got {items!r}"
         )
     return tuple(int(v) for v in items)
 
@@ -108,7 +110,7 @@ def padding_spec(where: str, value: Any, *, allow_negative: bool = True) -> Padd
     if is_int(value):
         pads: tuple[tuple[int, int], ...] | int = int(value)
         flat: tuple[int, ...] = (int(value),)
-    elif isinstance(value, Sequence) and 1 <= len(value) <= 3:
+    elif isinstance(value, Sequence) and not isinstance(value, bytes) and 1 <= len(value) <= 3:
         pairs = []
         for entry in value:
             if is_int(entry):
@@ -154,14 +156,15 @@ def real(
     high_open: bool = False,
 ) -> float:
     """A real scalar (Python, NumPy or a concrete 0-d array, not a bool) in the given interval."""
+    if isinstance(value, jax.core.Tracer):
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` must be a static number (Python or NumPy), not a traced "
+            f"value ({_describe(value)})"
+        )
     scalar = value
-    if (
-        isinstance(value, (np.ndarray, jax.Array))
-        and value.ndim == 0
-        and not isinstance(value, jax.core.Tracer)
-    ):
+    if isinstance(value, (np.ndarray, jax.Array)) and value.ndim == 0:
         scalar = value.item()
-    if not isinstance(scalar, Real) or isinstance(scalar, (bool, np.bool_)) or math.isnan(scalar):
+    if not isinstance(scalar, Real) or isinstance(scalar, (bool, np.bool_)) or not math.isfinite(scalar):
         raise LayerConfigError(
             f"{where}: argument `{argument}` must be a real number, got {_describe(value)}"
         )
@@ -187,7 +190,8 @@ def boolean(where: str, argument: str, value: Any) -> bool:
 
 
 def dtype_or_none(where: str, argument: str, value: Any) -> jnp.dtype | None:
-    """``None`` or a floating-point dtype (``jnp.float32``, ``"bfloat16"``, ...)."""
+    """``None`` or a floating-point dtype (``jnp.float32``, ``"bfloat16"``, ...) that JAX can hold
+    (``float64`` needs ``jax_enable_x64``)."""
     if value is None:
         return None
     try:
@@ -199,6 +203,11 @@ def dtype_or_none(where: str, argument: str, value: Any) -> jnp.dtype | None:
             f"{where}: argument `{argument}` must be a floating-point dtype such as jnp.float32, "
             f"got {_describe(value)}"
         )
+    if jax.dtypes.canonicalize_dtype(dtype) != dtype:
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` is {dtype}, which JAX holds only with "
+            "jax.config.update('jax_enable_x64', True)"
+        )
     return dtype
 
 
@@ -208,6 +217,32 @@ def initializer(where: str, argument: str, value: Any) -> Callable[..., jax.Arra
         raise LayerConfigError(
             f"{where}: argument `{argument}` must be an initializer such as "
             f"jax.nn.initializers.zeros, got {_describe(value)}"
+        )
+    return value
+
+
+def initialised(
+    where: str, argument: str, init: Callable[..., Any], key: Any, shape: Shape, dtype: Any
+) -> Any:
+    """``init(key, shape, dtype)``, checked to be a floating array of ``shape``."""
+    try:
+        value = init(key, shape, dtype)
+    except TypeError as error:
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` must be called as init(key, shape, dtype) like "
+            f"jax.nn.initializers.zeros; calling it for shape {shape} failed: {error}"
+        ) from None
+    if callable(value) and not hasattr(value, "shape"):
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` returned a function for shape {shape}: pass the "
+            "initializer itself, e.g. jax.nn.initializers.lecun_normal() (called), not its factory"
+        )
+    if tuple(getattr(value, "shape", ())) != tuple(shape) or not jnp.issubdtype(
+        getattr(value, "dtype", np.dtype(object)), jnp.floating
+    ):
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` must return a floating array of shape {shape}, "
+            f"got {_describe(value)}"
         )
     return value
 
@@ -257,8 +292,15 @@ def layer(where: str, label: str, value: Any) -> Layer:
     """
     if isinstance(value, tuple) and len(value) == 2 and all(callable(f) for f in value):
         return Layer(*value)
+    if isinstance(value, type):
+        raise LayerConfigError(f"{where}: {label} is the class `{value.__name__}`, not a layer")
     if callable(value):
         name = getattr(value, "__name__", type(value).__name__)
+        if not getattr(value, "__module__", "").startswith("funcnn."):  # not one of our constructors
+            raise LayerConfigError(
+                f"{where}: {label} is the function `{name}`, not a layer (an (init, apply) pair such as "
+                "fn.Relu())"
+            )
         required = [
             p
             for p in _parameters(value)
@@ -340,13 +382,19 @@ def input_shape(where: str, shape: Any, *, inputs: str = "one") -> Shape | tuple
     return shape
 
 
+@functools.cache
+def _legacy_key_shape() -> tuple[int, ...]:
+    """The shape of a ``jax.random.PRNGKey`` for the default PRNG implementation ((2,) for threefry)."""
+    return tuple(jax.eval_shape(jax.random.PRNGKey, 0).shape)
+
+
 def check_key(where: str, key: Any) -> None:
     """A ``jax.random`` key: a typed key (``jax.random.key``) or a legacy ``PRNGKey`` uint32 array."""
     dtype = getattr(key, "dtype", None)
     shape = getattr(key, "shape", None)
     if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and tuple(shape) == ():
         return
-    if dtype == jnp.uint32 and shape is not None and len(shape) == 1 and shape[0] in (2, 4):
+    if dtype == jnp.uint32 and shape is not None and tuple(shape) == _legacy_key_shape():
         return
     raise LayerConfigError(
         f"{where}: argument `key` must be a PRNG key such as jax.random.key(0) (one key, not a batch "
@@ -410,6 +458,8 @@ def check_leaves(
     """
     if hasattr(actual, "_asdict"):
         actual = actual._asdict()
+    if not expected and (actual is None or actual == ()):
+        return
     if not isinstance(actual, Mapping):
         raise LayerConfigError(
             f"{where}: argument `{argument}` must hold {sorted(expected)} as init builds it for {context}, "
@@ -471,9 +521,15 @@ def input_array(
     :func:`compute_dtype` ``(x.dtype, dtype, fallback)``.
     """
     if isinstance(x, (tuple, list)):
-        raise LayerConfigError(
-            f"{where}: argument `{argument}` must be an array, got a {type(x).__name__} of {len(x)} entries; "
+        branches = len(x) > 0 and all(hasattr(e, "shape") for e in x)
+        hint = (
             "join branches with fan_in_sum() or fan_in_concat() first"
+            if branches
+            else "convert it with jnp.asarray"
+        )
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` must be an array, got a {type(x).__name__} of {len(x)} "
+            f"entries; {hint}"
         )
     if not (hasattr(x, "shape") and hasattr(x, "dtype")):
         if not isinstance(x, (int, float, np.number)) or isinstance(x, bool):
@@ -516,12 +572,29 @@ def promote_operands(where: str, names: Sequence[str], *arrays: Any) -> tuple[An
     """
     checked = []
     for name, a in zip(names, arrays, strict=True):
+        if a is None and name != "bias":
+            raise LayerConfigError(f"{where}: argument `{name}` must be an array, got None")
         if a is not None:
             a = input_array(where, a, getattr(a, "dtype", None) if _is_floating(a) else None, argument=name)
         checked.append(a)
-    floating = [a.dtype for a, raw in zip(checked, arrays) if a is not None and _is_floating(raw)]
-    target = jnp.dtype(functools.reduce(jnp.promote_types, floating)) if floating else default_float()
+    target = common_dtype([raw.dtype for raw in arrays if _is_floating(raw)])
     return tuple(a if a is None or a.dtype == target else a.astype(target) for a in checked)
+
+
+def common_dtype(dtypes: Sequence[Any]) -> jnp.dtype:
+    """One dtype for several operands: theirs when they agree, else the widest floating one
+    (``float32`` for ``float16`` with ``bfloat16``), else the default float.
+
+    Written out rather than ``jnp.promote_types`` so it holds under strict dtype promotion.
+    """
+    kinds = {jnp.dtype(d) for d in dtypes}
+    if len(kinds) == 1:
+        return kinds.pop()
+    floating = sorted((d for d in kinds if jnp.issubdtype(d, jnp.floating)), key=lambda d: d.itemsize)
+    if not floating:
+        return default_float()
+    widest = [d for d in floating if d.itemsize == floating[-1].itemsize]
+    return widest[0] if len(widest) == 1 else jnp.dtype(jnp.float32)
 
 
 def _is_floating(a: Any) -> bool:
@@ -534,6 +607,15 @@ def optimizer(where: str, value: Any) -> None:
         raise LayerConfigError(
             f"{where}: argument `optimizer` must be an optax GradientTransformation such as "
             f"optax.adam(1e-3), got {_describe(value)}"
+        )
+
+
+def no_params(where: str, params: Any) -> None:
+    """A layer without parameters is given none (``()`` as its ``init`` returns, or ``None``)."""
+    if jax.tree_util.tree_leaves(params):
+        raise LayerConfigError(
+            f"{where}: argument `params` must be empty (the layer has no parameters; init returns ()), "
+            f"got {_describe(params)}"
         )
 
 

@@ -55,8 +55,8 @@ def _apply_child(combinator: str, index: int, layer: Layer, params, state, x, ke
     returned = jax.tree_util.tree_structure(new_state)
     if given != returned:
         raise LayerConfigError(
-            f"{combinator}: layer {index} ({layer_name(layer)}) returned a state of structure "
-            f"{returned} but was given {given}"
+            f"{combinator}: argument `state` of layer {index} ({layer_name(layer)}) has structure "
+            f"{given}, but the layer returned a state of structure {returned}"
         )
     return y, new_state
 
@@ -100,7 +100,7 @@ def parallel(*layers: Layer) -> Layer:
     """Apply layer ``i`` to input ``i`` of a tuple: ``(x_1, ..., x_n) -> (f_1(x_1), ..., f_n(x_n))``."""
     layers = checks.layers("parallel", layers)
     if not layers:
-        raise LayerConfigError("parallel: needs at least one layer")
+        raise LayerConfigError("parallel: arguments `*layers` must hold at least one layer, got none")
 
     def init(key, input_shape):
         _check_count("parallel", "input_shape", input_shape, len(layers), "shapes")
@@ -132,23 +132,29 @@ def fan_out(n: int) -> Layer:
         return (tuple(input_shape),) * n, (), ()
 
     def apply(params, state, x, *, key=None, train=False):
+        checks.no_params("fan_out", params)
         return (checks.input_array("fan_out", x, x.dtype if hasattr(x, "dtype") else None),) * n, state
 
     return make_layer("fan_out", init, apply)
 
 
-def _branch_shapes(combinator: str, x: Any) -> tuple[Shape, ...]:
-    """The shapes of a tuple of branch arrays (``fan_in_*``'s input)."""
+def _branches(combinator: str, x: Any) -> tuple[jax.Array, ...]:
+    """``fan_in_*``'s input: a non-empty tuple of arrays, brought to one dtype
+    (:func:`funcnn.checks.common_dtype`)."""
     if not isinstance(x, (tuple, list)) or not x:
         kind = f"an array of shape {tuple(x.shape)}" if hasattr(x, "shape") else type(x).__name__
         raise LayerConfigError(
             f"{combinator}: argument `x` must be a non-empty tuple of arrays (e.g. from fan_out or "
             f"parallel), got {kind}"
         )
-    return tuple(tuple(checks.input_array(combinator, xi, getattr(xi, "dtype", None)).shape) for xi in x)
+    arrays = [checks.input_array(combinator, xi, getattr(xi, "dtype", None)) for xi in x]
+    dtype = checks.common_dtype([a.dtype for a in arrays])
+    return tuple(a.astype(dtype) for a in arrays)
 
 
-def _check_same_shapes(combinator: str, shapes: tuple[Shape, ...], skip_axis: int | None = None) -> None:
+def _check_same_shapes(
+    combinator: str, argument: str, shapes: tuple[Shape, ...], skip_axis: int | None = None
+) -> None:
     def key(shape):
         dims = list(shape)
         if skip_axis is not None:
@@ -157,8 +163,9 @@ def _check_same_shapes(combinator: str, shapes: tuple[Shape, ...], skip_axis: in
 
     if any(len(s) != len(shapes[0]) or key(s) != key(shapes[0]) for s in shapes):
         what = "shapes" if skip_axis is None else f"shapes outside axis {skip_axis}"
+        held = "arrays" if argument == "x" else "shapes"
         raise LayerConfigError(
-            f"{combinator}: argument `x` must be a tuple of arrays with equal {what}, "
+            f"{combinator}: argument `{argument}` must be a tuple of {held} with equal {what}, "
             f"got shapes {tuple(tuple(s) for s in shapes)}"
         )
 
@@ -167,11 +174,13 @@ def fan_in_sum() -> Layer:
     """Sum a tuple of equally shaped inputs: ``(x_1, ..., x_n) -> x_1 + ... + x_n``."""
 
     def init(key, input_shape):
-        _check_same_shapes("fan_in_sum", input_shape)
+        _check_same_shapes("fan_in_sum", "input_shape", input_shape)
         return input_shape[0], (), ()
 
     def apply(params, state, x, *, key=None, train=False):
-        _check_same_shapes("fan_in_sum", _branch_shapes("fan_in_sum", x))
+        checks.no_params("fan_in_sum", params)
+        x = _branches("fan_in_sum", x)
+        _check_same_shapes("fan_in_sum", "x", tuple(xi.shape for xi in x))
         return sum(x[1:], start=x[0]), state
 
     return make_layer("fan_in_sum", init, apply, inputs="many")
@@ -185,16 +194,18 @@ def fan_in_concat(axis: int = -1) -> Layer:
     def init(key, input_shape):
         shapes = input_shape
         checks.axis_in_range("fan_in_concat", "axis", axis, shapes[0])
-        _check_same_shapes("fan_in_concat", shapes, skip_axis=axis)
+        _check_same_shapes("fan_in_concat", "input_shape", shapes, skip_axis=axis)
         out = list(shapes[0])
         sizes = [s[axis] for s in shapes]
         out[axis] = -1 if -1 in sizes else sum(sizes)  # an unknown batch stays unknown
         return tuple(out), (), ()
 
     def apply(params, state, x, *, key=None, train=False):
-        shapes = _branch_shapes("fan_in_concat", x)
+        checks.no_params("fan_in_concat", params)
+        x = _branches("fan_in_concat", x)
+        shapes = tuple(xi.shape for xi in x)
         checks.axis_in_range("fan_in_concat", "axis", axis, shapes[0])
-        _check_same_shapes("fan_in_concat", shapes, skip_axis=axis)
+        _check_same_shapes("fan_in_concat", "x", shapes, skip_axis=axis)
         return jnp.concatenate(x, axis=axis), state
 
     return make_layer("fan_in_concat", init, apply, inputs="many")
@@ -203,19 +214,29 @@ def fan_in_concat(axis: int = -1) -> Layer:
 def residual(*layers: Layer) -> Layer:
     """A skip connection: ``x -> x + serial(*layers)(x)``; the body must keep the shape."""
     layers = checks.layers("residual", layers)
+    if not layers:
+        raise LayerConfigError(
+            "residual: arguments `*layers` must hold at least one layer (the body), got none"
+        )
     body_init, body_apply = _serial_init(layers), _serial_apply("residual", layers)
+
+    def check_body(input_shape: Any, shape: Any) -> None:
+        if not isinstance(shape, tuple) or tuple(shape) != tuple(input_shape):
+            raise LayerConfigError(
+                f"residual: arguments `*layers` (the body) map shape {tuple(input_shape)} to {shape}; "
+                "a residual connection needs them equal"
+            )
 
     def init(key, input_shape):
         shape, params, state = body_init(key, input_shape)
-        if tuple(shape) != tuple(input_shape):
-            raise LayerConfigError(
-                f"residual: the body maps shape {tuple(input_shape)} to {tuple(shape)}; "
-                "a residual connection needs them equal"
-            )
+        check_body(input_shape, shape)
         return shape, params, state
 
     def apply(params, state, x, *, key=None, train=False):
         y, new_state = body_apply(params, state, x, key=key, train=train)
-        return checks.input_array("residual", x, fallback=y.dtype) + y, new_state
+        x = checks.input_array("residual", x, getattr(x, "dtype", None))
+        check_body(x.shape, tuple(y.shape) if hasattr(y, "shape") else f"a {type(y).__name__}")
+        dtype = checks.common_dtype([x.dtype, y.dtype])
+        return x.astype(dtype) + y.astype(dtype), new_state
 
     return make_layer("residual", init, apply, layers)

@@ -119,3 +119,53 @@ def test_keys_typed_legacy_and_traced():
     for bad in (0, jnp.zeros(2), jnp.zeros(3, jnp.uint32)):
         with pytest.raises(LayerConfigError, match=r"L: argument `key` must be a PRNG key"):
             checks.check_key("L", bad)
+
+
+@pytest.mark.parametrize(
+    "dtypes, expected",
+    [
+        ([jnp.float32, jnp.float32], jnp.float32),
+        ([jnp.float16, jnp.float32], jnp.float32),
+        ([jnp.float16, jnp.bfloat16], jnp.float32),
+        ([jnp.bfloat16, jnp.int32], jnp.bfloat16),
+        ([jnp.int32, jnp.uint8], jnp.float32),
+        ([jnp.int32, jnp.int32], jnp.int32),
+    ],
+)
+def test_common_dtype_holds_under_strict_promotion(dtypes, expected):
+    assert checks.common_dtype(dtypes) == expected
+
+
+def test_no_params_accepts_empty_trees_only():
+    for empty in ((), None, {}, [], ((), ())):
+        checks.no_params("L", empty)
+    with pytest.raises(LayerConfigError, match=r"L: argument `params` must be empty \(the layer has no parameters"):
+        checks.no_params("L", {"w": jnp.ones(1)})
+
+
+def test_initialised_checks_signature_factory_shape_and_dtype():
+    key = jax.random.key(0)
+    assert checks.initialised("L", "kernel_init", jax.nn.initializers.ones, key, (2, 3), jnp.float32).shape == (2, 3)
+    cases = [
+        (lambda k: 0, r"L: argument `kernel_init` must be called as init\(key, shape, dtype\)"),
+        (jax.nn.initializers.lecun_normal, r"L: argument `kernel_init` returned a function for shape \(2, 3\)"),
+        (lambda k, s, d: jnp.ones((3, 2), d), r"L: argument `kernel_init` must return a floating array of shape \(2, 3\), got an array of shape \(3, 2\)"),
+        (lambda k, s, d: jnp.ones(s, jnp.int32), r"must return a floating array of shape \(2, 3\), got an array of shape \(2, 3\) and dtype int32"),
+    ]
+    for init, match in cases:
+        with pytest.raises(LayerConfigError, match=match):
+            checks.initialised("L", "kernel_init", init, key, (2, 3), jnp.float32)
+
+
+def test_float64_needs_x64():
+    if jax.config.jax_enable_x64:
+        pytest.skip("x64 is on in this process")
+    with pytest.raises(LayerConfigError, match=r"L: argument `param_dtype` is float64, which JAX holds only with"):
+        checks.dtype_or_none("L", "param_dtype", "float64")
+
+
+def test_real_refuses_infinity_and_traced_values():
+    with pytest.raises(LayerConfigError, match=r"L: argument `alpha` must be a real number, got inf"):
+        checks.real("L", "alpha", float("inf"))
+    with pytest.raises(LayerConfigError, match=r"L: argument `alpha` must be a static number \(Python or NumPy\), not a traced value"):
+        jax.jit(lambda a: checks.real("L", "alpha", a))(1.0)

@@ -44,7 +44,7 @@ def test_serial_checks_state_structure():
     _, params, state = model.init(jax.random.key(0), (-1, 2))
     with pytest.raises(
         fn.LayerConfigError,
-        match=r"serial: layer 1 \(Layer\) returned a state of structure",
+        match=r"serial: argument `state` of layer 1 \(Layer\) has structure PyTreeDef\(\(\)\), but the layer returned a state of structure PyTreeDef\(\{'extra': \*\}\)",
     ):
         model.apply(params, state, jnp.ones((1, 2)))
 
@@ -55,11 +55,11 @@ def test_serial_checks_state_structure():
         (
             fn.fan_in_sum(),
             ((-1, 2), (-1, 3)),
-            r"fan_in_sum: argument `x` must be a tuple of arrays with equal shapes, got shapes \(\(-1, 2\), \(-1, 3\)\)",
+            r"fan_in_sum: argument `input_shape` must be a tuple of shapes with equal shapes, got shapes \(\(-1, 2\), \(-1, 3\)\)",
         ),
         (fn.fan_in_concat(), ((-1, 2, 2), (-1, 3, 2)), r"fan_in_concat: .* outside axis -1, got shapes"),
         (fn.parallel(fn.Relu()), ((-1, 2), (-1, 2)), r"parallel: argument `input_shape` has 2 entries but"),
-        (fn.residual(fn.Dense(3)), (-1, 2), r"residual: the body maps shape \(-1, 2\) to \(-1, 3\)"),
+        (fn.residual(fn.Dense(3)), (-1, 2), r"residual: arguments `\*layers` \(the body\) map shape \(-1, 2\) to \(-1, 3\); a residual connection needs them equal"),
     ],
 )
 def test_combinator_errors(layer, shapes, match):
@@ -151,7 +151,7 @@ def test_keys_are_checked_before_they_are_folded_in():
         (lambda: fn.serial(fn.Relu), r"serial: argument 0 is the function `Relu`, not a layer; did you mean `Relu\(\)`\?"),
         (lambda: fn.parallel(fn.Relu(), fn.Dense), r"parallel: argument 1 is the function `Dense`, not a layer; did you mean `Dense\(...\)`\?"),
         (lambda: fn.residual(3), r"residual: argument 0 must be a layer \(an \(init, apply\) pair such as fn.Relu\(\)\), got int 3"),
-        (lambda: fn.parallel(), r"parallel: needs at least one layer"),
+        (lambda: fn.parallel(), r"parallel: arguments `\*layers` must hold at least one layer, got none"),
     ],
 )
 def test_combinators_check_their_layers(make, match):
@@ -166,3 +166,21 @@ def test_parallel_refuses_an_array_for_its_tuple_of_inputs():
         fn.LayerConfigError, match=r"parallel: argument `x` must be a tuple of 2 arrays \(one per layer\), got an array of shape \(4, 3\)"
     ):
         layer.apply(params, state, jnp.ones((4, 3)))
+
+
+def test_fan_in_brings_branches_to_one_dtype():
+    x = (jnp.ones((2, 3), jnp.float32), jnp.ones((2, 3), jnp.bfloat16), jnp.ones((2, 3), jnp.int32))
+    y, _ = fn.fan_in_sum().apply((), (), x)
+    assert y.dtype == jnp.float32 and float(y[0, 0]) == 3.0
+    y, _ = fn.fan_in_concat().apply((), (), (jnp.ones((2, 3), jnp.float16), jnp.ones((2, 1), jnp.bfloat16)))
+    assert y.shape == (2, 4) and y.dtype == jnp.float32
+
+
+def test_residual_checks_the_body_shape_at_apply_too():
+    layer = fn.residual(fn.Dense(3))
+    _, params, state = fn.residual(fn.Dense(4)).init(jax.random.key(0), (-1, 4))
+    _, wrong, _ = fn.serial(fn.Dense(3)).init(jax.random.key(0), (-1, 4))
+    with pytest.raises(fn.LayerConfigError, match=r"residual: arguments `\*layers` \(the body\) map shape \(2, 4\) to \(2, 3\)"):
+        layer.apply(wrong, state, jnp.ones((2, 4)))
+    y, _ = fn.residual(fn.Dense(4)).apply(params, state, jnp.ones((2, 4), jnp.uint8))
+    assert y.dtype == jnp.float32

@@ -16,16 +16,27 @@ from funcnn.core import Layer
 from funcnn.identity import make_layer
 
 
-def _activation(name: str, dtype, grad: str, fn: Callable[[jax.Array, str], jax.Array]) -> Layer:
-    """A shape-preserving, parameter-free layer applying ``fn(x, grad)``."""
+def _activation(
+    name: str,
+    dtype,
+    grad: str,
+    fn: Callable[[jax.Array, str], jax.Array],
+    check_shape: Callable[[tuple[int, ...]], None] = lambda shape: None,
+) -> Layer:
+    """A shape-preserving, parameter-free layer applying ``fn(x, grad)``; ``check_shape``
+    checks the input shape at ``init`` and at every ``apply`` trace."""
     dtype = checks.dtype_or_none(name, "dtype", dtype)
     grad = checks.grad_mode(name, grad)
 
     def init(key, input_shape):
+        check_shape(input_shape)
         return tuple(input_shape), (), ()
 
     def apply(params, state, x, *, key=None, train=False):
-        return fn(checks.input_array(name, x, dtype), grad), state
+        checks.no_params(name, params)
+        x = checks.input_array(name, x, dtype)
+        check_shape(x.shape)
+        return fn(x, grad), state
 
     return make_layer(name, init, apply)
 
@@ -66,11 +77,10 @@ def Gelu(approximate: bool = True, *, dtype: jnp.dtype | None = None, grad: str 
 def _along_axis(name: str, axis: int, dtype, grad: str, op: Callable[..., jax.Array]) -> Layer:
     axis = checks.axes(name, "axis", axis)
 
-    def fn(x: jax.Array, grad: str) -> jax.Array:
-        checks.axis_in_range(name, "axis", axis, x.shape)
-        return op(x, axis, grad=grad)
+    def check_shape(shape: tuple[int, ...]) -> None:
+        checks.axis_in_range(name, "axis", axis, shape)
 
-    return _activation(name, dtype, grad, fn)
+    return _activation(name, dtype, grad, lambda x, grad: op(x, axis, grad=grad), check_shape)
 
 
 def Softmax(axis: int = -1, *, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:

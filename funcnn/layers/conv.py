@@ -8,7 +8,7 @@ config to the op, which does the arithmetic and owns the backward pass.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -103,10 +103,13 @@ def param_shapes(spec: Learned, input_shape: Shape) -> dict[str, Shape]:
 def init_params(spec: Learned, key: jax.Array, shapes: dict[str, Shape]) -> dict[str, jax.Array]:
     """The kernel (and bias) from the initialisers, in ``param_dtype``."""
     kernel_key, bias_key = jax.random.split(key)
-    params = {"kernel": spec.kernel_init(kernel_key, shapes["kernel"], spec.param_dtype)}
-    if spec.use_bias:
-        params["bias"] = spec.bias_init(bias_key, shapes["bias"], spec.param_dtype)
-    return params
+    init = {"kernel": (spec.kernel_init, kernel_key), "bias": (spec.bias_init, bias_key)}
+    return {
+        name: checks.initialised(
+            spec.layer, f"{name}_init", init[name][0], init[name][1], shape, spec.param_dtype
+        )
+        for name, shape in shapes.items()
+    }
 
 
 def checked_input(
@@ -114,6 +117,9 @@ def checked_input(
 ) -> tuple[jax.Array, dict[str, Shape], dict[str, jax.Array]]:
     """``x`` in the compute dtype, the expected parameter shapes, and the params cast to that dtype."""
     x = checks.input_array(spec.layer, x, spec.dtype, fallback=spec.param_dtype)
+    kernel = params.get("kernel") if isinstance(params, Mapping) else None
+    if hasattr(kernel, "ndim"):  # the rank init fixed, when an int kernel_size leaves it open
+        checks.check_rank(spec.layer, "x", x.shape, (kernel.ndim,))
     shapes = param_shapes(spec, x.shape)
     checks.check_width(spec.layer, x.shape, params, "kernel", -2, spec.groups)
     checks.check_leaves(spec.layer, "params", shapes, params, f"an input of shape {tuple(x.shape)}")
@@ -174,7 +180,7 @@ def Conv(
         name, features, kernel_size, args.groups, use_bias, kernel_init, bias_init, dtype, param_dtype, grad
     )
     checks.per_axis(name, kernel_size=learned.kernel_size, strides=args.strides, dilation=args.dilation)
-    if padding_mode not in _PAD_MODES:
+    if not isinstance(padding_mode, str) or padding_mode not in _PAD_MODES:
         raise LayerConfigError(
             f"Conv: argument `padding_mode` must be one of {tuple(_PAD_MODES)}, got {padding_mode!r}"
         )
@@ -187,14 +193,27 @@ def Conv(
                 f"padding_mode={padding_mode!r}"
             )
 
+    def resolve(input_shape: Shape, kernel_shape: Shape) -> ConvConfig:
+        """``resolve_conv``, and for the padding modes at most what ``jnp.pad`` reads from the
+        input: ``n - 1`` rows for ``reflect``, ``n`` for ``circular`` (PyTorch's rule)."""
+        config = resolve_conv(name, args, input_shape, kernel_shape, "kernel_size")
+        limit = {"reflect": 1, "wrap": 0}.get(pad_mode)
+        spatial = input_shape[1:-1]
+        if limit is not None and any(max(p) > n - limit for n, p in zip(spatial, config.padding)):
+            raise LayerConfigError(
+                f"Conv: argument `padding` {config.padding} is too large for padding_mode={padding_mode!r} "
+                f"and input spatial shape {tuple(spatial)}: at most n - {limit} per side"
+            )
+        return config
+
     def init(key, input_shape):
         shapes = param_shapes(learned, input_shape)
-        config = resolve_conv(name, args, input_shape, shapes["kernel"])
+        config = resolve(input_shape, shapes["kernel"])
         return (input_shape[0], *config.out_spatial, learned.features), init_params(learned, key, shapes), ()
 
     def apply(params, state, x, *, key=None, train=False):
         x, shapes, p = checked_input(learned, params, x)
-        config = resolve_conv(name, args, x.shape, shapes["kernel"])
+        config = resolve(x.shape, shapes["kernel"])
         if pad_mode is not None:
             x = jnp.pad(x, ((0, 0), *config.padding, (0, 0)), mode=pad_mode)
             config = config._replace(padding=((0, 0),) * len(config.padding))
@@ -303,6 +322,7 @@ def FixedConv(
         return (input_shape[0], *resolve(input_shape).out_spatial, kernel.shape[-1]), (), ()
 
     def apply(params, state, x, *, key=None, train=False):
+        checks.no_params(name, params)
         x = checks.input_array(name, x, fallback=kernel.dtype)
         config = resolve(x.shape)
         return apply_conv(config, x, kernel.astype(x.dtype), None, grad), state

@@ -62,9 +62,11 @@ def Dense(
     def init(key, input_shape):
         shapes = param_shapes(input_shape)
         kernel_key, bias_key = jax.random.split(key)
-        params = {"kernel": kernel_init(kernel_key, shapes["kernel"], param_dtype)}
-        if use_bias:
-            params["bias"] = bias_init(bias_key, shapes["bias"], param_dtype)
+        inits = {"kernel": (kernel_init, kernel_key), "bias": (bias_init, bias_key)}
+        params = {
+            leaf: checks.initialised(name, f"{leaf}_init", inits[leaf][0], inits[leaf][1], shape, param_dtype)
+            for leaf, shape in shapes.items()
+        }
         return (*input_shape[:-1], features), params, ()
 
     def apply(params, state, x, *, key=None, train=False):

@@ -25,8 +25,9 @@ def Dropout(rate: float, *, dtype: jnp.dtype | None = None) -> Layer:
         return tuple(input_shape), (), ()
 
     def apply(params, state, x, *, key=None, train=False):
+        checks.no_params("Dropout", params)
         x = checks.input_array("Dropout", x, dtype)
-        if not train or rate == 0.0:
+        if not checks.boolean("Dropout", "train", train) or rate == 0.0:
             return x, state
         if key is None:
             raise LayerConfigError(

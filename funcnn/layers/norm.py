@@ -71,10 +71,13 @@ def affine_shapes(spec: Affine, channels: int) -> dict[str, Shape]:
 
 
 def affine_params(spec: Affine, key: jax.Array, channels: int) -> dict:
+    """``scale`` and ``bias`` from their initialisers, in ``param_dtype``."""
     scale_key, bias_key = jax.random.split(key)
     inits = {"scale": (spec.scale_init, scale_key), "bias": (spec.bias_init, bias_key)}
     return {
-        name: inits[name][0](inits[name][1], shape, spec.param_dtype)
+        name: checks.initialised(
+            spec.layer, f"{name}_init", inits[name][0], inits[name][1], shape, spec.param_dtype
+        )
         for name, shape in affine_shapes(spec, channels).items()
     }
 
@@ -153,7 +156,6 @@ def BatchNorm(
                 f"each of shape ({channels},) for an input of shape {tuple(x.shape)}, "
                 f"got {type(state).__name__}"
             )
-        checks.check_width(name, x.shape, state, "mean", 0)
         checks.check_leaves(
             name,
             "state",
@@ -161,7 +163,7 @@ def BatchNorm(
             state,
             f"an input of shape {tuple(x.shape)}",
         )
-        if not train:
+        if not checks.boolean(name, "train", train):
             return _normalize(x, state.mean, state.var, spec.epsilon, params), state
         count = math.prod(x.shape[:-1])
         if count < 2:

@@ -28,6 +28,7 @@ def _pool_layer(
         return (input_shape[0], *config.out_spatial, input_shape[-1]), (), ()
 
     def apply(params, state, x, *, key=None, train=False):
+        checks.no_params(name, params)
         x = checks.input_array(name, x, dtype)
         return pool(resolve_pool(name, args, x.shape), x), state
 
@@ -92,6 +93,7 @@ def _global(name: str, dtype, grad: str, pool: Callable[[PoolConfig, jax.Array, 
         return (input_shape[0], input_shape[-1]), (), ()
 
     def apply(params, state, x, *, key=None, train=False):
+        checks.no_params(name, params)
         x = checks.input_array(name, x, dtype)
         checks.check_rank(name, "x", x.shape, (3, 4, 5))
         config = resolve_pool(name, PoolArgs(tuple(x.shape[1:-1]), None, "VALID"), x.shape)

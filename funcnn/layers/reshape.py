@@ -24,6 +24,7 @@ def Flatten() -> Layer:
         return (input_shape[0], math.prod(input_shape[1:])), (), ()
 
     def apply(params, state, x, *, key=None, train=False):
+        checks.no_params("Flatten", params)
         x = checks.input_array("Flatten", x, x.dtype if hasattr(x, "dtype") else None)
         checks.check_rank("Flatten", "x", x.shape, _RANKS)
         return jnp.reshape(x, (x.shape[0], math.prod(x.shape[1:]))), state

@@ -94,6 +94,8 @@ def check_kernel(op: str, x_shape: Sequence[int], kernel_shape: Sequence[int], g
             f"{op}: argument `kernel` must have rank 3, 4 or 5 (1-3 spatial dims, then in "
             f"and out channels), got shape {tuple(kernel_shape)}"
         )
+    if any(d < 1 for d in kernel_shape):
+        raise LayerConfigError(f"{op}: argument `kernel` has an empty axis: shape {tuple(kernel_shape)}")
     if len(x_shape) != rank + 2:
         raise LayerConfigError(
             f"{op}: argument `x` must have rank {rank + 2} (batch, {rank} spatial, channels) "
@@ -121,10 +123,17 @@ def check_bias(op: str, bias_shape: Sequence[int] | None, features: int) -> None
         )
 
 
-def resolve_conv(op: str, args: ConvArgs, x_shape: Sequence[int], kernel_shape: Sequence[int]) -> ConvConfig:
+def resolve_conv(
+    op: str,
+    args: ConvArgs,
+    x_shape: Sequence[int],
+    kernel_shape: Sequence[int],
+    kernel_argument: str = "kernel",
+) -> ConvConfig:
     """Resolve parsed ``args`` for these shapes: per-axis sizes, explicit pads, output sizes.
 
-    Raises when the (dilated) kernel is larger than the padded (input-dilated) input.
+    Raises when the (dilated) kernel is larger than the padded (input-dilated) input,
+    naming ``kernel_argument`` (a layer's ``kernel_size``, an op's ``kernel``).
     """
     rank = check_kernel(op, x_shape, kernel_shape, args.groups)
     strides = checks.broadcast(op, "strides", args.strides, rank)
@@ -140,7 +149,7 @@ def resolve_conv(op: str, args: ConvArgs, x_shape: Sequence[int], kernel_shape: 
         padded = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pads, strict=True))
         span = tuple(dilated_size(f, d) for f, d in zip(kernel, dilation, strict=True))
         raise LayerConfigError(
-            f"{op}: argument `kernel_size` {kernel} (dilated span {span}) is larger than "
+            f"{op}: argument `{kernel_argument}` {kernel} (dilated span {span}) is larger than "
             f"the padded input {padded} (input spatial shape {tuple(x_shape[1:-1])}, padding {pads})"
         )
     return ConvConfig(

@@ -75,7 +75,8 @@ def pool_args(
         windows = window if isinstance(window, tuple) else (window,)
         pairs = ((padding, padding),) * len(windows)
     elif isinstance(padding, tuple):
-        windows, pairs = checks.broadcast(op, "window", window, len(padding)), padding
+        sizes = checks.per_axis(op, window=window, padding=tuple(lo for lo, _ in padding))
+        windows, pairs = sizes["window"], padding
     else:
         windows, pairs = (), ()
     if any(max(lo, hi) > f // 2 for f, (lo, hi) in zip(windows, pairs)):
@@ -94,6 +95,8 @@ def resolve_pool(op: str, args: PoolArgs, x_shape: Sequence[int]) -> PoolConfig:
             f"but has shape {tuple(x_shape)}"
         )
     rank = len(x_shape) - 2
+    if any(n < 1 for n in x_shape[1:-1]):
+        raise LayerConfigError(f"{op}: argument `x` has an empty spatial axis: shape {tuple(x_shape)}")
     window = checks.broadcast(op, "window", args.window, rank)
     strides = window if args.strides is None else checks.broadcast(op, "strides", args.strides, rank)
     spatial = tuple(x_shape[1:-1])

@@ -103,3 +103,13 @@ def test_hints_for_channels_first_input_and_a_missing_batch():
         fn.LayerConfigError, match=r"Conv: argument `kernel_size` \(3, 3\) is 2-D, .* the batch comes first, e.g. \(-1, 28, 28, 1\)"
     ):
         fn.Conv(4, (3, 3)).init(KEY, (28, 28, 1))
+
+
+@pytest.mark.parametrize("mode, padding, ok", [("reflect", 2, True), ("reflect", 3, False), ("circular", 3, True), ("circular", 4, False), ("replicate", 9, True)])
+def test_padding_modes_read_at_most_the_input(mode, padding, ok):
+    layer = fn.Conv(2, 3, padding=padding, padding_mode=mode)
+    if ok:
+        assert layer.init(KEY, (-1, 3, 3, 1))[0][1] == 3 + 2 * padding - 2
+    else:
+        with pytest.raises(fn.LayerConfigError, match=rf"Conv: argument `padding` .* too large for padding_mode='{mode}' and input spatial shape \(3, 3\)"):
+            layer.init(KEY, (-1, 3, 3, 1))

@@ -116,7 +116,7 @@ def test_conv_transpose_is_the_adjoint_of_conv_with_the_rotated_kernel():
             {"groups": 2},
             r"conv: argument `groups`=2 does not divide the kernel's output channels 3 \(kernel.shape=\(3, 3, 2, 3\)\)",
         ),
-        ((1, 2, 2, 1), (3, 3, 1, 1), {}, r"`kernel_size` \(3, 3\).*larger than the padded input \(2, 2\)"),
+        ((1, 2, 2, 1), (3, 3, 1, 1), {}, r"conv: argument `kernel` \(3, 3\).*larger than the padded input \(2, 2\)"),
         ((1, 5, 5, 1), (3, 3, 1, 1), {"padding": "FULL"}, r"`padding` must be 'VALID', 'SAME'.*'FULL'"),
         (
             (1, 5, 5, 1),
@@ -182,3 +182,10 @@ def test_conv_transpose_padding_that_leaves_no_output():
 def test_conv_transpose_same_gives_n_times_stride(f, s, d):
     y = ops.conv_transpose(jnp.ones((1, 5, 1)), jnp.ones((f, 1, 2)), strides=s, dilation=d, padding="SAME")
     assert y.shape == (1, 5 * s, 2)
+
+
+def test_mixed_floating_operands_compute_in_the_wider_dtype():
+    x = jnp.ones((1, 4, 4, 1), jnp.float16)
+    kernel = jnp.ones((3, 3, 1, 2), jnp.float32)
+    assert ops.conv(x, kernel).dtype == jnp.float32
+    assert ops.conv(jnp.ones((1, 4, 4, 1), jnp.uint8), kernel.astype(jnp.bfloat16)).dtype == jnp.bfloat16

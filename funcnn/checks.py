@@ -234,8 +234,9 @@ def initialised(
         ) from None
     if callable(value) and not hasattr(value, "shape"):
         raise LayerConfigError(
-            f"{where}: argument `{argument}` returned a function for shape {shape}: pass the "
-            "initializer itself, e.g. jax.nn.initializers.lecun_normal() (called), not its factory"
+            f"{where}: argument `{argument}` returned a function for shape {shape}: pass the initializer "
+            f"itself, e.g. jax.nn.initializers.{getattr(init, '__name__', 'lecun_normal')}() (called), "
+            "not its factory"
         )
     if tuple(getattr(value, "shape", ())) != tuple(shape) or not jnp.issubdtype(
         getattr(value, "dtype", np.dtype(object)), jnp.floating
@@ -396,9 +397,13 @@ def check_key(where: str, key: Any) -> None:
         return
     if dtype == jnp.uint32 and shape is not None and tuple(shape) == _legacy_key_shape():
         return
+    if dtype == jnp.uint32:
+        detail = f"a raw jax.random.PRNGKey is a uint32 array of shape {_legacy_key_shape()}"
+    else:
+        detail = "one key, not a batch of keys"
     raise LayerConfigError(
-        f"{where}: argument `key` must be a PRNG key such as jax.random.key(0) (one key, not a batch "
-        f"of keys), got {_describe(key)}"
+        f"{where}: argument `key` must be a PRNG key such as jax.random.key(0) ({detail}), "
+        f"got {_describe(key)}"
     )
 
 
@@ -573,7 +578,7 @@ def promote_operands(where: str, names: Sequence[str], *arrays: Any) -> tuple[An
     checked = []
     for name, a in zip(names, arrays, strict=True):
         if a is None and name != "bias":
-            raise LayerConfigError(f"{where}: argument `{name}` must be an array, got None")
+            raise LayerConfigError(f"{where}: argument `{name}` must be an array, got {_describe(a)}")
         if a is not None:
             a = input_array(where, a, getattr(a, "dtype", None) if _is_floating(a) else None, argument=name)
         checked.append(a)

@@ -197,12 +197,12 @@ def Conv(
         """``resolve_conv``, and for the padding modes at most what ``jnp.pad`` reads from the
         input: ``n - 1`` rows for ``reflect``, ``n`` for ``circular`` (PyTorch's rule)."""
         config = resolve_conv(name, args, input_shape, kernel_shape, "kernel_size")
-        limit = {"reflect": 1, "wrap": 0}.get(pad_mode)
+        limit = {"reflect": 1, "wrap": 0}.get(pad_mode)  # rows of the input a side may read, minus n
         spatial = input_shape[1:-1]
         if limit is not None and any(max(p) > n - limit for n, p in zip(spatial, config.padding)):
             raise LayerConfigError(
                 f"Conv: argument `padding` {config.padding} is too large for padding_mode={padding_mode!r} "
-                f"and input spatial shape {tuple(spatial)}: at most n - {limit} per side"
+                f"and input spatial shape {tuple(spatial)}: at most {'n - 1' if limit else 'n'} per side"
             )
         return config
 

@@ -167,12 +167,12 @@ def test_constructor_errors(make, match):
             r"Conv: argument `x` has 3 channels \(x.shape=\(2, 6, 6, 3\)\) but the layer was initialised for 1",
         ),
         (
-            # An int kernel_size broadcasts to the input's rank, so a rank-3 input reads as 1-D
-            # with 6 channels.
+            # The params' kernel (3, 3, 1, 4) fixes the rank at 4, so a rank-3 input is refused
+            # for its rank (not read as 1-D with 6 channels).
             fn.Conv(4, 3),
             (-1, 6, 6, 1),
             (2, 6, 6),
-            r"Conv: argument `x` has 6 channels \(x.shape=\(2, 6, 6\)\) but the layer was initialised for 1 \(`kernel` has shape \(3, 3, 1, 4\)\)",
+            r"^Conv: argument `x` must have rank 4, but has shape \(2, 6, 6\) \(rank 3\)",
         ),
         (
             fn.ConvTranspose(4, 3),

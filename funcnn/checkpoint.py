@@ -1,10 +1,21 @@
-"""Save and restore pytrees with orbax-checkpoint: atomic, the last N kept, no pickle.
+"""Save and restore pytrees with orbax-checkpoint: atomic, the last N kept, no pickle, verified.
 
 A checkpoint directory holds one sub-folder per step. orbax writes each step
 into a temporary folder and renames it when complete, so a process killed
 mid-write leaves the previous checkpoints intact (the unfinished temporary
 folder is ignored, and removed by the next :func:`save`). Arrays go to
 TensorStore files, the metadata to JSON.
+
+Every step then gets a manifest, ``MANIFEST``: the format version and, per
+file as written, its size and SHA-256 digest. Per-file digests need no
+single pass over the whole state, so they still work when a later version
+writes params sharded over devices and processes (each process lists the
+files it wrote). :func:`restore` and :func:`read_metadata` verify the step
+first and raise :class:`CheckpointDamagedError` naming the step and the
+first problem; a step without its manifest (a write killed before it, or
+an older format) is not intact. :func:`latest_intact_step` finds the newest
+intact step and :func:`move_aside` moves a damaged one into a folder of
+damaged steps, never deleting it.
 
 >>> import jax.numpy as jnp, tempfile
 >>> d = tempfile.mkdtemp()
@@ -18,7 +29,10 @@ TensorStore files, the metadata to JSON.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +43,15 @@ import orbax.checkpoint as ocp
 
 DEFAULT_KEEP = 3
 """How many of the newest checkpoints :func:`save` keeps by default."""
+
+FORMAT_VERSION = 1
+"""The checkpoint format this version writes and reads; another version is incompatible."""
+
+MANIFEST = "funcnn-manifest.json"
+"""The file in each step folder holding the format version and every file's size and digest."""
+
+DAMAGED = "damaged-checkpoints"
+"""The folder, next to the checkpoint directory, that damaged steps are moved into."""
 
 
 class CheckpointError(ValueError):
@@ -41,6 +64,14 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 
 class CheckpointMismatchError(CheckpointError):
     """A checkpoint's tree structure, shapes or dtypes differ from the target's."""
+
+
+class CheckpointDamagedError(CheckpointError):
+    """A checkpoint's files are missing, truncated or altered, or its format is unknown."""
+
+
+class DamagedCheckpointWarning(UserWarning):
+    """A damaged checkpoint was skipped (and moved aside) in favour of an older intact one."""
 
 
 def save(
@@ -71,7 +102,7 @@ def save(
     directory = Path(directory).absolute()
     if not isinstance(keep, int) or keep < 1:
         raise CheckpointError(f"{directory}: `keep` must be a positive integer, got {keep!r}")
-    bad = _non_finite_paths(pytree)
+    bad = non_finite_paths(pytree)
     if bad:
         raise CheckpointError(
             f"{directory}: refusing to save step {step}: non-finite values in {', '.join(bad[:5])}"
@@ -87,6 +118,7 @@ def save(
             ),
         )
         manager.wait_until_finished()
+    _write_manifest(directory / str(step))
 
 
 def latest_step(directory: str | os.PathLike) -> int | None:
@@ -129,9 +161,11 @@ def read_metadata(directory: str | os.PathLike, step: int | None = None) -> dict
 
     Raises:
       CheckpointNotFoundError: there is no such checkpoint.
+      CheckpointDamagedError: the checkpoint is not intact.
     """
     directory = Path(directory).absolute()
     step = _existing_step(directory, step)
+    check_intact(directory, step)
     with _manager(directory) as manager:
         return manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore())).metadata
 
@@ -153,11 +187,14 @@ def restore(directory: str | os.PathLike, target: Any, step: int | None = None) 
 
     Raises:
       CheckpointNotFoundError: there is no such checkpoint.
+      CheckpointDamagedError: its files are missing, truncated or altered, or
+        its format version is unknown.
       CheckpointMismatchError: the saved tree differs from ``target`` in
         structure, shapes or dtypes; the message lists the differences.
     """
     directory = Path(directory).absolute()
     step = _existing_step(directory, step)
+    check_intact(directory, step)
     with _manager(directory) as manager:
         saved = _leaf_specs(manager.item_metadata(step).state.tree)
         expected = _leaf_specs(jax.tree.map(_stored_form, target))
@@ -248,7 +285,7 @@ def _differences(saved: dict, expected: dict) -> list[str]:
     return problems
 
 
-def _non_finite_paths(tree: Any) -> list[str]:
+def non_finite_paths(tree: Any) -> list[str]:
     """Dotted paths of the floating-point leaves holding a NaN or infinity."""
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
     floating = [(path, leaf) for path, leaf in leaves if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
@@ -258,3 +295,93 @@ def _non_finite_paths(tree: Any) -> list[str]:
         for (path, _), value in zip(floating, values, strict=True)
         if not np.isfinite(np.asarray(value, np.float64)).all()
     ]
+
+
+def problems(directory: str | os.PathLike, step: int) -> list[str]:
+    """What is wrong with checkpoint ``step``: ``[]`` when it is intact.
+
+    Checks the manifest's format version, then every listed file's size and
+    SHA-256 digest. Files the manifest does not list are ignored.
+    """
+    folder = Path(directory).absolute() / str(step)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        version, files = manifest["format"], manifest["files"]
+        listed = {str(name): (int(entry["size"]), str(entry["sha256"])) for name, entry in files.items()}
+    except FileNotFoundError:
+        return [f"it has no {MANIFEST} (its write did not finish, or another version wrote it)"]
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        return [f"its {MANIFEST} is unreadable ({type(error).__name__}: {error})"]
+    if version != FORMAT_VERSION:
+        return [f"its format version {version!r} is not {FORMAT_VERSION}, the one this funcnn reads"]
+    found = []
+    for name, (size, digest) in sorted(listed.items()):
+        path = folder / name
+        if not path.is_file():
+            found.append(f"file {name} is missing")
+        elif path.stat().st_size != size:
+            found.append(f"file {name} has {path.stat().st_size} bytes, not {size} (truncated or altered)")
+        elif _sha256(path) != digest:
+            found.append(f"file {name} does not match its SHA-256 digest (altered)")
+    return found
+
+
+def check_intact(directory: str | os.PathLike, step: int) -> None:
+    """Raise :class:`CheckpointDamagedError` unless checkpoint ``step`` is intact."""
+    found = problems(directory, step)
+    if found:
+        more = f" (and {len(found) - 1} more problems)" if len(found) > 1 else ""
+        raise CheckpointDamagedError(
+            f"{Path(directory).absolute()}: checkpoint step {step} is damaged: {found[0]}{more}"
+        )
+
+
+def latest_intact_step(directory: str | os.PathLike) -> tuple[int | None, list[tuple[int, str]]]:
+    """The newest intact step (``None`` when there is none), and the damaged steps newer than it.
+
+    Returns:
+      ``(step, damaged)`` where ``damaged`` lists ``(step, first problem)``, newest first.
+    """
+    damaged = []
+    for step in reversed(all_steps(directory)):
+        found = problems(directory, step)
+        if not found:
+            return step, damaged
+        damaged.append((step, found[0]))
+    return None, damaged
+
+
+def move_aside(directory: str | os.PathLike, step: int) -> Path:
+    """Move checkpoint ``step`` into ``DAMAGED`` next to ``directory`` (never delete it); return where."""
+    directory = Path(directory).absolute()
+    target = directory.parent / DAMAGED / str(step)
+    suffix = 1
+    while target.exists():
+        target = directory.parent / DAMAGED / f"{step}.{suffix}"
+        suffix += 1
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(directory / str(step)), str(target))
+    return target
+
+
+def _write_manifest(folder: Path) -> None:
+    """Write ``MANIFEST`` for a finished step folder, atomically (a temporary file, then a rename)."""
+    files = {
+        str(path.relative_to(folder)): {"size": path.stat().st_size, "sha256": _sha256(path)}
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != MANIFEST
+    }
+    temporary = folder / f"{MANIFEST}.tmp"
+    with open(temporary, "w") as handle:
+        json.dump({"format": FORMAT_VERSION, "files": files}, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, folder / MANIFEST)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,7 +1,9 @@
 """The ``funcnn`` command line: ``train``, ``evaluate``, ``summary`` and ``filters``.
 
-A bad argument or bad data exits with status 2 and one line on stderr; a
-diverged training run (NaN or infinite loss) exits with status 1.
+Every failure is one line on stderr, no traceback, with one exit status per
+kind (``EXIT_STATUS``): 0 success, 1 training diverged (a NaN, infinite or
+exploding loss, or non-finite parameters), 2 bad arguments or bad data, 3 a
+damaged or incompatible checkpoint, 130 interrupted.
 
     funcnn train --model fashion_mnist_cnn --epochs 10 --data DIR --out runs/x
     funcnn train --out runs/x --resume
@@ -14,21 +16,28 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
+import math
+import shutil
 import sys
+import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+import jax
 import numpy as np
 from matplotlib.figure import Figure
 
-from funcnn import checkpoint, filters
+from funcnn import __version__, checkpoint, filters
 from funcnn.core import Layer, LayerConfigError
 from funcnn.data import IDXError, augment, load_fashion_mnist, scale_images
 from funcnn.models import INPUT_SHAPE, MODELS
 from funcnn.ops import conv
-from funcnn.shapes import summary
+from funcnn.shapes import count_params, summary
 from funcnn.train import MODES, OPTIMIZERS, PRECISIONS, NonFiniteLossError, evaluate, fit, make_optimizer
+from funcnn.train.fit import RUN_FILE
 from funcnn.train.state import TrainState, abstract_train_state
 
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -47,8 +56,20 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 
 SCHEDULES = ("cosine", "constant")
 
-USAGE_ERRORS = (LayerConfigError, IDXError, checkpoint.CheckpointError, OSError)
+USAGE_ERRORS = (LayerConfigError, IDXError, checkpoint.CheckpointNotFoundError, OSError)
 """Errors reported as one line with exit status 2 (bad arguments, files or data)."""
+
+EXIT_STATUS = {
+    "success": 0,
+    "diverged": 1,
+    "bad arguments or data": 2,
+    "damaged or incompatible checkpoint": 3,
+}
+"""The exit statuses of ``funcnn``, as ``DESIGN.md`` fixes them (130 when interrupted)."""
+
+EPILOG = (
+    "exit status: " + ", ".join(f"{code} {kind}" for kind, code in EXIT_STATUS.items()) + ", 130 interrupted"
+)
 
 
 class UsageError(ValueError):
@@ -74,24 +95,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    out = getattr(args, "out", None)
+    fresh_out = out is not None and args.run is _train and not out.exists()
     try:
-        args.run(args)
-    except (UsageError, *USAGE_ERRORS) as error:
-        return _fail(args.prog, error, 2)
-    except NonFiniteLossError as error:
-        return _fail(args.prog, error, 1)
-    except KeyboardInterrupt:
-        return _fail(args.prog, "interrupted; continue with `funcnn train --out DIR --resume`", 130)
-    return 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", checkpoint.DamagedCheckpointWarning)
+            warnings.showwarning = functools.partial(_warn, args.prog)
+            args.run(args)
+    except BaseException as error:
+        if fresh_out and checkpoint.latest_step(out / "checkpoints") is None:
+            shutil.rmtree(out, ignore_errors=True)  # a run that failed before its first checkpoint
+        if isinstance(error, (UsageError, *USAGE_ERRORS)):
+            return _fail(args.prog, error, EXIT_STATUS["bad arguments or data"])
+        if isinstance(error, checkpoint.CheckpointError):
+            return _fail(args.prog, error, EXIT_STATUS["damaged or incompatible checkpoint"])
+        if isinstance(error, NonFiniteLossError):
+            return _fail(args.prog, error, EXIT_STATUS["diverged"])
+        if isinstance(error, KeyboardInterrupt):
+            resume = f"; continue with `funcnn train --out {out} --resume`" if args.run is _train else ""
+            return _fail(args.prog, f"interrupted{resume}", 130)
+        raise
+    return EXIT_STATUS["success"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``funcnn`` argument parser with its four subcommands."""
-    parser = _Parser(prog="funcnn", description="Convolutional networks as pure functions in JAX.")
+    parser = _Parser(
+        prog="funcnn", description="Convolutional networks as pure functions in JAX.", epilog=EPILOG
+    )
+    parser.add_argument("--version", action="version", version=f"funcnn {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND", parser_class=_Parser)
 
     train_cmd = commands.add_parser(
-        "train", help="train a model on Fashion-MNIST", description=_train.__doc__
+        "train", help="train a model on Fashion-MNIST", description=_train.__doc__, epilog=EPILOG
     )
     train_cmd.add_argument("--model", choices=sorted(MODELS), help=_default("model"))
     train_cmd.add_argument("--epochs", type=_positive_int, help=_default("epochs"))
@@ -118,11 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_argument(
         "--out", type=Path, required=True, help="output folder: metrics, curves, checkpoints"
     )
-    train_cmd.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    train_cmd.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest intact checkpoint in --out; with a larger --epochs, extend the "
+        "finished run (the cosine schedule is re-planned over the new total from the current step)",
+    )
     train_cmd.set_defaults(run=_train, prog="funcnn train")
 
     evaluate_cmd = commands.add_parser(
-        "evaluate", help="test accuracy of the last checkpoint", description=_evaluate.__doc__
+        "evaluate", help="test accuracy of the last checkpoint", description=_evaluate.__doc__, epilog=EPILOG
     )
     evaluate_cmd.add_argument("--out", type=Path, required=True, help="the training run's output folder")
     evaluate_cmd.add_argument("--data", type=Path, help="folder with the IDX files")
@@ -150,12 +191,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> None:
     """Train a model on Fashion-MNIST; write metrics, curves and checkpoints to --out."""
-    config = _train_config(args)
-    x_train, y_train, x_test, y_test = load_fashion_mnist(args.data)
+    start = time.perf_counter()
+    config, done = _train_config(args)
+    x_train, y_train, x_test, y_test = _load_data(args.data)
     x_train, y_train = x_train[: config["limit"]], y_train[: config["limit"]]
     if config["batch_size"] > len(x_train):
         raise UsageError(f"--batch-size {config['batch_size']} exceeds the {len(x_train)} training images")
+    if done is not None and done["epoch"] >= config["epochs"]:
+        print(
+            f"already finished: {args.out} holds all {config['epochs']} epochs (step {done['step']}); "
+            "to train longer, add --resume with a larger --epochs"
+        )
+        return
     model, optimizer = _model_and_optimizer(config, len(x_train))
+    params = count_params(jax.eval_shape(lambda k: model.init(k, INPUT_SHAPE)[1], jax.random.key(0)))
+    print(
+        f"training {config['model']} ({params:,} params) for {config['epochs']} epochs on "
+        f"1 of {jax.device_count()} {jax.devices()[0].platform} device(s); "
+        f"data: {len(x_train):,} training and {len(x_test):,} test images from "
+        f"{args.data or 'the default Fashion-MNIST'}; output: {args.out}"
+    )
+    if done is not None:
+        print(f"resuming from epoch {done['epoch']} (step {done['step']})")
     result = fit(
         model,
         (x_train, y_train),
@@ -173,19 +230,31 @@ def _train(args: argparse.Namespace) -> None:
         progress=True,
     )
     last = result.history[-1]
-    accuracy, loss = last["test_accuracy"], last["test_loss"]
-    print(f"final test accuracy: {accuracy:.4f} (epoch {last['epoch']}, test loss {loss:.4f})")
+    best = max(result.history, key=lambda r: r["test_accuracy"])
+    minutes, seconds = divmod(round(time.perf_counter() - start), 60)
+    print(
+        f"finished epoch {last['epoch']}/{config['epochs']} in {minutes} min {seconds} s: "
+        f"final test accuracy {last['test_accuracy']:.4f} (loss {last['test_loss']:.4f}), "
+        f"best {best['test_accuracy']:.4f} (epoch {best['epoch']})"
+    )
+    print(
+        f"wrote {args.out / 'metrics.jsonl'}, {args.out / 'curves.png'} and checkpoints in "
+        f"{args.out / 'checkpoints'}"
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    """Print the test accuracy of the last checkpoint in --out."""
+    """Print the test accuracy of the newest intact checkpoint in --out."""
     directory = args.out / "checkpoints"
-    meta = checkpoint.read_metadata(directory)
-    config = _saved_config(directory, meta)
-    x_train, _, x_test, y_test = load_fashion_mnist(args.data)
+    if not checkpoint.all_steps(directory):
+        raise checkpoint.CheckpointNotFoundError(f"{directory.absolute()}: no complete checkpoint found")
+    step = _intact_step(directory, "evaluating")
+    meta = checkpoint.read_metadata(directory, step)
+    config = _saved_config(directory, step, meta)
+    x_train, _, x_test, y_test = _load_data(args.data)
     model, optimizer = _model_and_optimizer(config, len(x_train[: config["limit"]]))
     target = abstract_train_state(model, optimizer, INPUT_SHAPE)
-    state: TrainState = checkpoint.restore(directory, target)[0]
+    state: TrainState = checkpoint.restore(directory, target, step)[0]
     result = evaluate(model, state.params, state.model_state, x_test, y_test, precision=config["precision"])
     print(
         f"test accuracy: {result['accuracy']:.4f} (loss {result['loss']:.4f}; "
@@ -200,7 +269,13 @@ def _summary(args: argparse.Namespace) -> None:
 
 def _filters(args: argparse.Namespace) -> None:
     """Apply classic filters (Sobel, Gaussian, sharpen, Laplacian, box blur) to a test image; write a PNG."""
-    _, _, x_test, _ = load_fashion_mnist(args.data)
+    formats = Figure().canvas.get_supported_filetypes()
+    if args.out.suffix[1:].lower() not in formats:
+        raise UsageError(
+            f"--out {args.out}: unknown image format {args.out.suffix or '(no suffix)'}; "
+            f"use one of {', '.join('.' + f for f in sorted(formats))}"
+        )
+    _, _, x_test, _ = _load_data(args.data)
     if args.index >= len(x_test):
         raise UsageError(f"--index {args.index} is out of range: there are {len(x_test)} test images")
     image = scale_images(x_test[args.index : args.index + 1])
@@ -224,33 +299,111 @@ def _filters(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
-def _train_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The run's settings: defaults, replaced by the checkpoint's on --resume, then by the arguments given.
+def _train_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, int] | None]:
+    """The run's settings, and the epoch and step already done when resuming (``None`` otherwise).
+
+    Defaults, replaced by the run's settings on --resume (``OUT/run.json``, else the
+    newest intact checkpoint's), then by the arguments given. A larger --epochs
+    extends a run.
 
     Raises:
-      UsageError: on --resume, an argument contradicts the checkpoint's setting.
+      UsageError: on --resume, an argument contradicts the run's setting, or
+        --epochs is below the epochs already done.
     """
     given = {name: getattr(args, name) for name in TRAIN_DEFAULTS if getattr(args, name) is not None}
     config = dict(TRAIN_DEFAULTS)
     directory = args.out / "checkpoints"
-    if args.resume and checkpoint.latest_step(directory) is not None:
-        saved = _saved_config(directory, checkpoint.read_metadata(directory))
-        conflicts = [
-            f"--{name.replace('_', '-')} {value} (checkpoint: {saved[name]})"
-            for name, value in given.items()
-            if saved.get(name) != value
-        ]
-        if conflicts:
-            raise UsageError(f"cannot resume {args.out} with different settings: {', '.join(conflicts)}")
-        config |= saved
-    return config | given
+    if not (args.resume and checkpoint.all_steps(directory)):
+        return config | given, None
+    step = _intact_step(directory, None)  # fit reports and moves aside the damaged ones
+    meta = checkpoint.read_metadata(directory, step)
+    saved = _saved_config(directory, step, meta)
+    recorded = args.out / RUN_FILE
+    if recorded.is_file():  # fit records the run before its first step: an extension's new total
+        saved = _saved_config(recorded, step, {"config": json.loads(recorded.read_text())})
+    done = {"epoch": int(meta["epoch"]), "step": step}
+    conflicts = [
+        f"--{name.replace('_', '-')} {value} (checkpoint: {saved[name]})"
+        for name, value in given.items()
+        if saved.get(name) != value and name != "epochs"
+    ]
+    if conflicts:
+        raise UsageError(f"cannot resume {args.out} with different settings: {', '.join(conflicts)}")
+    if given.get("epochs", saved["epochs"]) < done["epoch"]:
+        raise UsageError(
+            f"--epochs {given['epochs']} is below the {done['epoch']} epochs {args.out} has done"
+        )
+    return config | saved | given, done
 
 
-def _saved_config(directory: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    """The command-line settings stored in a checkpoint's metadata."""
-    if not meta.get("config"):
-        raise UsageError(f"{directory}: the checkpoint holds no settings of `funcnn train`")
-    return meta["config"]
+def _intact_step(directory: Path, doing: str | None) -> int:
+    """The newest intact checkpoint step; with ``doing``, each damaged newer one is reported as a warning.
+
+    Raises:
+      CheckpointDamagedError: none is intact.
+    """
+    step, damaged = checkpoint.latest_intact_step(directory)
+    if step is None:
+        raise checkpoint.CheckpointDamagedError(
+            f"{directory.absolute()}: no intact checkpoint: "
+            + "; ".join(f"step {s} is damaged: {problem}" for s, problem in damaged)
+        )
+    for bad, problem in damaged if doing else ():
+        warnings.warn(
+            f"checkpoint step {bad} is damaged ({problem}); {doing} step {step}",
+            checkpoint.DamagedCheckpointWarning,
+            stacklevel=2,
+        )
+    return step
+
+
+SETTING_CHECKS: dict[str, Any] = {
+    "model": lambda v: v in MODELS,
+    "epochs": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+    "batch_size": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+    "optimizer": lambda v: v in OPTIMIZERS,
+    "lr": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0,
+    "schedule": lambda v: v in SCHEDULES,
+    "seed": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+    "precision": lambda v: v in PRECISIONS,
+    "augment": lambda v: isinstance(v, bool),
+    "limit": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+}
+"""What each stored setting must be; a checkpoint whose settings fail is incompatible."""
+
+
+def _saved_config(source: Path, step: int, meta: Any) -> dict[str, Any]:
+    """The command-line settings stored with a run, checked one by one.
+
+    Raises:
+      CheckpointMismatchError: they are missing or not settings this version can use.
+    """
+    config = meta.get("config") if isinstance(meta, dict) else None
+    if not isinstance(config, dict) or not config:
+        raise checkpoint.CheckpointMismatchError(
+            f"{source}: checkpoint step {step} holds no settings of `funcnn train`"
+        )
+    bad = [
+        f"{name}={config.get(name, '<missing>')!r}"
+        for name, valid in SETTING_CHECKS.items()
+        if name not in config or not valid(config[name])
+    ]
+    if bad:
+        raise checkpoint.CheckpointMismatchError(
+            f"{source}: checkpoint step {step} holds settings this funcnn cannot use: {', '.join(bad)}"
+        )
+    if not isinstance(meta.get("epoch", 0), int):
+        raise checkpoint.CheckpointMismatchError(f"{source}: checkpoint step {step} has no epoch count")
+    return {name: config[name] for name in SETTING_CHECKS}
+
+
+def _load_data(path: Path | None) -> tuple[np.ndarray, ...]:
+    """Fashion-MNIST from ``path``; a split without images is bad data."""
+    x_train, y_train, x_test, y_test = load_fashion_mnist(path)
+    for split, images in (("training", x_train), ("test", x_test)):
+        if len(images) == 0:
+            raise UsageError(f"the {split} split of {path or 'the Fashion-MNIST data'} holds no images")
+    return x_train, y_train, x_test, y_test
 
 
 def _model_and_optimizer(config: dict[str, Any], n_train: int) -> tuple[Layer, Any]:
@@ -266,6 +419,11 @@ def _default(name: str) -> str:
     return f"default: {TRAIN_DEFAULTS[name]}"
 
 
+def _warn(prog: str, message: Warning | str, *args: Any, **kwargs: Any) -> None:
+    """Show a warning as one line on stderr."""
+    print(f"{prog}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def _fail(prog: str, error: BaseException | str, status: int) -> int:
     """Print ``error`` as one line on stderr and return ``status``."""
     print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
@@ -273,24 +431,31 @@ def _fail(prog: str, error: BaseException | str, status: int) -> int:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _parse(int, text, "a positive integer")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _parse(int, text, "a non-negative integer")
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    value = _parse(float, text, "a positive number")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
     return value
+
+
+def _parse(kind: type, text: str, what: str) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
 
 
 if __name__ == "__main__":

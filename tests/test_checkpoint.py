@@ -152,3 +152,78 @@ def test_errors_are_value_errors():
 
 def test_docstring_example():
     assert doctest.testmod(funcnn.checkpoint).failed == 0
+
+
+# --- integrity: manifests, digests, fallback, damaged steps moved aside -------------------
+
+
+def _saved(tmp_path, steps=(1, 2)):
+    for step in steps:
+        save(tmp_path, step, tree(), {"epoch": step})
+    return tmp_path
+
+
+def _array_files(directory, step):
+    return sorted(p for p in (directory / str(step) / "state").rglob("*") if p.is_file() and p.stat().st_size > 64)
+
+
+def test_every_step_has_a_manifest_and_restoring_changes_no_file(tmp_path):
+    directory = _saved(tmp_path)
+    manifest = (directory / "2" / funcnn.checkpoint.MANIFEST).read_text()
+    assert '"format": 1' in manifest and "sha256" in manifest
+    restore(directory, tree())
+    assert funcnn.checkpoint.problems(directory, 2) == []
+
+
+def test_flipped_bytes_are_detected_and_never_restored(tmp_path):
+    directory = _saved(tmp_path)
+    victim = _array_files(directory, 2)[0]
+    data = bytearray(victim.read_bytes())
+    data[-64:] = bytes(b ^ 0xFF for b in data[-64:])
+    victim.write_bytes(bytes(data))
+    with pytest.raises(
+        funcnn.checkpoint.CheckpointDamagedError,
+        match=rf"checkpoint step 2 is damaged: file {re.escape(str(victim.relative_to(directory / '2')))} does not match its SHA-256 digest",
+    ):
+        restore(directory, tree())
+    with pytest.raises(funcnn.checkpoint.CheckpointDamagedError, match="checkpoint step 2 is damaged"):
+        read_metadata(directory)
+    assert funcnn.checkpoint.latest_intact_step(directory)[0] == 1
+
+
+def test_truncated_and_missing_files_are_named(tmp_path):
+    directory = _saved(tmp_path)
+    victim = _array_files(directory, 2)[0]
+    victim.write_bytes(victim.read_bytes()[:10])
+    step, damaged = funcnn.checkpoint.latest_intact_step(directory)
+    assert step == 1 and damaged[0][0] == 2 and "bytes, not" in damaged[0][1] and "truncated" in damaged[0][1]
+    victim.unlink()
+    assert funcnn.checkpoint.problems(directory, 2)[0].endswith("is missing")
+
+
+def test_unknown_format_or_missing_manifest_is_not_intact(tmp_path):
+    directory = _saved(tmp_path)
+    manifest = directory / "2" / funcnn.checkpoint.MANIFEST
+    manifest.write_text(manifest.read_text().replace('"format": 1', '"format": 99'))
+    assert "format version 99 is not 1" in funcnn.checkpoint.problems(directory, 2)[0]
+    manifest.write_text("{not json")
+    assert "is unreadable" in funcnn.checkpoint.problems(directory, 2)[0]
+    manifest.unlink()
+    assert "has no funcnn-manifest.json" in funcnn.checkpoint.problems(directory, 2)[0]
+
+
+def test_damaged_steps_are_moved_aside_never_deleted(tmp_path):
+    directory = _saved(tmp_path / "checkpoints")
+    (directory / "2" / funcnn.checkpoint.MANIFEST).unlink()
+    moved = funcnn.checkpoint.move_aside(directory, 2)
+    assert moved == tmp_path / funcnn.checkpoint.DAMAGED / "2" and moved.is_dir()
+    assert all_steps(directory) == [1]
+    save(directory, 2, tree(), {"epoch": 2})  # the step can be written again
+    assert funcnn.checkpoint.latest_intact_step(directory) == (2, [])
+
+
+def test_no_intact_checkpoint_at_all(tmp_path):
+    directory = _saved(tmp_path, steps=(1,))
+    (directory / "1" / funcnn.checkpoint.MANIFEST).unlink()
+    step, damaged = funcnn.checkpoint.latest_intact_step(directory)
+    assert step is None and [s for s, _ in damaged] == [1]

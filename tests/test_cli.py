@@ -6,6 +6,7 @@ checks that ``--resume`` ends with exactly the parameters of an
 uninterrupted run.
 """
 
+import importlib
 import json
 import os
 import re
@@ -51,8 +52,8 @@ def run_main(argv, capsys):
     return status, out, err
 
 
-def assert_one_line_error(status, err, pattern):
-    assert status == 2
+def assert_one_line_error(status, err, pattern, expected=2):
+    assert status == expected
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert "Traceback" not in err
@@ -73,8 +74,12 @@ def test_help(command, capsys):
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["train"], "funcnn train: error: the following arguments are required: --out"),
         (["train", "--out", "o", "--epochs", "0"], "--epochs: must be a positive integer, got 0"),
-        (["train", "--out", "o", "--batch-size", "many"], "--batch-size: invalid _positive_int value"),
-        (["train", "--out", "o", "--lr", "-1"], "--lr: must be a positive number, got -1"),
+        (["train", "--out", "o", "--batch-size", "many"], "--batch-size: must be a positive integer, got 'many'"),
+        (["train", "--out", "o", "--lr", "-1"], "--lr: must be a positive finite number, got -1"),
+        (["train", "--out", "o", "--lr", "inf"], "--lr: must be a positive finite number, got inf"),
+        (["train", "--out", "o", "--lr", "nan"], "--lr: must be a positive finite number, got nan"),
+        (["train", "--out", "o", "--lr", "fast"], "--lr: must be a positive number, got 'fast'"),
+        (["filters", "--out", "f.png", "--index", "x"], "--index: must be a non-negative integer, got 'x'"),
         (["train", "--out", "o", "--optimizer", "rmsprop"], "--optimizer: invalid choice: 'rmsprop'"),
         (["train", "--out", "o", "--precision", "fp8"], "--precision: invalid choice"),
         (["summary", "vgg"], "funcnn summary: error: argument MODEL: invalid choice: 'vgg'"),
@@ -110,7 +115,9 @@ def test_evaluate_without_checkpoint(tmp_path, capsys):
 def test_evaluate_a_checkpoint_not_written_by_the_command_line(tmp_path, capsys):
     checkpoint.save(tmp_path / "checkpoints", 1, {"w": np.zeros(2, np.float32)}, {"epoch": 1})
     status, _, err = run_main(["evaluate", "--out", str(tmp_path)], capsys)
-    assert_one_line_error(status, err, "checkpoints: the checkpoint holds no settings of `funcnn train`")
+    assert_one_line_error(
+        status, err, "checkpoints: checkpoint step 1 holds no settings of `funcnn train`", expected=3
+    )
 
 
 def test_summary(capsys):
@@ -141,7 +148,9 @@ def test_train_evaluate_and_resume_settings(data_dir, tmp_path, capsys):
     assert status == 0
     records = read_jsonl(out / "metrics.jsonl")
     assert [r["epoch"] for r in records] == [1, 2] and records[-1]["step"] == 8
-    assert f"final test accuracy: {records[-1]['test_accuracy']:.4f}" in stdout
+    assert f"final test accuracy {records[-1]['test_accuracy']:.4f}" in stdout
+    assert stdout.startswith("training seed_cnn (693,962 params) for 2 epochs on 1 of 4 cpu device(s)")
+    assert f"wrote {out / 'metrics.jsonl'}, {out / 'curves.png'} and checkpoints in {out / 'checkpoints'}" in stdout
 
     status, stdout, _ = run_main(["evaluate", "--out", str(out), "--data", str(data_dir)], capsys)
     assert status == 0
@@ -153,8 +162,9 @@ def test_train_evaluate_and_resume_settings(data_dir, tmp_path, capsys):
     resume = ["train", "--out", str(out), "--data", str(data_dir), "--resume", "--lr", "0.1", "--seed", "5"]
     status, _, err = run_main(resume, capsys)
     assert_one_line_error(status, err, r"cannot resume .* different settings: --lr 0.1 \(checkpoint: 0.001\)")
-    status, stdout, _ = run_main(resume[:-4], capsys)  # the settings come from the checkpoint
-    assert status == 0 and "final test accuracy" in stdout
+    status, stdout, err = run_main(resume[:-4], capsys)  # the settings come from the checkpoint
+    assert status == 0, err
+    assert stdout.startswith(f"already finished: {out} holds all 2 epochs (step 8)")
     assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["epoch"] == 2
 
 
@@ -254,3 +264,138 @@ def test_killed_runs_resume_to_the_uninterrupted_result(data_dir, tmp_path):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     ours, theirs = read_jsonl(out / "metrics.jsonl"), read_jsonl(tmp_path / "ref" / "metrics.jsonl")
     assert [r["train_loss"] for r in ours] == [r["train_loss"] for r in theirs]
+
+
+# --- failure paths: one line, one exit status per kind --------------------------------------
+
+
+def test_version_and_exit_statuses_in_help(capsys):
+    status, out, _ = run_main(["--version"], capsys)
+    assert status == 0 and out.strip() == "funcnn 0.1.0"
+    status, out, _ = run_main(["train", "--help"], capsys)
+    assert "exit status: 0 success, 1 diverged, 2 bad arguments or data, 3 damaged or incompatible checkpoint" in " ".join(out.split())
+
+
+def test_filters_refuses_an_unknown_image_format(data_dir, tmp_path, capsys):
+    status, _, err = run_main(["filters", "--data", str(data_dir), "--out", str(tmp_path / "f.xyz")], capsys)
+    assert_one_line_error(status, err, r"--out .*f.xyz: unknown image format .xyz; use one of .*\.png")
+
+
+def test_a_split_without_images_is_bad_data(tmp_path, capsys):
+    for split in ("train", "t10k"):
+        n = 0 if split == "t10k" else 8
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte", np.zeros((n, 28, 28), np.uint8))
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte", np.zeros(n, np.uint8))
+    for command in (["train", "--out", str(tmp_path / "o")], ["filters", "--out", str(tmp_path / "f.png")]):
+        status, _, err = run_main([*command, "--data", str(tmp_path)], capsys)
+        assert_one_line_error(status, err, "the test split of .* holds no images")
+    assert not (tmp_path / "o").exists()
+
+
+SMALL = ["--model", "seed_cnn", "--batch-size", "32", "--limit", "128", "--seed", "2"]
+
+
+def test_a_diverged_run_exits_1_and_leaves_no_output_folder(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", *SMALL, "--epochs", "1", "--lr", "1e6", "--data", str(data_dir), "--out", str(out)]
+    status, _, err = run_main(argv, capsys)
+    lines = [line for line in err.splitlines() if "error" in line]
+    assert status == 1 and len(lines) == 1 and "Traceback" not in err
+    assert re.search(r"funcnn train: error: training diverged: loss .* \(bound 1e\+06\) at epoch 1, step \d+", lines[0])
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def two_epochs(data_dir, tmp_path_factory):
+    """A finished two-epoch run (steps 4 and 8), to copy and damage."""
+    out = tmp_path_factory.mktemp("two") / "run"
+    assert main(["train", *SMALL, "--epochs", "2", "--data", str(data_dir), "--out", str(out)]) == 0
+    return out
+
+
+def _copy(run, tmp_path):
+    import shutil
+
+    shutil.copytree(run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def _flip_bytes(out, step):
+    victim = max((p for p in (out / "checkpoints" / str(step) / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data = bytearray(victim.read_bytes())
+    data[-64:] = bytes(b ^ 0xFF for b in data[-64:])
+    victim.write_bytes(bytes(data))
+
+
+def test_evaluate_falls_back_from_a_damaged_checkpoint(two_epochs, data_dir, tmp_path, capsys):
+    out = _copy(two_epochs, tmp_path)
+    _flip_bytes(out, 8)
+    status, stdout, err = run_main(["evaluate", "--out", str(out), "--data", str(data_dir)], capsys)
+    assert status == 0 and "epoch 1, step 4" in stdout
+    assert re.fullmatch(
+        r"funcnn evaluate: warning: checkpoint step 8 is damaged \(file .* does not match its SHA-256 digest \(altered\)\); evaluating step 4\n",
+        err,
+    )
+    assert (out / "checkpoints" / "8").is_dir()  # evaluation moves nothing
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "remove state", "edit metadata"])
+def test_no_intact_checkpoint_exits_3(two_epochs, data_dir, tmp_path, capsys, damage):
+    out = _copy(two_epochs, tmp_path)
+    for step in (4, 8):
+        folder = out / "checkpoints" / str(step)
+        if damage == "flip":
+            _flip_bytes(out, step)
+        elif damage == "truncate":
+            victim = max((p for p in (folder / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+            victim.write_bytes(victim.read_bytes()[:7])
+        elif damage == "remove state":
+            import shutil
+
+            shutil.rmtree(folder / "state")
+        else:
+            (folder / "metadata" / "metadata").write_text('{"config": {"model": "vgg"}, "epoch": "two"}')
+    for command in (["evaluate"], ["train", "--resume"]):
+        status, _, err = run_main([*command, "--out", str(out), "--data", str(data_dir)], capsys)
+        assert_one_line_error(status, err, r"checkpoints: no intact checkpoint: step 8 is damaged: .*; step 4 is damaged", expected=3)
+
+
+def test_resume_moves_a_damaged_checkpoint_aside_and_replays_bit_for_bit(two_epochs, data_dir, tmp_path, capsys):
+    out = _copy(two_epochs, tmp_path)
+    _flip_bytes(out, 8)
+    status, stdout, err = run_main(["train", "--resume", "--out", str(out), "--data", str(data_dir)], capsys)
+    assert status == 0, err
+    assert re.search(r"funcnn train: warning: checkpoint step 8 is damaged \(.*\); moved it to .*damaged-checkpoints/8 and resuming from step 4", err)
+    assert "resuming from epoch 1 (step 4)" in stdout
+    assert (out / "damaged-checkpoints" / "8").is_dir()
+    ours, theirs = read_jsonl(out / "metrics.jsonl"), read_jsonl(two_epochs / "metrics.jsonl")
+    assert [r["train_loss"] for r in ours] == [r["train_loss"] for r in theirs]
+
+
+def test_incompatible_settings_in_an_intact_checkpoint_exit_3(tmp_path, capsys):
+    checkpoint.save(tmp_path / "checkpoints", 4, {"w": np.zeros(2, np.float32)}, {"epoch": 1, "config": {"model": "vgg", "lr": "fast"}})
+    status, _, err = run_main(["evaluate", "--out", str(tmp_path)], capsys)
+    assert_one_line_error(status, err, r"checkpoint step 4 holds settings this funcnn cannot use: model='vgg', epochs='<missing>'", expected=3)
+
+
+def test_extending_a_finished_run(two_epochs, data_dir, tmp_path, capsys, monkeypatch):
+    fit_module = importlib.import_module("funcnn.train.fit")
+    out = _copy(two_epochs, tmp_path)
+    status, _, err = run_main(["train", "--resume", "--epochs", "1", "--out", str(out), "--data", str(data_dir)], capsys)
+    assert_one_line_error(status, err, "--epochs 1 is below the 2 epochs .* has done")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit_module, "_write_epoch", interrupted)  # a kill during epoch 3
+    status, _, err = run_main(["train", "--resume", "--epochs", "3", "--out", str(out), "--data", str(data_dir)], capsys)
+    assert status == 130 and err.strip().splitlines()[-1] == f"funcnn train: error: interrupted; continue with `funcnn train --out {out} --resume`"
+    assert json.loads((out / "run.json").read_text())["epochs"] == 3
+    monkeypatch.undo()
+
+    status, stdout, err = run_main(["train", "--resume", "--out", str(out), "--data", str(data_dir)], capsys)
+    assert status == 0, err
+    assert "resuming from epoch 2 (step 8)" in stdout and "finished epoch 3/3" in stdout
+    records = read_jsonl(out / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == [1, 2, 3] and records[-1]["step"] == 12
+    assert read_jsonl(two_epochs / "metrics.jsonl")[:2] == records[:2]

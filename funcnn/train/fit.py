@@ -9,8 +9,10 @@ checkpoint of epoch ``e`` continues exactly as the uninterrupted run would.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -34,8 +36,15 @@ MODES = ("auto", "scan", "loop")
 ``loop``: one jitted call per step; ``auto``: scan when the data fits in device memory."""
 
 
+DIVERGENCE_BOUND = 1e6
+"""A training loss above this counts as diverged, like a NaN or infinite one. A
+cross-entropy starts near ``log(classes)`` (2.3 for 10 classes); a run whose loss
+passes a million is not coming back (a learning rate of 1e6 with Adam reaches 1e30)."""
+
+
 class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or infinite loss; the message names the epoch and step."""
+    """Training diverged: a NaN or infinite loss, a loss above :data:`DIVERGENCE_BOUND`, or
+    non-finite parameters or optimiser state; the message names the epoch and step."""
 
 
 class FitResult(NamedTuple):
@@ -138,10 +147,12 @@ def fit(
     state, history = None, []
     out = None if out is None else Path(out)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
         target = abstract_train_state(model, optimizer, input_shape)
         state, history = _resume(out, target, resume=resume, seed=seed, batch_size=batch_size)
-        write_jsonl(out / "metrics.jsonl", history)
+        if history or (out / "metrics.jsonl").exists():  # drop records past the restored epoch
+            write_jsonl(out / "metrics.jsonl", history)
+        if config is not None:
+            _record_run(out, config)
     if state is None:
         state = init_train_state(model, optimizer, jax.random.key(seed), input_shape)
     device = jax.devices()[0]
@@ -192,10 +203,33 @@ def fit(
     return FitResult(state, history)
 
 
+RUN_FILE = "run.json"
+"""``OUT/run.json``: the ``config`` of the run in ``OUT``, written before its first step, so a
+run extended to more epochs and killed before its next checkpoint resumes the extension."""
+
+
+def _record_run(out: Path, config: dict[str, Any]) -> None:
+    """Write ``OUT/run.json`` atomically (a temporary file, then a rename)."""
+    out.mkdir(parents=True, exist_ok=True)
+    temporary = out / f"{RUN_FILE}.tmp"
+    temporary.write_text(json.dumps(config, indent=1))
+    os.replace(temporary, out / RUN_FILE)
+
+
 def _write_epoch(
     out: Path, state: TrainState, history: list[dict[str, Any]], meta: dict[str, Any], keep: int
 ) -> None:
-    """Checkpoint the state (with the history in its metadata), then rewrite the metrics and curves."""
+    """Checkpoint the state (with the history in its metadata), then rewrite the metrics and curves.
+
+    A state with non-finite values is a diverged run: it is never saved.
+    """
+    bad = checkpoint.non_finite_paths(state)
+    if bad:
+        raise NonFiniteLossError(
+            f"training diverged in epoch {meta['epoch']}: non-finite values in {', '.join(bad[:3])}; "
+            "no checkpoint was written for this epoch"
+        )
+    out.mkdir(parents=True, exist_ok=True)
     checkpoint.save(out / "checkpoints", int(state.step), state, {**meta, "history": history}, keep=keep)
     write_jsonl(out / "metrics.jsonl", history)
     plot_curves(out / "curves.png", history)
@@ -204,7 +238,14 @@ def _write_epoch(
 def _resume(
     out: Path, target: TrainState, *, resume: bool, seed: int, batch_size: int
 ) -> tuple[TrainState | None, list[dict[str, Any]]]:
-    """The latest checkpoint's state and history when resuming; ``(None, [])`` when there is none."""
+    """The newest intact checkpoint's state and history when resuming; ``(None, [])`` when there is none.
+
+    Damaged steps newer than it are reported (a :class:`funcnn.checkpoint.DamagedCheckpointWarning`
+    each) and moved aside, never deleted, before training continues past them.
+
+    Raises:
+      CheckpointDamagedError: there are checkpoints but none is intact.
+    """
     directory = out / "checkpoints"
     latest = checkpoint.latest_step(directory)
     if latest is None:
@@ -214,7 +255,21 @@ def _resume(
             f"{directory} already holds checkpoints (latest step {latest}); "
             "resume (--resume) to continue that run, or choose another output folder"
         )
-    state, meta = checkpoint.restore(directory, target, latest)
+    intact, damaged = checkpoint.latest_intact_step(directory)
+    if intact is None:
+        raise checkpoint.CheckpointDamagedError(
+            f"{directory}: no intact checkpoint to resume from: "
+            + "; ".join(f"step {step}: {problem}" for step, problem in damaged)
+        )
+    for step, problem in damaged:
+        moved = checkpoint.move_aside(directory, step)
+        warnings.warn(
+            f"checkpoint step {step} is damaged ({problem}); moved it to {moved} and resuming from "
+            f"step {intact}",
+            checkpoint.DamagedCheckpointWarning,
+            stacklevel=3,
+        )
+    state, meta = checkpoint.restore(directory, target, intact)
     for name, value in (("seed", seed), ("batch_size", batch_size)):
         if meta[name] != value:
             raise ValueError(
@@ -252,7 +307,7 @@ def _scan_runner(
     ) -> tuple[TrainState, StepMetrics]:
         state, metrics = scan_epoch(state, images, labels, jax.device_put(batch_idx, device))
         metrics = jax.tree.map(np.asarray, metrics)
-        _check_finite(metrics.loss, epoch, 0)
+        _check_diverged(metrics.loss, epoch, 0)
         bar.update(len(batch_idx))
         bar.set_postfix(_postfix(metrics, batch_idx.shape[1], bar), refresh=True)
         return state, metrics
@@ -267,7 +322,7 @@ def _loop_runner(step: Callable, images: np.ndarray, labels: np.ndarray) -> Call
         state: TrainState, batch_idx: np.ndarray, epoch: int, bar: tqdm
     ) -> tuple[TrainState, StepMetrics]:
         def on_step(i: int, metrics: StepMetrics) -> None:
-            _check_finite(np.asarray(metrics.loss)[None], epoch, i)
+            _check_diverged(np.asarray(metrics.loss)[None], epoch, i)
             bar.update(1)
             bar.set_postfix(_postfix(metrics, batch_idx.shape[1], bar), refresh=False)
 
@@ -286,13 +341,16 @@ def _postfix(metrics: StepMetrics, batch_size: int, bar: tqdm) -> dict[str, str]
     }
 
 
-def _check_finite(losses: np.ndarray, epoch: int, first_step: int) -> None:
-    """Raise :class:`NonFiniteLossError` naming the first step whose loss is not finite."""
-    bad = np.flatnonzero(~np.isfinite(np.asarray(losses)))
+def _check_diverged(losses: np.ndarray, epoch: int, first_step: int) -> None:
+    """Raise :class:`NonFiniteLossError` naming the first step whose loss is not finite or
+    exceeds :data:`DIVERGENCE_BOUND`."""
+    losses = np.asarray(losses)
+    bad = np.flatnonzero(~(np.isfinite(losses) & (losses <= DIVERGENCE_BOUND)))
     if bad.size:
-        value = float(np.asarray(losses)[bad[0]])
+        value = float(losses[bad[0]])
         raise NonFiniteLossError(
-            f"loss became {value} at epoch {epoch + 1}, step {first_step + bad[0] + 1} "
+            f"training diverged: loss {value:.4g} (bound {DIVERGENCE_BOUND:g}) at epoch {epoch + 1}, "
+            f"step {first_step + bad[0] + 1} "
             "(steps count from 1 in each epoch); "
             "training stopped and no checkpoint was written for this epoch"
         )

@@ -95,7 +95,7 @@ def test_nan_stops_naming_epoch_and_step_and_keeps_the_last_checkpoint(
     make_model, train_data, tmp_path, mode
 ):
     model = make_model(nan_from_step=8)  # the 9th step overall: epoch 2, step 3
-    message = re.escape("loss became nan at epoch 2, step 3 ")
+    message = re.escape("training diverged: loss nan (bound 1e+06) at epoch 2, step 3 ")
     with pytest.raises(NonFiniteLossError, match=message):
         run(model, train_data, epochs=3, out=tmp_path, mode=mode)
     directory = tmp_path / "checkpoints"

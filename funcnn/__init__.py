@@ -1,78 +1,81 @@
 """funcnn: convolutional neural networks as pure ``(init, apply)`` functions in JAX.
 
-Public re-exports only; see ``DESIGN.md`` for the contract.
+Public re-exports only; see ``DESIGN.md`` for the contract. The names load
+lazily (PEP 562), so ``import funcnn`` and ``funcnn --help`` do not import
+JAX until a name that needs it is used.
 """
 
-from funcnn import filters, models, ops, shapes
-from funcnn.combinators import fan_in_concat, fan_in_sum, fan_out, parallel, residual, serial
-from funcnn.core import ApplyFn, InitFn, Layer, LayerConfigError, Shape
-from funcnn.layers import (
-    AvgPool,
-    BatchNorm,
-    BatchNormState,
-    Conv,
-    ConvTranspose,
-    Dense,
-    Dropout,
-    Elu,
-    FixedConv,
-    Flatten,
-    Gelu,
-    GlobalAvgPool,
-    GlobalMaxPool,
-    GroupNorm,
-    LayerNorm,
-    LeakyRelu,
-    LogSoftmax,
-    MaxPool,
-    Relu,
-    Sigmoid,
-    Softmax,
-    Tanh,
-)
-from funcnn.shapes import count_params, num_neurons, summary
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+_SUBMODULES = ("filters", "models", "ops", "shapes")
+_NAMES = {
+    "funcnn.combinators": ("fan_in_concat", "fan_in_sum", "fan_out", "parallel", "residual", "serial"),
+    "funcnn.core": ("ApplyFn", "InitFn", "Layer", "LayerConfigError", "Shape"),
+    "funcnn.layers": (
+        "AvgPool", "BatchNorm", "BatchNormState", "Conv", "ConvTranspose", "Dense", "Dropout", "Elu",
+        "FixedConv", "Flatten", "Gelu", "GlobalAvgPool", "GlobalMaxPool", "GroupNorm", "LayerNorm",
+        "LeakyRelu", "LogSoftmax", "MaxPool", "Relu", "Sigmoid", "Softmax", "Tanh",
+    ),
+    "funcnn.shapes": ("count_params", "num_neurons", "summary"),
+}  # fmt: skip
+_MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}
+
 __all__ = [
-    "ApplyFn",
-    "AvgPool",
-    "BatchNorm",
-    "BatchNormState",
-    "Conv",
-    "ConvTranspose",
-    "Dense",
-    "Dropout",
-    "Elu",
-    "FixedConv",
-    "Flatten",
-    "Gelu",
-    "GlobalAvgPool",
-    "GlobalMaxPool",
-    "GroupNorm",
-    "InitFn",
-    "Layer",
-    "LayerConfigError",
-    "LayerNorm",
-    "LeakyRelu",
-    "LogSoftmax",
-    "MaxPool",
-    "Relu",
-    "Shape",
-    "Sigmoid",
-    "Softmax",
-    "Tanh",
-    "count_params",
-    "fan_in_concat",
-    "fan_in_sum",
-    "fan_out",
-    "filters",
-    "models",
-    "num_neurons",
-    "ops",
-    "parallel",
-    "residual",
-    "serial",
-    "shapes",
-    "summary",
-]
+    "ApplyFn", "AvgPool", "BatchNorm", "BatchNormState", "Conv", "ConvTranspose", "Dense", "Dropout", "Elu",
+    "FixedConv", "Flatten", "Gelu", "GlobalAvgPool", "GlobalMaxPool", "GroupNorm", "InitFn", "Layer",
+    "LayerConfigError", "LayerNorm", "LeakyRelu", "LogSoftmax", "MaxPool", "Relu", "Shape", "Sigmoid",
+    "Softmax", "Tanh", "count_params", "fan_in_concat", "fan_in_sum", "fan_out", "filters", "models",
+    "num_neurons", "ops", "parallel", "residual", "serial", "shapes", "summary",
+]  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name (or submodule) on first use."""
+    if name in _MODULE_OF:
+        value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"funcnn.{name}")
+    else:
+        raise AttributeError(f"module 'funcnn' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
+
+if TYPE_CHECKING:
+    from funcnn import filters, models, ops, shapes
+    from funcnn.combinators import fan_in_concat, fan_in_sum, fan_out, parallel, residual, serial
+    from funcnn.core import ApplyFn, InitFn, Layer, LayerConfigError, Shape
+    from funcnn.layers import (
+        AvgPool,
+        BatchNorm,
+        BatchNormState,
+        Conv,
+        ConvTranspose,
+        Dense,
+        Dropout,
+        Elu,
+        FixedConv,
+        Flatten,
+        Gelu,
+        GlobalAvgPool,
+        GlobalMaxPool,
+        GroupNorm,
+        LayerNorm,
+        LeakyRelu,
+        LogSoftmax,
+        MaxPool,
+        Relu,
+        Sigmoid,
+        Softmax,
+        Tanh,
+    )
+    from funcnn.shapes import count_params, num_neurons, summary

@@ -16,29 +16,28 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
+import importlib
 import math
 import shutil
 import sys
-import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import jax
-import numpy as np
-from matplotlib.figure import Figure
+from funcnn import __version__
 
-from funcnn import __version__, checkpoint, filters
-from funcnn.core import Layer, LayerConfigError
-from funcnn.data import IDXError, augment, load_fashion_mnist, scale_images
-from funcnn.models import INPUT_SHAPE, MODELS
-from funcnn.ops import conv
-from funcnn.shapes import count_params, summary
-from funcnn.train import MODES, OPTIMIZERS, PRECISIONS, NonFiniteLossError, evaluate, fit, make_optimizer
-from funcnn.train.fit import RUN_FILE
-from funcnn.train.state import TrainState, abstract_train_state
+MODEL_NAMES = ("fashion_mnist_cnn", "seed_cnn", "small_resnet")
+"""``funcnn.models.MODELS``'s names (pinned by a test), so the parser needs no JAX."""
+
+OPTIMIZER_NAMES = ("adam", "sgd", "adamw")
+"""``funcnn.train.OPTIMIZERS`` (pinned by a test)."""
+
+PRECISION_NAMES = ("bf16", "fp32")
+"""``funcnn.train.PRECISIONS``'s names (pinned by a test)."""
+
+MODE_NAMES = ("auto", "scan", "loop")
+"""``funcnn.train.MODES`` (pinned by a test)."""
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "model": "fashion_mnist_cnn",
@@ -55,9 +54,6 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 """The training settings; with ``--resume`` the checkpoint's settings replace these."""
 
 SCHEDULES = ("cosine", "constant")
-
-USAGE_ERRORS = (LayerConfigError, IDXError, checkpoint.CheckpointNotFoundError, OSError)
-"""Errors reported as one line with exit status 2 (bad arguments, files or data)."""
 
 EXIT_STATUS = {
     "success": 0,
@@ -90,32 +86,48 @@ def main(argv: Sequence[str] | None = None) -> int:
       argv: the arguments after the program name; ``None`` reads ``sys.argv``.
 
     Returns:
-      The exit status: 0 on success, 1 when training diverged, 2 for bad
-      arguments or data.
+      The exit status (:data:`EXIT_STATUS`; 130 when interrupted).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    commands = importlib.import_module("funcnn.commands")  # JAX loads here, once a command runs
+    checkpoint = importlib.import_module("funcnn.checkpoint")
     out = getattr(args, "out", None)
-    fresh_out = out is not None and args.run is _train and not out.exists()
+    fresh_out = out is not None and args.command == "train" and not out.exists()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", checkpoint.DamagedCheckpointWarning)
             warnings.showwarning = functools.partial(_warn, args.prog)
-            args.run(args)
+            getattr(commands, args.command)(args)
     except BaseException as error:
         if fresh_out and checkpoint.latest_step(out / "checkpoints") is None:
             shutil.rmtree(out, ignore_errors=True)  # a run that failed before its first checkpoint
-        if isinstance(error, (UsageError, *USAGE_ERRORS)):
-            return _fail(args.prog, error, EXIT_STATUS["bad arguments or data"])
-        if isinstance(error, checkpoint.CheckpointError):
-            return _fail(args.prog, error, EXIT_STATUS["damaged or incompatible checkpoint"])
-        if isinstance(error, NonFiniteLossError):
-            return _fail(args.prog, error, EXIT_STATUS["diverged"])
+        status = _status(error)
+        if status is None:
+            raise
         if isinstance(error, KeyboardInterrupt):
-            resume = f"; continue with `funcnn train --out {out} --resume`" if args.run is _train else ""
-            return _fail(args.prog, f"interrupted{resume}", 130)
-        raise
+            resume = f"; continue with `funcnn train --out {out} --resume`" if args.command == "train" else ""
+            error = f"interrupted{resume}"
+        return _fail(args.prog, error, status)
     return EXIT_STATUS["success"]
+
+
+def _status(error: BaseException) -> int | None:
+    """The exit status for ``error``; ``None`` for an unexpected error (a bug: its traceback shows)."""
+    from funcnn.checkpoint import CheckpointError, CheckpointNotFoundError
+    from funcnn.core import LayerConfigError
+    from funcnn.data import IDXError
+    from funcnn.train import NonFiniteLossError
+
+    if isinstance(error, (UsageError, LayerConfigError, IDXError, CheckpointNotFoundError, OSError)):
+        return EXIT_STATUS["bad arguments or data"]
+    if isinstance(error, CheckpointError):
+        return EXIT_STATUS["damaged or incompatible checkpoint"]
+    if isinstance(error, NonFiniteLossError):
+        return EXIT_STATUS["diverged"]
+    if isinstance(error, KeyboardInterrupt):
+        return 130
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,26 +139,29 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND", parser_class=_Parser)
 
     train_cmd = commands.add_parser(
-        "train", help="train a model on Fashion-MNIST", description=_train.__doc__, epilog=EPILOG
+        "train",
+        help="train a model on Fashion-MNIST",
+        description="Train a model on Fashion-MNIST; write metrics, curves and checkpoints to --out.",
+        epilog=EPILOG,
     )
-    train_cmd.add_argument("--model", choices=sorted(MODELS), help=_default("model"))
+    train_cmd.add_argument("--model", choices=MODEL_NAMES, help=_default("model"))
     train_cmd.add_argument("--epochs", type=_positive_int, help=_default("epochs"))
     train_cmd.add_argument("--batch-size", type=_positive_int, help=_default("batch_size"))
-    train_cmd.add_argument("--optimizer", choices=OPTIMIZERS, help=_default("optimizer"))
+    train_cmd.add_argument("--optimizer", choices=OPTIMIZER_NAMES, help=_default("optimizer"))
     train_cmd.add_argument("--lr", type=_positive_float, help="peak learning rate; " + _default("lr"))
     train_cmd.add_argument(
         "--schedule", choices=SCHEDULES, help="learning-rate schedule; " + _default("schedule")
     )
     train_cmd.add_argument("--seed", type=_non_negative_int, help=_default("seed"))
     train_cmd.add_argument(
-        "--precision", choices=sorted(PRECISIONS), help="compute dtype; " + _default("precision")
+        "--precision", choices=PRECISION_NAMES, help="compute dtype; " + _default("precision")
     )
     train_cmd.add_argument(
         "--augment", action=argparse.BooleanOptionalAction, help="random crop and flip; default: off"
     )
     train_cmd.add_argument("--limit", type=_positive_int, help="use only the first N training images")
     train_cmd.add_argument(
-        "--mode", choices=MODES, default="auto", help="epoch as one scan or a loop; default: auto"
+        "--mode", choices=MODE_NAMES, default="auto", help="epoch as one scan or a loop; default: auto"
     )
     train_cmd.add_argument(
         "--data", type=Path, help="folder with the IDX files (default: $FUNCNN_DATA or the system copy)"
@@ -160,259 +175,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue from the newest intact checkpoint in --out; with a larger --epochs, extend the "
         "finished run (the cosine schedule is re-planned over the new total from the current step)",
     )
-    train_cmd.set_defaults(run=_train, prog="funcnn train")
+    train_cmd.set_defaults(command="train", prog="funcnn train")
 
     evaluate_cmd = commands.add_parser(
-        "evaluate", help="test accuracy of the last checkpoint", description=_evaluate.__doc__, epilog=EPILOG
+        "evaluate",
+        help="test accuracy of the newest intact checkpoint",
+        description="Print the test accuracy of the newest intact checkpoint in --out.",
+        epilog=EPILOG,
     )
     evaluate_cmd.add_argument("--out", type=Path, required=True, help="the training run's output folder")
     evaluate_cmd.add_argument("--data", type=Path, help="folder with the IDX files")
-    evaluate_cmd.set_defaults(run=_evaluate, prog="funcnn evaluate")
+    evaluate_cmd.set_defaults(command="evaluate_run", prog="funcnn evaluate")
 
     summary_cmd = commands.add_parser(
-        "summary", help="per-layer shapes and parameter counts", description=_summary.__doc__
+        "summary",
+        help="the layer tree: output shapes, parameters, state",
+        description="Print a model's layer tree with output shapes, parameter counts and state sizes.",
     )
     summary_cmd.add_argument(
-        "model", choices=sorted(MODELS), metavar="MODEL", help=f"one of {', '.join(sorted(MODELS))}"
+        "model", choices=MODEL_NAMES, metavar="MODEL", help=f"one of {', '.join(MODEL_NAMES)}"
     )
-    summary_cmd.set_defaults(run=_summary, prog="funcnn summary")
+    summary_cmd.set_defaults(command="print_summary", prog="funcnn summary")
 
     filters_cmd = commands.add_parser(
-        "filters", help="classic filters applied to an image", description=_filters.__doc__
+        "filters",
+        help="classic filters applied to an image",
+        description="Apply classic filters (Sobel, Gaussian, sharpen, Laplacian, box blur) to a test image; "
+        "write a picture.",
     )
     filters_cmd.add_argument("--data", type=Path, help="folder with the IDX files")
     filters_cmd.add_argument("--out", type=Path, required=True, help="the PNG to write")
     filters_cmd.add_argument(
         "--index", type=_non_negative_int, default=0, help="which test image; default: 0"
     )
-    filters_cmd.set_defaults(run=_filters, prog="funcnn filters")
+    filters_cmd.set_defaults(command="draw_filters", prog="funcnn filters")
     return parser
-
-
-def _train(args: argparse.Namespace) -> None:
-    """Train a model on Fashion-MNIST; write metrics, curves and checkpoints to --out."""
-    start = time.perf_counter()
-    config, done = _train_config(args)
-    x_train, y_train, x_test, y_test = _load_data(args.data)
-    x_train, y_train = x_train[: config["limit"]], y_train[: config["limit"]]
-    if config["batch_size"] > len(x_train):
-        raise UsageError(f"--batch-size {config['batch_size']} exceeds the {len(x_train)} training images")
-    if done is not None and done["epoch"] >= config["epochs"]:
-        print(
-            f"already finished: {args.out} holds all {config['epochs']} epochs (step {done['step']}); "
-            "to train longer, add --resume with a larger --epochs"
-        )
-        return
-    model, optimizer = _model_and_optimizer(config, len(x_train))
-    params = count_params(jax.eval_shape(lambda k: model.init(k, INPUT_SHAPE)[1], jax.random.key(0)))
-    print(
-        f"training {config['model']} ({params:,} params) for {config['epochs']} epochs on "
-        f"1 of {jax.device_count()} {jax.devices()[0].platform} device(s); "
-        f"data: {len(x_train):,} training and {len(x_test):,} test images from "
-        f"{args.data or 'the default Fashion-MNIST'}; output: {args.out}"
-    )
-    if done is not None:
-        print(f"resuming from epoch {done['epoch']} (step {done['step']})")
-    result = fit(
-        model,
-        (x_train, y_train),
-        (x_test, y_test),
-        optimizer=optimizer,
-        epochs=config["epochs"],
-        batch_size=config["batch_size"],
-        seed=config["seed"],
-        mode=args.mode,
-        augment=functools.partial(augment, crop_padding=2, flip=True) if config["augment"] else None,
-        precision=config["precision"],
-        out=args.out,
-        resume=args.resume,
-        config=config,
-        progress=True,
-    )
-    last = result.history[-1]
-    best = max(result.history, key=lambda r: r["test_accuracy"])
-    minutes, seconds = divmod(round(time.perf_counter() - start), 60)
-    print(
-        f"finished epoch {last['epoch']}/{config['epochs']} in {minutes} min {seconds} s: "
-        f"final test accuracy {last['test_accuracy']:.4f} (loss {last['test_loss']:.4f}), "
-        f"best {best['test_accuracy']:.4f} (epoch {best['epoch']})"
-    )
-    print(
-        f"wrote {args.out / 'metrics.jsonl'}, {args.out / 'curves.png'} and checkpoints in "
-        f"{args.out / 'checkpoints'}"
-    )
-
-
-def _evaluate(args: argparse.Namespace) -> None:
-    """Print the test accuracy of the newest intact checkpoint in --out."""
-    directory = args.out / "checkpoints"
-    if not checkpoint.all_steps(directory):
-        raise checkpoint.CheckpointNotFoundError(f"{directory.absolute()}: no complete checkpoint found")
-    step = _intact_step(directory, "evaluating")
-    meta = checkpoint.read_metadata(directory, step)
-    config = _saved_config(directory, step, meta)
-    x_train, _, x_test, y_test = _load_data(args.data)
-    model, optimizer = _model_and_optimizer(config, len(x_train[: config["limit"]]))
-    target = abstract_train_state(model, optimizer, INPUT_SHAPE)
-    state: TrainState = checkpoint.restore(directory, target, step)[0]
-    result = evaluate(model, state.params, state.model_state, x_test, y_test, precision=config["precision"])
-    print(
-        f"test accuracy: {result['accuracy']:.4f} (loss {result['loss']:.4f}; "
-        f"epoch {meta['epoch']}, step {int(state.step)}, {len(x_test)} images)"
-    )
-
-
-def _summary(args: argparse.Namespace) -> None:
-    """Print a model's per-layer output shapes and parameter counts."""
-    print(summary(MODELS[args.model](), INPUT_SHAPE))
-
-
-def _filters(args: argparse.Namespace) -> None:
-    """Apply classic filters (Sobel, Gaussian, sharpen, Laplacian, box blur) to a test image; write a PNG."""
-    formats = Figure().canvas.get_supported_filetypes()
-    if args.out.suffix[1:].lower() not in formats:
-        raise UsageError(
-            f"--out {args.out}: unknown image format {args.out.suffix or '(no suffix)'}; "
-            f"use one of {', '.join('.' + f for f in sorted(formats))}"
-        )
-    _, _, x_test, _ = _load_data(args.data)
-    if args.index >= len(x_test):
-        raise UsageError(f"--index {args.index} is out of range: there are {len(x_test)} test images")
-    image = scale_images(x_test[args.index : args.index + 1])
-    kernels = {
-        "sobel(0)": filters.sobel(0),
-        "sobel(1)": filters.sobel(1),
-        "gaussian(5, 1.0)": filters.gaussian(5, 1.0),
-        "sharpen()": filters.sharpen(),
-        "laplacian()": filters.laplacian(),
-        "box_blur(3)": filters.box_blur(3),
-    }
-    panels = {"original": image[0, ..., 0]}
-    panels |= {name: conv(image, k, padding="SAME")[0, ..., 0] for name, k in kernels.items()}
-    fig = Figure(figsize=(2.2 * len(panels), 2.6), layout="constrained")
-    axes = fig.subplots(1, len(panels))
-    for ax, (name, panel) in zip(axes, panels.items(), strict=True):
-        ax.imshow(np.asarray(panel), cmap="gray")
-        ax.set_title(name, fontsize=9)
-        ax.axis("off")
-    fig.savefig(args.out, dpi=100)
-    print(f"wrote {args.out}")
-
-
-def _train_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, int] | None]:
-    """The run's settings, and the epoch and step already done when resuming (``None`` otherwise).
-
-    Defaults, replaced by the run's settings on --resume (``OUT/run.json``, else the
-    newest intact checkpoint's), then by the arguments given. A larger --epochs
-    extends a run.
-
-    Raises:
-      UsageError: on --resume, an argument contradicts the run's setting, or
-        --epochs is below the epochs already done.
-    """
-    given = {name: getattr(args, name) for name in TRAIN_DEFAULTS if getattr(args, name) is not None}
-    config = dict(TRAIN_DEFAULTS)
-    directory = args.out / "checkpoints"
-    if not (args.resume and checkpoint.all_steps(directory)):
-        return config | given, None
-    step = _intact_step(directory, None)  # fit reports and moves aside the damaged ones
-    meta = checkpoint.read_metadata(directory, step)
-    saved = _saved_config(directory, step, meta)
-    recorded = args.out / RUN_FILE
-    if recorded.is_file():  # fit records the run before its first step: an extension's new total
-        saved = _saved_config(recorded, step, {"config": json.loads(recorded.read_text())})
-    done = {"epoch": int(meta["epoch"]), "step": step}
-    conflicts = [
-        f"--{name.replace('_', '-')} {value} (checkpoint: {saved[name]})"
-        for name, value in given.items()
-        if saved.get(name) != value and name != "epochs"
-    ]
-    if conflicts:
-        raise UsageError(f"cannot resume {args.out} with different settings: {', '.join(conflicts)}")
-    if given.get("epochs", saved["epochs"]) < done["epoch"]:
-        raise UsageError(
-            f"--epochs {given['epochs']} is below the {done['epoch']} epochs {args.out} has done"
-        )
-    return config | saved | given, done
-
-
-def _intact_step(directory: Path, doing: str | None) -> int:
-    """The newest intact checkpoint step; with ``doing``, each damaged newer one is reported as a warning.
-
-    Raises:
-      CheckpointDamagedError: none is intact.
-    """
-    step, damaged = checkpoint.latest_intact_step(directory)
-    if step is None:
-        raise checkpoint.CheckpointDamagedError(
-            f"{directory.absolute()}: no intact checkpoint: "
-            + "; ".join(f"step {s} is damaged: {problem}" for s, problem in damaged)
-        )
-    for bad, problem in damaged if doing else ():
-        warnings.warn(
-            f"checkpoint step {bad} is damaged ({problem}); {doing} step {step}",
-            checkpoint.DamagedCheckpointWarning,
-            stacklevel=2,
-        )
-    return step
-
-
-SETTING_CHECKS: dict[str, Any] = {
-    "model": lambda v: v in MODELS,
-    "epochs": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-    "batch_size": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-    "optimizer": lambda v: v in OPTIMIZERS,
-    "lr": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0,
-    "schedule": lambda v: v in SCHEDULES,
-    "seed": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-    "precision": lambda v: v in PRECISIONS,
-    "augment": lambda v: isinstance(v, bool),
-    "limit": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
-}
-"""What each stored setting must be; a checkpoint whose settings fail is incompatible."""
-
-
-def _saved_config(source: Path, step: int, meta: Any) -> dict[str, Any]:
-    """The command-line settings stored with a run, checked one by one.
-
-    Raises:
-      CheckpointMismatchError: they are missing or not settings this version can use.
-    """
-    config = meta.get("config") if isinstance(meta, dict) else None
-    if not isinstance(config, dict) or not config:
-        raise checkpoint.CheckpointMismatchError(
-            f"{source}: checkpoint step {step} holds no settings of `funcnn train`"
-        )
-    bad = [
-        f"{name}={config.get(name, '<missing>')!r}"
-        for name, valid in SETTING_CHECKS.items()
-        if name not in config or not valid(config[name])
-    ]
-    if bad:
-        raise checkpoint.CheckpointMismatchError(
-            f"{source}: checkpoint step {step} holds settings this funcnn cannot use: {', '.join(bad)}"
-        )
-    if not isinstance(meta.get("epoch", 0), int):
-        raise checkpoint.CheckpointMismatchError(f"{source}: checkpoint step {step} has no epoch count")
-    return {name: config[name] for name in SETTING_CHECKS}
-
-
-def _load_data(path: Path | None) -> tuple[np.ndarray, ...]:
-    """Fashion-MNIST from ``path``; a split without images is bad data."""
-    x_train, y_train, x_test, y_test = load_fashion_mnist(path)
-    for split, images in (("training", x_train), ("test", x_test)):
-        if len(images) == 0:
-            raise UsageError(f"the {split} split of {path or 'the Fashion-MNIST data'} holds no images")
-    return x_train, y_train, x_test, y_test
-
-
-def _model_and_optimizer(config: dict[str, Any], n_train: int) -> tuple[Layer, Any]:
-    """The model and optimiser a training config describes, for ``n_train`` training images."""
-    steps = n_train // config["batch_size"] * config["epochs"]
-    decay_steps = max(steps, 1) if config["schedule"] == "cosine" else None
-    return MODELS[config["model"]](), make_optimizer(
-        config["optimizer"], config["lr"], decay_steps=decay_steps
-    )
 
 
 def _default(name: str) -> str:

@@ -399,3 +399,12 @@ def test_extending_a_finished_run(two_epochs, data_dir, tmp_path, capsys, monkey
     records = read_jsonl(out / "metrics.jsonl")
     assert [r["epoch"] for r in records] == [1, 2, 3] and records[-1]["step"] == 12
     assert read_jsonl(two_epochs / "metrics.jsonl")[:2] == records[:2]
+
+
+def test_the_parser_names_match_the_library():
+    from funcnn import cli
+    from funcnn.models import MODELS
+    from funcnn.train import MODES, OPTIMIZERS, PRECISIONS
+
+    assert set(cli.MODEL_NAMES) == set(MODELS) and set(cli.OPTIMIZER_NAMES) == set(OPTIMIZERS)
+    assert set(cli.PRECISION_NAMES) == set(PRECISIONS) and set(cli.MODE_NAMES) == set(MODES)

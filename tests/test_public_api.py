@@ -29,3 +29,17 @@ def test_ops_names_are_pinned():
 def test_every_layer_constructor_is_called_even_without_arguments():
     for name in ("Relu", "Flatten", "GlobalMaxPool", "BatchNorm", "Softmax"):
         assert isinstance(getattr(funcnn, name)(), funcnn.Layer)
+
+
+def test_every_public_name_has_a_lazy_source():
+    lazy = set(funcnn._MODULE_OF) | set(funcnn._SUBMODULES)
+    assert lazy == PUBLIC
+
+
+def test_import_funcnn_and_the_command_line_parser_do_not_load_jax():
+    import subprocess
+    import sys
+
+    code = "import sys, funcnn, funcnn.cli; funcnn.cli.build_parser(); print('jax' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

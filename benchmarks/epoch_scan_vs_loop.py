@@ -1,4 +1,4 @@
-"""Epoch speed: one compiled ``lax.scan`` per epoch vs a Python loop of jitted steps.
+"""Epoch speed: one compiled ``lax.scan`` per epoch, the same in progress chunks, and a Python loop.
 
 The Fashion-MNIST CNN, Adam, batch 128, on the first ``--images`` training
 images (the real data when installed, random images otherwise). Both modes
@@ -6,8 +6,9 @@ run the same step on the same batches, exactly as ``funcnn.train.fit`` runs
 them: the scan gathers each batch on the device from data put there once;
 the loop gathers each batch on the host and copies it over. Both are
 compiled first, then timed in the same process with repeats interleaved;
-the table gives seconds per epoch, images per second and the ratio
-loop / scan (> 1 means the scan is faster).
+the table gives seconds per epoch, images per second and the ratios
+loop / scan (> 1 means the scan is faster) and chunks / scan: the cost of
+running the scan as ``fit`` does, in about ten chunks so its progress shows.
 
     python benchmarks/epoch_scan_vs_loop.py [--images 8192] [--batch 128] [--repeats 3]
 """
@@ -26,6 +27,7 @@ import optax
 from funcnn.data import DataNotFoundError, batch_indices, load_fashion_mnist
 from funcnn.models import INPUT_SHAPE, fashion_mnist_cnn
 from funcnn.train import DEFAULT_LOSS, build_train_step, init_train_state, make_scan_epoch, run_loop_epoch
+from funcnn.train.epoch import progress_chunks
 
 
 def training_images(n: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -48,7 +50,7 @@ def build_runners(images: np.ndarray, labels: np.ndarray, batch: int) -> dict[st
     on_device = jax.device_put(images, device), jax.device_put(labels, device)
     states = {
         mode: jax.device_put(init_train_state(model, optimizer, jax.random.key(0), INPUT_SHAPE), device)
-        for mode in ("scan", "loop")
+        for mode in ("scan", "chunks", "loop")
     }
 
     def scan() -> float:
@@ -57,12 +59,24 @@ def build_runners(images: np.ndarray, labels: np.ndarray, batch: int) -> dict[st
         jax.block_until_ready(metrics)
         return time.perf_counter() - start
 
+    def chunks() -> float:
+        start = time.perf_counter()
+        previous = None
+        for chunk in progress_chunks(len(idx)):
+            chunk_idx = jax.device_put(idx[chunk], device)
+            states["chunks"], metrics = scan_epoch(states["chunks"], *on_device, chunk_idx)
+            if previous is not None:  # as fit: read the previous chunk's losses while this one runs
+                np.asarray(previous.loss)
+            previous = metrics
+        np.asarray(previous.loss)
+        return time.perf_counter() - start
+
     def loop() -> float:
         start = time.perf_counter()
         states["loop"], metrics = run_loop_epoch(loop_step, states["loop"], images, labels, idx)
         return time.perf_counter() - start  # run_loop_epoch returns host arrays: finished
 
-    return {"scan": scan, "loop": loop}
+    return {"scan": scan, "chunks": chunks, "loop": loop}
 
 
 def main() -> None:
@@ -86,6 +100,8 @@ def main() -> None:
         print(f"{mode:<6}{compile_seconds[mode]:>15.2f}{median:>18.3f}{steps * args.batch / median:>10.0f}")
     ratio = statistics.median(times["loop"]) / statistics.median(times["scan"])
     print(f"loop / scan = {ratio:.3f}  (> 1: the scanned epoch is faster)")
+    chunked = statistics.median(times["chunks"]) / statistics.median(times["scan"])
+    print(f"chunks / scan = {chunked:.3f}  (the cost of progress inside a scanned epoch)")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from funcnn import checkpoint, filters
 from funcnn.cli import SCHEDULES, TRAIN_DEFAULTS, UsageError
 from funcnn.core import Layer
 from funcnn.data import augment, load_fashion_mnist, scale_images
+from funcnn.data.fashion_mnist import CLASS_NAMES
 from funcnn.models import INPUT_SHAPE, MODELS
 from funcnn.ops import conv
 from funcnn.shapes import count_params, summary
@@ -117,7 +118,7 @@ def draw_filters(args: argparse.Namespace) -> None:
             f"--out {args.out}: unknown image format {args.out.suffix or '(no suffix)'}; "
             f"use one of {', '.join('.' + f for f in sorted(formats))}"
         )
-    _, _, x_test, _ = _load_data(args.data)
+    _, _, x_test, y_test = _load_data(args.data)
     if args.index >= len(x_test):
         raise UsageError(f"--index {args.index} is out of range: there are {len(x_test)} test images")
     image = scale_images(x_test[args.index : args.index + 1])
@@ -131,10 +132,17 @@ def draw_filters(args: argparse.Namespace) -> None:
     }
     panels = {"original": image[0, ..., 0]}
     panels |= {name: conv(image, k, padding="SAME")[0, ..., 0] for name, k in kernels.items()}
-    fig = Figure(figsize=(2.2 * len(panels), 2.6), layout="constrained")
+    fig = Figure(figsize=(2.4 * len(panels), 3.0), layout="constrained")
+    label = int(y_test[args.index])
+    fig.suptitle(f"test image {args.index}: {CLASS_NAMES[label] if label < len(CLASS_NAMES) else label}")
     axes = fig.subplots(1, len(panels))
     for ax, (name, panel) in zip(axes, panels.items(), strict=True):
-        ax.imshow(np.asarray(panel), cmap="gray")
+        panel = np.asarray(panel)
+        # One symmetric scale per response, zero at mid-grey; the image itself spans [0, 1].
+        limit = max(float(np.abs(panel).max()), 1e-12)
+        low, high = (0.0, 1.0) if name == "original" else (-limit, limit)
+        shown = ax.imshow(panel, cmap="gray", vmin=low, vmax=high)
+        fig.colorbar(shown, ax=ax, orientation="horizontal", shrink=0.8)
         ax.set_title(name, fontsize=9)
         ax.axis("off")
     fig.savefig(args.out, dpi=100)

@@ -1,6 +1,7 @@
 """The ``>>>`` examples in docstrings run and print what they claim."""
 
 import doctest
+import importlib
 
 import pytest
 
@@ -11,10 +12,12 @@ import funcnn.layers.conv
 import funcnn.shapes
 import funcnn.testing
 
+EPOCH = importlib.import_module("funcnn.train.epoch")  # funcnn.train.epoch the module, not a name
+
 
 @pytest.mark.parametrize(
     "module",
-    [funcnn.core, funcnn.shapes, funcnn.combinators, funcnn.filters, funcnn.layers.conv, funcnn.testing],
+    [funcnn.core, funcnn.shapes, funcnn.combinators, funcnn.filters, funcnn.layers.conv, funcnn.testing, EPOCH],
 )
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

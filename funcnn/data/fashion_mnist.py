@@ -29,6 +29,10 @@ FILE_NAMES = (
 
 IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
+CLASS_NAMES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+"""Fashion-MNIST's class names, by label."""
 
 
 class DataNotFoundError(FileNotFoundError):

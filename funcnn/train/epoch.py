@@ -74,3 +74,24 @@ def run_loop_epoch(
         if on_step is not None:
             on_step(i, metrics)
     return state, jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *history)
+
+
+PROGRESS_CHUNKS = 10
+"""About how many compiled scans an epoch runs as, so that its progress shows."""
+
+
+def progress_chunks(steps: int, chunks: int = PROGRESS_CHUNKS) -> list[slice]:
+    """Split ``steps`` steps into about ``chunks`` consecutive runs, each one compiled scan.
+
+    The run length is a divisor of ``steps`` between ``ceil(steps / chunks)``
+    and twice that when there is one (one compiled length), else
+    ``ceil(steps / chunks)`` with a shorter last run (two compiled lengths).
+
+    >>> [(s.start, s.stop) for s in progress_chunks(468)]
+    [(0, 52), (52, 104), (104, 156), (156, 208), (208, 260), (260, 312), (312, 364), (364, 416), (416, 468)]
+    >>> len(progress_chunks(7))
+    7
+    """
+    size = max(-(-steps // chunks), 1)
+    size = next((d for d in range(size, 2 * size + 1) if steps % d == 0), size)
+    return [slice(start, min(start + size, steps)) for start in range(0, steps, size)]

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from funcnn import checkpoint, checks
 from funcnn.core import Layer
 from funcnn.data.batching import batch_indices, scale_images
-from funcnn.train.epoch import make_scan_epoch, run_loop_epoch
+from funcnn.train.epoch import make_scan_epoch, progress_chunks, run_loop_epoch
 from funcnn.train.evaluate import evaluate
 from funcnn.train.metrics import plot_curves, write_jsonl
 from funcnn.train.state import TrainState, abstract_train_state, init_train_state, model_output_shape
@@ -232,7 +232,8 @@ def _write_epoch(
     out.mkdir(parents=True, exist_ok=True)
     checkpoint.save(out / "checkpoints", int(state.step), state, {**meta, "history": history}, keep=keep)
     write_jsonl(out / "metrics.jsonl", history)
-    plot_curves(out / "curves.png", history)
+    model_name = (meta.get("config") or {}).get("model", "model")
+    plot_curves(out / "curves.png", history, f"{model_name}: {out}")
 
 
 def _resume(
@@ -299,18 +300,34 @@ def _compiled_epoch_or_step(
 def _scan_runner(
     scan_epoch: Callable, images: np.ndarray, labels: np.ndarray, device: jax.Device
 ) -> Callable:
-    """``run(state, batch_idx, epoch, bar)`` running each epoch as one scan over on-device data."""
+    """``run(state, batch_idx, epoch, bar)`` running each epoch as a few scans over on-device data.
+
+    The epoch's steps run in :func:`funcnn.train.epoch.progress_chunks` (about ten
+    compiled scans of one or two lengths), so the progress bar moves within the
+    epoch and a divergence stops the epoch early; the steps and their order are
+    those of one scan, so the numbers are too.
+    """
     images, labels = jax.device_put(images, device), jax.device_put(labels, device)
 
     def run(
         state: TrainState, batch_idx: np.ndarray, epoch: int, bar: tqdm
     ) -> tuple[TrainState, StepMetrics]:
-        state, metrics = scan_epoch(state, images, labels, jax.device_put(batch_idx, device))
-        metrics = jax.tree.map(np.asarray, metrics)
-        _check_diverged(metrics.loss, epoch, 0)
-        bar.update(len(batch_idx))
-        bar.set_postfix(_postfix(metrics, batch_idx.shape[1], bar), refresh=True)
-        return state, metrics
+        parts: list[tuple[slice, StepMetrics]] = []
+
+        def report(chunk: slice, metrics: StepMetrics) -> None:
+            metrics = jax.tree.map(np.asarray, metrics)  # waits for this chunk only
+            _check_diverged(metrics.loss, epoch, chunk.start)
+            parts[-1] = (chunk, metrics)
+            bar.update(chunk.stop - chunk.start)
+            bar.set_postfix(_postfix(metrics, batch_idx.shape[1], bar), refresh=True)
+
+        for chunk in progress_chunks(len(batch_idx)):
+            state, metrics = scan_epoch(state, images, labels, jax.device_put(batch_idx[chunk], device))
+            if parts:  # report the previous chunk while this one runs: the device never waits
+                report(*parts[-1])
+            parts.append((chunk, metrics))
+        report(*parts[-1])
+        return state, jax.tree.map(lambda *xs: np.concatenate(xs), *(m for _, m in parts))
 
     return run
 

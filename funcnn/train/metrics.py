@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def write_jsonl(path: str | os.PathLike, records: Sequence[dict[str, Any]]) -> None:
@@ -36,15 +37,22 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def plot_curves(path: str | os.PathLike, history: Sequence[dict[str, Any]]) -> None:
+def plot_curves(
+    path: str | os.PathLike, history: Sequence[dict[str, Any]], title: str | None = None
+) -> None:
     """Write a PNG with loss and accuracy per epoch, train and test (no pyplot, no global backend).
+
+    Epochs are whole numbers on the axis, also for short runs.
 
     Args:
       path: the PNG to write.
       history: the per-epoch records (``epoch``, ``train_loss``, ``test_loss``,
         ``train_accuracy``, ``test_accuracy``; missing or ``None`` values are skipped).
+      title: the figure's title, e.g. the model and the run's folder.
     """
     fig = Figure(figsize=(10, 4), layout="constrained")
+    if title:
+        fig.suptitle(title)
     loss_ax, acc_ax = fig.subplots(1, 2)
     for ax, metric in ((loss_ax, "loss"), (acc_ax, "accuracy")):
         for split in ("train", "test"):
@@ -56,6 +64,7 @@ def plot_curves(path: str | os.PathLike, history: Sequence[dict[str, Any]]) -> N
             if points:
                 ax.plot(*zip(*points, strict=True), marker="o", label=split)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()

@@ -50,6 +50,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "precision": "fp32",
     "augment": False,
     "limit": None,
+    "num_classes": None,
 }
 """The training settings; with ``--resume`` the checkpoint's settings replace these."""
 
@@ -116,10 +117,12 @@ def _status(error: BaseException) -> int | None:
     """The exit status for ``error``; ``None`` for an unexpected error (a bug: its traceback shows)."""
     from funcnn.checkpoint import CheckpointError, CheckpointNotFoundError
     from funcnn.core import LayerConfigError
-    from funcnn.data import IDXError
+    from funcnn.data import DataFileError, IDXError
     from funcnn.train import NonFiniteLossError
 
-    if isinstance(error, (UsageError, LayerConfigError, IDXError, CheckpointNotFoundError, OSError)):
+    if isinstance(
+        error, (UsageError, LayerConfigError, IDXError, DataFileError, CheckpointNotFoundError, OSError)
+    ):
         return EXIT_STATUS["bad arguments or data"]
     if isinstance(error, CheckpointError):
         return EXIT_STATUS["damaged or incompatible checkpoint"]
@@ -161,10 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train_cmd.add_argument("--limit", type=_positive_int, help="use only the first N training images")
     train_cmd.add_argument(
+        "--num-classes", type=_positive_int, help="model outputs; default: the largest label + 1"
+    )
+    train_cmd.add_argument(
         "--mode", choices=MODE_NAMES, default="auto", help="epoch as one scan or a loop; default: auto"
     )
     train_cmd.add_argument(
-        "--data", type=Path, help="folder with the IDX files (default: $FUNCNN_DATA or the system copy)"
+        "--data",
+        type=Path,
+        help="folder with the Fashion-MNIST IDX files (default: $FUNCNN_DATA or the system copy), or a "
+        ".npz file with x_train, y_train, x_test, y_test (images (N, H, W) or (N, H, W, C): uint8 scaled "
+        "by 1/255, floating used as they are)",
     )
     train_cmd.add_argument(
         "--out", type=Path, required=True, help="output folder: metrics, curves, checkpoints"
@@ -184,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     evaluate_cmd.add_argument("--out", type=Path, required=True, help="the training run's output folder")
-    evaluate_cmd.add_argument("--data", type=Path, help="folder with the IDX files")
+    evaluate_cmd.add_argument("--data", type=Path, help="folder with the IDX files, or a .npz file")
     evaluate_cmd.set_defaults(command="evaluate_run", prog="funcnn evaluate")
 
     summary_cmd = commands.add_parser(
@@ -203,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Apply classic filters (Sobel, Gaussian, sharpen, Laplacian, box blur) to a test image; "
         "write a picture.",
     )
-    filters_cmd.add_argument("--data", type=Path, help="folder with the IDX files")
+    filters_cmd.add_argument("--data", type=Path, help="folder with the IDX files, or a .npz file")
     filters_cmd.add_argument("--out", type=Path, required=True, help="the PNG to write")
     filters_cmd.add_argument(
         "--index", type=_non_negative_int, default=0, help="which test image; default: 0"

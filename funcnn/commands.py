@@ -22,8 +22,8 @@ from matplotlib.figure import Figure
 from funcnn import checkpoint, filters
 from funcnn.cli import SCHEDULES, TRAIN_DEFAULTS, UsageError
 from funcnn.core import Layer
-from funcnn.data import augment, load_fashion_mnist, scale_images
-from funcnn.data.fashion_mnist import CLASS_NAMES
+from funcnn.data import augment, load_dataset, scale_images
+from funcnn.data.fashion_mnist import CLASS_NAMES, NUM_CLASSES
 from funcnn.models import INPUT_SHAPE, MODELS
 from funcnn.ops import conv
 from funcnn.shapes import count_params, summary
@@ -38,6 +38,7 @@ def train(args: argparse.Namespace) -> None:
     config, done = _train_config(args)
     x_train, y_train, x_test, y_test = _load_data(args.data)
     x_train, y_train = x_train[: config["limit"]], y_train[: config["limit"]]
+    config = _with_data_shapes(config, args.data, x_train, y_train, y_test)
     if config["batch_size"] > len(x_train):
         raise UsageError(f"--batch-size {config['batch_size']} exceeds the {len(x_train)} training images")
     if done is not None and done["epoch"] >= config["epochs"]:
@@ -47,7 +48,8 @@ def train(args: argparse.Namespace) -> None:
         )
         return
     model, optimizer = _model_and_optimizer(config, len(x_train))
-    params = count_params(jax.eval_shape(lambda k: model.init(k, INPUT_SHAPE)[1], jax.random.key(0)))
+    input_shape = tuple(config["input_shape"])
+    params = count_params(jax.eval_shape(lambda k: model.init(k, input_shape)[1], jax.random.key(0)))
     print(
         f"training {config['model']} ({params:,} params) for {config['epochs']} epochs on "
         f"1 of {jax.device_count()} {jax.devices()[0].platform} device(s); "
@@ -94,9 +96,10 @@ def evaluate_run(args: argparse.Namespace) -> None:
     step = _intact_step(directory, "evaluating")
     meta = checkpoint.read_metadata(directory, step)
     config = _saved_config(directory, step, meta)
-    x_train, _, x_test, y_test = _load_data(args.data)
+    x_train, y_train, x_test, y_test = _load_data(args.data)
+    _with_data_shapes(config, args.data, x_train, y_train, y_test)
     model, optimizer = _model_and_optimizer(config, len(x_train[: config["limit"]]))
-    target = abstract_train_state(model, optimizer, INPUT_SHAPE)
+    target = abstract_train_state(model, optimizer, tuple(config["input_shape"]))
     state: TrainState = checkpoint.restore(directory, target, step)[0]
     result = evaluate(model, state.params, state.model_state, x_test, y_test, precision=config["precision"])
     print(
@@ -122,6 +125,7 @@ def draw_filters(args: argparse.Namespace) -> None:
     if args.index >= len(x_test):
         raise UsageError(f"--index {args.index} is out of range: there are {len(x_test)} test images")
     image = scale_images(x_test[args.index : args.index + 1])
+    image = image.mean(axis=-1, keepdims=True)  # the filters are single-channel: colour becomes grey
     kernels = {
         "sobel(0)": filters.sobel(0),
         "sobel(1)": filters.sobel(1),
@@ -134,7 +138,8 @@ def draw_filters(args: argparse.Namespace) -> None:
     panels |= {name: conv(image, k, padding="SAME")[0, ..., 0] for name, k in kernels.items()}
     fig = Figure(figsize=(2.4 * len(panels), 3.0), layout="constrained")
     label = int(y_test[args.index])
-    fig.suptitle(f"test image {args.index}: {CLASS_NAMES[label] if label < len(CLASS_NAMES) else label}")
+    name = f"class {label}" if _is_npz(args.data) else CLASS_NAMES[label]
+    fig.suptitle(f"test image {args.index}: {name}")
     axes = fig.subplots(1, len(panels))
     for ax, (name, panel) in zip(axes, panels.items(), strict=True):
         panel = np.asarray(panel)
@@ -218,6 +223,13 @@ SETTING_CHECKS: dict[str, Any] = {
     "precision": lambda v: v in PRECISIONS,
     "augment": lambda v: isinstance(v, bool),
     "limit": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+    "num_classes": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+    "input_shape": lambda v: (
+        isinstance(v, list)
+        and len(v) in (3, 4, 5)
+        and v[0] == -1
+        and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in v[1:])
+    ),
 }
 """What each stored setting must be; a checkpoint whose settings fail is incompatible."""
 
@@ -248,18 +260,50 @@ def _saved_config(source: Path, step: int, meta: Any) -> dict[str, Any]:
 
 
 def _load_data(path: Path | None) -> tuple[np.ndarray, ...]:
-    """Fashion-MNIST from ``path``; a split without images is bad data."""
-    x_train, y_train, x_test, y_test = load_fashion_mnist(path)
+    """Fashion-MNIST, or a ``.npz`` file, from ``path``; a split without images is bad data."""
+    x_train, y_train, x_test, y_test = load_dataset(path)
     for split, images in (("training", x_train), ("test", x_test)):
         if len(images) == 0:
             raise UsageError(f"the {split} split of {path or 'the Fashion-MNIST data'} holds no images")
     return x_train, y_train, x_test, y_test
 
 
+def _with_data_shapes(
+    config: dict[str, Any], path: Path | None, x_train: np.ndarray, y_train: np.ndarray, y_test: np.ndarray
+) -> dict[str, Any]:
+    """``config`` with the model's ``input_shape`` and ``num_classes`` for this data.
+
+    A new run takes them from the data (the class count is Fashion-MNIST's 10,
+    or for a ``.npz`` file the largest label + 1, unless ``--num-classes`` says
+    more); a resumed or evaluated run checks that the data still fits the stored ones.
+
+    Raises:
+      UsageError: the data does not fit (other image shape, a label past the classes).
+    """
+    images = x_train.shape[1:] if x_train.ndim == 4 else (*x_train.shape[1:], 1)
+    input_shape = [-1, *map(int, images)]
+    labels = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
+    if not _is_npz(path):
+        labels = max(labels, NUM_CLASSES)
+    stored = config.get("input_shape")
+    if stored is not None and list(stored) != input_shape:
+        raise UsageError(
+            f"the data's images are {tuple(input_shape[1:])} but the run's model takes {tuple(stored[1:])}"
+        )
+    classes = config.get("num_classes") or labels
+    if classes < labels:
+        raise UsageError(f"--num-classes {classes} is below the largest label + 1 ({labels}) in the data")
+    return config | {"input_shape": input_shape, "num_classes": classes}
+
+
+def _is_npz(path: Path | None) -> bool:
+    return path is not None and path.suffix == ".npz"
+
+
 def _model_and_optimizer(config: dict[str, Any], n_train: int) -> tuple[Layer, Any]:
     """The model and optimiser a training config describes, for ``n_train`` training images."""
     steps = n_train // config["batch_size"] * config["epochs"]
     decay_steps = max(steps, 1) if config["schedule"] == "cosine" else None
-    return MODELS[config["model"]](), make_optimizer(
+    return MODELS[config["model"]](config["num_classes"]), make_optimizer(
         config["optimizer"], config["lr"], decay_steps=decay_steps
     )

@@ -408,3 +408,33 @@ def test_the_parser_names_match_the_library():
 
     assert set(cli.MODEL_NAMES) == set(MODELS) and set(cli.OPTIMIZER_NAMES) == set(OPTIMIZERS)
     assert set(cli.PRECISION_NAMES) == set(PRECISIONS) and set(cli.MODE_NAMES) == set(MODES)
+
+
+def _own_data(path, shape=(10, 10, 3), classes=4, n=96):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, classes, n)
+    x = rng.normal(0.0, 0.1, (n, *shape)).astype(np.float32)
+    x[np.arange(n), y] += 1.0  # a learnable row per class
+    np.savez(path, x_train=x, y_train=y, x_test=x[:32], y_test=y[:32])
+    return path
+
+
+def test_training_on_your_own_npz_data(tmp_path, capsys):
+    data = _own_data(tmp_path / "mine.npz")
+    out = tmp_path / "run"
+    argv = ["train", "--model", "small_resnet", "--epochs", "1", "--batch-size", "32", "--data", str(data), "--out", str(out)]
+    status, stdout, err = run_main(argv, capsys)
+    assert status == 0, err
+    assert "data: 96 training and 32 test images" in stdout
+    config = json.loads((out / "run.json").read_text())
+    assert config["input_shape"] == [-1, 10, 10, 3] and config["num_classes"] == 4
+    status, stdout, err = run_main(["evaluate", "--out", str(out), "--data", str(data)], capsys)
+    assert status == 0 and "32 images" in stdout, err
+    other = _own_data(tmp_path / "other.npz", shape=(12, 12, 3))
+    status, _, err = run_main(["evaluate", "--out", str(out), "--data", str(other)], capsys)
+    assert_one_line_error(status, err, r"the data's images are \(12, 12, 3\) but the run's model takes \(10, 10, 3\)")
+    status, _, err = run_main([*argv[:-2], "--out", str(tmp_path / "o2"), "--num-classes", "3"], capsys)
+    assert_one_line_error(status, err, r"--num-classes 3 is below the largest label \+ 1 \(4\) in the data")
+    (tmp_path / "broken.npz").write_bytes(b"nope")
+    status, _, err = run_main([*argv[:-4], "--data", str(tmp_path / "broken.npz"), "--out", str(tmp_path / "o3")], capsys)
+    assert_one_line_error(status, err, r"broken\.npz: not a readable \.npz file")

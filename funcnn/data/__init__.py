@@ -11,10 +11,12 @@ from funcnn.data.batching import (
 )
 from funcnn.data.fashion_mnist import DataNotFoundError, data_dir, find_files, load_fashion_mnist
 from funcnn.data.idx import IDXError, read_idx, write_idx
+from funcnn.data.npz import DataFileError, load_dataset, load_npz
 
 __all__ = [
     "FASHION_MNIST_MEAN",
     "FASHION_MNIST_STD",
+    "DataFileError",
     "DataNotFoundError",
     "IDXError",
     "augment",
@@ -23,7 +25,9 @@ __all__ = [
     "epoch_permutation",
     "find_files",
     "iterate_batches",
+    "load_dataset",
     "load_fashion_mnist",
+    "load_npz",
     "random_crop",
     "random_flip",
     "read_idx",

@@ -78,19 +78,23 @@ def iterate_batches(
 def scale_images(images: jax.Array, *, mean: float = 0.0, std: float = 1.0) -> jax.Array:
     """Scale ``uint8`` images to ``float32`` and add a channel axis when there is none.
 
-    ``(images / 255 - mean) / std``; the defaults give values in [0, 1], and
-    ``mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD`` standardises.
-    Usable inside ``jit``.
+    ``(images / 255 - mean) / std`` for integer pixels; floating images are
+    taken as already scaled: ``(images - mean) / std``. The defaults give
+    values in [0, 1] for pixels, and ``mean=FASHION_MNIST_MEAN,
+    std=FASHION_MNIST_STD`` standardises. Usable inside ``jit``.
 
     Args:
-      images: ``(N, H, W)`` or ``(N, H, W, C)`` pixel values 0-255.
+      images: ``(N, H, W)`` or ``(N, H, W, C)``: integer pixel values 0-255, or floating images.
       mean: subtracted after scaling to [0, 1].
       std: divides after subtracting the mean.
 
     Returns:
       ``float32`` images of shape ``(N, H, W, C)`` (``C = 1`` when added).
     """
-    x = jnp.asarray(images).astype(jnp.float32)
+    images = jnp.asarray(images)
+    x = images.astype(jnp.float32)
     if x.ndim == 3:
         x = x[..., None]
-    return (x / 255.0 - mean) / std
+    if not jnp.issubdtype(images.dtype, jnp.floating):
+        x = x / 255.0
+    return (x - mean) / std

@@ -56,3 +56,9 @@ def test_scale_images_standardises_and_keeps_existing_channels():
     x = jax.jit(lambda a: scale_images(a, mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD))(images)
     assert x.shape == (2, 3, 3, 1)
     np.testing.assert_allclose(x, (1 - FASHION_MNIST_MEAN) / FASHION_MNIST_STD, rtol=1e-6)
+
+
+def test_floating_images_are_taken_as_already_scaled():
+    images = np.full((2, 4, 4, 3), 0.5, np.float32)
+    x = scale_images(images)
+    assert x.shape == (2, 4, 4, 3) and float(x.max()) == 0.5

@@ -1,0 +1,73 @@
+"""Your own data: a ``.npz`` file with ``x_train``, ``y_train``, ``x_test``, ``y_test``.
+
+Images are ``(N, H, W)`` or ``(N, H, W, C)``, ``uint8`` (scaled by 1/255 in
+training) or floating (used as they are); labels are integers ``0 ... K - 1``.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from funcnn.data.fashion_mnist import load_fashion_mnist
+
+KEYS = ("x_train", "y_train", "x_test", "y_test")
+"""The arrays a data ``.npz`` holds."""
+
+
+class DataFileError(ValueError):
+    """A ``.npz`` data file is unreadable or its arrays are not images and labels; names the file."""
+
+
+def load_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(x_train, y_train, x_test, y_test)`` from a ``.npz`` file, checked (no pickles are loaded).
+
+    Raises:
+      FileNotFoundError: there is no such file.
+      DataFileError: a key is missing, or an array has the wrong rank, dtype or length.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [key for key in KEYS if key not in data.files]
+            if missing:
+                raise DataFileError(f"{path}: missing arrays {missing}; a data file holds {list(KEYS)}")
+            arrays = {key: data[key] for key in KEYS}
+    except (zipfile.BadZipFile, ValueError, OSError) as error:
+        if isinstance(error, (DataFileError, FileNotFoundError)):
+            raise
+        raise DataFileError(f"{path}: not a readable .npz file ({error})") from None
+    for split in ("train", "test"):
+        images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if images.ndim not in (3, 4) or not (
+            images.dtype == np.uint8 or np.issubdtype(images.dtype, np.floating)
+        ):
+            raise DataFileError(
+                f"{path}: x_{split} must be uint8 or floating images of shape (N, H, W) or (N, H, W, C), "
+                f"got {images.dtype} {images.shape}"
+            )
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or len(labels) != len(images):
+            raise DataFileError(
+                f"{path}: y_{split} must hold one integer label per image ({len(images)}), "
+                f"got {labels.dtype} {labels.shape}"
+            )
+        if labels.size and labels.min() < 0:
+            raise DataFileError(f"{path}: y_{split} holds negative labels (from {labels.min()})")
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+        raise DataFileError(
+            f"{path}: x_train images {arrays['x_train'].shape[1:]} and x_test images "
+            f"{arrays['x_test'].shape[1:]} differ in shape"
+        )
+    return tuple(arrays[key] for key in KEYS)
+
+
+def load_dataset(
+    path: str | os.PathLike | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A ``.npz`` file (:func:`load_npz`), else a folder of Fashion-MNIST IDX files (the default)."""
+    if path is not None and Path(path).suffix == ".npz":
+        return load_npz(path)
+    return load_fashion_mnist(path)

@@ -28,7 +28,7 @@ from funcnn.models import INPUT_SHAPE, MODELS
 from funcnn.ops import conv
 from funcnn.shapes import count_params, summary
 from funcnn.train import OPTIMIZERS, PRECISIONS, evaluate, fit, make_optimizer
-from funcnn.train.fit import RUN_FILE
+from funcnn.train.run import RUN_FILE
 from funcnn.train.state import TrainState, abstract_train_state
 
 

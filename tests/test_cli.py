@@ -379,7 +379,7 @@ def test_incompatible_settings_in_an_intact_checkpoint_exit_3(tmp_path, capsys):
 
 
 def test_extending_a_finished_run(two_epochs, data_dir, tmp_path, capsys, monkeypatch):
-    fit_module = importlib.import_module("funcnn.train.fit")
+    run_module = importlib.import_module("funcnn.train.run")
     out = _copy(two_epochs, tmp_path)
     status, _, err = run_main(["train", "--resume", "--epochs", "1", "--out", str(out), "--data", str(data_dir)], capsys)
     assert_one_line_error(status, err, "--epochs 1 is below the 2 epochs .* has done")
@@ -387,7 +387,7 @@ def test_extending_a_finished_run(two_epochs, data_dir, tmp_path, capsys, monkey
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(fit_module, "_write_epoch", interrupted)  # a kill during epoch 3
+    monkeypatch.setattr(run_module, "write_epoch", interrupted)  # a kill during epoch 3
     status, _, err = run_main(["train", "--resume", "--epochs", "3", "--out", str(out), "--data", str(data_dir)], capsys)
     assert status == 130 and err.strip().splitlines()[-1] == f"funcnn train: error: interrupted; continue with `funcnn train --out {out} --resume`"
     assert json.loads((out / "run.json").read_text())["epochs"] == 3

@@ -1,8 +1,10 @@
-"""Training: the train state, the jitted step, scanned or looped epochs, ``fit`` and ``evaluate``."""
+"""Training: the train state, the jitted step, scanned or looped epochs, the pure training loop
+(:mod:`funcnn.train.loop`), the run's output folder (:mod:`funcnn.train.run`), ``fit`` and ``evaluate``."""
 
 from funcnn.train.epoch import make_scan_epoch, run_loop_epoch
 from funcnn.train.evaluate import evaluate
-from funcnn.train.fit import MODES, FitResult, NonFiniteLossError, fit
+from funcnn.train.fit import FitResult, fit
+from funcnn.train.loop import MODES, NonFiniteLossError
 from funcnn.train.metrics import plot_curves, read_jsonl, write_jsonl
 from funcnn.train.optimizers import OPTIMIZERS, make_optimizer
 from funcnn.train.state import TrainState, abstract_train_state, init_train_state

@@ -1,0 +1,183 @@
+"""The training loop, pure: state and data in, state and per-epoch records out.
+
+No files and no printing: progress goes to an ``on_progress(steps, metrics)``
+callback, and :func:`train_epochs` yields each epoch's state and record for
+the caller (:mod:`funcnn.train.run`) to checkpoint, write and show.
+
+Each epoch visits the examples in the order of
+:func:`funcnn.data.batch_indices` ``(seed, epoch, ...)`` and each step draws
+its randomness from ``fold_in(key, step)``, so a run resumed from the
+checkpoint of epoch ``e`` continues exactly as the uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+
+from funcnn.core import Layer
+from funcnn.data.batching import batch_indices
+from funcnn.train.epoch import make_scan_epoch, progress_chunks, run_loop_epoch
+from funcnn.train.state import TrainState
+from funcnn.train.step import Augment, Loss, Preprocess, StepMetrics, build_train_step
+
+MODES = ("auto", "scan", "loop")
+"""``scan``: each epoch compiled scans over device-resident data;
+``loop``: one jitted call per step; ``auto``: scan when the data fits in device memory."""
+
+DIVERGENCE_BOUND = 1e6
+"""A training loss above this counts as diverged, like a NaN or infinite one. A
+cross-entropy starts near ``log(classes)`` (2.3 for 10 classes); a run whose loss
+passes a million is not coming back (a learning rate of 1e6 with Adam reaches 1e30)."""
+
+Progress = Callable[[int, StepMetrics], None]
+"""``on_progress(steps, metrics)``: ``steps`` more steps ran, ``metrics`` the latest ones."""
+
+RunEpoch = Callable[[TrainState, np.ndarray, int, Progress], tuple[TrainState, StepMetrics]]
+"""``run_epoch(state, batch_idx, epoch, on_progress) -> (state, metrics)``."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training diverged: a NaN or infinite loss, a loss above :data:`DIVERGENCE_BOUND`, or
+    non-finite parameters or optimiser state; the message names the epoch and step."""
+
+
+def choose_mode(mode: str, nbytes: int, device: jax.Device) -> str:
+    """``mode``, with ``"auto"`` resolved: ``"scan"`` when ``nbytes`` of data fit comfortably
+    (in a quarter of the free memory) on ``device``, else ``"loop"``."""
+    if mode != "auto":
+        return mode
+    stats = device.memory_stats() or {}
+    if "bytes_limit" in stats:
+        free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+    else:
+        free = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return "scan" if nbytes <= free // 4 else "loop"
+
+
+@functools.lru_cache(maxsize=8)
+def compiled_epoch_or_step(
+    model: Layer,
+    loss: Loss,
+    optimizer: optax.GradientTransformation,
+    preprocess: Preprocess,
+    augment: Augment | None,
+    precision: str,
+    mode: str,
+) -> Callable:
+    """The jitted scanned epoch (``mode="scan"``) or step, cached so that repeated
+    ``fit`` calls with the same objects (a resume in the same process) compile once."""
+    step = build_train_step(
+        model, loss, optimizer, preprocess=preprocess, augment=augment, precision=precision
+    )
+    return make_scan_epoch(step) if mode == "scan" else jax.jit(step, donate_argnums=0)
+
+
+def epoch_runner(
+    compiled: Callable, images: np.ndarray, labels: np.ndarray, mode: str, device: jax.Device
+) -> RunEpoch:
+    """The :data:`RunEpoch` for ``mode``.
+
+    ``scan``: the epoch's steps run in :func:`funcnn.train.epoch.progress_chunks`
+    (about ten compiled scans of one or two lengths) over data put on ``device``
+    once, so progress shows within the epoch and a divergence stops it early;
+    each chunk is reported while the next one runs, and the steps and their
+    order are those of one scan, so the numbers are too. ``loop``: one jitted
+    call per step, batches gathered on the host.
+    """
+    if mode != "scan":
+
+        def run_loop(
+            state: TrainState, batch_idx: np.ndarray, epoch: int, on_progress: Progress
+        ) -> tuple[TrainState, StepMetrics]:
+            def on_step(i: int, metrics: StepMetrics) -> None:
+                check_diverged(np.asarray(metrics.loss)[None], epoch, i)
+                on_progress(1, metrics)
+
+            return run_loop_epoch(compiled, state, images, labels, batch_idx, on_step)
+
+        return run_loop
+
+    on_device = jax.device_put(images, device), jax.device_put(labels, device)
+
+    def run_scan(
+        state: TrainState, batch_idx: np.ndarray, epoch: int, on_progress: Progress
+    ) -> tuple[TrainState, StepMetrics]:
+        parts: list[tuple[slice, StepMetrics]] = []
+
+        def report(chunk: slice, metrics: StepMetrics) -> None:
+            metrics = jax.tree.map(np.asarray, metrics)  # waits for this chunk only
+            check_diverged(metrics.loss, epoch, chunk.start)
+            parts[-1] = (chunk, metrics)
+            on_progress(chunk.stop - chunk.start, metrics)
+
+        for chunk in progress_chunks(len(batch_idx)):
+            state, metrics = compiled(state, *on_device, jax.device_put(batch_idx[chunk], device))
+            if parts:  # report the previous chunk while this one runs: the device never waits
+                report(*parts[-1])
+            parts.append((chunk, metrics))
+        report(*parts[-1])
+        return state, jax.tree.map(lambda *xs: np.concatenate(xs), *(m for _, m in parts))
+
+    return run_scan
+
+
+def check_diverged(losses: np.ndarray, epoch: int, first_step: int) -> None:
+    """Raise :class:`NonFiniteLossError` naming the first step whose loss is not finite or
+    exceeds :data:`DIVERGENCE_BOUND`."""
+    losses = np.asarray(losses)
+    bad = np.flatnonzero(~(np.isfinite(losses) & (losses <= DIVERGENCE_BOUND)))
+    if bad.size:
+        value = float(losses[bad[0]])
+        raise NonFiniteLossError(
+            f"training diverged: loss {value:.4g} (bound {DIVERGENCE_BOUND:g}) at epoch {epoch + 1}, "
+            f"step {first_step + bad[0] + 1} "
+            "(steps count from 1 in each epoch); "
+            "training stopped and no checkpoint was written for this epoch"
+        )
+
+
+def train_epochs(
+    run_epoch: RunEpoch,
+    state: TrainState,
+    *,
+    first_epoch: int,
+    epochs: int,
+    seed: int,
+    num_examples: int,
+    batch_size: int,
+    evaluate_test: Callable[[TrainState], dict[str, float | None]],
+    on_progress: Progress,
+    mode: str,
+) -> Iterator[tuple[TrainState, dict[str, Any]]]:
+    """Train epochs ``first_epoch + 1 ... epochs``; yield each epoch's state and record.
+
+    The record holds ``epoch``, ``step``, ``train_loss``, ``train_accuracy``,
+    ``test_loss``, ``test_accuracy`` (from ``evaluate_test``), ``seconds``,
+    ``images_per_second``, ``devices`` and ``mode``.
+    """
+    for epoch in range(first_epoch, epochs):
+        start = time.perf_counter()
+        batch_idx = batch_indices(seed, epoch, num_examples, batch_size)
+        state, metrics = run_epoch(state, batch_idx, epoch, on_progress)
+        images_per_second = batch_idx.size / (time.perf_counter() - start)
+        test = evaluate_test(state)
+        yield state, {
+            "epoch": epoch + 1,
+            "step": int(state.step),
+            "train_loss": float(np.mean(metrics.loss)),
+            "train_accuracy": float(np.mean(metrics.accuracy)),
+            "test_loss": test["loss"],
+            "test_accuracy": test["accuracy"],
+            "seconds": time.perf_counter() - start,
+            "images_per_second": images_per_second,
+            "devices": 1,  # fit trains on one device; funcnn.distributed is future work
+            "mode": mode,
+        }

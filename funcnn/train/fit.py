@@ -7,7 +7,9 @@ progress. Each check of ``fit``'s arguments is here, once.
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -16,13 +18,41 @@ import numpy as np
 import optax
 
 from funcnn import checkpoint, checks
-from funcnn.core import Layer
+from funcnn.core import Layer, LayerConfigError
 from funcnn.data.batching import batch_indices, scale_images
 from funcnn.train import run
 from funcnn.train.evaluate import evaluate
-from funcnn.train.loop import MODES, choose_mode, compiled_epoch_or_step, epoch_runner, train_epochs
+from funcnn.train.loop import (
+    MODES,
+    batches_runner,
+    choose_mode,
+    compiled_epoch_or_step,
+    epoch_runner,
+    train_epochs,
+)
 from funcnn.train.state import TrainState, abstract_train_state, init_train_state, model_output_shape
 from funcnn.train.step import DEFAULT_LOSS, Augment, Loss, Preprocess
+
+
+def _batch_iterable(train_data: Any, mode: str) -> Iterable | None:
+    """``train_data`` when it is a re-iterable of batches, ``None`` when it is an ``(images, labels)`` pair.
+
+    Raises:
+      LayerConfigError: a one-shot iterator (its second epoch would be empty), or ``mode="scan"``.
+    """
+    is_pair = isinstance(train_data, (tuple, list)) and len(train_data) == 2 and all(
+        hasattr(part, "shape") for part in train_data
+    )
+    if is_pair or not isinstance(train_data, Iterable) or hasattr(train_data, "shape"):
+        return None
+    if iter(train_data) is train_data:
+        raise LayerConfigError(
+            "fit: argument `train_data` is a one-shot iterator; pass a re-iterable of (images, labels) "
+            "batches (a list, or an object whose __iter__ starts over), so every epoch sees them all"
+        )
+    if mode == "scan":
+        raise LayerConfigError("fit: argument `mode`='scan' needs (images, labels) arrays, not batches")
+    return train_data
 
 
 class FitResult(NamedTuple):
@@ -73,7 +103,10 @@ def fit(
 
     Args:
       model: the layer to train; its output is the logits.
-      train_data: ``(images, labels)`` on the host, e.g. ``uint8`` images.
+      train_data: ``(images, labels)`` on the host, e.g. ``uint8`` images; or, for
+        data that does not fit in memory, a re-iterable of ``(images, labels)``
+        batches (as grain or tf.data give them), run one jitted step per batch
+        and iterated afresh every epoch (their order is the iterable's own).
       test_data: ``(images, labels)`` to evaluate after every epoch, or ``None``.
       optimizer: an optax optimiser.
       epochs: the total number of epochs (including those before a resume).
@@ -113,11 +146,20 @@ def fit(
     epochs = checks.positive_int("fit", "epochs", epochs)
     batch_size = checks.positive_int("fit", "batch_size", batch_size)
     eval_batch_size = checks.positive_int("fit", "eval_batch_size", eval_batch_size)
-    images, labels = checks.labelled_data("fit", "train_data", train_data)
-    steps = len(batch_indices(seed, 0, len(images), batch_size))
+    batches = _batch_iterable(train_data, mode)
+    if batches is None:
+        images, labels = checks.labelled_data("fit", "train_data", train_data)
+        steps = len(batch_indices(seed, 0, len(images), batch_size))
+    else:
+        first = next(iter(batches), None)
+        if first is None:
+            raise LayerConfigError("fit: argument `train_data` holds no batches")
+        images, labels = checks.labelled_data("fit", "train_data batch 0", first)
+        steps = len(batches) if hasattr(batches, "__len__") else None
     input_shape = (-1, *jax.eval_shape(preprocess, images[:1]).shape[1:])
     num_classes = model_output_shape(model, input_shape)[-1]
-    checks.label_range("fit", "train_data", labels, num_classes)
+    if batches is None:
+        checks.label_range("fit", "train_data", labels, num_classes)
     if test_data is not None:
         checks.label_range(
             "fit", "test_data", checks.labelled_data("fit", "test_data", test_data)[1], num_classes
@@ -133,8 +175,14 @@ def fit(
         state = init_train_state(model, optimizer, jax.random.key(seed), input_shape)
     device = jax.devices()[0]
     state = jax.device_put(state, device)  # committed, as every step's output is: one compilation
-    mode = choose_mode(mode, images.nbytes + labels.nbytes, device)
+    mode = "loop" if batches is not None else choose_mode(mode, images.nbytes + labels.nbytes, device)
     compiled = compiled_epoch_or_step(model, loss, optimizer, preprocess, augment, precision, mode)
+    if batches is None:
+        run_epoch = epoch_runner(compiled, images, labels, mode, device)
+        plan = functools.partial(batch_indices, seed, n=len(images), batch_size=batch_size)
+    else:
+        run_epoch = batches_runner(compiled, batches, num_classes)
+        plan = lambda epoch: None  # noqa: E731 (the batches plan themselves)
 
     def evaluate_test(state: TrainState) -> dict[str, float | None]:
         if test_data is None:
@@ -144,14 +192,14 @@ def fit(
             batch_size=eval_batch_size, loss=loss, preprocess=preprocess, precision=precision,
         )  # fmt: skip
 
-    bar, on_progress = run.progress_bar(epochs * steps, len(history) * steps, batch_size, progress)
+    total, done = (None, 0) if steps is None else (epochs * steps, len(history) * steps)
+    bar, on_progress = run.progress_bar(total, done, batch_size, progress)
     epochs_run = train_epochs(
-        epoch_runner(compiled, images, labels, mode, device),
+        run_epoch,
         state,
         first_epoch=len(history),
         epochs=epochs,
-        seed=seed,
-        num_examples=len(images),
+        plan=plan,
         batch_size=batch_size,
         evaluate_test=evaluate_test,
         on_progress=on_progress,

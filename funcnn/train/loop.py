@@ -15,15 +15,15 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import jax
 import numpy as np
 import optax
 
-from funcnn.core import Layer
-from funcnn.data.batching import batch_indices
+from funcnn import checks
+from funcnn.core import Layer, LayerConfigError
 from funcnn.train.epoch import make_scan_epoch, progress_chunks, run_loop_epoch
 from funcnn.train.state import TrainState
 from funcnn.train.step import Augment, Loss, Preprocess, StepMetrics, build_train_step
@@ -129,6 +129,32 @@ def epoch_runner(
     return run_scan
 
 
+def batches_runner(compiled_step: Callable, batches: Iterable, num_classes: int) -> RunEpoch:
+    """The :data:`RunEpoch` for a re-iterable of ``(images, labels)`` batches (grain, tf.data, a list):
+    one jitted call per batch, each epoch iterating ``batches`` afresh; every batch is checked
+    on the host (a pair of arrays, labels in ``[0, num_classes)``) before its step runs."""
+
+    def run_batches(
+        state: TrainState, plan: Any, epoch: int, on_progress: Progress
+    ) -> tuple[TrainState, StepMetrics]:
+        history = []
+        for i, batch in enumerate(batches):
+            images, labels = checks.labelled_data("fit", f"train_data batch {i}", batch)
+            checks.label_range("fit", f"train_data batch {i}", labels, num_classes)
+            state, metrics = compiled_step(state, images, labels)
+            check_diverged(np.asarray(metrics.loss)[None], epoch, i)
+            on_progress(1, metrics)
+            history.append(metrics)
+        if not history:
+            raise LayerConfigError(
+                f"fit: argument `train_data` yielded no batches in epoch {epoch + 1}; pass a re-iterable "
+                "(a list, or an object whose __iter__ starts over), not a one-shot iterator"
+            )
+        return state, jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *history)
+
+    return run_batches
+
+
 def check_diverged(losses: np.ndarray, epoch: int, first_step: int) -> None:
     """Raise :class:`NonFiniteLossError` naming the first step whose loss is not finite or
     exceeds :data:`DIVERGENCE_BOUND`."""
@@ -150,8 +176,7 @@ def train_epochs(
     *,
     first_epoch: int,
     epochs: int,
-    seed: int,
-    num_examples: int,
+    plan: Callable[[int], Any],
     batch_size: int,
     evaluate_test: Callable[[TrainState], dict[str, float | None]],
     on_progress: Progress,
@@ -159,15 +184,16 @@ def train_epochs(
 ) -> Iterator[tuple[TrainState, dict[str, Any]]]:
     """Train epochs ``first_epoch + 1 ... epochs``; yield each epoch's state and record.
 
+    ``plan(epoch)`` is what ``run_epoch`` takes for that epoch: its batch
+    indices (:func:`funcnn.data.batch_indices`), or ``None`` for a batch iterable.
     The record holds ``epoch``, ``step``, ``train_loss``, ``train_accuracy``,
     ``test_loss``, ``test_accuracy`` (from ``evaluate_test``), ``seconds``,
     ``images_per_second``, ``devices`` and ``mode``.
     """
     for epoch in range(first_epoch, epochs):
         start = time.perf_counter()
-        batch_idx = batch_indices(seed, epoch, num_examples, batch_size)
-        state, metrics = run_epoch(state, batch_idx, epoch, on_progress)
-        images_per_second = batch_idx.size / (time.perf_counter() - start)
+        state, metrics = run_epoch(state, plan(epoch), epoch, on_progress)
+        images_per_second = len(metrics.loss) * batch_size / (time.perf_counter() - start)
         test = evaluate_test(state)
         yield state, {
             "epoch": epoch + 1,

@@ -107,7 +107,7 @@ def write_epoch(
     plot_curves(out / "curves.png", history, f"{model_name}: {out}")
 
 
-def progress_bar(total: int, done: int, batch_size: int, enabled: bool) -> tuple[tqdm, Any]:
+def progress_bar(total: int | None, done: int, batch_size: int, enabled: bool) -> tuple[tqdm, Any]:
     """A tqdm bar over all steps, and the ``on_progress(steps, metrics)`` callback that moves it
     and shows the latest loss, accuracy and images per second."""
     bar = tqdm(total=total, initial=done, unit="step", disable=not enabled, dynamic_ncols=True)

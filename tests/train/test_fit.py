@@ -177,3 +177,34 @@ def test_bad_test_data_is_refused_before_any_step(model, train_data, test_data):
 def test_an_uncalled_model_constructor_is_named(train_data):
     with pytest.raises(fn.LayerConfigError, match=r"fit: argument `model` is the function `seed_cnn`, not a layer; did you mean `seed_cnn\(\)`\?"):
         run(fn.models.seed_cnn, train_data)
+
+
+def _batches(train_data, size=16):
+    images, labels = train_data
+    return [(images[i : i + size], labels[i : i + size]) for i in range(0, len(images), size)]
+
+
+def test_a_re_iterable_of_batches_trains_like_the_arrays_in_that_order(model, train_data):
+    batches = _batches(train_data)
+    result = fit(model, batches, optimizer=OPTIMIZER, epochs=2, batch_size=16, seed=3)
+    assert [r["step"] for r in result.history] == [6, 12] and result.history[-1]["mode"] == "loop"
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda b: iter(b), r"fit: argument `train_data` is a one-shot iterator; pass a re-iterable"),
+        (lambda b: [], r"fit: argument `train_data` holds no batches"),
+        (lambda b: [*b[:2], (b[2][0], b[2][1] + 5)], r"fit: argument `train_data batch 2` labels must lie in \[0, 3\)"),
+        (lambda b: [*b[:1], (b[1][0], b[1][1][:3])], r"fit: argument `train_data batch 1` has images of shape \(16, 6, 6\) but labels of shape \(3,\)"),
+    ],
+)
+def test_bad_batch_iterables_are_named(model, train_data, make, match):
+    with pytest.raises(fn.LayerConfigError, match=match):
+        fit(model, make(_batches(train_data)), optimizer=OPTIMIZER, epochs=1, batch_size=16)
+
+
+def test_batches_cannot_run_as_a_scan(model, train_data):
+    with pytest.raises(fn.LayerConfigError, match=r"fit: argument `mode`='scan' needs \(images, labels\) arrays"):
+        fit(model, _batches(train_data), optimizer=OPTIMIZER, epochs=1, batch_size=16, mode="scan")

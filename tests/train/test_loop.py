@@ -5,6 +5,7 @@ import numpy as np
 import optax
 import pytest
 
+from funcnn.data import batch_indices
 from funcnn.train import DEFAULT_LOSS, NonFiniteLossError, init_train_state
 from funcnn.train.loop import (
     DIVERGENCE_BOUND,
@@ -30,8 +31,7 @@ def test_train_epochs_yields_records_and_writes_nothing(model, train_data, tmp_p
             state,
             first_epoch=0,
             epochs=2,
-            seed=1,
-            num_examples=len(images),
+            plan=lambda epoch: batch_indices(1, epoch, len(images), 16),
             batch_size=16,
             evaluate_test=lambda s: {"loss": None, "accuracy": None},
             on_progress=lambda steps, metrics: progress.append(steps),
@@ -40,6 +40,7 @@ def test_train_epochs_yields_records_and_writes_nothing(model, train_data, tmp_p
     )
     assert [r["epoch"] for _, r in records] == [1, 2] and records[-1][1]["step"] == 12
     assert sum(progress) == 12 and list(tmp_path.iterdir()) == []
+    assert len(progress) == 12  # six steps an epoch: the scan reports each of its chunks, the loop each step
     assert records[-1][1]["train_loss"] < records[0][1]["train_loss"]
 
 

@@ -215,6 +215,54 @@ def restore(directory: str | os.PathLike, target: Any, step: int | None = None) 
     return restored.state, restored.metadata
 
 
+def restore_part(
+    directory: str | os.PathLike, target: dict[str, Any], step: int | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Restore only some top-level entries of checkpoint ``step``, e.g. a train state's
+    ``params`` and ``model_state`` for evaluation, without its optimiser state.
+
+    Args:
+      directory: the checkpoint directory.
+      target: a dict from top-level names of the saved tree (a NamedTuple's
+        fields) to pytrees with their structure, shapes and dtypes.
+      step: the step to restore, or ``None`` for the latest.
+
+    Returns:
+      ``(part, metadata)``: the requested entries, and the saved metadata dict.
+
+    Raises:
+      CheckpointNotFoundError, CheckpointDamagedError: as :func:`restore`.
+      CheckpointMismatchError: a requested leaf is missing or differs in shape or dtype.
+    """
+    directory = Path(directory).absolute()
+    step = _existing_step(directory, step)
+    check_intact(directory, step)
+    options = ocp.CheckpointManagerOptions(enable_async_checkpointing=False, create=False)
+    handlers = {"state": ocp.PyTreeCheckpointHandler(), "metadata": ocp.JsonCheckpointHandler()}
+    with ocp.CheckpointManager(directory, options=options, item_handlers=handlers) as manager:
+        saved = _leaf_specs(manager.item_metadata(step).state)
+        expected = _leaf_specs(jax.tree.map(_stored_form, target))
+        problems = [p for p in _differences(saved, expected) if not p.startswith("not in target")]
+        if problems:
+            raise CheckpointMismatchError(
+                f"{directory}: checkpoint step {step} does not match the requested part: "
+                + "; ".join(problems[:8])
+            )
+        abstract = jax.tree.map(_abstract, target)
+        restored = manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.PyTreeRestore(
+                    abstract,
+                    restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+                    partial_restore=True,
+                ),
+                metadata=ocp.args.JsonRestore(),
+            ),
+        )
+    return restored.state, restored.metadata
+
+
 def _manager(directory: Path, *, keep: int = DEFAULT_KEEP, writing: bool = False) -> ocp.CheckpointManager:
     """A synchronous orbax ``CheckpointManager`` for ``directory``.
 

@@ -22,14 +22,13 @@ from matplotlib.figure import Figure
 from funcnn import checkpoint, filters
 from funcnn.cli import SCHEDULES, TRAIN_DEFAULTS, UsageError
 from funcnn.core import Layer
-from funcnn.data import augment, load_dataset, scale_images
+from funcnn.data import augment, load_dataset, load_test_split, scale_images
 from funcnn.data.fashion_mnist import CLASS_NAMES, NUM_CLASSES
 from funcnn.models import INPUT_SHAPE, MODELS
 from funcnn.ops import conv
 from funcnn.shapes import count_params, summary
 from funcnn.train import OPTIMIZERS, PRECISIONS, evaluate, fit, make_optimizer
 from funcnn.train.run import RUN_FILE
-from funcnn.train.state import TrainState, abstract_train_state
 
 
 def train(args: argparse.Namespace) -> None:
@@ -89,22 +88,30 @@ def train(args: argparse.Namespace) -> None:
 
 
 def evaluate_run(args: argparse.Namespace) -> None:
-    """Print the test accuracy of the newest intact checkpoint in --out."""
+    """Print the test accuracy of the newest intact checkpoint in --out.
+
+    Restores only the parameters and the model state (no optimiser state) and
+    reads only the test images.
+    """
     directory = args.out / "checkpoints"
     if not checkpoint.all_steps(directory):
         raise checkpoint.CheckpointNotFoundError(f"{directory.absolute()}: no complete checkpoint found")
     step = _intact_step(directory, "evaluating")
     meta = checkpoint.read_metadata(directory, step)
     config = _saved_config(directory, step, meta)
-    x_train, y_train, x_test, y_test = _load_data(args.data)
-    _with_data_shapes(config, args.data, x_train, y_train, y_test)
-    model, optimizer = _model_and_optimizer(config, len(x_train[: config["limit"]]))
-    target = abstract_train_state(model, optimizer, tuple(config["input_shape"]))
-    state: TrainState = checkpoint.restore(directory, target, step)[0]
-    result = evaluate(model, state.params, state.model_state, x_test, y_test, precision=config["precision"])
+    x_test, y_test = load_test_split(args.data)
+    if len(x_test) == 0:
+        raise UsageError(f"the test split of {args.data or 'the Fashion-MNIST data'} holds no images")
+    _with_data_shapes(config, args.data, x_test, y_test, y_test)
+    model = MODELS[config["model"]](config["num_classes"])
+    shapes = jax.eval_shape(lambda k: model.init(k, tuple(config["input_shape"]))[1:], jax.random.key(0))
+    part, _ = checkpoint.restore_part(directory, {"params": shapes[0], "model_state": shapes[1]}, step)
+    result = evaluate(
+        model, part["params"], part["model_state"], x_test, y_test, precision=config["precision"]
+    )
     print(
         f"test accuracy: {result['accuracy']:.4f} (loss {result['loss']:.4f}; "
-        f"epoch {meta['epoch']}, step {int(state.step)}, {len(x_test)} images)"
+        f"epoch {meta['epoch']}, step {step}, {len(x_test)} images)"
     )
 
 

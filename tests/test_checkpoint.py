@@ -227,3 +227,20 @@ def test_no_intact_checkpoint_at_all(tmp_path):
     (directory / "1" / funcnn.checkpoint.MANIFEST).unlink()
     step, damaged = funcnn.checkpoint.latest_intact_step(directory)
     assert step is None and [s for s, _ in damaged] == [1]
+
+
+def test_restore_part_reads_only_the_requested_entries(tmp_path):
+    directory = _saved(tmp_path)
+    full = tree()
+    part, meta = funcnn.checkpoint.restore_part(directory, {"params": full["params"], "step": full["step"]})
+    assert set(part) == {"params", "step"} and meta == {"epoch": 2}
+    assert leaves_equal(part["params"], full["params"])
+    wrong = {"params": jax.tree.map(lambda a: a[None], full["params"])}
+    with pytest.raises(CheckpointMismatchError, match=r"checkpoint step 2 does not match the requested part: params\."):
+        funcnn.checkpoint.restore_part(directory, wrong)
+    victim = _array_files(directory, 2)[0]
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with pytest.raises(funcnn.checkpoint.CheckpointDamagedError, match="checkpoint step 2 is damaged"):
+        funcnn.checkpoint.restore_part(directory, {"params": full["params"]})

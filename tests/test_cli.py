@@ -438,3 +438,13 @@ def test_training_on_your_own_npz_data(tmp_path, capsys):
     (tmp_path / "broken.npz").write_bytes(b"nope")
     status, _, err = run_main([*argv[:-4], "--data", str(tmp_path / "broken.npz"), "--out", str(tmp_path / "o3")], capsys)
     assert_one_line_error(status, err, r"broken\.npz: not a readable \.npz file")
+
+
+def test_evaluate_restores_params_and_model_state_from_test_images_only(two_epochs, data_dir, tmp_path, capsys):
+    test_only = tmp_path / "test-only"
+    test_only.mkdir()
+    for path in data_dir.glob("t10k-*"):
+        (test_only / path.name).write_bytes(path.read_bytes())
+    status, stdout, err = run_main(["evaluate", "--out", str(two_epochs), "--data", str(test_only)], capsys)
+    assert status == 0, err
+    assert stdout.startswith("test accuracy: ") and "epoch 2, step 8, 64 images" in stdout

@@ -11,7 +11,7 @@ from funcnn.data.batching import (
 )
 from funcnn.data.fashion_mnist import DataNotFoundError, data_dir, find_files, load_fashion_mnist
 from funcnn.data.idx import IDXError, read_idx, write_idx
-from funcnn.data.npz import DataFileError, load_dataset, load_npz
+from funcnn.data.npz import DataFileError, load_dataset, load_npz, load_test_split
 
 __all__ = [
     "FASHION_MNIST_MEAN",
@@ -28,6 +28,7 @@ __all__ = [
     "load_dataset",
     "load_fashion_mnist",
     "load_npz",
+    "load_test_split",
     "random_crop",
     "random_flip",
     "read_idx",

@@ -53,14 +53,15 @@ def data_dir(path: str | os.PathLike | None = None) -> Path:
     return Path(os.environ.get(ENV_VAR) or DEFAULT_DIR)
 
 
-def find_files(folder: str | os.PathLike) -> tuple[Path, ...]:
-    """The paths of the four IDX files in ``folder``, raw preferred over ``.gz``.
+def find_files(folder: str | os.PathLike, names: tuple[str, ...] = FILE_NAMES) -> tuple[Path, ...]:
+    """The paths of the IDX files ``names`` (by default all four) in ``folder``, raw preferred over ``.gz``.
 
     Args:
       folder: the folder to look in.
+      names: the standard file names to find.
 
     Returns:
-      Paths in the order of :data:`FILE_NAMES`.
+      Paths in the order of ``names``.
 
     Raises:
       DataNotFoundError: a file is missing; the message lists the missing
@@ -68,7 +69,7 @@ def find_files(folder: str | os.PathLike) -> tuple[Path, ...]:
     """
     folder = Path(folder)
     found, missing = [], []
-    for name in FILE_NAMES:
+    for name in names:
         candidates = [folder / name, folder / f"{name}.gz"]
         existing = [p for p in candidates if p.is_file()]
         if existing:
@@ -103,13 +104,13 @@ def load_fashion_mnist(
         and labels disagree in number.
     """
     train_images, train_labels, test_images, test_labels = find_files(data_dir(path))
-    x_train, y_train = _load_split(train_images, train_labels)
-    x_test, y_test = _load_split(test_images, test_labels)
+    x_train, y_train = load_split(train_images, train_labels)
+    x_test, y_test = load_split(test_images, test_labels)
     return x_train, y_train, x_test, y_test
 
 
-def _load_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Images and labels of one split, checked against each other."""
+def load_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of one split (two IDX files), checked against each other."""
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
         raise IDXError(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from funcnn.data.fashion_mnist import load_fashion_mnist
+from funcnn.data.fashion_mnist import FILE_NAMES, data_dir, find_files, load_fashion_mnist, load_split
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 """The arrays a data ``.npz`` holds."""
@@ -62,6 +62,14 @@ def load_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarra
             f"{arrays['x_test'].shape[1:]} differ in shape"
         )
     return tuple(arrays[key] for key in KEYS)
+
+
+def load_test_split(path: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(x_test, y_test)`` only, from a ``.npz`` file or the Fashion-MNIST IDX files: evaluation
+    reads no training images."""
+    if path is not None and Path(path).suffix == ".npz":
+        return load_npz(path)[2:]
+    return load_split(*find_files(data_dir(path), FILE_NAMES[2:]))
 
 
 def load_dataset(

@@ -13,7 +13,7 @@ TRAIN = {
 DATA = {
     "FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "DataFileError", "DataNotFoundError", "IDXError", "augment",
     "batch_indices", "data_dir", "epoch_permutation", "find_files", "iterate_batches", "load_dataset",
-    "load_fashion_mnist", "load_npz", "random_crop",
+    "load_fashion_mnist", "load_npz", "load_test_split", "random_crop",
     "random_flip", "read_idx", "scale_images", "write_idx",
 }  # fmt: skip
 

@@ -110,7 +110,7 @@ def save(
     latest = latest_step(directory)
     if latest is not None and step <= latest:
         raise CheckpointError(f"{directory}: cannot save step {step}: step {latest} is already saved")
-    with _manager(directory, keep=keep, writing=True) as manager:
+    with _manager(directory, writing=True) as manager:
         manager.save(
             step,
             args=ocp.args.Composite(
@@ -119,6 +119,8 @@ def save(
         )
         manager.wait_until_finished()
     _write_manifest(directory / str(step))
+    for old in all_steps(directory)[:-keep]:  # only once the new step proves itself
+        shutil.rmtree(directory / str(old))
 
 
 def latest_step(directory: str | os.PathLike) -> int | None:
@@ -263,14 +265,15 @@ def restore_part(
     return restored.state, restored.metadata
 
 
-def _manager(directory: Path, *, keep: int = DEFAULT_KEEP, writing: bool = False) -> ocp.CheckpointManager:
+def _manager(directory: Path, *, writing: bool = False) -> ocp.CheckpointManager:
     """A synchronous orbax ``CheckpointManager`` for ``directory``.
 
     Only a writing manager creates the directory and removes the temporary
-    folders of interrupted writes.
+    folders of interrupted writes. It deletes no step: :func:`save` removes old
+    steps itself, after the new one's manifest is written.
     """
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep,
+        max_to_keep=None,
         enable_async_checkpointing=False,
         cleanup_tmp_directories=writing,
         create=writing,
@@ -382,6 +385,13 @@ def check_intact(directory: str | os.PathLike, step: int) -> None:
         raise CheckpointDamagedError(
             f"{Path(directory).absolute()}: checkpoint step {step} is damaged: {found[0]}{more}"
         )
+
+
+def unfinished(found: list[str] | str) -> bool:
+    """Whether a step's problems say only that its manifest was never written: a save killed
+    after orbax committed the arrays (nothing of a finished checkpoint is lost)."""
+    found = [found] if isinstance(found, str) else found
+    return len(found) == 1 and found[0].startswith(f"it has no {MANIFEST}")
 
 
 def latest_intact_step(directory: str | os.PathLike) -> tuple[int | None, list[tuple[int, str]]]:

@@ -26,35 +26,15 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from funcnn import __version__
-
-MODEL_NAMES = ("fashion_mnist_cnn", "seed_cnn", "small_resnet")
-"""``funcnn.models.MODELS``'s names (pinned by a test), so the parser needs no JAX."""
-
-OPTIMIZER_NAMES = ("adam", "sgd", "adamw")
-"""``funcnn.train.OPTIMIZERS`` (pinned by a test)."""
-
-PRECISION_NAMES = ("bf16", "fp32")
-"""``funcnn.train.PRECISIONS``'s names (pinned by a test)."""
-
-MODE_NAMES = ("auto", "scan", "loop")
-"""``funcnn.train.MODES`` (pinned by a test)."""
-
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "model": "fashion_mnist_cnn",
-    "epochs": 10,
-    "batch_size": 128,
-    "optimizer": "adam",
-    "lr": 1e-3,
-    "schedule": "cosine",
-    "seed": 0,
-    "precision": "fp32",
-    "augment": False,
-    "limit": None,
-    "num_classes": None,
-}
-"""The training settings; with ``--resume`` the checkpoint's settings replace these."""
-
-SCHEDULES = ("cosine", "constant")
+from funcnn.settings import (
+    MODE_NAMES,
+    MODEL_NAMES,
+    OPTIMIZER_NAMES,
+    PRECISION_NAMES,
+    SCHEDULES,
+    TRAIN_DEFAULTS,
+    UsageError,
+)
 
 EXIT_STATUS = {
     "success": 0,
@@ -67,10 +47,6 @@ EXIT_STATUS = {
 EPILOG = (
     "exit status: " + ", ".join(f"{code} {kind}" for kind, code in EXIT_STATUS.items()) + ", 130 interrupted"
 )
-
-
-class UsageError(ValueError):
-    """A bad combination of command-line arguments."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,14 +77,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = functools.partial(_warn, args.prog)
             getattr(commands, args.command)(args)
     except BaseException as error:
-        if fresh_out and checkpoint.latest_step(out / "checkpoints") is None:
+        removed = fresh_out and checkpoint.latest_step(out / "checkpoints") is None
+        if removed:
             shutil.rmtree(out, ignore_errors=True)  # a run that failed before its first checkpoint
         status = _status(error)
         if status is None:
             raise
         if isinstance(error, KeyboardInterrupt):
             resume = f"; continue with `funcnn train --out {out} --resume`" if args.command == "train" else ""
-            error = f"interrupted{resume}"
+            error = (
+                "interrupted before the first checkpoint; nothing was saved"
+                if removed
+                else f"interrupted{resume}"
+            )
         return _fail(args.prog, error, status)
     return EXIT_STATUS["success"]
 

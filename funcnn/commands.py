@@ -20,27 +20,30 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from funcnn import checkpoint, filters
-from funcnn.cli import SCHEDULES, TRAIN_DEFAULTS, UsageError
 from funcnn.core import Layer
 from funcnn.data import augment, load_dataset, load_test_split, scale_images
 from funcnn.data.fashion_mnist import CLASS_NAMES, NUM_CLASSES
 from funcnn.models import INPUT_SHAPE, MODELS
 from funcnn.ops import conv
+from funcnn.settings import SCHEDULES, TRAIN_DEFAULTS, UsageError
 from funcnn.shapes import count_params, summary
 from funcnn.train import OPTIMIZERS, PRECISIONS, evaluate, fit, make_optimizer
-from funcnn.train.run import RUN_FILE
+from funcnn.train.run import RUN_FILE, write_outputs
 
 
 def train(args: argparse.Namespace) -> None:
     """Train a model on Fashion-MNIST; write metrics, curves and checkpoints to --out."""
     start = time.perf_counter()
     config, done = _train_config(args)
-    x_train, y_train, x_test, y_test = _load_data(args.data)
+    data = args.data or (Path(config["data"]) if config.get("data") else None)
+    config["data"] = None if data is None else str(data.absolute())
+    x_train, y_train, x_test, y_test = _load_data(data)
     x_train, y_train = x_train[: config["limit"]], y_train[: config["limit"]]
-    config = _with_data_shapes(config, args.data, x_train, y_train, y_test)
+    config = _with_data_shapes(config, data, x_train, y_train, y_test)
     if config["batch_size"] > len(x_train):
         raise UsageError(f"--batch-size {config['batch_size']} exceeds the {len(x_train)} training images")
     if done is not None and done["epoch"] >= config["epochs"]:
+        write_outputs(args.out, done["history"], config["model"])  # repairs a kill after the last checkpoint
         print(
             f"already finished: {args.out} holds all {config['epochs']} epochs (step {done['step']}); "
             "to train longer, add --resume with a larger --epochs"
@@ -53,7 +56,7 @@ def train(args: argparse.Namespace) -> None:
         f"training {config['model']} ({params:,} params) for {config['epochs']} epochs on "
         f"1 of {jax.device_count()} {jax.devices()[0].platform} device(s); "
         f"data: {len(x_train):,} training and {len(x_test):,} test images from "
-        f"{args.data or 'the default Fashion-MNIST'}; output: {args.out}"
+        f"{data or 'the default Fashion-MNIST'}; output: {args.out}"
     )
     if done is not None:
         print(f"resuming from epoch {done['epoch']} (step {done['step']})")
@@ -99,10 +102,11 @@ def evaluate_run(args: argparse.Namespace) -> None:
     step = _intact_step(directory, "evaluating")
     meta = checkpoint.read_metadata(directory, step)
     config = _saved_config(directory, step, meta)
-    x_test, y_test = load_test_split(args.data)
+    data = args.data or (Path(config["data"]) if config.get("data") else None)  # the run's by default
+    x_test, y_test = load_test_split(data)
     if len(x_test) == 0:
-        raise UsageError(f"the test split of {args.data or 'the Fashion-MNIST data'} holds no images")
-    _with_data_shapes(config, args.data, x_test, y_test, y_test)
+        raise UsageError(f"the test split of {data or 'the Fashion-MNIST data'} holds no images")
+    _with_data_shapes(config, data, x_test, y_test, y_test)
     model = MODELS[config["model"]](config["num_classes"])
     shapes = jax.eval_shape(lambda k: model.init(k, tuple(config["input_shape"]))[1:], jax.random.key(0))
     part, _ = checkpoint.restore_part(directory, {"params": shapes[0], "model_state": shapes[1]}, step)
@@ -161,50 +165,62 @@ def draw_filters(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
-def _train_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, int] | None]:
-    """The run's settings, and the epoch and step already done when resuming (``None`` otherwise).
+def _train_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The run's settings, and what is done (``epoch``, ``step``, ``history``) when resuming.
 
-    Defaults, replaced by the run's settings on --resume (``OUT/run.json``, else the
-    newest intact checkpoint's), then by the arguments given. A larger --epochs
-    extends a run.
+    Defaults, replaced on --resume by the run's settings (``OUT/run.json``, which
+    ``fit`` writes before a run's first step, else the newest intact checkpoint's),
+    then by the arguments given. A larger --epochs extends a run.
 
     Raises:
-      UsageError: on --resume, an argument contradicts the run's setting, or
-        --epochs is below the epochs already done.
+      UsageError: on --resume, an argument contradicts the run's setting (a
+        smaller --epochs included).
+      CheckpointError: the checkpoints are damaged with none intact, or the
+        run's record is unreadable.
     """
     given = {name: getattr(args, name) for name in TRAIN_DEFAULTS if getattr(args, name) is not None}
     config = dict(TRAIN_DEFAULTS)
-    directory = args.out / "checkpoints"
-    if not (args.resume and checkpoint.all_steps(directory)):
+    if not args.resume:
         return config | given, None
-    step = _intact_step(directory, None)  # fit reports and moves aside the damaged ones
-    meta = checkpoint.read_metadata(directory, step)
-    saved = _saved_config(directory, step, meta)
+    directory = args.out / "checkpoints"
+    step, meta, saved = None, None, None
+    if checkpoint.all_steps(directory):
+        step = _intact_step(directory, None, allow_unfinished=True)  # fit reports and moves the damaged
+    if step is not None:
+        meta = checkpoint.read_metadata(directory, step)
+        saved = _saved_config(directory, step, meta)
     recorded = args.out / RUN_FILE
-    if recorded.is_file():  # fit records the run before its first step: an extension's new total
-        saved = _saved_config(recorded, step, {"config": json.loads(recorded.read_text())})
-    done = {"epoch": int(meta["epoch"]), "step": step}
+    if recorded.is_file():  # the run's own record: an extension's new total, or a run killed early
+        try:
+            record = json.loads(recorded.read_text())
+        except ValueError as error:
+            raise checkpoint.CheckpointMismatchError(f"{recorded}: unreadable ({error})") from None
+        saved = _saved_config(recorded, step or 0, {"config": record, "epoch": 0})
+    if saved is None:
+        return config | given, None
     conflicts = [
         f"--{name.replace('_', '-')} {value} (checkpoint: {saved[name]})"
         for name, value in given.items()
-        if saved.get(name) != value and name != "epochs"
+        if saved.get(name) != value and not (name == "epochs" and value > saved["epochs"])
     ]
     if conflicts:
         raise UsageError(f"cannot resume {args.out} with different settings: {', '.join(conflicts)}")
-    if given.get("epochs", saved["epochs"]) < done["epoch"]:
-        raise UsageError(
-            f"--epochs {given['epochs']} is below the {done['epoch']} epochs {args.out} has done"
-        )
+    done = None if meta is None else {"epoch": meta["epoch"], "step": step, "history": meta["history"]}
     return config | saved | given, done
 
 
-def _intact_step(directory: Path, doing: str | None) -> int:
+def _intact_step(directory: Path, doing: str | None, *, allow_unfinished: bool = False) -> int | None:
     """The newest intact checkpoint step; with ``doing``, each damaged newer one is reported as a warning.
+
+    With ``allow_unfinished``, ``None`` when no step is intact but every one only
+    lacks its manifest (the first save was killed before it proved itself).
 
     Raises:
       CheckpointDamagedError: none is intact.
     """
     step, damaged = checkpoint.latest_intact_step(directory)
+    if step is None and allow_unfinished and all(checkpoint.unfinished(p) for _, p in damaged):
+        return None
     if step is None:
         raise checkpoint.CheckpointDamagedError(
             f"{directory.absolute()}: no intact checkpoint: "
@@ -231,6 +247,7 @@ SETTING_CHECKS: dict[str, Any] = {
     "augment": lambda v: isinstance(v, bool),
     "limit": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
     "num_classes": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+    "data": lambda v: v is None or isinstance(v, str),
     "input_shape": lambda v: (
         isinstance(v, list)
         and len(v) in (3, 4, 5)
@@ -261,8 +278,10 @@ def _saved_config(source: Path, step: int, meta: Any) -> dict[str, Any]:
         raise checkpoint.CheckpointMismatchError(
             f"{source}: checkpoint step {step} holds settings this funcnn cannot use: {', '.join(bad)}"
         )
-    if not isinstance(meta.get("epoch", 0), int):
-        raise checkpoint.CheckpointMismatchError(f"{source}: checkpoint step {step} has no epoch count")
+    if not isinstance(meta.get("epoch"), int) or not isinstance(meta.get("history", []), list):
+        raise checkpoint.CheckpointMismatchError(
+            f"{source}: checkpoint step {step} has no epoch count or history"
+        )
     return {name: config[name] for name in SETTING_CHECKS}
 
 

@@ -382,7 +382,7 @@ def test_extending_a_finished_run(two_epochs, data_dir, tmp_path, capsys, monkey
     run_module = importlib.import_module("funcnn.train.run")
     out = _copy(two_epochs, tmp_path)
     status, _, err = run_main(["train", "--resume", "--epochs", "1", "--out", str(out), "--data", str(data_dir)], capsys)
-    assert_one_line_error(status, err, "--epochs 1 is below the 2 epochs .* has done")
+    assert_one_line_error(status, err, r"cannot resume .* with different settings: --epochs 1 \(checkpoint: 2\)")
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -402,7 +402,7 @@ def test_extending_a_finished_run(two_epochs, data_dir, tmp_path, capsys, monkey
 
 
 def test_the_parser_names_match_the_library():
-    from funcnn import cli
+    from funcnn import settings as cli
     from funcnn.models import MODELS
     from funcnn.train import MODES, OPTIMIZERS, PRECISIONS
 
@@ -448,3 +448,64 @@ def test_evaluate_restores_params_and_model_state_from_test_images_only(two_epoc
     status, stdout, err = run_main(["evaluate", "--out", str(two_epochs), "--data", str(test_only)], capsys)
     assert status == 0, err
     assert stdout.startswith("test accuracy: ") and "epoch 2, step 8, 64 images" in stdout
+
+
+def test_module_entry_point_reports_a_usage_error_in_one_line(data_dir, tmp_path):
+    argv = ["train", "--data", str(data_dir), "--out", str(tmp_path / "o"), "--limit", "8", "--batch-size", "16"]
+    result = subprocess.run([sys.executable, "-m", "funcnn.cli", *argv], capture_output=True, text=True, timeout=120)
+    assert_one_line_error(result.returncode, result.stderr, "--batch-size 16 exceeds the 8 training images")
+
+
+def test_a_first_save_killed_before_its_manifest_starts_afresh(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", *SMALL, "--epochs", "1", "--data", str(data_dir), "--out", str(out)]
+    assert run_main(argv, capsys)[0] == 0
+    reference = read_jsonl(out / "metrics.jsonl")
+    (out / "checkpoints" / "4" / checkpoint.MANIFEST).unlink()  # the kill: orbax committed, no manifest
+    status, stdout, err = run_main(["train", "--resume", "--out", str(out)], capsys)
+    assert status == 0, err
+    assert "checkpoint step 4 is damaged (it has no funcnn-manifest.json" in err and "starting afresh" in err
+    replayed = read_jsonl(out / "metrics.jsonl")
+    assert [r["train_loss"] for r in replayed] == [r["train_loss"] for r in reference]  # bit for bit
+    assert (out / "damaged-checkpoints" / "4").is_dir()
+
+
+def test_resume_after_a_kill_before_the_first_checkpoint_keeps_the_run_settings(data_dir, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    out.mkdir()  # an existing folder is left as it is, run.json included
+    run_module = importlib.import_module("funcnn.train.run")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "write_epoch", interrupted)
+    argv = ["train", *SMALL, "--epochs", "1", "--data", str(data_dir), "--out", str(out)]
+    status, _, err = run_main(argv, capsys)
+    assert status == 130 and err.strip().endswith(f"interrupted; continue with `funcnn train --out {out} --resume`")
+    monkeypatch.undo()
+    status, stdout, err = run_main(["train", "--resume", "--out", str(out)], capsys)  # no --data, no --model
+    assert status == 0, err
+    assert stdout.startswith("training seed_cnn (693,962 params) for 1 epochs") and str(data_dir) in stdout
+
+
+def test_interrupting_a_fresh_run_before_its_first_checkpoint_says_nothing_was_saved(data_dir, tmp_path, capsys, monkeypatch):
+    run_module = importlib.import_module("funcnn.train.run")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "write_epoch", interrupted)
+    out = tmp_path / "fresh"
+    status, _, err = run_main(["train", *SMALL, "--epochs", "1", "--data", str(data_dir), "--out", str(out)], capsys)
+    assert status == 130 and err.strip().splitlines()[-1] == "funcnn train: error: interrupted before the first checkpoint; nothing was saved"
+    assert not out.exists()
+
+
+def test_a_finished_run_repairs_metrics_and_curves_from_its_checkpoint(two_epochs, data_dir, tmp_path, capsys):
+    out = _copy(two_epochs, tmp_path)
+    (out / "metrics.jsonl").write_text((out / "metrics.jsonl").read_text().splitlines()[0] + "\n")
+    (out / "curves.png").write_bytes(b"trunc")
+    status, stdout, _ = run_main(["train", "--resume", "--out", str(out)], capsys)
+    assert status == 0 and stdout.startswith("already finished")
+    assert read_jsonl(out / "metrics.jsonl") == read_jsonl(two_epochs / "metrics.jsonl")
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"

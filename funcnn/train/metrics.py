@@ -68,4 +68,7 @@ def plot_curves(
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.savefig(path, dpi=100)
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    fig.savefig(temporary, dpi=100, format=path.suffix[1:] or "png")
+    os.replace(temporary, path)  # a kill mid-write leaves the previous picture

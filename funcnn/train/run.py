@@ -36,12 +36,14 @@ def resume(
     """The newest intact checkpoint's state and history when resuming; ``(None, [])`` when there is none.
 
     Damaged steps newer than it are reported (a :class:`funcnn.checkpoint.DamagedCheckpointWarning`
-    each) and moved aside, never deleted, before training continues past them. The
-    metrics file is cut back to the restored history.
+    each) and moved aside, never deleted, before training continues past them; when
+    the only steps are unfinished first saves (no manifest), the run starts afresh.
+    The metrics file and curves are rewritten from the restored history.
 
     Raises:
       FileExistsError: ``out`` holds checkpoints and ``resume`` is false.
-      CheckpointDamagedError: there are checkpoints but none is intact.
+      CheckpointDamagedError: there are checkpoints, none intact and not all unfinished.
+      CheckpointMismatchError: the checkpoint's metadata lacks the run's fields.
       ValueError: the checkpoint used another seed or batch size.
     """
     directory = out / "checkpoints"
@@ -56,26 +58,36 @@ def resume(
             "resume (--resume) to continue that run, or choose another output folder"
         )
     intact, damaged = checkpoint.latest_intact_step(directory)
-    if intact is None:
+    if intact is None and not all(checkpoint.unfinished(problem) for _, problem in damaged):
         raise checkpoint.CheckpointDamagedError(
             f"{directory}: no intact checkpoint to resume from: "
             + "; ".join(f"step {step}: {problem}" for step, problem in damaged)
         )
+    meta = None if intact is None else checkpoint.read_metadata(directory, intact)
+    if meta is not None:
+        missing = [key for key in ("epoch", "seed", "batch_size", "history") if key not in meta]
+        if missing:
+            raise checkpoint.CheckpointMismatchError(
+                f"{directory}: checkpoint step {intact} lacks {missing} in its metadata"
+            )
+        for name, value in (("seed", seed), ("batch_size", batch_size)):
+            if meta[name] != value:
+                raise ValueError(
+                    f"{directory}: cannot resume with {name} {value}: the checkpoint used {meta[name]}"
+                )
     for step, problem in damaged:
         moved = checkpoint.move_aside(directory, step)
+        since = "starting afresh" if intact is None else f"resuming from step {intact}"
         warnings.warn(
-            f"checkpoint step {step} is damaged ({problem}); moved it to {moved} and resuming from "
-            f"step {intact}",
+            f"checkpoint step {step} is damaged ({problem}); moved it to {moved} and {since}",
             checkpoint.DamagedCheckpointWarning,
             stacklevel=3,
         )
+    if intact is None:  # only unfinished first saves: nothing was lost
+        write_jsonl(out / "metrics.jsonl", [])
+        return None, []
     state, meta = checkpoint.restore(directory, target, intact)
-    for name, value in (("seed", seed), ("batch_size", batch_size)):
-        if meta[name] != value:
-            raise ValueError(
-                f"{directory}: cannot resume with {name} {value}: the checkpoint used {meta[name]}"
-            )
-    write_jsonl(out / "metrics.jsonl", meta["history"])  # drop records past the restored epoch
+    write_outputs(out, meta["history"], (meta.get("config") or {}).get("model", "model"))
     return state, meta["history"]
 
 
@@ -102,9 +114,18 @@ def write_epoch(
         )
     out.mkdir(parents=True, exist_ok=True)
     checkpoint.save(out / "checkpoints", int(state.step), state, {**meta, "history": history}, keep=keep)
+    write_outputs(out, history, (meta.get("config") or {}).get("model", "model"))
+
+
+def write_outputs(out: Path, history: list[dict[str, Any]], model_name: str) -> None:
+    """Rewrite ``metrics.jsonl`` and ``curves.png`` from ``history``, each atomically.
+
+    Called after every checkpoint and on every resume (also of a finished run), so a
+    kill between a checkpoint and these files is repaired from the checkpoint's history.
+    """
     write_jsonl(out / "metrics.jsonl", history)
-    model_name = (meta.get("config") or {}).get("model", "model")
-    plot_curves(out / "curves.png", history, f"{model_name}: {out}")
+    if history:
+        plot_curves(out / "curves.png", history, f"{model_name}: {out}")
 
 
 def progress_bar(total: int | None, done: int, batch_size: int, enabled: bool) -> tuple[tqdm, Any]:

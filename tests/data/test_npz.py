@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from funcnn.data import DataFileError, load_dataset, load_npz
+from funcnn.data import DataFileError, load_dataset, load_npz, load_test_split
 
 
 def _write(path, **arrays):
@@ -33,7 +33,9 @@ def test_round_trip(tmp_path, shape, dtype):
         (lambda a: a.update(x_train=a["x_train"].astype(np.int32)), r"x_train must be uint8 or floating images .* got int32"),
         (lambda a: a.update(y_train=a["y_train"][:5]), r"y_train must hold one integer label per image \(8\), got int64 \(5,\)"),
         (lambda a: a.update(y_test=np.zeros(4, np.float32)), r"y_test must hold one integer label per image \(4\), got float32"),
-        (lambda a: a.update(y_train=a["y_train"] - 5), r"y_train holds negative labels"),
+        (lambda a: a.update(y_train=a["y_train"] - 5), r"y_train labels must lie in \[0, 100000\), got -5 to -3"),
+        (lambda a: a.update(y_test=np.array([0, 1, 2, 2**40])), r"y_test labels must lie in \[0, 100000\), got 0 to 1099511627776"),
+        (lambda a: a.update(x_test=np.full((4, 6, 6), np.nan, np.float32)), r"x_test holds NaN or infinite pixels"),
         (lambda a: a.update(x_test=np.zeros((4, 7, 6), np.uint8)), r"x_train images \(6, 6\) and x_test images \(7, 6\) differ in shape"),
     ],
 )
@@ -55,3 +57,19 @@ def test_not_an_npz_file_and_no_pickles(tmp_path):
         load_npz(_write(tmp_path / "d.npz", **arrays))
     with pytest.raises(FileNotFoundError):
         load_npz(tmp_path / "missing.npz")
+
+
+def test_empty_or_renamed_files_are_unreadable(tmp_path):
+    (tmp_path / "empty.npz").write_bytes(b"")
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    (tmp_path / "array.npy").rename(tmp_path / "renamed.npz")
+    for name in ("empty.npz", "renamed.npz"):
+        with pytest.raises(DataFileError, match=rf"{name}: not a readable \.npz file"):
+            load_npz(tmp_path / name)
+
+
+def test_the_test_split_alone(tmp_path):
+    arrays = _arrays()
+    x_test, y_test = load_test_split(_write(tmp_path / "d.npz", **arrays))
+    np.testing.assert_array_equal(x_test, arrays["x_test"])
+    np.testing.assert_array_equal(y_test, arrays["y_test"])

@@ -40,8 +40,6 @@ def train(args: argparse.Namespace) -> None:
     x_train, y_train, x_test, y_test = _load_data(data)
     x_train, y_train = x_train[: config["limit"]], y_train[: config["limit"]]
     config = _with_data_shapes(config, data, x_train, y_train, y_test)
-    if config["batch_size"] > len(x_train):
-        raise UsageError(f"--batch-size {config['batch_size']} exceeds the {len(x_train)} training images")
     if done is not None and done["epoch"] >= config["epochs"]:
         write_outputs(args.out, done["history"], config["model"])  # repairs a kill after the last checkpoint
         print(

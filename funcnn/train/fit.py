@@ -149,6 +149,10 @@ def fit(
     batches = _batch_iterable(train_data, mode)
     if batches is None:
         images, labels = checks.labelled_data("fit", "train_data", train_data)
+        if batch_size > len(images):
+            raise LayerConfigError(
+                f"fit: argument `batch_size` {batch_size} exceeds the {len(images)} training images"
+            )
         steps = len(batch_indices(seed, 0, len(images), batch_size))
     else:
         first = next(iter(batches), None)

@@ -20,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from funcnn import checkpoint
+from funcnn.core import LayerConfigError
 from funcnn.train.loop import NonFiniteLossError
 from funcnn.train.metrics import plot_curves, write_jsonl
 from funcnn.train.state import TrainState
@@ -44,7 +45,7 @@ def resume(
       FileExistsError: ``out`` holds checkpoints and ``resume`` is false.
       CheckpointDamagedError: there are checkpoints, none intact and not all unfinished.
       CheckpointMismatchError: the checkpoint's metadata lacks the run's fields.
-      ValueError: the checkpoint used another seed or batch size.
+      LayerConfigError: the checkpoint used another seed or batch size.
     """
     directory = out / "checkpoints"
     latest = checkpoint.latest_step(directory)
@@ -72,8 +73,9 @@ def resume(
             )
         for name, value in (("seed", seed), ("batch_size", batch_size)):
             if meta[name] != value:
-                raise ValueError(
-                    f"{directory}: cannot resume with {name} {value}: the checkpoint used {meta[name]}"
+                raise LayerConfigError(
+                    f"fit: argument `{name}` {value} differs from the {meta[name]} of the checkpoint to "
+                    f"resume in {directory}"
                 )
     for step, problem in damaged:
         moved = checkpoint.move_aside(directory, step)

@@ -7,6 +7,7 @@ import pytest
 
 import funcnn.combinators
 import funcnn.core
+import funcnn.distributed
 import funcnn.filters
 import funcnn.layers.conv
 import funcnn.shapes
@@ -17,7 +18,7 @@ EPOCH = importlib.import_module("funcnn.train.epoch")  # funcnn.train.epoch the 
 
 @pytest.mark.parametrize(
     "module",
-    [funcnn.core, funcnn.shapes, funcnn.combinators, funcnn.filters, funcnn.layers.conv, funcnn.testing, EPOCH],
+    [funcnn.core, funcnn.shapes, funcnn.combinators, funcnn.filters, funcnn.layers.conv, funcnn.testing, EPOCH, funcnn.distributed],
 )
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

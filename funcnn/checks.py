@@ -11,7 +11,7 @@ Two stages, as in the ops' resolvers:
   :func:`dtype_or_none`, :func:`initializer`, :func:`precision`;
 * **resolve** (``init`` or trace time, with shapes): :func:`broadcast`,
   :func:`input_shape`, :func:`check_rank`, :func:`check_width`,
-  :func:`check_leaves`, :func:`input_array`, :func:`check_key`.
+  :func:`check_leaves`, :func:`as_array`, :func:`input_array`, :func:`check_key`.
 
 The padding formulas that turn a parsed padding into ``(low, high)`` pairs
 live with the other formulas, in :func:`funcnn.shapes.padding_pairs`.
@@ -518,12 +518,19 @@ def input_array(
     fallback: jnp.dtype | None = None,
     argument: str = "x",
 ) -> jax.Array:
-    """Check an input array and apply the dtype policy.
+    """Check an input array (:func:`as_array`) and apply the dtype policy: the result is in
+    :func:`compute_dtype` ``(x.dtype, dtype, fallback)``."""
+    x = as_array(where, x, argument)
+    target = compute_dtype(x.dtype, dtype, fallback)
+    return x if x.dtype == target else jnp.asarray(x).astype(target)
+
+
+def as_array(where: str, x: Any, argument: str = "x") -> Any:
+    """Check an input array, keeping its dtype (for layers that do no arithmetic).
 
     Arrays (NumPy, JAX, tracers) and Python numbers are accepted; tuples and
     lists are refused (a branch tuple needs ``fan_in_*``). Complex and
-    non-numeric inputs are refused. The result is in
-    :func:`compute_dtype` ``(x.dtype, dtype, fallback)``.
+    non-numeric inputs are refused.
     """
     if isinstance(x, (tuple, list)):
         branches = len(x) > 0 and all(hasattr(e, "shape") for e in x)
@@ -549,8 +556,7 @@ def input_array(
         raise LayerConfigError(
             f"{where}: argument `{argument}` has non-numeric dtype {x.dtype} (shape {tuple(x.shape)})"
         )
-    target = compute_dtype(x.dtype, dtype, fallback)
-    return x if x.dtype == target else jnp.asarray(x).astype(target)
+    return x
 
 
 def per_axis(where: str, **values: int | tuple[int, ...]) -> dict[str, tuple[int, ...]]:
@@ -579,10 +585,10 @@ def promote_operands(where: str, names: Sequence[str], *arrays: Any) -> tuple[An
     for name, a in zip(names, arrays, strict=True):
         if a is None and name != "bias":
             raise LayerConfigError(f"{where}: argument `{name}` must be an array, got {_describe(a)}")
-        if a is not None:
-            a = input_array(where, a, getattr(a, "dtype", None) if _is_floating(a) else None, argument=name)
-        checked.append(a)
-    target = common_dtype([raw.dtype for raw in arrays if _is_floating(raw)])
+        checked.append(None if a is None else as_array(where, a, name))
+    target = common_dtype(
+        [a.dtype for a in checked if a is not None and jnp.issubdtype(a.dtype, jnp.floating)]
+    )
     return tuple(a if a is None or a.dtype == target else a.astype(target) for a in checked)
 
 
@@ -600,10 +606,6 @@ def common_dtype(dtypes: Sequence[Any]) -> jnp.dtype:
         return default_float()
     widest = [d for d in floating if d.itemsize == floating[-1].itemsize]
     return widest[0] if len(widest) == 1 else jnp.dtype(jnp.float32)
-
-
-def _is_floating(a: Any) -> bool:
-    return hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.floating)
 
 
 def optimizer(where: str, value: Any) -> None:

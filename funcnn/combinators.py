@@ -133,7 +133,7 @@ def fan_out(n: int) -> Layer:
 
     def apply(params, state, x, *, key=None, train=False):
         checks.no_params("fan_out", params)
-        return (checks.input_array("fan_out", x, x.dtype if hasattr(x, "dtype") else None),) * n, state
+        return (checks.as_array("fan_out", x),) * n, state
 
     return make_layer("fan_out", init, apply)
 
@@ -147,7 +147,7 @@ def _branches(combinator: str, x: Any) -> tuple[jax.Array, ...]:
             f"{combinator}: argument `x` must be a non-empty tuple of arrays (e.g. from fan_out or "
             f"parallel), got {kind}"
         )
-    arrays = [checks.input_array(combinator, xi, getattr(xi, "dtype", None)) for xi in x]
+    arrays = [checks.as_array(combinator, xi) for xi in x]
     dtype = checks.common_dtype([a.dtype for a in arrays])
     return tuple(a.astype(dtype) for a in arrays)
 
@@ -234,7 +234,7 @@ def residual(*layers: Layer) -> Layer:
 
     def apply(params, state, x, *, key=None, train=False):
         y, new_state = body_apply(params, state, x, key=key, train=train)
-        x = checks.input_array("residual", x, getattr(x, "dtype", None))
+        x = checks.as_array("residual", x)
         check_body(x.shape, tuple(y.shape) if hasattr(y, "shape") else f"a {type(y).__name__}")
         dtype = checks.common_dtype([x.dtype, y.dtype])
         return x.astype(dtype) + y.astype(dtype), new_state

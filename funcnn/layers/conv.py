@@ -255,15 +255,10 @@ def ConvTranspose(
         must be smaller than the stride or the dilation.
     """
     name = "ConvTranspose"
-    args = conv_transpose_args(
-        name,
-        strides=strides,
-        padding=padding,
-        dilation=dilation,
-        output_padding=output_padding,
-        groups=groups,
-        precision=precision,
+    forward = conv_args(
+        name, strides=strides, padding=padding, dilation=dilation, groups=groups, precision=precision
     )
+    args = conv_transpose_args(name, forward, output_padding)
     learned = parse_learned(
         name,
         features,

@@ -25,7 +25,7 @@ def Flatten() -> Layer:
 
     def apply(params, state, x, *, key=None, train=False):
         checks.no_params("Flatten", params)
-        x = checks.input_array("Flatten", x, x.dtype if hasattr(x, "dtype") else None)
+        x = checks.as_array("Flatten", x)
         checks.check_rank("Flatten", "x", x.shape, _RANKS)
         return jnp.reshape(x, (x.shape[0], math.prod(x.shape[1:]))), state
 

@@ -400,30 +400,14 @@ class ConvTransposeArgs(NamedTuple):
 
 
 def conv_transpose_args(
-    op: str,
-    *,
-    strides: int | Sequence[int] = 1,
-    padding: checks.Padding = "VALID",
-    dilation: int | Sequence[int] = 1,
-    output_padding: int | Sequence[int] = 0,
-    groups: int = 1,
-    precision: lax.Precision | None = None,
-    preferred_element_type: jax.typing.DTypeLike | None = None,
+    op: str, args: ConvArgs, output_padding: int | Sequence[int] = 0
 ) -> ConvTransposeArgs:
-    """Parse a transposed convolution's arguments.
+    """Parse a transposed convolution's ``output_padding`` beside the forward convolution's
+    parsed ``args`` (from :func:`conv_args`, without input dilation).
 
     ``output_padding`` must be in ``[0, max(stride, dilation))`` per axis (PyTorch's
     rule): more would add rows that no input reaches.
     """
-    args = conv_args(
-        op,
-        strides=strides,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        precision=precision,
-        preferred_element_type=preferred_element_type,
-    )
     out_pad = checks.sizes(op, "output_padding", output_padding, minimum=0)
     sizes = checks.per_axis(op, strides=args.strides, dilation=args.dilation, output_padding=out_pad)
     if any(p >= max(s, d) for p, s, d in zip(sizes["output_padding"], sizes["strides"], sizes["dilation"])):
@@ -505,16 +489,16 @@ def conv_transpose(
     stride or the dilation.
     """
     checks.grad_mode("conv_transpose", grad)
-    args = conv_transpose_args(
+    forward = conv_args(
         "conv_transpose",
         strides=strides,
         padding=padding,
         dilation=dilation,
-        output_padding=output_padding,
         groups=groups,
         precision=precision,
         preferred_element_type=preferred_element_type,
     )
+    args = conv_transpose_args("conv_transpose", forward, output_padding)
     names = ("x", "kernel", "bias")
     x, kernel, bias = checks.promote_operands("conv_transpose", names, x, kernel, bias)
     config = resolve_conv_transpose("conv_transpose", args, x.shape, kernel.shape)

@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 DEFAULT_KEEP = 3
 """How many of the newest checkpoints :func:`save` keeps by default."""
@@ -90,7 +91,9 @@ def save(
     Args:
       directory: the checkpoint directory (created if missing).
       step: the step number, larger than every step already saved.
-      pytree: a pytree of arrays (``jax.random.key`` arrays included).
+      pytree: a pytree of arrays (``jax.random.key`` arrays included), sharded
+        or not; with several processes every process calls ``save`` and process 0
+        writes the manifest and prunes.
       metadata: a JSON-serialisable dict saved next to the arrays.
       keep: how many of the newest checkpoints to keep.
 
@@ -118,9 +121,17 @@ def save(
             ),
         )
         manager.wait_until_finished()
-    _write_manifest(directory / str(step))
-    for old in all_steps(directory)[:-keep]:  # only once the new step proves itself
-        shutil.rmtree(directory / str(old))
+    if jax.process_index() == 0:  # with several processes orbax wrote the step together; one lists it
+        _write_manifest(directory / str(step))
+        for old in all_steps(directory)[:-keep]:  # only once the new step proves itself
+            shutil.rmtree(directory / str(old))
+    sync_processes(f"funcnn-checkpoint-{step}")
+
+
+def sync_processes(name: str) -> None:
+    """Wait until every process of a multi-process run gets here (nothing with one process)."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
 
 
 def latest_step(directory: str | os.PathLike) -> int | None:
@@ -239,7 +250,9 @@ def restore_part(
     directory = Path(directory).absolute()
     step = _existing_step(directory, step)
     check_intact(directory, step)
-    options = ocp.CheckpointManagerOptions(enable_async_checkpointing=False, create=False)
+    options = ocp.CheckpointManagerOptions(
+        enable_async_checkpointing=False, create=False, save_root_metadata=False
+    )
     handlers = {"state": ocp.PyTreeCheckpointHandler(), "metadata": ocp.JsonCheckpointHandler()}
     with ocp.CheckpointManager(directory, options=options, item_handlers=handlers) as manager:
         saved = _leaf_specs(manager.item_metadata(step).state)
@@ -270,13 +283,16 @@ def _manager(directory: Path, *, writing: bool = False) -> ocp.CheckpointManager
 
     Only a writing manager creates the directory and removes the temporary
     folders of interrupted writes. It deletes no step: :func:`save` removes old
-    steps itself, after the new one's manifest is written.
+    steps itself, after the new one's manifest is written. A reading manager
+    writes no root metadata, whose barrier would make every process of a
+    multi-process run wait for one that only reads.
     """
     options = ocp.CheckpointManagerOptions(
         max_to_keep=None,
         enable_async_checkpointing=False,
         cleanup_tmp_directories=writing,
         create=writing,
+        save_root_metadata=writing,
     )
     handlers = {"state": ocp.StandardCheckpointHandler(), "metadata": ocp.JsonCheckpointHandler()}
     return ocp.CheckpointManager(directory, options=options, item_handlers=handlers)
@@ -337,14 +353,16 @@ def _differences(saved: dict, expected: dict) -> list[str]:
 
 
 def non_finite_paths(tree: Any) -> list[str]:
-    """Dotted paths of the floating-point leaves holding a NaN or infinity."""
+    """Dotted paths of the floating-point leaves holding a NaN or infinity.
+
+    Each leaf is reduced where it lives (one scalar back per leaf), so a state
+    sharded over devices and processes is checked without gathering it.
+    """
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
     floating = [(path, leaf) for path, leaf in leaves if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
-    values = jax.device_get([leaf for _, leaf in floating])
+    finite = jax.device_get(jax.jit(lambda xs: [jnp.isfinite(x).all() for x in xs])([x for _, x in floating]))
     return [
-        ".".join(_key_name(k) for k in path)
-        for (path, _), value in zip(floating, values, strict=True)
-        if not np.isfinite(np.asarray(value, np.float64)).all()
+        ".".join(_key_name(k) for k in path) for (path, _), ok in zip(floating, finite, strict=True) if not ok
     ]
 
 

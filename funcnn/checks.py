@@ -189,6 +189,30 @@ def boolean(where: str, argument: str, value: Any) -> bool:
     return bool(value)
 
 
+def axis_name(where: str, value: Any) -> str | tuple[str, ...] | None:
+    """``None``, a mesh axis name, or a non-empty tuple of them (as ``lax.pmean`` takes)."""
+    names = value if isinstance(value, tuple) else (value,)
+    if value is not None and not (names and all(isinstance(n, str) and n for n in names)):
+        raise LayerConfigError(
+            f"{where}: argument `axis_name` must be None, a mesh axis name or a tuple of them, "
+            f"got {_describe(value)}"
+        )
+    return value
+
+
+def check_axis_bound(where: str, name: str | tuple[str, ...]) -> None:
+    """Each axis of ``name`` is bound here (inside ``shard_map``, ``pmap`` or a named ``vmap``)."""
+    for axis in name if isinstance(name, tuple) else (name,):
+        try:
+            jax.lax.axis_size(axis)
+        except NameError:
+            raise LayerConfigError(
+                f"{where}: argument `axis_name` {axis!r} is not a bound axis here; apply the layer inside "
+                f"`jax.shard_map` over a mesh with that axis (or `vmap(..., axis_name={axis!r})`), or pass "
+                "axis_name=None: under `jit` with a sharded batch the statistics are already global"
+            ) from None
+
+
 def dtype_or_none(where: str, argument: str, value: Any) -> jnp.dtype | None:
     """``None`` or a floating-point dtype (``jnp.float32``, ``"bfloat16"``, ...) that JAX can hold
     (``float64`` needs ``jax_enable_x64``)."""

@@ -7,6 +7,7 @@ damaged or incompatible checkpoint, 130 interrupted.
 
     funcnn train --model fashion_mnist_cnn --epochs 10 --data DIR --out runs/x
     funcnn train --out runs/x --resume
+    funcnn train --coordinator 10.0.0.1:1234 --num-processes 2 --process-id 0 --out runs/x
     funcnn evaluate --out runs/x
     funcnn summary fashion_mnist_cnn
     funcnn filters --out filters.png
@@ -17,7 +18,9 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+import json
 import math
+import os
 import shutil
 import sys
 import warnings
@@ -67,6 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "train":
+        try:
+            check_processes(args)
+        except UsageError as error:
+            return _fail(args.prog, error, EXIT_STATUS["bad arguments or data"])
+        args.cpu_devices_set = use_cpu_cores(args)
     commands = importlib.import_module("funcnn.commands")  # JAX loads here, once a command runs
     checkpoint = importlib.import_module("funcnn.checkpoint")
     out = getattr(args, "out", None)
@@ -92,6 +101,73 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         return _fail(args.prog, error, status)
     return EXIT_STATUS["success"]
+
+
+def check_processes(args: argparse.Namespace) -> None:
+    """``--coordinator``, ``--num-processes`` and ``--process-id`` come together, the id below the count.
+
+    Raises:
+      UsageError: one is missing, or the id is out of range.
+    """
+    given = {
+        "--coordinator": args.coordinator,
+        "--num-processes": args.num_processes,
+        "--process-id": args.process_id,
+    }
+    missing = [name for name, value in given.items() if value is None]
+    if missing and len(missing) < len(given):
+        raise UsageError(
+            f"a multi-process run needs --coordinator, --num-processes and --process-id together; "
+            f"missing {', '.join(missing)}"
+        )
+    if not missing and args.process_id >= args.num_processes:
+        raise UsageError(
+            f"--process-id {args.process_id} must be below --num-processes {args.num_processes} "
+            "(processes count from 0)"
+        )
+
+
+def use_cpu_cores(args: argparse.Namespace) -> int | None:
+    """Give JAX one CPU device per core for this run, before JAX starts; return the count set.
+
+    XLA:CPU runs each convolution on one core, so a data-parallel run over one
+    device per core is how a step uses every core. The count is the largest one
+    not above the cores this process may run on (with several processes on a
+    machine, its share) whose product with the process count divides the batch.
+    Nothing is set (``None``) with ``--cpu-devices`` other than ``auto`` (an
+    explicit count is set as given), when ``XLA_FLAGS`` already sets a device
+    count (the user's setting wins), or when JAX is already imported in this process
+    (:func:`main` called from Python: set ``XLA_FLAGS`` before importing JAX there).
+    On a machine with an accelerator, JAX trains on that and the CPU count is unused.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" in flags or "jax" in sys.modules:
+        return None
+    processes = args.num_processes or 1
+    if args.cpu_devices == "auto":
+        cores = max(len(os.sched_getaffinity(0)) // _processes_here(args), 1)
+        batch = args.batch_size or _recorded_batch_size(args.out) or TRAIN_DEFAULTS["batch_size"]
+        count = max(d for d in range(1, cores + 1) if batch % (d * processes) == 0 or d == 1)
+    else:
+        count = int(args.cpu_devices)
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+    return count
+
+
+def _processes_here(args: argparse.Namespace) -> int:
+    """Processes of this run sharing this machine's cores: all of them when the coordinator is local."""
+    if args.coordinator and args.coordinator.rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "::1", "[::1]"):
+        return args.num_processes
+    return 1
+
+
+def _recorded_batch_size(out: Path) -> int | None:
+    """The batch size a resumed run recorded in ``OUT/run.json``, if readable."""
+    try:
+        value = json.loads((out / "run.json").read_text()).get("batch_size")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and value >= 1 else None
 
 
 def _status(error: BaseException) -> int | None:
@@ -149,6 +225,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train_cmd.add_argument(
         "--mode", choices=MODE_NAMES, default="auto", help="epoch as one scan or a loop; default: auto"
+    )
+    train_cmd.add_argument(
+        "--cpu-devices",
+        type=_cpu_devices,
+        default="auto",
+        metavar="N|auto",
+        help="JAX CPU devices to split each batch over: auto is one per core (the most, up to the "
+        "cores, that divides the batch); 1 turns it off; an XLA_FLAGS device count wins; default: auto",
+    )
+    train_cmd.add_argument(
+        "--shard-params",
+        action="store_true",
+        help="split the parameters and optimiser state over the devices too (for models larger than "
+        "one device); same numbers as replicated",
+    )
+    train_cmd.add_argument(
+        "--coordinator", metavar="HOST:PORT", help="multi-process run: process 0's address (all processes)"
+    )
+    train_cmd.add_argument(
+        "--num-processes", type=_positive_int, help="multi-process run: how many processes take part"
+    )
+    train_cmd.add_argument(
+        "--process-id", type=_non_negative_int, help="multi-process run: this process, from 0"
     )
     train_cmd.add_argument(
         "--data",
@@ -230,6 +329,12 @@ def _non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
     return value
+
+
+def _cpu_devices(text: str) -> str:
+    if text != "auto":
+        _positive_int(text)
+    return text
 
 
 def _positive_float(text: str) -> float:

@@ -32,8 +32,17 @@ from funcnn.train.run import RUN_FILE, write_outputs
 
 
 def train(args: argparse.Namespace) -> None:
-    """Train a model on Fashion-MNIST; write metrics, curves and checkpoints to --out."""
+    """Train a model on Fashion-MNIST; write metrics, curves and checkpoints to --out.
+
+    With ``--coordinator``, ``--num-processes`` and ``--process-id``, this process
+    joins a multi-process run first (``jax.distributed.initialize``; on CPU with
+    gloo collectives), and only process 0 prints.
+    """
     start = time.perf_counter()
+    if args.coordinator is not None:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    say = print if jax.process_index() == 0 else lambda *_: None
     config, done = _train_config(args)
     data = args.data or (Path(config["data"]) if config.get("data") else None)
     config["data"] = None if data is None else str(data.absolute())
@@ -41,8 +50,11 @@ def train(args: argparse.Namespace) -> None:
     x_train, y_train = x_train[: config["limit"]], y_train[: config["limit"]]
     config = _with_data_shapes(config, data, x_train, y_train, y_test)
     if done is not None and done["epoch"] >= config["epochs"]:
-        write_outputs(args.out, done["history"], config["model"])  # repairs a kill after the last checkpoint
-        print(
+        if jax.process_index() == 0:
+            write_outputs(
+                args.out, done["history"], config["model"]
+            )  # repairs a kill after the last checkpoint
+        say(
             f"already finished: {args.out} holds all {config['epochs']} epochs (step {done['step']}); "
             "to train longer, add --resume with a larger --epochs"
         )
@@ -50,14 +62,14 @@ def train(args: argparse.Namespace) -> None:
     model, optimizer = _model_and_optimizer(config, len(x_train))
     input_shape = tuple(config["input_shape"])
     params = count_params(jax.eval_shape(lambda k: model.init(k, input_shape)[1], jax.random.key(0)))
-    print(
+    say(
         f"training {config['model']} ({params:,} params) for {config['epochs']} epochs on "
-        f"1 of {jax.device_count()} {jax.devices()[0].platform} device(s); "
+        f"{_devices_line(args)}; "
         f"data: {len(x_train):,} training and {len(x_test):,} test images from "
         f"{data or 'the default Fashion-MNIST'}; output: {args.out}"
     )
     if done is not None:
-        print(f"resuming from epoch {done['epoch']} (step {done['step']})")
+        say(f"resuming from epoch {done['epoch']} (step {done['step']})")
     result = fit(
         model,
         (x_train, y_train),
@@ -73,19 +85,35 @@ def train(args: argparse.Namespace) -> None:
         resume=args.resume,
         config=config,
         progress=True,
+        shard_params=args.shard_params,
     )
     last = result.history[-1]
     best = max(result.history, key=lambda r: r["test_accuracy"])
     minutes, seconds = divmod(round(time.perf_counter() - start), 60)
-    print(
+    say(
         f"finished epoch {last['epoch']}/{config['epochs']} in {minutes} min {seconds} s: "
         f"final test accuracy {last['test_accuracy']:.4f} (loss {last['test_loss']:.4f}), "
         f"best {best['test_accuracy']:.4f} (epoch {best['epoch']})"
     )
-    print(
+    say(
         f"wrote {args.out / 'metrics.jsonl'}, {args.out / 'curves.png'} and checkpoints in "
         f"{args.out / 'checkpoints'}"
     )
+
+
+def _devices_line(args: argparse.Namespace) -> str:
+    """Where the run trains, for the start banner: the device count, kind and processes."""
+    platform = jax.devices()[0].platform
+    line = f"{jax.device_count()} {platform} device(s)"
+    if jax.process_count() > 1:
+        line += f" in {jax.process_count()} processes"
+    if getattr(args, "cpu_devices_set", None) and platform == "cpu":
+        line += (
+            " (one per core; --cpu-devices 1 for one)" if args.cpu_devices == "auto" else " (--cpu-devices)"
+        )
+    if args.shard_params:
+        line += ", params sharded"
+    return line
 
 
 def evaluate_run(args: argparse.Namespace) -> None:

@@ -41,6 +41,22 @@ def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     return jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=(AxisType.Auto,), devices=devices)
 
 
+def check_mesh(where: str, mesh: Any) -> Mesh:
+    """A ``jax.sharding.Mesh`` with a :data:`DATA_AXIS` axis, every other axis of size 1."""
+    if not isinstance(mesh, Mesh) or DATA_AXIS not in mesh.axis_names:
+        raise LayerConfigError(
+            f"{where}: argument `mesh` must be a jax.sharding.Mesh with a {DATA_AXIS!r} axis "
+            f"(funcnn.distributed.data_mesh()), got {mesh!r}"
+        )
+    others = {name: size for name, size in mesh.shape.items() if name != DATA_AXIS and size > 1}
+    if others:
+        raise LayerConfigError(
+            f"{where}: argument `mesh` has axes {dict(mesh.shape)}; training is data-parallel over "
+            f"{DATA_AXIS!r} only, so every other axis must have size 1"
+        )
+    return mesh
+
+
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """Leading (batch) axis split along :data:`DATA_AXIS`, the rest whole."""
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
@@ -81,6 +97,50 @@ def shard_batch(mesh: Mesh, batch: Any) -> Any:
     return jax.tree.map(place, batch)
 
 
+def local_rows(mesh: Mesh, batch_size: int) -> slice:
+    """The rows of a global batch of ``batch_size`` that this process's devices hold
+    (all of them with one process)."""
+    check_divisible("local_rows", batch_size, mesh)
+    indices = batch_sharding(mesh).addressable_devices_indices_map((batch_size,))
+    starts = [index[0].start or 0 for index in indices.values()]
+    stops = [batch_size if index[0].stop is None else index[0].stop for index in indices.values()]
+    return slice(min(starts), max(stops))
+
+
 def replicate(mesh: Mesh, tree: Any) -> Any:
-    """Place a pytree (params, optimiser state, layer state) whole on every device of ``mesh``."""
+    """Place a pytree (params, optimiser state, layer state, a data set) whole on every device of
+    ``mesh``; with several processes each passes the same values."""
     return jax.device_put(tree, replicated(mesh))
+
+
+def leaf_sharding(mesh: Mesh, shape: Sequence[int], shard: bool) -> NamedSharding:
+    """How one leaf of the state is placed: replicated, or with ``shard`` split along
+    :data:`DATA_AXIS` on its largest axis that divides by the device count (replicated when none does).
+
+    Splitting along the batch axis's mesh axis is fully sharded data parallelism:
+    each device stores ``1/n`` of every large leaf, and XLA gathers a leaf where
+    the step needs it whole.
+    """
+    devices = mesh.shape[DATA_AXIS]
+    fits = [axis for axis, size in enumerate(shape) if size % devices == 0 and size >= devices]
+    if not shard or devices == 1 or not fits:
+        return replicated(mesh)
+    axis = max(fits, key=lambda a: (shape[a], -a))
+    return NamedSharding(mesh, PartitionSpec(*([None] * axis), DATA_AXIS))
+
+
+def state_shardings(mesh: Mesh, state: Any, shard_params: bool = False) -> Any:
+    """The shardings of a training state (a :class:`funcnn.train.TrainState` of arrays or shapes):
+    everything replicated, or with ``shard_params`` its ``params`` and ``opt_state`` split
+    by :func:`leaf_sharding`."""
+
+    def place(tree: Any, shard: bool) -> Any:
+        return jax.tree.map(lambda leaf: leaf_sharding(mesh, leaf.shape, shard), tree)
+
+    return state._replace(
+        params=place(state.params, shard_params),
+        model_state=place(state.model_state, False),
+        opt_state=place(state.opt_state, shard_params),
+        step=replicated(mesh),
+        key=replicated(mesh),
+    )

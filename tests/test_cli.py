@@ -150,7 +150,7 @@ def test_train_evaluate_and_resume_settings(data_dir, tmp_path, capsys):
     records = read_jsonl(out / "metrics.jsonl")
     assert [r["epoch"] for r in records] == [1, 2] and records[-1]["step"] == 8
     assert f"final test accuracy {records[-1]['test_accuracy']:.4f}" in stdout
-    assert stdout.startswith("training seed_cnn (693,962 params) for 2 epochs on 1 of 4 cpu device(s)")
+    assert stdout.startswith("training seed_cnn (693,962 params) for 2 epochs on 4 cpu device(s); data:")
     assert f"wrote {out / 'metrics.jsonl'}, {out / 'curves.png'} and checkpoints in {out / 'checkpoints'}" in stdout
 
     status, stdout, _ = run_main(["evaluate", "--out", str(out), "--data", str(data_dir)], capsys)

@@ -119,6 +119,7 @@ def BatchNorm(
     *,
     dtype: jnp.dtype | None = None,
     param_dtype: jnp.dtype = jnp.float32,
+    axis_name: str | tuple[str, ...] | None = None,
 ) -> Layer:
     """Batch normalisation over every axis but the channels (the last).
 
@@ -129,6 +130,19 @@ def BatchNorm(
     unchanged, so evaluation is deterministic. Training needs more than one
     value per channel (as PyTorch): the variance of one value is 0.
 
+    The batch statistics are computed in at least float32 (a ``bfloat16``
+    compute dtype keeps float32 statistics) and the running ones are kept in
+    ``param_dtype``.
+
+    **Several devices.** Under ``jit`` with the batch sharded over a mesh
+    (:mod:`funcnn.distributed`) the statistics are those of the global batch
+    already: XLA reduces across devices. Inside ``shard_map``, where each
+    device sees only its rows, pass the mesh axis the batch is split over as
+    ``axis_name`` (as Flax and Equinox do): with equal shards,
+    ``mean = pmean(mean_local)`` and ``var = pmean(mean_local((x - mean)^2))``
+    are the global batch's, and the running statistics stay identical on
+    every device.
+
     Args:
       momentum: decay of the running statistics, in ``[0, 1)``.
       epsilon: added to the variance, ``> 0``.
@@ -136,9 +150,12 @@ def BatchNorm(
       scale_init, bias_init: ``jax.nn.initializers`` functions.
       dtype: computation dtype; ``None`` keeps a floating input's dtype.
       param_dtype: dtype of the parameters and running statistics.
+      axis_name: inside ``shard_map``, the mesh axis (or axes) the batch is
+        split over; ``None`` for statistics over the array as given.
     """
     name = "BatchNorm"
     momentum = checks.real(name, "momentum", momentum, low=0.0, high=1.0, high_open=True)
+    axis_name = checks.axis_name(name, axis_name)
     spec = parse_affine(name, epsilon, use_scale, use_bias, scale_init, bias_init, dtype, param_dtype)
 
     def init(key, input_shape):
@@ -171,9 +188,7 @@ def BatchNorm(
                 f"BatchNorm: argument `x` of shape {tuple(x.shape)} has {count} value(s) per channel; "
                 "training needs at least 2 (batch statistics of fewer are undefined or zero)"
             )
-        axes = tuple(range(x.ndim - 1))
-        mean = jnp.mean(x, axis=axes)
-        var = jnp.mean(jnp.square(x - lax.broadcast_to_rank(mean, x.ndim)), axis=axes)
+        mean, var = _batch_statistics(x, axis_name)
         batch = jax.tree.map(
             lambda v: lax.stop_gradient(v).astype(spec.param_dtype), BatchNormState(mean, var)
         )
@@ -181,6 +196,21 @@ def BatchNorm(
         return _normalize(x, mean, var, spec.epsilon, params), new_state
 
     return make_layer(name, init, apply)
+
+
+def _batch_statistics(x: jax.Array, axis_name: str | tuple[str, ...] | None) -> tuple[jax.Array, jax.Array]:
+    """Per-channel ``mean`` and biased ``var`` over every other axis (and over ``axis_name``'s devices),
+    in at least float32."""
+    stats = x.astype(checks.common_dtype([x.dtype, jnp.float32]))
+    axes = tuple(range(x.ndim - 1))
+    mean = jnp.mean(stats, axis=axes)
+    if axis_name is not None:
+        checks.check_axis_bound("BatchNorm", axis_name)
+        mean = lax.pmean(mean, axis_name)
+    var = jnp.mean(jnp.square(stats - lax.broadcast_to_rank(mean, x.ndim)), axis=axes)
+    if axis_name is not None:
+        var = lax.pmean(var, axis_name)
+    return mean, var
 
 
 def LayerNorm(

@@ -1,8 +1,29 @@
-"""The ``grad`` switch shared by every op: hand-written VJP or JAX autodiff."""
+"""What every hand-written rule shares: the ``grad`` switch, and cotangents typed as their primals.
+
+A ``custom_vjp`` rule must return each cotangent with its primal's type, and
+under JAX's sharding modes the type carries more than shape and dtype:
+
+* **Explicit mesh axes** (``jax.make_mesh``'s default): a sharding is part of
+  the type, and an op that contracts a sharded axis (``dL/dW = X^T G`` over a
+  batch-sharded ``X``) must be told how its output is sharded.
+* **Inside** ``shard_map``: a value *varies* over the mesh axes its inputs
+  vary over; a parameter that enters unvaried (replicated) but whose
+  cotangent is summed from batch-varying values must be summed over those
+  axes, as JAX's own rules do (the transpose of the implicit ``pcast`` to
+  varying is a ``psum``).
+
+:func:`cotangents_like` does both, so the rules' arithmetic stays the
+textbook equations.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+
+import jax
+from jax import lax
+from jax.sharding import AxisType
 
 
 def select(grad: str, custom: Callable, autodiff: Callable) -> Callable:
@@ -14,3 +35,49 @@ def select(grad: str, custom: Callable, autodiff: Callable) -> Callable:
     way to forward mode (``jvp``, ``jacfwd``), which ``custom_vjp`` cannot do.
     """
     return custom if grad == "custom" else autodiff
+
+
+def _varying_axes(x: jax.Array) -> frozenset:
+    """The ``shard_map`` axes ``x`` varies over (empty outside ``shard_map``)."""
+    aval = jax.typeof(x)
+    manual = getattr(aval, "manual_axis_type", None)
+    return manual.varying if manual is not None else frozenset(getattr(aval, "vma", ()))
+
+
+def _explicit_axes(arrays: tuple) -> tuple[str, ...]:
+    """The Explicit mesh axes of the arrays' shardings (empty without a mesh or with Auto axes)."""
+    for x in arrays:
+        mesh = jax.typeof(x).sharding.mesh
+        if not mesh.empty:
+            return tuple(
+                name
+                for name, kind in zip(mesh.axis_names, mesh.axis_types, strict=True)
+                if kind == AxisType.Explicit
+            )
+    return ()
+
+
+def cotangents_like(rule: Callable[..., tuple], primals: tuple, *operands: Any) -> tuple:
+    """``rule(*operands)``, the cotangents of ``primals`` (``None`` entries stay ``None``), typed as them.
+
+    With Explicit mesh axes the rule runs with those axes made Auto
+    (``jax.sharding.auto_axes``) and each cotangent comes out sharded as its
+    primal: XLA's partitioner then inserts the all-reduce of ``dL/dW`` over the
+    batch, as for Auto axes. Inside ``shard_map``, a cotangent that varies over
+    axes its primal does not is ``psum``-ed over them.
+    """
+    present = tuple(p for p in primals if p is not None)
+    explicit = _explicit_axes(present)
+    if explicit:
+        shardings = tuple(None if p is None else jax.typeof(p).sharding for p in primals)
+        rule = jax.sharding.auto_axes(rule, axes=explicit, out_sharding=shardings)
+    cotangents = rule(*operands)
+    return tuple(
+        None if primal is None else _sum_over_extra_axes(cotangent, primal)
+        for cotangent, primal in zip(cotangents, primals, strict=True)
+    )
+
+
+def _sum_over_extra_axes(cotangent: jax.Array, primal: jax.Array) -> jax.Array:
+    extra = _varying_axes(cotangent) - _varying_axes(primal)
+    return lax.psum(cotangent, tuple(sorted(extra))) if extra else cotangent

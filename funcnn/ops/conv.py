@@ -25,7 +25,7 @@ from jax import lax
 
 from funcnn import checks, shapes
 from funcnn.core import LayerConfigError
-from funcnn.ops._grad import select
+from funcnn.ops._grad import cotangents_like, select
 from funcnn.shapes import conv_output_size, dilated_size
 
 _SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
@@ -319,7 +319,10 @@ def _conv_bwd(config, saved, g):
     itself made of ``lax`` ops, so JAX can differentiate it (``grad`` of
     ``grad``, ``hessian``).
     """
-    x, kernel, bias = saved
+    return cotangents_like(functools.partial(_conv_cotangents, config), saved, *saved, g)
+
+
+def _conv_cotangents(config, x, kernel, bias, g):
     dx = conv_input_grad(config, g, kernel, x.shape).astype(x.dtype)
     dkernel = conv_kernel_grad(config, g, x, kernel.shape).astype(kernel.dtype)
     dbias = None if bias is None else g.sum(axis=tuple(range(g.ndim - 1))).astype(bias.dtype)

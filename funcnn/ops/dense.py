@@ -20,7 +20,7 @@ from jax import lax
 
 from funcnn import checks
 from funcnn.core import LayerConfigError
-from funcnn.ops._grad import select
+from funcnn.ops._grad import cotangents_like, select
 from funcnn.ops.conv import check_bias
 
 
@@ -39,7 +39,10 @@ def _dense_fwd(precision, x, kernel, bias):
 
 
 def _dense_bwd(precision, saved, g):
-    x, kernel, bias = saved
+    return cotangents_like(functools.partial(_dense_cotangents, precision), saved, *saved, g)
+
+
+def _dense_cotangents(precision, x, kernel, bias, g):
     batch_axes = tuple(range(x.ndim - 1))
     # dX = G W^T: contract G's last axis with W's output axis.
     dx = lax.dot_general(g, kernel, (((g.ndim - 1,), (1,)), ((), ())), precision=precision)

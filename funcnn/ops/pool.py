@@ -34,7 +34,7 @@ from jax import lax
 
 from funcnn import checks, shapes
 from funcnn.core import LayerConfigError
-from funcnn.ops._grad import select
+from funcnn.ops._grad import cotangents_like, select
 from funcnn.shapes import pool_output_size
 
 
@@ -279,6 +279,10 @@ def _max_pool_bwd(config: PoolConfig, x: jax.Array, g: jax.Array) -> tuple[jax.A
     tile the input route ``G`` back with one select (O(1) per input), others
     with one strided pad per window offset (O(prod(f)) per input).
     """
+    return cotangents_like(functools.partial(_max_pool_cotangent, config), (x,), x, g)
+
+
+def _max_pool_cotangent(config: PoolConfig, x: jax.Array, g: jax.Array) -> tuple[jax.Array]:
     winner = first_max_offset(config, x, g.shape)
     to_winners = _to_winners_tiled if windows_tile_input(config) else _to_winners_general
     return (to_winners(config, winner, g, x.shape).astype(x.dtype),)

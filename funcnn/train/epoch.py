@@ -7,6 +7,7 @@ Both call the same pure step on the same batches (the rows of
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -49,6 +50,7 @@ def run_loop_epoch(
     labels: np.ndarray,
     batch_idx: np.ndarray,
     on_step: Callable[[int, StepMetrics], None] | None = None,
+    place: Callable[[tuple[np.ndarray, np.ndarray]], Any] | None = None,
 ) -> tuple[TrainState, StepMetrics]:
     """An epoch as a Python loop, one jitted ``step`` call per batch.
 
@@ -63,13 +65,16 @@ def run_loop_epoch(
       batch_idx: ``(steps, batch_size)`` example indices.
       on_step: called as ``on_step(i, metrics)`` after step ``i`` (from 0);
         it may raise to stop the epoch.
+      place: puts a gathered ``(images, labels)`` batch on the devices (e.g.
+        :func:`funcnn.distributed.shard_batch`); ``None`` passes the host arrays.
 
     Returns:
       ``(state, metrics)`` with metrics stacked along the steps, as the scan returns them.
     """
     history = []
     for i, idx in enumerate(batch_idx):
-        state, metrics = step(state, images[idx], labels[idx])
+        batch = images[idx], labels[idx]
+        state, metrics = step(state, *(batch if place is None else place(batch)))
         history.append(metrics)
         if on_step is not None:
             on_step(i, metrics)

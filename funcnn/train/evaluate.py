@@ -8,8 +8,9 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
-from funcnn import checks
+from funcnn import checks, distributed
 from funcnn.core import Layer, Params, State
 from funcnn.data.batching import scale_images
 from funcnn.train.state import model_output_shape
@@ -27,12 +28,14 @@ def evaluate(
     loss: Loss = DEFAULT_LOSS,
     preprocess: Preprocess = scale_images,
     precision: str = "fp32",
+    mesh: Mesh | None = None,
 ) -> dict[str, float]:
     """Mean loss and accuracy of ``model`` (in inference mode) over every example.
 
     The last, incomplete batch is padded and its padding masked out, so
     every example counts exactly once and one compiled program serves all
-    batches.
+    batches. With a ``mesh`` each batch (rounded up to a multiple of its
+    devices) is split along its ``"data"`` axis, each process placing its own rows.
 
     Args:
       model: the trained layer.
@@ -44,6 +47,8 @@ def evaluate(
       loss: per-example ``loss(logits, labels)``.
       preprocess: maps a raw batch to model inputs.
       precision: ``"fp32"`` or ``"bf16"`` compute.
+      mesh: the devices to evaluate on (:func:`funcnn.distributed.data_mesh`),
+        or ``None`` for the default device.
 
     Returns:
       ``{"loss": ..., "accuracy": ...}`` as Python floats.
@@ -55,6 +60,8 @@ def evaluate(
     if batch_size < 1:
         raise ValueError(f"evaluate: batch_size must be positive, got {batch_size}")
     batch_size = min(batch_size, n)
+    if mesh is not None:
+        batch_size = -(-batch_size // mesh.size) * mesh.size
     input_shape = (-1, *jax.eval_shape(preprocess, images[:1]).shape[1:])
     checks.label_range("evaluate", "labels", labels, model_output_shape(model, input_shape)[-1])
     step = _eval_step(model, loss, preprocess, precision)
@@ -67,7 +74,12 @@ def evaluate(
             pad = batch_size - len(x)
             x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
             y = np.concatenate([y, np.zeros(pad, y.dtype)])
-        batch_loss, batch_correct = step(params, model_state, x, y, mask)
+        batch = (x, y, mask)
+        if mesh is not None:
+            batch = distributed.shard_batch(
+                mesh, [part[distributed.local_rows(mesh, batch_size)] for part in batch]
+            )
+        batch_loss, batch_correct = step(params, model_state, *batch)
         total_loss += float(batch_loss)
         correct += int(batch_correct)
     return {"loss": total_loss / n, "accuracy": correct / n}

@@ -16,8 +16,9 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
-from funcnn import checkpoint, checks
+from funcnn import checkpoint, checks, distributed
 from funcnn.core import Layer, LayerConfigError
 from funcnn.data.batching import batch_indices, scale_images
 from funcnn.train import run
@@ -40,8 +41,10 @@ def _batch_iterable(train_data: Any, mode: str) -> Iterable | None:
     Raises:
       LayerConfigError: a one-shot iterator (its second epoch would be empty), or ``mode="scan"``.
     """
-    is_pair = isinstance(train_data, (tuple, list)) and len(train_data) == 2 and all(
-        hasattr(part, "shape") for part in train_data
+    is_pair = (
+        isinstance(train_data, (tuple, list))
+        and len(train_data) == 2
+        and all(hasattr(part, "shape") for part in train_data)
     )
     if is_pair or not isinstance(train_data, Iterable) or hasattr(train_data, "shape"):
         return None
@@ -87,6 +90,8 @@ def fit(
     config: dict[str, Any] | None = None,
     eval_batch_size: int = 1000,
     progress: bool = False,
+    mesh: Mesh | None = None,
+    shard_params: bool = False,
 ) -> FitResult:
     """Train ``model`` for ``epochs`` epochs, evaluating on ``test_data`` after each.
 
@@ -126,6 +131,11 @@ def fit(
         command-line settings), returned by ``checkpoint.read_metadata``.
       eval_batch_size: examples per evaluation call.
       progress: show a tqdm progress bar and one line per epoch.
+      mesh: the devices to train on, a mesh with a ``"data"`` axis
+        (:func:`funcnn.distributed.data_mesh`); ``None`` for every device.
+      shard_params: split the parameters and optimiser state along the
+        ``"data"`` axis too (each device keeps a slice of every large leaf),
+        for models that do not fit one device; same numbers as replicated.
 
     Returns:
       The final state and the per-epoch history.
@@ -136,8 +146,9 @@ def fit(
       FileExistsError: ``OUT`` already holds checkpoints and ``resume`` is false.
       ValueError: a bad ``mode``, ``batch_size`` or ``epochs``, or a resume
         with another seed or batch size than the checkpoint's.
-      LayerConfigError: images and labels of different lengths, or labels
-        outside ``[0, number of model outputs)``.
+      LayerConfigError: images and labels of different lengths, labels
+        outside ``[0, number of model outputs)``, or a ``batch_size`` that does
+        not divide over the mesh's devices.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -146,6 +157,9 @@ def fit(
     epochs = checks.positive_int("fit", "epochs", epochs)
     batch_size = checks.positive_int("fit", "batch_size", batch_size)
     eval_batch_size = checks.positive_int("fit", "eval_batch_size", eval_batch_size)
+    shard_params = checks.boolean("fit", "shard_params", shard_params)
+    mesh = distributed.data_mesh() if mesh is None else distributed.check_mesh("fit", mesh)
+    distributed.check_divisible("fit", batch_size, mesh)
     batches = _batch_iterable(train_data, mode)
     if batches is None:
         images, labels = checks.labelled_data("fit", "train_data", train_data)
@@ -170,22 +184,30 @@ def fit(
         )
     state, history = None, []
     out = None if out is None else Path(out)
+    writes = jax.process_index() == 0
+    shapes = abstract_train_state(model, optimizer, input_shape)
+    shardings = distributed.state_shardings(mesh, shapes, shard_params)
     if out is not None:
-        target = abstract_train_state(model, optimizer, input_shape)
+        target = jax.tree.map(
+            lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
+            shapes,
+            shardings,
+        )
         state, history = run.resume(out, target, resume=resume, seed=seed, batch_size=batch_size)
-        if config is not None:
+        if config is not None and writes:
             run.record_run(out, config)
     if state is None:
-        state = init_train_state(model, optimizer, jax.random.key(seed), input_shape)
-    device = jax.devices()[0]
-    state = jax.device_put(state, device)  # committed, as every step's output is: one compilation
-    mode = "loop" if batches is not None else choose_mode(mode, images.nbytes + labels.nbytes, device)
-    compiled = compiled_epoch_or_step(model, loss, optimizer, preprocess, augment, precision, mode)
+        state = init_train_state(model, optimizer, jax.random.key(seed), input_shape, shardings=shardings)
+    local_device = jax.local_devices()[0]
+    mode = "loop" if batches is not None else choose_mode(mode, images.nbytes + labels.nbytes, local_device)
+    compiled = compiled_epoch_or_step(
+        model, loss, optimizer, preprocess, augment, precision, mode, mesh, shard_params
+    )
     if batches is None:
-        run_epoch = epoch_runner(compiled, images, labels, mode, device)
+        run_epoch = epoch_runner(compiled, images, labels, mode, mesh)
         plan = functools.partial(batch_indices, seed, n=len(images), batch_size=batch_size)
     else:
-        run_epoch = batches_runner(compiled, batches, num_classes)
+        run_epoch = batches_runner(compiled, batches, num_classes, mesh)
         plan = lambda epoch: None  # noqa: E731 (the batches plan themselves)
 
     def evaluate_test(state: TrainState) -> dict[str, float | None]:
@@ -193,11 +215,11 @@ def fit(
             return {"loss": None, "accuracy": None}
         return evaluate(
             model, state.params, state.model_state, *test_data,
-            batch_size=eval_batch_size, loss=loss, preprocess=preprocess, precision=precision,
+            batch_size=eval_batch_size, loss=loss, preprocess=preprocess, precision=precision, mesh=mesh,
         )  # fmt: skip
 
     total, done = (None, 0) if steps is None else (epochs * steps, len(history) * steps)
-    bar, on_progress = run.progress_bar(total, done, batch_size, progress)
+    bar, on_progress = run.progress_bar(total, done, batch_size, progress and writes)
     epochs_run = train_epochs(
         run_epoch,
         state,
@@ -208,13 +230,14 @@ def fit(
         evaluate_test=evaluate_test,
         on_progress=on_progress,
         mode=mode,
+        devices=mesh.size,
     )
     with bar:
         for state, record in epochs_run:
             history.append(record)
             if out is not None:
                 meta = {"epoch": record["epoch"], "seed": seed, "batch_size": batch_size, "config": config}
-                run.write_epoch(out, state, history, meta, keep)
-            if progress:
+                run.write_epoch(out, state, history, meta, keep, writes=writes)
+            if progress and writes:
                 bar.write(run.epoch_line(record, epochs))
     return FitResult(state, history)

@@ -21,10 +21,11 @@ from typing import Any
 import jax
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from funcnn import checks
+from funcnn import checks, distributed
 from funcnn.core import Layer, LayerConfigError
-from funcnn.train.epoch import make_scan_epoch, progress_chunks, run_loop_epoch
+from funcnn.train.epoch import Step, make_scan_epoch, progress_chunks, run_loop_epoch
 from funcnn.train.state import TrainState
 from funcnn.train.step import Augment, Loss, Preprocess, StepMetrics, build_train_step
 
@@ -62,6 +63,23 @@ def choose_mode(mode: str, nbytes: int, device: jax.Device) -> str:
     return "scan" if nbytes <= free // 4 else "loop"
 
 
+def sharded_step(step: Step, mesh: Mesh, shard_params: bool) -> Step:
+    """``step`` with its batch split along the mesh's data axis and its state placed by
+    :func:`funcnn.distributed.state_shardings`, inside ``jit``: XLA's partitioner runs the
+    step data-parallel (each device its rows, the gradients all-reduced) and the state
+    keeps one placement from step to step. The metrics come back replicated."""
+
+    def run(state: Any, images: jax.Array, labels: jax.Array) -> tuple[Any, StepMetrics]:
+        batch = jax.lax.with_sharding_constraint((images, labels), distributed.batch_sharding(mesh))
+        state, metrics = step(state, *batch)
+        state = jax.lax.with_sharding_constraint(
+            state, distributed.state_shardings(mesh, state, shard_params)
+        )
+        return state, jax.lax.with_sharding_constraint(metrics, distributed.replicated(mesh))
+
+    return run
+
+
 @functools.lru_cache(maxsize=8)
 def compiled_epoch_or_step(
     model: Layer,
@@ -71,26 +89,32 @@ def compiled_epoch_or_step(
     augment: Augment | None,
     precision: str,
     mode: str,
+    mesh: Mesh,
+    shard_params: bool = False,
 ) -> Callable:
-    """The jitted scanned epoch (``mode="scan"``) or step, cached so that repeated
-    ``fit`` calls with the same objects (a resume in the same process) compile once."""
+    """The jitted scanned epoch (``mode="scan"``) or step, data-parallel over ``mesh``
+    (:func:`sharded_step`), cached so that repeated ``fit`` calls with the same objects
+    (a resume in the same process) compile once."""
     step = build_train_step(
         model, loss, optimizer, preprocess=preprocess, augment=augment, precision=precision
     )
+    step = sharded_step(step, mesh, shard_params)
     return make_scan_epoch(step) if mode == "scan" else jax.jit(step, donate_argnums=0)
 
 
 def epoch_runner(
-    compiled: Callable, images: np.ndarray, labels: np.ndarray, mode: str, device: jax.Device
+    compiled: Callable, images: np.ndarray, labels: np.ndarray, mode: str, mesh: Mesh
 ) -> RunEpoch:
-    """The :data:`RunEpoch` for ``mode``.
+    """The :data:`RunEpoch` for ``mode``, data-parallel over ``mesh``.
 
     ``scan``: the epoch's steps run in :func:`funcnn.train.epoch.progress_chunks`
-    (about ten compiled scans of one or two lengths) over data put on ``device``
-    once, so progress shows within the epoch and a divergence stops it early;
-    each chunk is reported while the next one runs, and the steps and their
-    order are those of one scan, so the numbers are too. ``loop``: one jitted
-    call per step, batches gathered on the host.
+    (about ten compiled scans of one or two lengths) over data put on every
+    device of ``mesh`` once, each device gathering its rows of each batch
+    (the batch indices are split along the data axis), so progress shows within the
+    epoch and a divergence stops it early; each chunk is reported while the next
+    one runs, and the steps and their order are those of one scan, so the numbers
+    are too. ``loop``: one jitted call per step, each process gathering only its
+    rows of each global batch on the host (:func:`funcnn.distributed.local_rows`).
     """
     if mode != "scan":
 
@@ -101,11 +125,14 @@ def epoch_runner(
                 check_diverged(np.asarray(metrics.loss)[None], epoch, i)
                 on_progress(1, metrics)
 
-            return run_loop_epoch(compiled, state, images, labels, batch_idx, on_step)
+            local = batch_idx[:, distributed.local_rows(mesh, batch_idx.shape[1])]
+            place = functools.partial(distributed.shard_batch, mesh)
+            return run_loop_epoch(compiled, state, images, labels, local, on_step, place)
 
         return run_loop
 
-    on_device = jax.device_put(images, device), jax.device_put(labels, device)
+    on_device = distributed.replicate(mesh, (images, labels))
+    index_sharding = NamedSharding(mesh, PartitionSpec(None, distributed.DATA_AXIS))
 
     def run_scan(
         state: TrainState, batch_idx: np.ndarray, epoch: int, on_progress: Progress
@@ -119,7 +146,7 @@ def epoch_runner(
             on_progress(chunk.stop - chunk.start, metrics)
 
         for chunk in progress_chunks(len(batch_idx)):
-            state, metrics = compiled(state, *on_device, jax.device_put(batch_idx[chunk], device))
+            state, metrics = compiled(state, *on_device, jax.device_put(batch_idx[chunk], index_sharding))
             if parts:  # report the previous chunk while this one runs: the device never waits
                 report(*parts[-1])
             parts.append((chunk, metrics))
@@ -129,10 +156,12 @@ def epoch_runner(
     return run_scan
 
 
-def batches_runner(compiled_step: Callable, batches: Iterable, num_classes: int) -> RunEpoch:
+def batches_runner(compiled_step: Callable, batches: Iterable, num_classes: int, mesh: Mesh) -> RunEpoch:
     """The :data:`RunEpoch` for a re-iterable of ``(images, labels)`` batches (grain, tf.data, a list):
     one jitted call per batch, each epoch iterating ``batches`` afresh; every batch is checked
-    on the host (a pair of arrays, labels in ``[0, num_classes)``) before its step runs."""
+    on the host (a pair of arrays, labels in ``[0, num_classes)``) before its step runs, then
+    split over ``mesh`` (with several processes, each process's batches are its rows of the
+    global batch)."""
 
     def run_batches(
         state: TrainState, plan: Any, epoch: int, on_progress: Progress
@@ -141,7 +170,7 @@ def batches_runner(compiled_step: Callable, batches: Iterable, num_classes: int)
         for i, batch in enumerate(batches):
             images, labels = checks.labelled_data("fit", f"train_data batch {i}", batch)
             checks.label_range("fit", f"train_data batch {i}", labels, num_classes)
-            state, metrics = compiled_step(state, images, labels)
+            state, metrics = compiled_step(state, *distributed.shard_batch(mesh, (images, labels)))
             check_diverged(np.asarray(metrics.loss)[None], epoch, i)
             on_progress(1, metrics)
             history.append(metrics)
@@ -181,6 +210,7 @@ def train_epochs(
     evaluate_test: Callable[[TrainState], dict[str, float | None]],
     on_progress: Progress,
     mode: str,
+    devices: int = 1,
 ) -> Iterator[tuple[TrainState, dict[str, Any]]]:
     """Train epochs ``first_epoch + 1 ... epochs``; yield each epoch's state and record.
 
@@ -188,22 +218,25 @@ def train_epochs(
     indices (:func:`funcnn.data.batch_indices`), or ``None`` for a batch iterable.
     The record holds ``epoch``, ``step``, ``train_loss``, ``train_accuracy``,
     ``test_loss``, ``test_accuracy`` (from ``evaluate_test``), ``seconds``,
-    ``images_per_second``, ``devices`` and ``mode``.
+    ``images_per_second``, ``devices`` (the count the run is split over) and ``mode``.
     """
     for epoch in range(first_epoch, epochs):
         start = time.perf_counter()
         state, metrics = run_epoch(state, plan(epoch), epoch, on_progress)
         images_per_second = len(metrics.loss) * batch_size / (time.perf_counter() - start)
         test = evaluate_test(state)
-        yield state, {
-            "epoch": epoch + 1,
-            "step": int(state.step),
-            "train_loss": float(np.mean(metrics.loss)),
-            "train_accuracy": float(np.mean(metrics.accuracy)),
-            "test_loss": test["loss"],
-            "test_accuracy": test["accuracy"],
-            "seconds": time.perf_counter() - start,
-            "images_per_second": images_per_second,
-            "devices": 1,  # fit trains on one device; funcnn.distributed is future work
-            "mode": mode,
-        }
+        yield (
+            state,
+            {
+                "epoch": epoch + 1,
+                "step": int(state.step),
+                "train_loss": float(np.mean(metrics.loss)),
+                "train_accuracy": float(np.mean(metrics.accuracy)),
+                "test_loss": test["loss"],
+                "test_accuracy": test["accuracy"],
+                "seconds": time.perf_counter() - start,
+                "images_per_second": images_per_second,
+                "devices": devices,
+                "mode": mode,
+            },
+        )

@@ -37,9 +37,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def plot_curves(
-    path: str | os.PathLike, history: Sequence[dict[str, Any]], title: str | None = None
-) -> None:
+def plot_curves(path: str | os.PathLike, history: Sequence[dict[str, Any]], title: str | None = None) -> None:
     """Write a PNG with loss and accuracy per epoch, train and test (no pyplot, no global backend).
 
     Epochs are whole numbers on the axis, also for short runs.

@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -48,9 +49,10 @@ def resume(
       LayerConfigError: the checkpoint used another seed or batch size.
     """
     directory = out / "checkpoints"
+    writes = jax.process_index() == 0  # with several processes, one changes the folder
     latest = checkpoint.latest_step(directory)
     if latest is None:
-        if (out / "metrics.jsonl").exists():
+        if (out / "metrics.jsonl").exists() and writes:
             write_jsonl(out / "metrics.jsonl", [])
         return None, []
     if not resume:
@@ -77,7 +79,7 @@ def resume(
                     f"fit: argument `{name}` {value} differs from the {meta[name]} of the checkpoint to "
                     f"resume in {directory}"
                 )
-    for step, problem in damaged:
+    for step, problem in damaged if writes else ():
         moved = checkpoint.move_aside(directory, step)
         since = "starting afresh" if intact is None else f"resuming from step {intact}"
         warnings.warn(
@@ -85,11 +87,14 @@ def resume(
             checkpoint.DamagedCheckpointWarning,
             stacklevel=3,
         )
+    checkpoint.sync_processes("funcnn-resume")
     if intact is None:  # only unfinished first saves: nothing was lost
-        write_jsonl(out / "metrics.jsonl", [])
+        if writes:
+            write_jsonl(out / "metrics.jsonl", [])
         return None, []
     state, meta = checkpoint.restore(directory, target, intact)
-    write_outputs(out, meta["history"], (meta.get("config") or {}).get("model", "model"))
+    if writes:
+        write_outputs(out, meta["history"], (meta.get("config") or {}).get("model", "model"))
     return state, meta["history"]
 
 
@@ -102,11 +107,19 @@ def record_run(out: Path, config: dict[str, Any]) -> None:
 
 
 def write_epoch(
-    out: Path, state: TrainState, history: list[dict[str, Any]], meta: dict[str, Any], keep: int
+    out: Path,
+    state: TrainState,
+    history: list[dict[str, Any]],
+    meta: dict[str, Any],
+    keep: int,
+    *,
+    writes: bool = True,
 ) -> None:
     """Checkpoint the state (with the history in its metadata), then rewrite the metrics and curves.
 
-    A state with non-finite values is a diverged run: it is never saved.
+    A state with non-finite values is a diverged run: it is never saved. With
+    several processes each calls this (the checkpoint is written together) and
+    only the one with ``writes`` rewrites the metrics and curves.
     """
     bad = checkpoint.non_finite_paths(state)
     if bad:
@@ -114,9 +127,12 @@ def write_epoch(
             f"training diverged in epoch {meta['epoch']}: non-finite values in {', '.join(bad[:3])}; "
             "no checkpoint was written for this epoch"
         )
-    out.mkdir(parents=True, exist_ok=True)
+    if writes:
+        out.mkdir(parents=True, exist_ok=True)
+    checkpoint.sync_processes("funcnn-out-folder")
     checkpoint.save(out / "checkpoints", int(state.step), state, {**meta, "history": history}, keep=keep)
-    write_outputs(out, history, (meta.get("config") or {}).get("model", "model"))
+    if writes:
+        write_outputs(out, history, (meta.get("config") or {}).get("model", "model"))
 
 
 def write_outputs(out: Path, history: list[dict[str, Any]], model_name: str) -> None:

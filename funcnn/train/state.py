@@ -31,9 +31,14 @@ class TrainState(NamedTuple):
 
 
 def init_train_state(
-    model: Layer, optimizer: optax.GradientTransformation, key: jax.Array, input_shape: Shape
+    model: Layer,
+    optimizer: optax.GradientTransformation,
+    key: jax.Array,
+    input_shape: Shape,
+    *,
+    shardings: Any = None,
 ) -> TrainState:
-    """Initialise the model and optimiser.
+    """Initialise the model and optimiser, in one compiled program.
 
     Args:
       model: the layer to train.
@@ -41,16 +46,22 @@ def init_train_state(
       key: a ``jax.random`` key; split into the initialisation key and the
         training key.
       input_shape: the model's input shape, batch first (the batch may be ``-1``).
+      shardings: where each leaf goes (e.g. :func:`funcnn.distributed.state_shardings`;
+        every process of a multi-host run builds its own shards), or ``None`` for the
+        default device.
 
     Returns:
       The state before the first step.
     """
-    init_key, train_key = jax.random.split(key)
-    # One compiled program for the whole initialisation, instead of one per eager random op.
-    params, model_state = jax.jit(lambda k: model.init(k, tuple(input_shape))[1:])(init_key)
-    with jax.numpy_dtype_promotion("standard"):  # optax relies on implicit promotion
-        opt_state = optimizer.init(params)
-    return TrainState(params, model_state, opt_state, jnp.zeros((), jnp.int32), train_key)
+
+    def build(key: jax.Array) -> TrainState:
+        init_key, train_key = jax.random.split(key)
+        params, model_state = model.init(init_key, tuple(input_shape))[1:]
+        with jax.numpy_dtype_promotion("standard"):  # optax relies on implicit promotion
+            opt_state = optimizer.init(params)
+        return TrainState(params, model_state, opt_state, jnp.zeros((), jnp.int32), train_key)
+
+    return jax.jit(build, out_shardings=shardings)(key)
 
 
 def abstract_train_state(

@@ -13,7 +13,7 @@ import optax
 import pytest
 
 import funcnn as fn
-from funcnn import checkpoint
+from funcnn import checkpoint, distributed
 from funcnn.data import scale_images
 from funcnn.train import NonFiniteLossError, abstract_train_state, evaluate, fit, read_jsonl
 
@@ -47,7 +47,7 @@ def test_training_learns_and_writes_metrics_curves_and_checkpoints(straight):
     assert records == json.loads(json.dumps(result.history))
     assert [r["epoch"] for r in records] == [1, 2]
     assert all(set(r) >= FIELDS for r in records)
-    assert records[-1]["devices"] == 1
+    assert records[-1]["devices"] == jax.device_count() == 4  # the test configuration's CPU devices
     assert records[-1]["test_accuracy"] > 0.9
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert checkpoint.all_steps(out / "checkpoints") == [2 * STEPS]  # keep=1
@@ -128,6 +128,17 @@ def test_evaluate_counts_every_example_once(straight, model, test_data):
         ({"batch_size": "16"}, r"fit: argument `batch_size` must be a positive integer, got '16' \(str\)"),
         ({"eval_batch_size": 0}, r"fit: argument `eval_batch_size` must be a positive integer, got 0"),
         ({"optimizer": "adam"}, r"fit: argument `optimizer` must be an optax GradientTransformation .* got 'adam'"),
+        (
+            {"batch_size": 6},
+            r"fit: argument `batch_size` 6 does not divide over the 4 devices of the mesh; use a multiple of 4",
+        ),
+        ({"shard_params": 1}, r"fit: argument `shard_params` must be True or False, got 1"),
+        ({"mesh": "cpu"}, r"fit: argument `mesh` must be a jax.sharding.Mesh with a 'data' axis"),
+        (
+            {"mesh": jax.make_mesh((2, 2), ("data", "model"))},
+            r"fit: argument `mesh` has axes \{'data': 2, 'model': 2\}; training is data-parallel over 'data' "
+            "only",
+        ),
     ],
 )
 def test_bad_arguments(model, train_data, kwargs, message):
@@ -208,3 +219,41 @@ def test_bad_batch_iterables_are_named(model, train_data, make, match):
 def test_batches_cannot_run_as_a_scan(model, train_data):
     with pytest.raises(fn.LayerConfigError, match=r"fit: argument `mode`='scan' needs \(images, labels\) arrays"):
         fit(model, _batches(train_data), optimizer=OPTIMIZER, epochs=1, batch_size=16, mode="scan")
+
+
+def test_four_devices_give_the_numbers_of_one(straight, model, train_data, test_data):
+    """The test configuration's four CPU devices against a one-device mesh: the same run up to the
+    order of the gradient sums."""
+    one = run(model, train_data, test_data, mesh=distributed.data_mesh(jax.devices()[:1]))
+    four = straight[0]
+    assert [r["devices"] for r in one.history] == [1, 1] and four.history[-1]["devices"] == 4
+    for field in ("train_loss", "test_loss", "train_accuracy", "test_accuracy"):
+        np.testing.assert_allclose(
+            [r[field] for r in four.history], [r[field] for r in one.history], rtol=1e-5, atol=1e-6
+        )
+    for a, b in zip(jax.tree.leaves(four.state.params), jax.tree.leaves(one.state.params), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["scan", "loop"])
+def test_sharded_params_give_the_numbers_of_replicated_ones(straight, model, train_data, test_data, mode):
+    sharded = run(model, train_data, test_data, shard_params=True, mode=mode)
+    kernel = sharded.state.params["w"]  # (36, 3): split along its 36 rows, 9 per device
+    assert kernel.sharding.spec == jax.sharding.PartitionSpec("data")
+    assert {shard.data.shape for shard in kernel.addressable_shards} == {(9, 3)}
+    adam_mu = sharded.state.opt_state[0].mu["w"]
+    assert adam_mu.sharding.spec == jax.sharding.PartitionSpec("data")
+    replicated = straight[0]
+    np.testing.assert_allclose(
+        [r["train_loss"] for r in sharded.history], [r["train_loss"] for r in replicated.history], rtol=1e-5
+    )
+    for a, b in zip(jax.tree.leaves(sharded.state.params), jax.tree.leaves(replicated.state.params), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def test_evaluate_splits_each_batch_over_a_mesh(straight, model, test_data):
+    state = straight[0].state
+    alone = evaluate(model, state.params, state.model_state, *test_data, batch_size=7)
+    split = evaluate(model, state.params, state.model_state, *test_data, batch_size=7, mesh=distributed.data_mesh())
+    assert split["accuracy"] == alone["accuracy"]
+    assert split["loss"] == pytest.approx(alone["loss"], rel=1e-5)

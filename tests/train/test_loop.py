@@ -5,6 +5,7 @@ import numpy as np
 import optax
 import pytest
 
+from funcnn import distributed
 from funcnn.data import batch_indices
 from funcnn.train import DEFAULT_LOSS, NonFiniteLossError, init_train_state
 from funcnn.train.loop import (
@@ -22,12 +23,13 @@ def test_train_epochs_yields_records_and_writes_nothing(model, train_data, tmp_p
     monkeypatch.chdir(tmp_path)
     optimizer = optax.adam(1e-2)
     images, labels = train_data
+    mesh = distributed.data_mesh()
     state = init_train_state(model, optimizer, jax.random.key(0), (-1, 6, 6))
-    compiled = compiled_epoch_or_step(model, DEFAULT_LOSS, optimizer, _scale, None, "fp32", mode)
+    compiled = compiled_epoch_or_step(model, DEFAULT_LOSS, optimizer, _scale, None, "fp32", mode, mesh)
     progress = []
     records = list(
         train_epochs(
-            epoch_runner(compiled, images, labels, mode, jax.devices()[0]),
+            epoch_runner(compiled, images, labels, mode, mesh),
             state,
             first_epoch=0,
             epochs=2,
@@ -36,9 +38,11 @@ def test_train_epochs_yields_records_and_writes_nothing(model, train_data, tmp_p
             evaluate_test=lambda s: {"loss": None, "accuracy": None},
             on_progress=lambda steps, metrics: progress.append(steps),
             mode=mode,
+            devices=mesh.size,
         )
     )
     assert [r["epoch"] for _, r in records] == [1, 2] and records[-1][1]["step"] == 12
+    assert records[-1][1]["devices"] == 4
     assert sum(progress) == 12 and list(tmp_path.iterdir()) == []
     assert len(progress) == 12  # six steps an epoch: the scan reports each of its chunks, the loop each step
     assert records[-1][1]["train_loss"] < records[0][1]["train_loss"]

@@ -80,7 +80,6 @@ def train(args: argparse.Namespace) -> None:
         seed=config["seed"],
         mode=args.mode,
         augment=functools.partial(augment, crop_padding=2, flip=True) if config["augment"] else None,
-        precision=config["precision"],
         out=args.out,
         resume=args.resume,
         config=config,
@@ -133,12 +132,10 @@ def evaluate_run(args: argparse.Namespace) -> None:
     if len(x_test) == 0:
         raise UsageError(f"the test split of {data or 'the Fashion-MNIST data'} holds no images")
     _with_data_shapes(config, data, x_test, y_test, y_test)
-    model = MODELS[config["model"]](config["num_classes"])
+    model = MODELS[config["model"]](config["num_classes"], dtype=PRECISIONS[config["precision"]])
     shapes = jax.eval_shape(lambda k: model.init(k, tuple(config["input_shape"]))[1:], jax.random.key(0))
     part, _ = checkpoint.restore_part(directory, {"params": shapes[0], "model_state": shapes[1]}, step)
-    result = evaluate(
-        model, part["params"], part["model_state"], x_test, y_test, precision=config["precision"]
-    )
+    result = evaluate(model, part["params"], part["model_state"], x_test, y_test)
     print(
         f"test accuracy: {result['accuracy']:.4f} (loss {result['loss']:.4f}; "
         f"epoch {meta['epoch']}, step {step}, {len(x_test)} images)"
@@ -356,6 +353,5 @@ def _model_and_optimizer(config: dict[str, Any], n_train: int) -> tuple[Layer, A
     """The model and optimiser a training config describes, for ``n_train`` training images."""
     steps = n_train // config["batch_size"] * config["epochs"]
     decay_steps = max(steps, 1) if config["schedule"] == "cosine" else None
-    return MODELS[config["model"]](config["num_classes"]), make_optimizer(
-        config["optimizer"], config["lr"], decay_steps=decay_steps
-    )
+    model = MODELS[config["model"]](config["num_classes"], dtype=PRECISIONS[config["precision"]])
+    return model, make_optimizer(config["optimizer"], config["lr"], decay_steps=decay_steps)

@@ -27,7 +27,6 @@ def evaluate(
     batch_size: int = 1000,
     loss: Loss = DEFAULT_LOSS,
     preprocess: Preprocess = scale_images,
-    precision: str = "fp32",
     mesh: Mesh | None = None,
 ) -> dict[str, float]:
     """Mean loss and accuracy of ``model`` (in inference mode) over every example.
@@ -46,7 +45,6 @@ def evaluate(
       batch_size: examples per jitted call.
       loss: per-example ``loss(logits, labels)``.
       preprocess: maps a raw batch to model inputs.
-      precision: ``"fp32"`` or ``"bf16"`` compute.
       mesh: the devices to evaluate on (:func:`funcnn.distributed.data_mesh`),
         or ``None`` for the default device.
 
@@ -64,7 +62,7 @@ def evaluate(
         batch_size = -(-batch_size // mesh.size) * mesh.size
     input_shape = (-1, *jax.eval_shape(preprocess, images[:1]).shape[1:])
     checks.label_range("evaluate", "labels", labels, model_output_shape(model, input_shape)[-1])
-    step = _eval_step(model, loss, preprocess, precision)
+    step = _eval_step(model, loss, preprocess)
     total_loss, correct = 0.0, 0
     for start in range(0, n, batch_size):
         x, y = images[start : start + batch_size], labels[start : start + batch_size]
@@ -86,13 +84,13 @@ def evaluate(
 
 
 @functools.lru_cache(maxsize=16)
-def _eval_step(model: Layer, loss: Loss, preprocess: Preprocess, precision: str) -> Callable:
+def _eval_step(model: Layer, loss: Loss, preprocess: Preprocess) -> Callable:
     """The jitted ``(params, state, images, labels, mask) -> (loss sum, correct count)``, cached."""
 
     def step(
         params: Params, model_state: State, images: jax.Array, labels: jax.Array, mask: jax.Array
     ) -> tuple[jax.Array, jax.Array]:
-        logits, _ = forward(model, params, model_state, preprocess(images), precision=precision)
+        logits, _ = forward(model, params, model_state, preprocess(images))
         labels = labels.astype(jnp.int32)
         losses = jnp.where(mask, loss(logits, labels), 0.0)
         predicted = jnp.argmax(logits, axis=-1)

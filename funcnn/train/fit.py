@@ -83,7 +83,6 @@ def fit(
     mode: str = "auto",
     preprocess: Preprocess = scale_images,
     augment: Augment | None = None,
-    precision: str = "fp32",
     out: str | os.PathLike | None = None,
     resume: bool = False,
     keep: int = checkpoint.DEFAULT_KEEP,
@@ -102,7 +101,7 @@ def fit(
     ``OUT/checkpoints/`` (the last ``keep`` kept).
 
     The compiled epoch (or step) is cached per model, loss, optimiser,
-    preprocess, augment, precision and mode objects, so calling ``fit`` again
+    preprocess, augment and mode objects, so calling ``fit`` again
     with the same objects (e.g. to resume in the same process) does not
     recompile.
 
@@ -122,7 +121,6 @@ def fit(
         give the same numbers.
       preprocess: maps a raw batch to model inputs, inside ``jit``.
       augment: ``augment(key, inputs)`` applied in training, or ``None``.
-      precision: ``"fp32"`` or ``"bf16"`` compute; parameters stay float32.
       out: the output folder, or ``None`` to write nothing.
       resume: continue from the latest checkpoint in ``OUT/checkpoints``
         (start afresh when there is none).
@@ -200,9 +198,7 @@ def fit(
         state = init_train_state(model, optimizer, jax.random.key(seed), input_shape, shardings=shardings)
     local_device = jax.local_devices()[0]
     mode = "loop" if batches is not None else choose_mode(mode, images.nbytes + labels.nbytes, local_device)
-    compiled = compiled_epoch_or_step(
-        model, loss, optimizer, preprocess, augment, precision, mode, mesh, shard_params
-    )
+    compiled = compiled_epoch_or_step(model, loss, optimizer, preprocess, augment, mode, mesh, shard_params)
     if batches is None:
         run_epoch = epoch_runner(compiled, images, labels, mode, mesh)
         plan = functools.partial(batch_indices, seed, n=len(images), batch_size=batch_size)
@@ -215,7 +211,7 @@ def fit(
             return {"loss": None, "accuracy": None}
         return evaluate(
             model, state.params, state.model_state, *test_data,
-            batch_size=eval_batch_size, loss=loss, preprocess=preprocess, precision=precision, mesh=mesh,
+            batch_size=eval_batch_size, loss=loss, preprocess=preprocess, mesh=mesh,
         )  # fmt: skip
 
     total, done = (None, 0) if steps is None else (epochs * steps, len(history) * steps)

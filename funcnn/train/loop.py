@@ -87,7 +87,6 @@ def compiled_epoch_or_step(
     optimizer: optax.GradientTransformation,
     preprocess: Preprocess,
     augment: Augment | None,
-    precision: str,
     mode: str,
     mesh: Mesh,
     shard_params: bool = False,
@@ -95,9 +94,7 @@ def compiled_epoch_or_step(
     """The jitted scanned epoch (``mode="scan"``) or step, data-parallel over ``mesh``
     (:func:`sharded_step`), cached so that repeated ``fit`` calls with the same objects
     (a resume in the same process) compile once."""
-    step = build_train_step(
-        model, loss, optimizer, preprocess=preprocess, augment=augment, precision=precision
-    )
+    step = build_train_step(model, loss, optimizer, preprocess=preprocess, augment=augment)
     step = sharded_step(step, mesh, shard_params)
     return make_scan_epoch(step) if mode == "scan" else jax.jit(step, donate_argnums=0)
 

@@ -8,12 +8,13 @@ step, so a scanned and a looped epoch compute the same numbers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from funcnn import checks
 from funcnn.core import Layer, Params, State
 from funcnn.data.batching import scale_images
 from funcnn.train.state import TrainState
@@ -28,7 +29,8 @@ Augment = Callable[[jax.Array, jax.Array], jax.Array]
 """``augment(key, inputs) -> inputs``, e.g. :func:`funcnn.data.augment`."""
 
 PRECISIONS = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
-"""Compute dtypes by name; parameters are always kept in float32."""
+"""Compute dtypes by name, for the layers' ``dtype`` (``funcnn.models`` constructors take it);
+parameters stay in their ``param_dtype``, float32 by default."""
 
 DEFAULT_LOSS: Loss = optax.softmax_cross_entropy_with_integer_labels
 
@@ -48,14 +50,15 @@ def forward(
     *,
     key: jax.Array | None = None,
     train: bool = False,
-    precision: str = "fp32",
 ) -> tuple[jax.Array, State]:
-    """Apply ``model`` in the compute dtype of ``precision``; logits and state come back in float32.
+    """Apply ``model``; logits come back in at least float32 and the state in its own dtypes.
 
-    With ``"bf16"``, parameters and inputs are cast to bfloat16 for the
-    forward pass; gradients flow back through the casts to the float32
-    parameters. The layer state (batch-norm running statistics) stays in its
-    own dtype: a 1% moving-average update is below bfloat16's resolution.
+    Mixed precision is the layers' business: a layer built with
+    ``dtype=jnp.bfloat16`` computes in bfloat16 from float32 parameters (its
+    ``param_dtype``), and gradients flow back through its casts to them. The
+    logits are widened for the loss and the accuracy, and the layer state
+    (batch-norm running statistics) keeps its dtype: a 1% moving-average
+    update is below bfloat16's resolution.
 
     Args:
       model: the layer to apply.
@@ -64,21 +67,13 @@ def forward(
       inputs: a batch of inputs.
       key: a ``jax.random`` key for random layers in training.
       train: training mode.
-      precision: ``"fp32"`` or ``"bf16"``.
 
     Returns:
-      ``(logits, new_model_state)`` with the dtypes of float32 training.
+      ``(logits, new_model_state)``.
     """
-    dtype = PRECISIONS[precision]
-    logits, new_state = model.apply(
-        _cast_floating(params, dtype),
-        model_state,
-        inputs.astype(dtype),
-        key=key,
-        train=train,
-    )
+    logits, new_state = model.apply(params, model_state, inputs, key=key, train=train)
     new_state = jax.tree.map(lambda new, old: new.astype(old.dtype), new_state, model_state)
-    return logits.astype(jnp.float32), new_state
+    return logits.astype(checks.common_dtype([logits.dtype, jnp.float32])), new_state
 
 
 def build_train_step(
@@ -88,7 +83,6 @@ def build_train_step(
     *,
     preprocess: Preprocess = scale_images,
     augment: Augment | None = None,
-    precision: str = "fp32",
 ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, StepMetrics]]:
     """The pure training step ``step(state, images, labels) -> (state, metrics)``.
 
@@ -102,13 +96,10 @@ def build_train_step(
       preprocess: maps the raw batch to model inputs (default: scale ``uint8``
         images to [0, 1] with a channel axis).
       augment: ``augment(key, inputs)``, applied after ``preprocess``; ``None`` for none.
-      precision: ``"fp32"`` or ``"bf16"`` compute (see :func:`forward`).
 
     Returns:
       The step function, not jitted.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
 
     def step(state: TrainState, images: jax.Array, labels: jax.Array) -> tuple[TrainState, StepMetrics]:
         augment_key, model_key = jax.random.split(jax.random.fold_in(state.key, state.step))
@@ -118,9 +109,7 @@ def build_train_step(
         labels = labels.astype(jnp.int32)
 
         def objective(params: Params) -> tuple[jax.Array, tuple[jax.Array, State]]:
-            logits, model_state = forward(
-                model, params, state.model_state, inputs, key=model_key, train=True, precision=precision
-            )
+            logits, model_state = forward(model, params, state.model_state, inputs, key=model_key, train=True)
             return loss(logits, labels).mean(), (logits, model_state)
 
         (value, (logits, model_state)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
@@ -140,7 +129,6 @@ def make_train_step(
     *,
     preprocess: Preprocess = scale_images,
     augment: Augment | None = None,
-    precision: str = "fp32",
 ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, StepMetrics]]:
     """The jitted training step; the incoming state's buffers are donated.
 
@@ -150,15 +138,12 @@ def make_train_step(
       optimizer: an optax optimiser.
       preprocess: maps the raw batch to model inputs.
       augment: ``augment(key, inputs)`` or ``None``.
-      precision: ``"fp32"`` or ``"bf16"``.
 
     Returns:
       ``step(state, images, labels) -> (state, StepMetrics)``; do not reuse the
       state passed in (its buffers are donated).
     """
-    step = build_train_step(
-        model, loss, optimizer, preprocess=preprocess, augment=augment, precision=precision
-    )
+    step = build_train_step(model, loss, optimizer, preprocess=preprocess, augment=augment)
     return jax.jit(step, donate_argnums=0)
 
 
@@ -166,8 +151,3 @@ def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """The fraction of examples whose largest logit is the label."""
     predicted = jnp.argmax(logits, axis=-1)
     return (predicted == labels.astype(predicted.dtype)).mean()
-
-
-def _cast_floating(tree: Any, dtype: Any) -> Any:
-    """Cast the floating-point leaves of ``tree`` to ``dtype``."""
-    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)

@@ -15,15 +15,35 @@ BLOCKS = {
     "dense": lambda: fn.serial(fn.Flatten(), fn.Dense(3)),
     "conv": lambda: fn.serial(fn.Conv(4, 3, padding="SAME"), fn.Flatten(), fn.Dense(3)),
     "strided dilated conv": lambda: fn.serial(
-        fn.Conv(3, 2, strides=2, padding=((1, 0), (0, 1))), fn.Conv(2, 2, dilation=2), fn.Flatten(), fn.Dense(3)
+        fn.Conv(3, 2, strides=2, padding=((1, 0), (0, 1))),
+        fn.Conv(2, 2, dilation=2),
+        fn.Flatten(),
+        fn.Dense(3),
     ),
-    "grouped conv": lambda: fn.serial(fn.Conv(4, 3, padding="SAME"), fn.Conv(4, 3, groups=2), fn.GlobalAvgPool()),
+    "grouped conv": lambda: fn.serial(
+        fn.Conv(4, 3, padding="SAME"), fn.Conv(4, 3, groups=2), fn.GlobalAvgPool()
+    ),
     "conv transpose": lambda: fn.serial(fn.ConvTranspose(3, 3, strides=2), fn.GlobalMaxPool()),
-    "max pool": lambda: fn.serial(fn.Conv(4, 3), fn.MaxPool(2), fn.MaxPool(2, strides=1), fn.Flatten(), fn.Dense(3)),
+    "max pool": lambda: fn.serial(
+        fn.Conv(4, 3), fn.MaxPool(2), fn.MaxPool(2, strides=1), fn.Flatten(), fn.Dense(3)
+    ),
     "avg pool": lambda: fn.serial(fn.AvgPool(3, strides=2, padding="SAME"), fn.Flatten(), fn.Dense(3)),
     "activations": lambda: fn.serial(
-        fn.Flatten(), fn.Dense(5), fn.Relu(), fn.Dense(5), fn.Tanh(), fn.Dense(5), fn.Sigmoid(),
-        fn.Dense(5), fn.Gelu(), fn.Dense(5), fn.Elu(), fn.Dense(5), fn.LeakyRelu(), fn.Dense(3), fn.LogSoftmax(),
+        fn.Flatten(),
+        fn.Dense(5),
+        fn.Relu(),
+        fn.Dense(5),
+        fn.Tanh(),
+        fn.Dense(5),
+        fn.Sigmoid(),
+        fn.Dense(5),
+        fn.Gelu(),
+        fn.Dense(5),
+        fn.Elu(),
+        fn.Dense(5),
+        fn.LeakyRelu(),
+        fn.Dense(3),
+        fn.LogSoftmax(),
     ),  # fmt: skip
 }
 
@@ -78,10 +98,28 @@ def test_the_parameter_cotangent_is_unvaried_inside_shard_map():
 
     with jax.set_mesh(mesh):
         x = jax.device_put(np.ones((8, 3)), NamedSharding(mesh, P("data")))
-        grads = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("data")), out_specs=P()))(params, x)
+        grads = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("data")), out_specs=P()))(
+            params, x
+        )
     np.testing.assert_allclose(np.asarray(grads["kernel"]), np.full((3, 2), 8.0))
     np.testing.assert_allclose(np.asarray(grads["bias"]), np.full(2, 8.0))
 
 
 def test_select_picks_the_rule():
     assert select("custom", "c", "a") == "c" and select("autodiff", "c", "a") == "a"
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_bfloat16_cotangents_keep_their_primals_dtypes(name):
+    """With bfloat16 params and inputs every hand-written rule returns bfloat16 cotangents."""
+    import jax.numpy as jnp
+
+    model = BLOCKS[name]()
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(8, 6, 6, 2)), jnp.bfloat16)
+    _, params, state = model.init(jax.random.key(0), x.shape)
+    params = jax.tree.map(lambda a: a.astype(jnp.bfloat16), params)
+    dparams, dx = jax.grad(
+        lambda p, x: model.apply(p, state, x)[0].astype(jnp.float32).sum(), argnums=(0, 1)
+    )(params, x)
+    assert dx.dtype == jnp.bfloat16
+    assert all(leaf.dtype == jnp.bfloat16 for leaf in jax.tree.leaves(dparams))

@@ -25,7 +25,7 @@ def test_train_epochs_yields_records_and_writes_nothing(model, train_data, tmp_p
     images, labels = train_data
     mesh = distributed.data_mesh()
     state = init_train_state(model, optimizer, jax.random.key(0), (-1, 6, 6))
-    compiled = compiled_epoch_or_step(model, DEFAULT_LOSS, optimizer, _scale, None, "fp32", mode, mesh)
+    compiled = compiled_epoch_or_step(model, DEFAULT_LOSS, optimizer, _scale, None, mode, mesh)
     progress = []
     records = list(
         train_epochs(

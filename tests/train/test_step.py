@@ -47,47 +47,50 @@ def test_step_donates_the_state_buffers(model, train_data):
     assert not new_state.params["w"].is_deleted()
 
 
-def test_bf16_computes_in_bfloat16_and_keeps_float32_params(model, train_data):
+def _bf16_model(dtype=jnp.bfloat16):
+    return fn.serial(fn.Conv(4, 3, dtype=dtype), fn.Relu(dtype=dtype), fn.MaxPool(2, dtype=dtype),
+                     fn.Flatten(), fn.Dense(3, dtype=dtype))  # fmt: skip
+
+
+def test_bf16_layers_compute_in_bfloat16_and_keep_float32_params(train_data):
+    """Mixed precision through the layers' dtype: the step itself casts nothing."""
     seen = []
 
     def loss(logits, labels):
         seen.append(logits.dtype)
         return DEFAULT_LOSS(logits, labels)
 
-    def probe(images):
-        return images.astype(jnp.float32)[..., None] / 255.0
-
-    optimizer = optax.adam(1e-2)
-    step = build_train_step(model, loss, optimizer, preprocess=probe, precision="bf16")
+    model, optimizer = _bf16_model(), optax.adam(1e-2)
+    step = build_train_step(model, loss, optimizer)
     state, metrics = jax.jit(step)(initial_state(model, optimizer), *train_data)
-    assert state.params["w"].dtype == jnp.float32
-    assert seen == [jnp.float32]  # logits are cast back to float32 for the loss
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state.params))
+    assert seen == [jnp.float32]  # logits are widened for the loss
     lowered = jax.jit(step).lower(initial_state(model, optimizer), *train_data).as_text()
     assert "bf16" in lowered
     assert np.isfinite(float(metrics.loss))
-
-
-def test_unknown_precision_is_rejected(model):
-    with pytest.raises(ValueError, match="precision must be one of"):
-        build_train_step(model, DEFAULT_LOSS, optax.sgd(0.1), precision="fp8")
+    float32 = _bf16_model(None)
+    lowered = jax.jit(build_train_step(float32, loss, optimizer)).lower(
+        initial_state(float32, optimizer), *train_data
+    )
+    assert "bf16" not in lowered.as_text()
 
 
 def test_bf16_training_keeps_batchnorm_statistics_in_float32():
     """A 1% moving-average update would round away in bfloat16; the state stays float32."""
-    model = fn.serial(fn.Flatten(), fn.BatchNorm(), fn.Dense(3))
     optimizer = optax.sgd(0.0)
     results = {}
-    for precision in ("fp32", "bf16"):
-        step = make_train_step(model, DEFAULT_LOSS, optimizer, precision=precision)
+    for dtype in (None, jnp.bfloat16):
+        model = fn.serial(fn.Flatten(), fn.BatchNorm(dtype=dtype), fn.Dense(3, dtype=dtype))
+        step = make_train_step(model, DEFAULT_LOSS, optimizer)
         state = init_train_state(model, optimizer, jax.random.key(0), (-1, 6, 6, 1))
         images = np.full((8, 6, 6), 255, np.uint8)
         for _ in range(50):
             state, _ = step(state, images, np.zeros(8, np.uint8))
-        results[precision] = state.model_state[1].mean
-        assert results[precision].dtype == jnp.float32
+        results[dtype] = state.model_state[1].mean
+        assert results[dtype].dtype == jnp.float32
     expected = 1.0 - 0.99**50
-    np.testing.assert_allclose(results["fp32"], expected, rtol=1e-5)
-    np.testing.assert_allclose(results["bf16"], expected, rtol=1e-2)
+    np.testing.assert_allclose(results[None], expected, rtol=1e-5)
+    np.testing.assert_allclose(results[jnp.bfloat16], expected, rtol=1e-2)
 
 
 def test_train_step_compiles_once_per_input_shape(model, train_data):

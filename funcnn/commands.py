@@ -106,7 +106,7 @@ def _devices_line(args: argparse.Namespace) -> str:
     line = f"{jax.device_count()} {platform} device(s)"
     if jax.process_count() > 1:
         line += f" in {jax.process_count()} processes"
-    if getattr(args, "cpu_devices_set", None) and platform == "cpu":
+    if (getattr(args, "cpu_devices_set", None) or 0) > 1 and platform == "cpu":
         line += (
             " (one per core; --cpu-devices 1 for one)" if args.cpu_devices == "auto" else " (--cpu-devices)"
         )

@@ -74,7 +74,10 @@ def test_help(command, capsys):
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["train"], "funcnn train: error: the following arguments are required: --out"),
         (["train", "--out", "o", "--epochs", "0"], "--epochs: must be a positive integer, got 0"),
-        (["train", "--out", "o", "--batch-size", "many"], "--batch-size: must be a positive integer, got 'many'"),
+        (
+            ["train", "--out", "o", "--batch-size", "many"],
+            "--batch-size: must be a positive integer, got 'many'",
+        ),
         (["train", "--out", "o", "--lr", "-1"], "--lr: must be a positive finite number, got -1"),
         (["train", "--out", "o", "--lr", "inf"], "--lr: must be a positive finite number, got inf"),
         (["train", "--out", "o", "--lr", "nan"], "--lr: must be a positive finite number, got nan"),
@@ -151,7 +154,10 @@ def test_train_evaluate_and_resume_settings(data_dir, tmp_path, capsys):
     assert [r["epoch"] for r in records] == [1, 2] and records[-1]["step"] == 8
     assert f"final test accuracy {records[-1]['test_accuracy']:.4f}" in stdout
     assert stdout.startswith("training seed_cnn (693,962 params) for 2 epochs on 4 cpu device(s); data:")
-    assert f"wrote {out / 'metrics.jsonl'}, {out / 'curves.png'} and checkpoints in {out / 'checkpoints'}" in stdout
+    assert (
+        f"wrote {out / 'metrics.jsonl'}, {out / 'curves.png'} and checkpoints in {out / 'checkpoints'}"
+        in stdout
+    )
 
     status, stdout, _ = run_main(["evaluate", "--out", str(out), "--data", str(data_dir)], capsys)
     assert status == 0
@@ -274,7 +280,10 @@ def test_version_and_exit_statuses_in_help(capsys):
     status, out, _ = run_main(["--version"], capsys)
     assert status == 0 and out.strip() == "funcnn 0.1.0"
     status, out, _ = run_main(["train", "--help"], capsys)
-    assert "exit status: 0 success, 1 diverged, 2 bad arguments or data, 3 damaged or incompatible checkpoint" in " ".join(out.split())
+    assert (
+        "exit status: 0 success, 1 diverged, 2 bad arguments or data, 3 damaged or incompatible checkpoint"
+        in " ".join(out.split())
+    )
 
 
 def test_filters_refuses_an_unknown_image_format(data_dir, tmp_path, capsys):
@@ -302,7 +311,9 @@ def test_a_diverged_run_exits_1_and_leaves_no_output_folder(data_dir, tmp_path, 
     status, _, err = run_main(argv, capsys)
     lines = [line for line in err.splitlines() if "error" in line]
     assert status == 1 and len(lines) == 1 and "Traceback" not in err
-    assert re.search(r"funcnn train: error: training diverged: loss .* \(bound 1e\+06\) at epoch 1, step \d+", lines[0])
+    assert re.search(
+        r"funcnn train: error: training diverged: loss .* \(bound 1e\+06\) at epoch 1, step \d+", lines[0]
+    )
     assert not out.exists()
 
 
@@ -322,7 +333,10 @@ def _copy(run, tmp_path):
 
 
 def _flip_bytes(out, step):
-    victim = max((p for p in (out / "checkpoints" / str(step) / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    victim = max(
+        (p for p in (out / "checkpoints" / str(step) / "state").rglob("*") if p.is_file()),
+        key=lambda p: p.stat().st_size,
+    )
     data = bytearray(victim.read_bytes())
     data[-64:] = bytes(b ^ 0xFF for b in data[-64:])
     victim.write_bytes(bytes(data))
@@ -348,7 +362,9 @@ def test_no_intact_checkpoint_exits_3(two_epochs, data_dir, tmp_path, capsys, da
         if damage == "flip":
             _flip_bytes(out, step)
         elif damage == "truncate":
-            victim = max((p for p in (folder / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+            victim = max(
+                (p for p in (folder / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size
+            )
             victim.write_bytes(victim.read_bytes()[:7])
         elif damage == "remove state":
             import shutil
@@ -358,15 +374,25 @@ def test_no_intact_checkpoint_exits_3(two_epochs, data_dir, tmp_path, capsys, da
             (folder / "metadata" / "metadata").write_text('{"config": {"model": "vgg"}, "epoch": "two"}')
     for command in (["evaluate"], ["train", "--resume"]):
         status, _, err = run_main([*command, "--out", str(out), "--data", str(data_dir)], capsys)
-        assert_one_line_error(status, err, r"checkpoints: no intact checkpoint: step 8 is damaged: .*; step 4 is damaged", expected=3)
+        assert_one_line_error(
+            status,
+            err,
+            r"checkpoints: no intact checkpoint: step 8 is damaged: .*; step 4 is damaged",
+            expected=3,
+        )
 
 
-def test_resume_moves_a_damaged_checkpoint_aside_and_replays_bit_for_bit(two_epochs, data_dir, tmp_path, capsys):
+def test_resume_moves_a_damaged_checkpoint_aside_and_replays_bit_for_bit(
+    two_epochs, data_dir, tmp_path, capsys
+):
     out = _copy(two_epochs, tmp_path)
     _flip_bytes(out, 8)
     status, stdout, err = run_main(["train", "--resume", "--out", str(out), "--data", str(data_dir)], capsys)
     assert status == 0, err
-    assert re.search(r"funcnn train: warning: checkpoint step 8 is damaged \(.*\); moved it to .*damaged-checkpoints/8 and resuming from step 4", err)
+    assert re.search(
+        r"funcnn train: warning: checkpoint step 8 is damaged \(.*\); moved it to .*damaged-checkpoints/8 and resuming from step 4",
+        err,
+    )
     assert "resuming from epoch 1 (step 4)" in stdout
     assert (out / "damaged-checkpoints" / "8").is_dir()
     ours, theirs = read_jsonl(out / "metrics.jsonl"), read_jsonl(two_epochs / "metrics.jsonl")
@@ -374,23 +400,43 @@ def test_resume_moves_a_damaged_checkpoint_aside_and_replays_bit_for_bit(two_epo
 
 
 def test_incompatible_settings_in_an_intact_checkpoint_exit_3(tmp_path, capsys):
-    checkpoint.save(tmp_path / "checkpoints", 4, {"w": np.zeros(2, np.float32)}, {"epoch": 1, "config": {"model": "vgg", "lr": "fast"}})
+    checkpoint.save(
+        tmp_path / "checkpoints",
+        4,
+        {"w": np.zeros(2, np.float32)},
+        {"epoch": 1, "config": {"model": "vgg", "lr": "fast"}},
+    )
     status, _, err = run_main(["evaluate", "--out", str(tmp_path)], capsys)
-    assert_one_line_error(status, err, r"checkpoint step 4 holds settings this funcnn cannot use: model='vgg', epochs='<missing>'", expected=3)
+    assert_one_line_error(
+        status,
+        err,
+        r"checkpoint step 4 holds settings this funcnn cannot use: model='vgg', epochs='<missing>'",
+        expected=3,
+    )
 
 
 def test_extending_a_finished_run(two_epochs, data_dir, tmp_path, capsys, monkeypatch):
     run_module = importlib.import_module("funcnn.train.run")
     out = _copy(two_epochs, tmp_path)
-    status, _, err = run_main(["train", "--resume", "--epochs", "1", "--out", str(out), "--data", str(data_dir)], capsys)
-    assert_one_line_error(status, err, r"cannot resume .* with different settings: --epochs 1 \(checkpoint: 2\)")
+    status, _, err = run_main(
+        ["train", "--resume", "--epochs", "1", "--out", str(out), "--data", str(data_dir)], capsys
+    )
+    assert_one_line_error(
+        status, err, r"cannot resume .* with different settings: --epochs 1 \(checkpoint: 2\)"
+    )
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(run_module, "write_epoch", interrupted)  # a kill during epoch 3
-    status, _, err = run_main(["train", "--resume", "--epochs", "3", "--out", str(out), "--data", str(data_dir)], capsys)
-    assert status == 130 and err.strip().splitlines()[-1] == f"funcnn train: error: interrupted; continue with `funcnn train --out {out} --resume`"
+    status, _, err = run_main(
+        ["train", "--resume", "--epochs", "3", "--out", str(out), "--data", str(data_dir)], capsys
+    )
+    assert (
+        status == 130
+        and err.strip().splitlines()[-1]
+        == f"funcnn train: error: interrupted; continue with `funcnn train --out {out} --resume`"
+    )
     assert json.loads((out / "run.json").read_text())["epochs"] == 3
     monkeypatch.undo()
 
@@ -423,7 +469,19 @@ def _own_data(path, shape=(10, 10, 3), classes=4, n=96):
 def test_training_on_your_own_npz_data(tmp_path, capsys):
     data = _own_data(tmp_path / "mine.npz")
     out = tmp_path / "run"
-    argv = ["train", "--model", "small_resnet", "--epochs", "1", "--batch-size", "32", "--data", str(data), "--out", str(out)]
+    argv = [
+        "train",
+        "--model",
+        "small_resnet",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+    ]
     status, stdout, err = run_main(argv, capsys)
     assert status == 0, err
     assert "data: 96 training and 32 test images" in stdout
@@ -433,15 +491,21 @@ def test_training_on_your_own_npz_data(tmp_path, capsys):
     assert status == 0 and "32 images" in stdout, err
     other = _own_data(tmp_path / "other.npz", shape=(12, 12, 3))
     status, _, err = run_main(["evaluate", "--out", str(out), "--data", str(other)], capsys)
-    assert_one_line_error(status, err, r"the data's images are \(12, 12, 3\) but the run's model takes \(10, 10, 3\)")
+    assert_one_line_error(
+        status, err, r"the data's images are \(12, 12, 3\) but the run's model takes \(10, 10, 3\)"
+    )
     status, _, err = run_main([*argv[:-2], "--out", str(tmp_path / "o2"), "--num-classes", "3"], capsys)
     assert_one_line_error(status, err, r"--num-classes 3 is below the largest label \+ 1 \(4\) in the data")
     (tmp_path / "broken.npz").write_bytes(b"nope")
-    status, _, err = run_main([*argv[:-4], "--data", str(tmp_path / "broken.npz"), "--out", str(tmp_path / "o3")], capsys)
+    status, _, err = run_main(
+        [*argv[:-4], "--data", str(tmp_path / "broken.npz"), "--out", str(tmp_path / "o3")], capsys
+    )
     assert_one_line_error(status, err, r"broken\.npz: not a readable \.npz file")
 
 
-def test_evaluate_restores_params_and_model_state_from_test_images_only(two_epochs, data_dir, tmp_path, capsys):
+def test_evaluate_restores_params_and_model_state_from_test_images_only(
+    two_epochs, data_dir, tmp_path, capsys
+):
     test_only = tmp_path / "test-only"
     test_only.mkdir()
     for path in data_dir.glob("t10k-*"):
@@ -453,8 +517,12 @@ def test_evaluate_restores_params_and_model_state_from_test_images_only(two_epoc
 
 def test_module_entry_point_reports_a_usage_error_in_one_line(data_dir, tmp_path):
     argv = ["train", "--data", str(data_dir), "--out", str(tmp_path / "o"), "--num-classes", "3"]
-    result = subprocess.run([sys.executable, "-m", "funcnn.cli", *argv], capture_output=True, text=True, timeout=120)
-    assert_one_line_error(result.returncode, result.stderr, r"--num-classes 3 is below the largest label \+ 1 \(10\)")
+    result = subprocess.run(
+        [sys.executable, "-m", "funcnn.cli", *argv], capture_output=True, text=True, timeout=120
+    )
+    assert_one_line_error(
+        result.returncode, result.stderr, r"--num-classes 3 is below the largest label \+ 1 \(10\)"
+    )
     assert not (tmp_path / "o").exists()
 
 
@@ -472,7 +540,9 @@ def test_a_first_save_killed_before_its_manifest_starts_afresh(data_dir, tmp_pat
     assert (out / "damaged-checkpoints" / "4").is_dir()
 
 
-def test_resume_after_a_kill_before_the_first_checkpoint_keeps_the_run_settings(data_dir, tmp_path, capsys, monkeypatch):
+def test_resume_after_a_kill_before_the_first_checkpoint_keeps_the_run_settings(
+    data_dir, tmp_path, capsys, monkeypatch
+):
     out = tmp_path / "run"
     out.mkdir()  # an existing folder is left as it is, run.json included
     run_module = importlib.import_module("funcnn.train.run")
@@ -483,14 +553,18 @@ def test_resume_after_a_kill_before_the_first_checkpoint_keeps_the_run_settings(
     monkeypatch.setattr(run_module, "write_epoch", interrupted)
     argv = ["train", *SMALL, "--epochs", "1", "--data", str(data_dir), "--out", str(out)]
     status, _, err = run_main(argv, capsys)
-    assert status == 130 and err.strip().endswith(f"interrupted; continue with `funcnn train --out {out} --resume`")
+    assert status == 130 and err.strip().endswith(
+        f"interrupted; continue with `funcnn train --out {out} --resume`"
+    )
     monkeypatch.undo()
     status, stdout, err = run_main(["train", "--resume", "--out", str(out)], capsys)  # no --data, no --model
     assert status == 0, err
     assert stdout.startswith("training seed_cnn (693,962 params) for 1 epochs") and str(data_dir) in stdout
 
 
-def test_interrupting_a_fresh_run_before_its_first_checkpoint_says_nothing_was_saved(data_dir, tmp_path, capsys, monkeypatch):
+def test_interrupting_a_fresh_run_before_its_first_checkpoint_says_nothing_was_saved(
+    data_dir, tmp_path, capsys, monkeypatch
+):
     run_module = importlib.import_module("funcnn.train.run")
 
     def interrupted(*args, **kwargs):
@@ -498,12 +572,20 @@ def test_interrupting_a_fresh_run_before_its_first_checkpoint_says_nothing_was_s
 
     monkeypatch.setattr(run_module, "write_epoch", interrupted)
     out = tmp_path / "fresh"
-    status, _, err = run_main(["train", *SMALL, "--epochs", "1", "--data", str(data_dir), "--out", str(out)], capsys)
-    assert status == 130 and err.strip().splitlines()[-1] == "funcnn train: error: interrupted before the first checkpoint; nothing was saved"
+    status, _, err = run_main(
+        ["train", *SMALL, "--epochs", "1", "--data", str(data_dir), "--out", str(out)], capsys
+    )
+    assert (
+        status == 130
+        and err.strip().splitlines()[-1]
+        == "funcnn train: error: interrupted before the first checkpoint; nothing was saved"
+    )
     assert not out.exists()
 
 
-def test_a_finished_run_repairs_metrics_and_curves_from_its_checkpoint(two_epochs, data_dir, tmp_path, capsys):
+def test_a_finished_run_repairs_metrics_and_curves_from_its_checkpoint(
+    two_epochs, data_dir, tmp_path, capsys
+):
     out = _copy(two_epochs, tmp_path)
     (out / "metrics.jsonl").write_text((out / "metrics.jsonl").read_text().splitlines()[0] + "\n")
     (out / "curves.png").write_bytes(b"trunc")
@@ -511,3 +593,80 @@ def test_a_finished_run_repairs_metrics_and_curves_from_its_checkpoint(two_epoch
     assert status == 0 and stdout.startswith("already finished")
     assert read_jsonl(out / "metrics.jsonl") == read_jsonl(two_epochs / "metrics.jsonl")
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    ("extra", "pattern"),
+    [
+        (["--coordinator", "127.0.0.1:1234"], r"needs --coordinator, --num-processes and --process-id together; "
+                                              r"missing --num-processes, --process-id"),
+        (["--num-processes", "2", "--process-id", "0"], r"missing --coordinator$"),
+        (["--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"],
+         r"--process-id 2 must be below --num-processes 2 \(processes count from 0\)"),
+        (["--num-processes", "0"], r"argument --num-processes: must be a positive integer, got 0"),
+        (["--cpu-devices", "0"], r"argument --cpu-devices: must be a positive integer, got 0"),
+        (["--cpu-devices", "many"], r"argument --cpu-devices: must be a positive integer, got 'many'"),
+    ],
+)  # fmt: skip
+def test_bad_device_and_process_arguments_are_one_line_errors(tmp_path, capsys, extra, pattern):
+    status, _, err = run_main(["train", "--out", str(tmp_path / "o"), *extra], capsys)
+    assert_one_line_error(status, err, pattern)
+    assert not (tmp_path / "o").exists()
+
+
+CPU_DEVICES = """
+import os, sys
+os.sched_getaffinity = lambda pid: set(range(int(sys.argv[1])))
+from funcnn.cli import build_parser, use_cpu_cores
+args = build_parser().parse_args(sys.argv[2:])
+print(use_cpu_cores(args), os.environ.get("XLA_FLAGS"), "jax" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    ("cores", "argv", "flags", "expected"),
+    [
+        (2, [], None, "2 --xla_force_host_platform_device_count=2 False"),  # batch 128: one device per core
+        (8, ["--batch-size", "100"], None, "5 --xla_force_host_platform_device_count=5 False"),
+        (3, [], "--xla_cpu_use_thunk_runtime=true", "2 --xla_cpu_use_thunk_runtime=true "
+                                                    "--xla_force_host_platform_device_count=2 False"),
+        (1, [], None, "1 --xla_force_host_platform_device_count=1 False"),
+        (8, ["--cpu-devices", "1"], None, "1 --xla_force_host_platform_device_count=1 False"),
+        (8, ["--cpu-devices", "3"], None, "3 --xla_force_host_platform_device_count=3 False"),
+        (2, [], "--xla_force_host_platform_device_count=6", "None --xla_force_host_platform_device_count=6 False"),
+        (8, ["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "1"], None,
+         "4 --xla_force_host_platform_device_count=4 False"),  # two local processes share the cores
+    ],
+)  # fmt: skip
+def test_one_cpu_device_per_core_is_set_before_jax_starts(tmp_path, cores, argv, flags, expected):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | ({"XLA_FLAGS": flags} if flags else {})
+    argv = [sys.executable, "-c", CPU_DEVICES, str(cores), "train", "--out", str(tmp_path / "o"), *argv]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected
+
+
+def test_a_resumed_run_splits_its_recorded_batch(tmp_path):
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "run.json").write_text(json.dumps({"batch_size": 96}))
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    argv = [sys.executable, "-c", CPU_DEVICES, "5", "train", "--out", str(tmp_path / "o"), "--resume"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split()[0] == "4"  # 96 splits over 4 of the 5 cores, not 5
+
+
+def test_train_uses_every_core_by_default(data_dir, tmp_path):
+    """Without XLA_FLAGS, ``funcnn train`` runs one CPU device per core (as many as divide the batch)."""
+    cores = len(os.sched_getaffinity(0))
+    expected = max(d for d in range(1, cores + 1) if 64 % d == 0)
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    argv = ["train", "--model", "seed_cnn", "--epochs", "1", "--batch-size", "64", "--limit", "128"]
+    argv += ["--data", str(data_dir), "--out", str(tmp_path / "o")]
+    code = "import sys; from funcnn.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    note = " (one per core; --cpu-devices 1 for one)" if expected > 1 else ""
+    assert f"on {expected} cpu device(s){note}; data:" in done.stdout
+    assert read_jsonl(tmp_path / "o" / "metrics.jsonl")[0]["devices"] == expected

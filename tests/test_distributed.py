@@ -3,6 +3,12 @@
 The test configuration gives JAX four CPU devices.
 """
 
+import json
+import os
+import socket
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,8 +16,8 @@ import optax
 import pytest
 
 import funcnn as fn
-from funcnn import distributed
-from funcnn.train import DEFAULT_LOSS, init_train_state
+from funcnn import checkpoint, distributed
+from funcnn.train import DEFAULT_LOSS, init_train_state, read_jsonl
 from funcnn.train.step import build_train_step
 
 pytestmark = pytest.mark.standard_promotion  # optax's optimisers
@@ -55,7 +61,191 @@ def test_a_sharded_train_step_equals_the_single_device_step(grad):
     images, labels = rng.integers(0, 255, (8, 6, 6)).astype(np.uint8), rng.integers(0, 3, 8)
     single, single_metrics = step(state, images, labels)
     mesh = distributed.data_mesh()
-    sharded, sharded_metrics = step(distributed.replicate(mesh, state), *distributed.shard_batch(mesh, (images, labels)))
+    sharded, sharded_metrics = step(
+        distributed.replicate(mesh, state), *distributed.shard_batch(mesh, (images, labels))
+    )
     np.testing.assert_allclose(sharded_metrics.loss, single_metrics.loss, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(sharded.params), jax.tree.leaves(single.params), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_leaf_sharding_splits_the_largest_dividing_axis():
+    mesh = distributed.data_mesh()
+    spec = lambda shape, shard=True: distributed.leaf_sharding(mesh, shape, shard).spec  # noqa: E731
+    P = jax.sharding.PartitionSpec
+    assert spec((3, 3, 16, 32)) == P(None, None, None, "data")
+    assert spec((36, 3)) == P("data") and spec((3, 36)) == P(None, "data")
+    assert spec((3,)) == P() and spec(()) == P() and spec((2, 2)) == P()  # nothing divides by 4
+    assert spec((36, 3), shard=False) == P()
+    one = distributed.data_mesh(jax.devices()[:1])
+    assert distributed.leaf_sharding(one, (36, 3), True).spec == P()
+
+
+def test_state_shardings_shard_params_and_optimiser_state_only():
+    model = fn.serial(fn.Conv(8, 3), fn.BatchNorm(), fn.Flatten(), fn.Dense(4))
+    optimizer = optax.adam(1e-3)
+    state = init_train_state(model, optimizer, jax.random.key(0), (-1, 6, 6, 1))
+    mesh = distributed.data_mesh()
+    P = jax.sharding.PartitionSpec
+    sharded = distributed.state_shardings(mesh, state, shard_params=True)
+    assert sharded.params[0]["kernel"].spec == P(None, None, None, "data")
+    assert sharded.opt_state[0].mu[0]["kernel"].spec == P(None, None, None, "data")
+    assert all(s.spec == P() for s in jax.tree.leaves(sharded.model_state))
+    assert sharded.step.spec == sharded.key.spec == P()
+    assert all(s.spec == P() for s in jax.tree.leaves(distributed.state_shardings(mesh, state)))
+
+
+def test_local_rows_of_one_process_are_the_whole_batch():
+    assert distributed.local_rows(distributed.data_mesh(), 16) == slice(0, 16)
+    with pytest.raises(fn.LayerConfigError, match=r"local_rows: argument `batch_size` 6 does not divide"):
+        distributed.local_rows(distributed.data_mesh(), 6)
+
+
+EIGHT_DEVICES = """
+import json, os, sys
+import jax, numpy as np, optax
+import funcnn as fn
+from funcnn import distributed
+from funcnn.train import fit
+
+assert jax.device_count() == 8
+rng = np.random.default_rng(0)
+labels = rng.integers(0, 3, 128)
+images = rng.integers(0, 90, (128, 8, 8)).astype(np.uint8)
+images[np.arange(128), 2 * labels + 1] += 150
+data = (images, labels)
+model = fn.serial(fn.Conv(8, 3, padding="SAME"), fn.Relu(), fn.MaxPool(2), fn.Flatten(), fn.Dense(3))
+runs = {
+    "one": {"mesh": distributed.data_mesh(jax.devices()[:1])},
+    "eight": {},
+    "eight_sharded": {"shard_params": True},
+    "eight_loop": {"mode": "loop"},
+}
+result = {}
+for name, options in runs.items():
+    options = {"optimizer": optax.adam(1e-2), "epochs": 2, "batch_size": 32, "mode": "scan", **options}
+    out = fit(model, data, data, **options)
+    result[name] = {
+        "devices": [r["devices"] for r in out.history],
+        "curve": [[r["train_loss"], r["test_loss"]] for r in out.history],
+        "params": [np.asarray(leaf).ravel().tolist() for leaf in jax.tree.leaves(out.state.params)],
+    }
+print(json.dumps(result))
+"""
+
+
+def _in_subprocess(code, devices, timeout=300, args=()):
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_eight_devices_give_the_loss_curve_of_one_replicated_and_sharded():
+    result = json.loads(_in_subprocess(EIGHT_DEVICES, 8).strip().splitlines()[-1])
+    assert result["one"]["devices"] == [1, 1] and result["eight"]["devices"] == [8, 8]
+    reference = result["one"]
+    for name in ("eight", "eight_sharded", "eight_loop"):
+        np.testing.assert_allclose(result[name]["curve"], reference["curve"], rtol=1e-5, err_msg=name)
+        for got, want in zip(result[name]["params"], reference["params"], strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6, err_msg=name)
+    assert reference["curve"][-1][0] < reference["curve"][0][0]  # it learns
+
+
+@pytest.fixture(scope="module")
+def small_npz(tmp_path_factory):
+    path = tmp_path_factory.mktemp("npz") / "data.npz"
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 256)
+    images = rng.integers(0, 90, (256, 8, 8)).astype(np.uint8)
+    images[np.arange(256), 2 * labels] += 150
+    np.savez(path, x_train=images[:192], y_train=labels[:192], x_test=images[192:], y_test=labels[192:])
+    return path
+
+
+def _train(out, data, devices, *extra):
+    """``funcnn train`` in a subprocess with ``devices`` CPU devices; its metrics."""
+    code = "import sys; from funcnn.cli import main; sys.exit(main(sys.argv[1:]))"
+    argv = ["train", "--model", "fashion_mnist_cnn", "--data", str(data), "--out", str(out)]
+    argv += ["--batch-size", "32", "--schedule", "constant"]  # one schedule however many epochs a leg plans
+    _in_subprocess(code, devices, args=[*argv, *extra])
+    return read_jsonl(out / "metrics.jsonl")
+
+
+@pytest.mark.slow
+def test_a_checkpoint_moves_between_eight_devices_and_one(small_npz, tmp_path):
+    """Written on 8 devices, resumed on 1, and the other way round: the run goes on as if on one count."""
+    straight = _train(tmp_path / "straight", small_npz, 1, "--epochs", "3")
+    down, up = tmp_path / "down", tmp_path / "up"
+    _train(down, small_npz, 8, "--epochs", "1")
+    assert read_jsonl(down / "metrics.jsonl")[0]["devices"] == 8
+    _train(down, small_npz, 1, "--epochs", "3", "--resume")
+    _train(up, small_npz, 1, "--epochs", "2")
+    _train(up, small_npz, 8, "--epochs", "3", "--resume", "--shard-params")
+    for moved in (down, up):
+        records = read_jsonl(moved / "metrics.jsonl")
+        assert [r["epoch"] for r in records] == [1, 2, 3]
+        np.testing.assert_allclose(
+            [[r["train_loss"], r["test_loss"]] for r in records],
+            [[r["train_loss"], r["test_loss"]] for r in straight],
+            rtol=1e-4,
+        )
+    assert [r["devices"] for r in read_jsonl(down / "metrics.jsonl")] == [8, 1, 1]
+    assert [r["devices"] for r in read_jsonl(up / "metrics.jsonl")] == [1, 1, 8]
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one(small_npz, tmp_path):
+    """Two processes on this machine, four CPU devices each, coordinator on 127.0.0.1: the same two
+    epochs as one process with eight devices; process 0 alone writes the metrics and prints."""
+    single = _train(tmp_path / "single", small_npz, 8, "--epochs", "2")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "two"
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    argv = ["train", "--model", "fashion_mnist_cnn", "--data", str(small_npz), "--batch-size", "32"]
+    argv += [
+        "--schedule",
+        "constant",
+        "--epochs",
+        "2",
+        "--out",
+        str(out),
+        "--coordinator",
+        f"127.0.0.1:{port}",
+        "--num-processes",
+        "2",
+    ]
+    code = "import sys; from funcnn.cli import main; sys.exit(main(sys.argv[1:]))"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, *argv, "--process-id", str(i)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    try:
+        outputs = [p.communicate(timeout=240) for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    assert [p.returncode for p in processes] == [0, 0], [err[-2000:] for _, err in outputs]
+    assert "training fashion_mnist_cnn" in outputs[0][0] and "8 cpu device(s) in 2 processes" in outputs[0][0]
+    assert "training" not in outputs[1][0] and "epoch" not in outputs[1][0]  # only process 0 prints
+    records = read_jsonl(out / "metrics.jsonl")
+    assert [r["devices"] for r in records] == [8, 8]
+    np.testing.assert_allclose(
+        [[r["train_loss"], r["test_loss"], r["test_accuracy"]] for r in records],
+        [[r["train_loss"], r["test_loss"], r["test_accuracy"]] for r in single],
+        rtol=1e-5,
+    )
+    assert (
+        len(checkpoint.all_steps(out / "checkpoints")) == 2
+        and checkpoint.latest_intact_step(out / "checkpoints")[0]
+    )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -73,7 +74,7 @@ def worker(devices: int, batch: int, steps: int, windows: int) -> dict:
 def run_worker(devices: int, args: argparse.Namespace) -> dict:
     """:func:`worker` in a fresh process with ``devices`` virtual CPU devices."""
     env = dict(os.environ)
-    flags = env.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count", "--ignored")
+    flags = re.sub(r"--xla_force_host_platform_device_count=\S*", "", env.get("XLA_FLAGS", "")).strip()
     env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
     command = [sys.executable, __file__, "--worker", str(devices), "--batch", str(args.batch)]
     command += ["--steps", str(args.steps), "--windows", str(args.windows)]

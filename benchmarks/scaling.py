@@ -7,7 +7,9 @@ put on every device, each batch split along the mesh's ``"data"`` axis
 counts interleaved over ``--repeats`` rounds; each process times
 ``--windows`` windows of ``--steps`` steps after compiling and reports their
 median. The table gives the median over rounds, the spread (min-max) and
-the ratio to one device.
+the ratio to one device; with ``--precision fp32 bf16`` each precision
+(the layers' compute dtype, :data:`funcnn.train.PRECISIONS`) gets its rows
+and the bf16 / fp32 throughput ratio per device count.
 
 On a CPU-only machine the devices are virtual (``--xla_force_host_platform_
 device_count``, set before JAX starts in each process): the speed-up is
@@ -16,7 +18,8 @@ core, and past it the extra devices only share the same cores (overhead).
 On a machine with accelerators the counts are its real devices; counts
 above the number it has are skipped.
 
-    python benchmarks/scaling.py [--devices 1 2 4 8] [--batch 128] [--steps 20] [--windows 4] [--repeats 3]
+    python benchmarks/scaling.py [--devices 1 2 4 8] [--precision fp32 bf16] [--batch 128] [--steps 20]
+                                 [--windows 4] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import sys
 import time
 
 
-def worker(devices: int, batch: int, steps: int, windows: int) -> dict:
+def worker(devices: int, precision: str, batch: int, steps: int, windows: int) -> dict:
     """Run in a process whose JAX sees ``devices`` CPU devices (or real accelerators):
     compile, then time ``windows`` windows of ``steps`` scanned steps on ``devices`` devices."""
     import jax
@@ -41,13 +44,13 @@ def worker(devices: int, batch: int, steps: int, windows: int) -> dict:
     from funcnn import distributed
     from funcnn.data import scale_images
     from funcnn.models import INPUT_SHAPE, fashion_mnist_cnn
-    from funcnn.train import DEFAULT_LOSS, abstract_train_state, init_train_state
+    from funcnn.train import DEFAULT_LOSS, PRECISIONS, abstract_train_state, init_train_state
     from funcnn.train.loop import compiled_epoch_or_step
 
     if jax.device_count() < devices:
         return {"devices": devices, "skipped": f"only {jax.device_count()} device(s)"}
     mesh = distributed.data_mesh(jax.devices()[:devices])
-    model, optimizer = fashion_mnist_cnn(), optax.adam(1e-3)
+    model, optimizer = fashion_mnist_cnn(dtype=PRECISIONS[precision]), optax.adam(1e-3)
     shardings = distributed.state_shardings(mesh, abstract_train_state(model, optimizer, INPUT_SHAPE))
     state = init_train_state(model, optimizer, jax.random.key(0), INPUT_SHAPE, shardings=shardings)
     rng = np.random.default_rng(0)
@@ -71,12 +74,13 @@ def worker(devices: int, batch: int, steps: int, windows: int) -> dict:
             "platform": device.platform}  # fmt: skip
 
 
-def run_worker(devices: int, args: argparse.Namespace) -> dict:
+def run_worker(devices: int, precision: str, args: argparse.Namespace) -> dict:
     """:func:`worker` in a fresh process with ``devices`` virtual CPU devices."""
     env = dict(os.environ)
     flags = re.sub(r"--xla_force_host_platform_device_count=\S*", "", env.get("XLA_FLAGS", "")).strip()
     env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
-    command = [sys.executable, __file__, "--worker", str(devices), "--batch", str(args.batch)]
+    command = [sys.executable, __file__, "--worker", str(devices), "--precision", precision]
+    command += ["--batch", str(args.batch)]
     command += ["--steps", str(args.steps), "--windows", str(args.windows)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -85,6 +89,7 @@ def run_worker(devices: int, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     parser.add_argument("--batch", type=int, default=128, help="global batch (divides by every count)")
     parser.add_argument("--steps", type=int, default=20, help="steps per timed window")
     parser.add_argument("--windows", type=int, default=4, help="timed windows per process")
@@ -92,29 +97,36 @@ def main() -> None:
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
-        print(json.dumps(worker(args.worker, args.batch, args.steps, args.windows)))
+        print(json.dumps(worker(args.worker, args.precision[0], args.batch, args.steps, args.windows)))
         return
-    rates: dict[int, list[float]] = {count: [] for count in args.devices}
+    runs = [(precision, count) for precision in args.precision for count in args.devices]
+    rates: dict[tuple[str, int], list[float]] = {run: [] for run in runs}
     skipped, kind = {}, None
     for _ in range(args.repeats):
-        for count in args.devices:
-            result = run_worker(count, args)
+        for precision, count in runs:
+            result = run_worker(count, precision, args)
             if "skipped" in result:
                 skipped[count] = result["skipped"]
                 continue
-            rates[count].append(result["images_per_second"])
+            rates[precision, count].append(result["images_per_second"])
             kind = f"{result['platform']} ({result['kind']})"
     cores = len(os.sched_getaffinity(0))
     print(f"{kind}, {cores} cores; Fashion-MNIST CNN, global batch {args.batch}, scanned epoch")
-    print(f"{'devices':>7}{'images/s (median)':>19}{'spread':>17}{'ratio to 1':>12}")
-    base = statistics.median(rates[args.devices[0]]) if rates[args.devices[0]] else None
-    for count, values in rates.items():
+    first = f"ratio to {args.devices[0]}"
+    print(f"{'precision':>9}{'devices':>8}{'images/s (median)':>19}{'spread':>17}{first:>12}")
+    medians = {run: statistics.median(values) for run, values in rates.items() if values}
+    for precision, count in runs:
+        values = rates[precision, count]
         if not values:
-            print(f"{count:>7}  skipped: {skipped.get(count)}")
+            print(f"{precision:>9}{count:>8}  skipped: {skipped.get(count)}")
             continue
-        median = statistics.median(values)
-        ratio = f"{median / base:>12.2f}" if base else ""
-        print(f"{count:>7}{median:>19.0f}{f'{min(values):.0f}-{max(values):.0f}':>17}{ratio}")
+        base = medians.get((precision, args.devices[0]))
+        ratio = f"{medians[precision, count] / base:>12.2f}" if base else ""
+        spread = f"{min(values):.0f}-{max(values):.0f}"
+        print(f"{precision:>9}{count:>8}{medians[precision, count]:>19.0f}{spread:>17}{ratio}")
+    for count in args.devices if {"fp32", "bf16"} <= set(args.precision) else ():
+        if ("fp32", count) in medians and ("bf16", count) in medians:
+            print(f"bf16 / fp32 on {count} device(s): {medians['bf16', count] / medians['fp32', count]:.2f}")
     if kind and kind.startswith("cpu"):
         print(
             f"virtual CPU devices: a real speed-up up to {cores} device(s), one per core (XLA:CPU runs each "

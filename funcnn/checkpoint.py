@@ -352,6 +352,11 @@ def _differences(saved: dict, expected: dict) -> list[str]:
     return problems
 
 
+@jax.jit
+def _all_finite(leaves: list[jax.Array]) -> list[jax.Array]:
+    return [jnp.isfinite(x).all() for x in leaves]
+
+
 def non_finite_paths(tree: Any) -> list[str]:
     """Dotted paths of the floating-point leaves holding a NaN or infinity.
 
@@ -360,7 +365,7 @@ def non_finite_paths(tree: Any) -> list[str]:
     """
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
     floating = [(path, leaf) for path, leaf in leaves if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
-    finite = jax.device_get(jax.jit(lambda xs: [jnp.isfinite(x).all() for x in xs])([x for _, x in floating]))
+    finite = jax.device_get(_all_finite([x for _, x in floating]))
     return [
         ".".join(_key_name(k) for k in path) for (path, _), ok in zip(floating, finite, strict=True) if not ok
     ]

@@ -80,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     checkpoint = importlib.import_module("funcnn.checkpoint")
     out = getattr(args, "out", None)
     fresh_out = out is not None and args.command == "train" and not out.exists()
+    fresh_out = fresh_out and not getattr(args, "process_id", None)  # of several processes, 0 cleans up
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", checkpoint.DamagedCheckpointWarning)

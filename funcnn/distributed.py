@@ -1,17 +1,22 @@
 """Data parallelism over every device of every process, with JAX's own sharding.
 
 A mesh with one axis, ``"data"``, spans every device JAX sees (all hosts after
-``jax.distributed.initialize``). Batches are sharded along it; parameters and
-optimiser state are replicated by default.
+``jax.distributed.initialize``). Batches are sharded along it
+(:func:`shard_batch`: each process places only its own rows, :func:`local_rows`);
+the training state is replicated, or with ``shard_params`` its parameters and
+optimiser state are split along the same axis (:func:`state_shardings`).
 
-**Why ``jit`` with shardings, not ``shard_map``.** The model code and the
-hand-written VJPs stay as they are: with the mesh axis of type ``Auto``, XLA's
-SPMD partitioner sees the batch sharded and inserts the all-reduce of every
-gradient (``dL/dK``, ``dL/dB`` and ``dL/dW`` sum over the batch) itself, and the
-same compiled step serves one device or many. Inside ``shard_map`` every
-``custom_vjp`` rule would have to reduce over the varying axis by hand, and
-with ``Explicit`` axes every ``dot_general`` and convolution in the rules would
-need an output sharding; neither buys anything for data parallelism.
+**Why ``jit`` with shardings, not ``shard_map``.** The model code stays as it
+is: with the mesh axis of type ``Auto``, XLA's SPMD partitioner sees the batch
+sharded and inserts the all-reduce of every gradient (``dL/dK``, ``dL/dB`` and
+``dL/dW`` sum over the batch) itself, gathers sharded parameters where a step
+needs them whole, and computes ``BatchNorm``'s statistics over the global
+batch; the same compiled step serves one device or many, and one process or
+several. ``shard_map`` would make every collective the model's business (a
+``psum`` per gradient, an ``axis_name`` per ``BatchNorm``) for no gain in data
+parallelism. The hand-written VJPs work there too, and under Explicit mesh
+axes, for users who write their own ``shard_map`` steps
+(``funcnn.ops._grad.cotangents_like``).
 
 >>> import jax, numpy as np
 >>> mesh = data_mesh()

@@ -79,6 +79,7 @@ def resume(
                     f"fit: argument `{name}` {value} differs from the {meta[name]} of the checkpoint to "
                     f"resume in {directory}"
                 )
+    checkpoint.sync_processes("funcnn-resume-read")  # every process has read the steps before one moves any
     for step, problem in damaged if writes else ():
         moved = checkpoint.move_aside(directory, step)
         since = "starting afresh" if intact is None else f"resuming from step {intact}"

@@ -82,7 +82,9 @@ def run_worker(devices: int, precision: str, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--worker", str(devices), "--precision", precision]
     command += ["--batch", str(args.batch)]
     command += ["--steps", str(args.steps), "--windows", str(args.windows)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"the worker for {devices} device(s) failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -110,8 +112,8 @@ def main() -> None:
                 continue
             rates[precision, count].append(result["images_per_second"])
             kind = f"{result['platform']} ({result['kind']})"
-    cores = len(os.sched_getaffinity(0))
-    print(f"{kind}, {cores} cores; Fashion-MNIST CNN, global batch {args.batch}, scanned epoch")
+    cores = os.cpu_count()
+    print(f"{kind or 'no count ran'}, {cores} cores; Fashion-MNIST CNN, batch {args.batch}, scanned epoch")
     first = f"ratio to {args.devices[0]}"
     print(f"{'precision':>9}{'devices':>8}{'images/s (median)':>19}{'spread':>17}{first:>12}")
     medians = {run: statistics.median(values) for run, values in rates.items() if values}

@@ -352,20 +352,16 @@ def _differences(saved: dict, expected: dict) -> list[str]:
     return problems
 
 
-@jax.jit
-def _all_finite(leaves: list[jax.Array]) -> list[jax.Array]:
-    return [jnp.isfinite(x).all() for x in leaves]
-
-
 def non_finite_paths(tree: Any) -> list[str]:
     """Dotted paths of the floating-point leaves holding a NaN or infinity.
 
     Each leaf is reduced where it lives (one scalar back per leaf), so a state
-    sharded over devices and processes is checked without gathering it.
+    sharded over devices and processes is checked without gathering it, and
+    leaves on different devices need not move.
     """
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
     floating = [(path, leaf) for path, leaf in leaves if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
-    finite = jax.device_get(_all_finite([x for _, x in floating]))
+    finite = jax.device_get([jnp.isfinite(x).all() for _, x in floating])
     return [
         ".".join(_key_name(k) for k in path) for (path, _), ok in zip(floating, finite, strict=True) if not ok
     ]

@@ -143,16 +143,27 @@ def use_cpu_cores(args: argparse.Namespace) -> int | None:
     """
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_force_host_platform_device_count" in flags or "jax" in sys.modules:
+        if args.cpu_devices != "auto":
+            why = "JAX is already imported" if "jax" in sys.modules else "XLA_FLAGS sets a device count"
+            _warn(args.prog, f"--cpu-devices {args.cpu_devices} ignored: {why}")
         return None
     processes = args.num_processes or 1
     if args.cpu_devices == "auto":
-        cores = max(len(os.sched_getaffinity(0)) // _processes_here(args), 1)
-        batch = args.batch_size or _recorded_batch_size(args.out) or TRAIN_DEFAULTS["batch_size"]
+        cores = max(_cores() // _processes_here(args), 1)
+        recorded = _recorded_batch_size(args.out) if args.resume else None
+        batch = args.batch_size or recorded or TRAIN_DEFAULTS["batch_size"]
         count = max(d for d in range(1, cores + 1) if batch % (d * processes) == 0 or d == 1)
     else:
         count = int(args.cpu_devices)
     os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
     return count
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _processes_here(args: argparse.Namespace) -> int:

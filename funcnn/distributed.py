@@ -32,6 +32,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from funcnn.core import LayerConfigError
@@ -107,9 +108,22 @@ def local_rows(mesh: Mesh, batch_size: int) -> slice:
     (all of them with one process)."""
     check_divisible("local_rows", batch_size, mesh)
     indices = batch_sharding(mesh).addressable_devices_indices_map((batch_size,))
-    starts = [index[0].start or 0 for index in indices.values()]
-    stops = [batch_size if index[0].stop is None else index[0].stop for index in indices.values()]
-    return slice(min(starts), max(stops))
+    rows = {range(batch_size)[index[0]] for index in indices.values()}
+    start, stop = min(r.start for r in rows), max(r.stop for r in rows)
+    if sum(len(r) for r in rows) != stop - start:
+        raise ValueError(
+            f"local_rows: this process's devices hold rows {sorted((r.start, r.stop) for r in rows)} of the "
+            "batch, not one block; build the mesh with each process's devices next to each other (data_mesh)"
+        )
+    return slice(start, stop)
+
+
+def same_in_every_process(choice: str, choices: Sequence[str]) -> str:
+    """Process 0's ``choice`` (one of ``choices``) in every process, so that all run the same program."""
+    if jax.process_count() == 1:
+        return choice
+    index = multihost_utils.broadcast_one_to_all(np.int32(choices.index(choice)))
+    return choices[int(index)]
 
 
 def replicate(mesh: Mesh, tree: Any) -> Any:

@@ -164,7 +164,9 @@ def _saved(tmp_path, steps=(1, 2)):
 
 
 def _array_files(directory, step):
-    return sorted(p for p in (directory / str(step) / "state").rglob("*") if p.is_file() and p.stat().st_size > 64)
+    return sorted(
+        p for p in (directory / str(step) / "state").rglob("*") if p.is_file() and p.stat().st_size > 64
+    )
 
 
 def test_every_step_has_a_manifest_and_restoring_changes_no_file(tmp_path):
@@ -236,7 +238,9 @@ def test_restore_part_reads_only_the_requested_entries(tmp_path):
     assert set(part) == {"params", "step"} and meta == {"epoch": 2}
     assert leaves_equal(part["params"], full["params"])
     wrong = {"params": jax.tree.map(lambda a: a[None], full["params"])}
-    with pytest.raises(CheckpointMismatchError, match=r"checkpoint step 2 does not match the requested part: params\."):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"checkpoint step 2 does not match the requested part: params\."
+    ):
         funcnn.checkpoint.restore_part(directory, wrong)
     victim = _array_files(directory, 2)[0]
     data = bytearray(victim.read_bytes())
@@ -244,3 +248,12 @@ def test_restore_part_reads_only_the_requested_entries(tmp_path):
     victim.write_bytes(bytes(data))
     with pytest.raises(funcnn.checkpoint.CheckpointDamagedError, match="checkpoint step 2 is damaged"):
         funcnn.checkpoint.restore_part(directory, {"params": full["params"]})
+
+
+def test_leaves_on_different_devices_are_checked_where_they_live(tmp_path):
+    first, second = jax.devices()[:2]
+    tree = {"a": jax.device_put(jnp.ones(3), first), "b": jax.device_put(jnp.array([1.0, jnp.nan]), second)}
+    assert funcnn.checkpoint.non_finite_paths(tree) == ["b"]
+    tree["b"] = jax.device_put(jnp.zeros(2), second)
+    save(tmp_path, 1, tree)
+    assert latest_step(tmp_path) == 1

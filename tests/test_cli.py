@@ -646,13 +646,35 @@ def test_one_cpu_device_per_core_is_set_before_jax_starts(tmp_path, cores, argv,
     assert done.stdout.strip() == expected
 
 
-def test_a_resumed_run_splits_its_recorded_batch(tmp_path):
+@pytest.mark.parametrize(("resume", "expected"), [(["--resume"], "3"), ([], "2")])
+def test_a_resumed_run_splits_its_recorded_batch(tmp_path, resume, expected):
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "run.json").write_text(json.dumps({"batch_size": 96}))
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    argv = [sys.executable, "-c", CPU_DEVICES, "5", "train", "--out", str(tmp_path / "o"), "--resume"]
+    argv = [sys.executable, "-c", CPU_DEVICES, "3", "train", "--out", str(tmp_path / "o"), *resume]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
-    assert done.stdout.split()[0] == "4"  # 96 splits over 4 of the 5 cores, not 5
+    # resumed: 96 splits over all 3 cores; a fresh run splits the default 128 over 2 of them
+    assert done.stdout.split()[0] == expected
+
+
+def test_an_explicit_cpu_device_count_that_cannot_apply_is_reported(tmp_path):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=6")
+    argv = [
+        sys.executable,
+        "-c",
+        CPU_DEVICES,
+        "2",
+        "train",
+        "--out",
+        str(tmp_path / "o"),
+        "--cpu-devices",
+        "3",
+    ]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split()[0] == "None"
+    assert (
+        done.stderr.strip() == "funcnn train: warning: --cpu-devices 3 ignored: XLA_FLAGS sets a device count"
+    )
 
 
 def test_train_uses_every_core_by_default(data_dir, tmp_path):

@@ -97,6 +97,7 @@ def test_state_shardings_shard_params_and_optimiser_state_only():
 
 def test_local_rows_of_one_process_are_the_whole_batch():
     assert distributed.local_rows(distributed.data_mesh(), 16) == slice(0, 16)
+    assert distributed.same_in_every_process("loop", ("scan", "loop")) == "loop"
     with pytest.raises(fn.LayerConfigError, match=r"local_rows: argument `batch_size` 6 does not divide"):
         distributed.local_rows(distributed.data_mesh(), 6)
 

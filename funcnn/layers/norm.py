@@ -183,6 +183,9 @@ def BatchNorm(
         if not checks.boolean(name, "train", train):
             return _normalize(x, state.mean, state.var, spec.epsilon, params), state
         count = math.prod(x.shape[:-1])
+        for axis in () if axis_name is None else axis_name if isinstance(axis_name, tuple) else (axis_name,):
+            checks.check_axis_bound(name, axis)
+            count *= jax.lax.axis_size(axis)  # inside shard_map the statistics span every device's rows
         if count < 2:
             raise LayerConfigError(
                 f"BatchNorm: argument `x` of shape {tuple(x.shape)} has {count} value(s) per channel; "
@@ -205,7 +208,6 @@ def _batch_statistics(x: jax.Array, axis_name: str | tuple[str, ...] | None) -> 
     axes = tuple(range(x.ndim - 1))
     mean = jnp.mean(stats, axis=axes)
     if axis_name is not None:
-        checks.check_axis_bound("BatchNorm", axis_name)
         mean = lax.pmean(mean, axis_name)
     var = jnp.mean(jnp.square(stats - lax.broadcast_to_rank(mean, x.ndim)), axis=axes)
     if axis_name is not None:

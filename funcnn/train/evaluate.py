@@ -59,7 +59,9 @@ def evaluate(
         raise ValueError(f"evaluate: batch_size must be positive, got {batch_size}")
     batch_size = min(batch_size, n)
     if mesh is not None:
-        batch_size = -(-batch_size // mesh.size) * mesh.size
+        mesh = distributed.check_mesh("evaluate", mesh)
+        devices = mesh.shape[distributed.DATA_AXIS]
+        batch_size = -(-batch_size // devices) * devices
     input_shape = (-1, *jax.eval_shape(preprocess, images[:1]).shape[1:])
     checks.label_range("evaluate", "labels", labels, model_output_shape(model, input_shape)[-1])
     step = _eval_step(model, loss, preprocess)

@@ -101,7 +101,7 @@ def fit(
     ``OUT/checkpoints/`` (the last ``keep`` kept).
 
     The compiled epoch (or step) is cached per model, loss, optimiser,
-    preprocess, augment and mode objects, so calling ``fit`` again
+    preprocess, augment, mode, mesh and ``shard_params``, so calling ``fit`` again
     with the same objects (e.g. to resume in the same process) does not
     recompile.
 
@@ -196,8 +196,13 @@ def fit(
             run.record_run(out, config)
     if state is None:
         state = init_train_state(model, optimizer, jax.random.key(seed), input_shape, shardings=shardings)
-    local_device = jax.local_devices()[0]
-    mode = "loop" if batches is not None else choose_mode(mode, images.nbytes + labels.nbytes, local_device)
+    if batches is not None:
+        mode = "loop"
+    else:  # every device holds the whole data set; every process must run the same mode
+        copies = len(mesh.local_devices) if mesh.devices.flat[0].platform == "cpu" else 1
+        mode = distributed.same_in_every_process(
+            choose_mode(mode, copies * (images.nbytes + labels.nbytes), mesh.local_devices[0]), MODES
+        )
     compiled = compiled_epoch_or_step(model, loss, optimizer, preprocess, augment, mode, mesh, shard_params)
     if batches is None:
         run_epoch = epoch_runner(compiled, images, labels, mode, mesh)

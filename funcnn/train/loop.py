@@ -167,6 +167,12 @@ def batches_runner(compiled_step: Callable, batches: Iterable, num_classes: int,
         for i, batch in enumerate(batches):
             images, labels = checks.labelled_data("fit", f"train_data batch {i}", batch)
             checks.label_range("fit", f"train_data batch {i}", labels, num_classes)
+            devices = mesh.shape[distributed.DATA_AXIS]
+            if (len(images) * jax.process_count()) % devices:
+                raise LayerConfigError(
+                    f"fit: argument `train_data` batch {i} has {len(images)} rows per process, which do not "
+                    f"divide over the {devices} devices of the mesh; drop or pad the incomplete batch"
+                )
             state, metrics = compiled_step(state, *distributed.shard_batch(mesh, (images, labels)))
             check_diverged(np.asarray(metrics.loss)[None], epoch, i)
             on_progress(1, metrics)

@@ -79,7 +79,9 @@ def test_batchnorm_of_a_sharded_batch_uses_the_global_statistics():
     want_y, want_state = apply(params, state, x)
     mesh = distributed.data_mesh()
     got_y, got_state = apply(
-        distributed.replicate(mesh, params), distributed.replicate(mesh, state), distributed.shard_batch(mesh, x)
+        distributed.replicate(mesh, params),
+        distributed.replicate(mesh, state),
+        distributed.shard_batch(mesh, x),
     )
     np.testing.assert_allclose(np.asarray(got_y), np.asarray(want_y), rtol=1e-5, atol=1e-5)
     for got, want in zip(got_state, want_state, strict=True):
@@ -116,15 +118,38 @@ def test_batchnorm_axis_name_inside_shard_map_uses_the_global_statistics():
     assert not np.allclose(np.asarray(alone), np.asarray(want_y), atol=1e-3)
 
 
+def test_batchnorm_axis_name_counts_the_rows_of_every_device():
+    """One row per device is four values per channel over the mesh: enough for statistics."""
+    from jax.sharding import PartitionSpec as P
+
+    from funcnn import distributed
+
+    x = np.random.default_rng(2).normal(size=(4, 3)).astype(np.float32)
+    synced = fn.BatchNorm(axis_name="data")
+    _, params, state = synced.init(jax.random.key(0), x.shape)
+    per_device = jax.shard_map(
+        lambda p, s, x: synced.apply(p, s, x, train=True)[0],
+        mesh=distributed.data_mesh(),
+        in_specs=(P(), P(), P("data")),
+        out_specs=P("data"),
+    )
+    want = (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5)
+    np.testing.assert_allclose(np.asarray(jax.jit(per_device)(params, state, x)), want, rtol=1e-4, atol=1e-5)
+
+
 def test_batchnorm_axis_name_is_checked():
-    with pytest.raises(fn.LayerConfigError, match=r"BatchNorm: argument `axis_name` must be None, a mesh axis name"):
+    with pytest.raises(
+        fn.LayerConfigError, match=r"BatchNorm: argument `axis_name` must be None, a mesh axis name"
+    ):
         fn.BatchNorm(axis_name=3)
     with pytest.raises(fn.LayerConfigError, match=r"BatchNorm: argument `axis_name` must be None"):
         fn.BatchNorm(axis_name=())
     layer = fn.BatchNorm(axis_name="data")
     x = _bn_batch()
     _, params, state = layer.init(jax.random.key(0), x.shape)
-    with pytest.raises(fn.LayerConfigError, match=r"BatchNorm: argument `axis_name` 'data' is not a bound axis here"):
+    with pytest.raises(
+        fn.LayerConfigError, match=r"BatchNorm: argument `axis_name` 'data' is not a bound axis here"
+    ):
         layer.apply(params, state, x, train=True)
     y, same = layer.apply(params, state, x, train=False)  # evaluation uses the running statistics only
     assert same is state and y.shape == x.shape

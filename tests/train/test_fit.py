@@ -79,7 +79,10 @@ def test_existing_checkpoints_need_resume_with_the_same_seed(straight, model, tr
     out = straight[1]
     with pytest.raises(FileExistsError, match=f"already holds checkpoints .*latest step {2 * STEPS}"):
         run(model, train_data, epochs=3, out=out)
-    with pytest.raises(fn.LayerConfigError, match=r"fit: argument `seed` 4 differs from the 3 of the checkpoint to resume in "):
+    with pytest.raises(
+        fn.LayerConfigError,
+        match=r"fit: argument `seed` 4 differs from the 3 of the checkpoint to resume in ",
+    ):
         run(model, train_data, epochs=3, out=out, resume=True, seed=4)
 
 
@@ -127,7 +130,10 @@ def test_evaluate_counts_every_example_once(straight, model, test_data):
         ({"epochs": 2.5}, r"fit: argument `epochs` must be a positive integer, got 2.5 \(float\)"),
         ({"batch_size": "16"}, r"fit: argument `batch_size` must be a positive integer, got '16' \(str\)"),
         ({"eval_batch_size": 0}, r"fit: argument `eval_batch_size` must be a positive integer, got 0"),
-        ({"optimizer": "adam"}, r"fit: argument `optimizer` must be an optax GradientTransformation .* got 'adam'"),
+        (
+            {"optimizer": "adam"},
+            r"fit: argument `optimizer` must be an optax GradientTransformation .* got 'adam'",
+        ),
         (
             {"batch_size": 6},
             r"fit: argument `batch_size` 6 does not divide over the 4 devices of the mesh; use a multiple of 4",
@@ -186,7 +192,10 @@ def test_bad_test_data_is_refused_before_any_step(model, train_data, test_data):
 
 
 def test_an_uncalled_model_constructor_is_named(train_data):
-    with pytest.raises(fn.LayerConfigError, match=r"fit: argument `model` is the function `seed_cnn`, not a layer; did you mean `seed_cnn\(\)`\?"):
+    with pytest.raises(
+        fn.LayerConfigError,
+        match=r"fit: argument `model` is the function `seed_cnn`, not a layer; did you mean `seed_cnn\(\)`\?",
+    ):
         run(fn.models.seed_cnn, train_data)
 
 
@@ -207,8 +216,19 @@ def test_a_re_iterable_of_batches_trains_like_the_arrays_in_that_order(model, tr
     [
         (lambda b: iter(b), r"fit: argument `train_data` is a one-shot iterator; pass a re-iterable"),
         (lambda b: [], r"fit: argument `train_data` holds no batches"),
-        (lambda b: [*b[:2], (b[2][0], b[2][1] + 5)], r"fit: argument `train_data batch 2` labels must lie in \[0, 3\)"),
-        (lambda b: [*b[:1], (b[1][0], b[1][1][:3])], r"fit: argument `train_data batch 1` has images of shape \(16, 6, 6\) but labels of shape \(3,\)"),
+        (
+            lambda b: [*b[:2], (b[2][0], b[2][1] + 5)],
+            r"fit: argument `train_data batch 2` labels must lie in \[0, 3\)",
+        ),
+        (
+            lambda b: [*b[:1], (b[1][0], b[1][1][:3])],
+            r"fit: argument `train_data batch 1` has images of shape \(16, 6, 6\) but labels of shape \(3,\)",
+        ),
+        (
+            lambda b: [*b[:1], (b[1][0][:10], b[1][1][:10])],
+            r"fit: argument `train_data` batch 1 has 10 rows per process, which do not divide over the 4 devices "
+            r"of the mesh; drop or pad the incomplete batch",
+        ),
     ],
 )
 def test_bad_batch_iterables_are_named(model, train_data, make, match):
@@ -217,7 +237,9 @@ def test_bad_batch_iterables_are_named(model, train_data, make, match):
 
 
 def test_batches_cannot_run_as_a_scan(model, train_data):
-    with pytest.raises(fn.LayerConfigError, match=r"fit: argument `mode`='scan' needs \(images, labels\) arrays"):
+    with pytest.raises(
+        fn.LayerConfigError, match=r"fit: argument `mode`='scan' needs \(images, labels\) arrays"
+    ):
         fit(model, _batches(train_data), optimizer=OPTIMIZER, epochs=1, batch_size=16, mode="scan")
 
 
@@ -247,13 +269,25 @@ def test_sharded_params_give_the_numbers_of_replicated_ones(straight, model, tra
     np.testing.assert_allclose(
         [r["train_loss"] for r in sharded.history], [r["train_loss"] for r in replicated.history], rtol=1e-5
     )
-    for a, b in zip(jax.tree.leaves(sharded.state.params), jax.tree.leaves(replicated.state.params), strict=True):
+    for a, b in zip(
+        jax.tree.leaves(sharded.state.params), jax.tree.leaves(replicated.state.params), strict=True
+    ):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def test_evaluate_checks_its_mesh(straight, model, test_data):
+    state = straight[0].state
+    with pytest.raises(
+        fn.LayerConfigError, match=r"evaluate: argument `mesh` must be a jax.sharding.Mesh with a 'data'"
+    ):
+        evaluate(model, state.params, state.model_state, *test_data, mesh="cpu")
 
 
 def test_evaluate_splits_each_batch_over_a_mesh(straight, model, test_data):
     state = straight[0].state
     alone = evaluate(model, state.params, state.model_state, *test_data, batch_size=7)
-    split = evaluate(model, state.params, state.model_state, *test_data, batch_size=7, mesh=distributed.data_mesh())
+    split = evaluate(
+        model, state.params, state.model_state, *test_data, batch_size=7, mesh=distributed.data_mesh()
+    )
     assert split["accuracy"] == alone["accuracy"]
     assert split["loss"] == pytest.approx(alone["loss"], rel=1e-5)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from funcnn.data.fashion_mnist import DEFAULT_DIR
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -35,6 +37,7 @@ def test_the_peer_benchmark_runs_every_installed_implementation_for_two_steps(tm
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not DEFAULT_DIR.is_dir(), reason="dataset-fashion-mnist is not installed")
 def test_time_to_accuracy_runs_an_epoch_of_each():
     command = [sys.executable, str(BENCHMARKS / "peers" / "time_to_accuracy.py"), "--epochs", "1", "--limit", "512"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)

@@ -5,7 +5,8 @@ implementation as its users run it: funcnn data-parallel over one CPU device
 per core (its default), with the hand-written rules and with autodiff, one
 jitted call per step (``step``) and steps inside one ``lax.scan`` (``scan``,
 how ``fit`` runs an epoch), plus on one device for reference; the JAX peers
-on one device; PyTorch eager (channels-last) and ``torch.compile``. Each
+on one device, and raw JAX and Flax linen also data-parallel over one device
+per core (jit with a sharded batch), for reference; PyTorch eager (channels-last) and ``torch.compile``. Each
 configuration runs in its own process (JAX's device count is fixed at
 start), the configurations interleaved over ``--repeats`` rounds; each
 process compiles, then times ``--windows`` windows of ``--steps`` steps and
@@ -46,6 +47,8 @@ CONFIGS = {
     "funcnn autodiff": ("funcnn-autodiff", ["step", "scan"], "per-core"),
     "raw JAX": ("jax", ["step", "scan"], 1),
     "Flax linen": ("flax-linen", ["step", "scan"], 1),
+    "raw JAX per core": ("jax", ["step"], "per-core"),
+    "Flax linen per core": ("flax-linen", ["step"], "per-core"),
     "Flax NNX": ("flax-nnx", ["step"], 1),
     "Equinox": ("equinox", ["step"], 1),
     "PyTorch eager": ("torch", ["step", "infer"], 1),
@@ -149,7 +152,7 @@ def main() -> None:
         )
 
 
-WIDTHS = ("<18", "<7", ">8", ">10", ">17", ">10", ">9", ">9")
+WIDTHS = ("<21", "<7", ">8", ">10", ">17", ">10", ">9", ">9")
 
 
 def report(model: str, results: dict, rows: list, args: argparse.Namespace) -> None:
@@ -167,7 +170,7 @@ def report(model: str, results: dict, rows: list, args: argparse.Namespace) -> N
     for name, _, mode, _ in rows:
         entry = results[model, name, mode]
         if not entry["rates"]:
-            print(f"{name:<18}{mode:<7}  failed: {entry.get('error')}")
+            print(f"{name:<21}{mode:<7}  failed: {entry.get('error')}")
             continue
         median = medians[name, mode]
         torch = medians.get(("PyTorch eager", "infer" if mode == "infer" else "step"))
@@ -175,9 +178,8 @@ def report(model: str, results: dict, rows: list, args: argparse.Namespace) -> N
         flops = "" if mode == "infer" else f"{median * gflop:.0f}"
         share = "" if mode == "infer" or not best else f"{median / best:.0%}"
         spread = f"{min(entry['rates']):.0f}-{max(entry['rates']):.0f}"
-        print(
-            f"{name:<18}{mode:<7}{entry['devices']:>8}{median:>10.0f}{spread:>17}{ratio:>10}{flops:>9}{share:>9}"
-        )
+        cells = (name, mode, entry["devices"], f"{median:.0f}", spread, ratio, flops, share)
+        print("".join(f"{cell:{width}}" for cell, width in zip(cells, WIDTHS, strict=True)))
 
 
 if __name__ == "__main__":

@@ -329,3 +329,31 @@ def test_conv_transpose_vjp_equals_autodiff(strides, padding, dilation, output_p
         "groups": groups,
     }
     assert _max_error(x, kernel, bias, op=ops.conv_transpose, **kwargs) <= TOLERANCE
+
+
+@pytest.mark.parametrize("batch", [16, 32, 48, 40])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"padding": "SAME"},
+        {"strides": 2, "padding": "VALID", "dilation": 2},
+        {"strides": (2, 1), "padding": ((1, 0), (2, 1)), "groups": 2},
+        {"padding": ((-1, 1), (1, -1)), "lhs_dilation": 2},
+    ],
+)
+def test_the_kernel_gradient_in_batch_chunks_equals_autodiff(batch, options):
+    """On CPU a batch that splits into chunks of 16 rows (32 and 48, not 16 or 40) sums one
+    weight-gradient convolution per chunk; the result is the whole batch's."""
+    from funcnn.ops.conv import KERNEL_GRAD_ROWS
+
+    assert KERNEL_GRAD_ROWS == 16
+    groups = options.get("groups", 1)
+    x, kernel = _random((batch, 7, 6, 4), 0), _random((3, 3, 4 // groups, 6), 1)
+
+    def loss(grad):
+        return lambda x, kernel: jnp.sum(jnp.sin(ops.conv(x, kernel, grad=grad, **options)))
+
+    custom = jax.grad(loss("custom"), argnums=(0, 1))(x, kernel)
+    autodiff = jax.grad(loss("autodiff"), argnums=(0, 1))(x, kernel)
+    for got, want in zip(custom, autodiff, strict=True):
+        np.testing.assert_allclose(got, want, rtol=TOLERANCE, atol=TOLERANCE)

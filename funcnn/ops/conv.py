@@ -253,7 +253,7 @@ def conv_kernel_grad(
     that does not split so, one convolution.
     """
     batch = x.shape[0]
-    if jax.default_backend() != "cpu" or batch % KERNEL_GRAD_ROWS or batch == KERNEL_GRAD_ROWS:
+    if jax.default_backend() != "cpu" or batch % KERNEL_GRAD_ROWS or batch <= KERNEL_GRAD_ROWS:
         return conv_kernel_grad_chunk(config, g, x, kernel_shape)
     chunks = batch // KERNEL_GRAD_ROWS
     x = x.reshape(KERNEL_GRAD_ROWS, chunks, *x.shape[1:])

@@ -331,7 +331,7 @@ def test_conv_transpose_vjp_equals_autodiff(strides, padding, dilation, output_p
     assert _max_error(x, kernel, bias, op=ops.conv_transpose, **kwargs) <= TOLERANCE
 
 
-@pytest.mark.parametrize("batch", [16, 32, 48, 40])
+@pytest.mark.parametrize("batch", [0, 16, 32, 48, 40])
 @pytest.mark.parametrize(
     "options",
     [
@@ -342,7 +342,7 @@ def test_conv_transpose_vjp_equals_autodiff(strides, padding, dilation, output_p
     ],
 )
 def test_the_kernel_gradient_in_batch_chunks_equals_autodiff(batch, options):
-    """On CPU a batch that splits into chunks of 16 rows (32 and 48, not 16 or 40) sums one
+    """On CPU a batch that splits into chunks of 16 rows (32 and 48, not 0, 16 or 40) sums one
     weight-gradient convolution per chunk; the result is the whole batch's."""
     from funcnn.ops.conv import KERNEL_GRAD_ROWS
 

@@ -149,14 +149,20 @@ def use_cpu_cores(args: argparse.Namespace) -> int | None:
         return None
     processes = args.num_processes or 1
     if args.cpu_devices == "auto":
-        cores = max(_cores() // _processes_here(args), 1)
         recorded = _recorded_batch_size(args.out) if args.resume else None
         batch = args.batch_size or recorded or TRAIN_DEFAULTS["batch_size"]
-        count = max(d for d in range(1, cores + 1) if batch % (d * processes) == 0 or d == 1)
+        count = cpu_devices_for(batch, processes, cores=_cores() // _processes_here(args))
     else:
         count = int(args.cpu_devices)
     os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
     return count
+
+
+def cpu_devices_for(batch: int, processes: int = 1, *, cores: int | None = None) -> int:
+    """The most CPU devices per process, up to ``cores`` (default: this process's), that split a
+    global ``batch`` evenly over ``processes`` processes; at least 1."""
+    cores = max(_cores() if cores is None else cores, 1)
+    return max(d for d in range(1, cores + 1) if batch % (d * processes) == 0 or d == 1)
 
 
 def _cores() -> int:

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from peer_models import MODELS
+from peer_models import MODELS, walk
 
 Runners = dict[str, Callable[[], None]]
 
@@ -77,7 +77,7 @@ def build_funcnn(model: str, batch: int, steps: int, grad: str = "custom") -> Ru
     """funcnn as its users run it: data-parallel over every device JAX sees (one per core by default)."""
     import funcnn as fn
     from funcnn import distributed
-    from funcnn.train import init_train_state
+    from funcnn.train import DEFAULT_LOSS, abstract_train_state, init_train_state
     from funcnn.train.loop import sharded_step
     from funcnn.train.step import build_train_step
 
@@ -98,17 +98,11 @@ def build_funcnn(model: str, batch: int, steps: int, grad: str = "custom") -> Ru
                 layers.append(fn.Relu(grad=grad))
     net, optimizer = fn.serial(*layers), optax.adam(1e-3)
     mesh = distributed.data_mesh()
-    step = sharded_step(
-        build_train_step(net, _loss_per_example, optimizer, preprocess=lambda x: x), mesh, False
-    )
+    step = sharded_step(build_train_step(net, DEFAULT_LOSS, optimizer, preprocess=lambda x: x), mesh, False)
     shape = (-1, *MODELS[model]["input"])
-    shardings = distributed.state_shardings(
-        mesh, jax.eval_shape(lambda: init_train_state(net, optimizer, jax.random.key(0), shape))
-    )
+    shardings = distributed.state_shardings(mesh, abstract_train_state(net, optimizer, shape))
     state = init_train_state(net, optimizer, jax.random.key(0), shape, shardings=shardings)
-    images, labels = synthetic(model, batch, steps)
-    index = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, distributed.DATA_AXIS))
-    images, labels = jax.device_put((images, labels), index)
+    images, labels = synthetic(model, batch, steps)  # placed by _runners, split along "data"
 
     def pure_step(state, x, y):
         state, metrics = step(state, x, y)
@@ -121,35 +115,22 @@ def build_funcnn(model: str, batch: int, steps: int, grad: str = "custom") -> Ru
     return _runners(pure_step, state, images, labels, infer, lambda s: (s.params, s.model_state))
 
 
-def _loss_per_example(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-
-
 def build_raw_jax(model: str, batch: int, steps: int) -> Runners:
     """Plain ``lax.conv_general_dilated`` / ``reduce_window`` / ``dot``, ``jax.grad``, one device."""
     from jax import lax
 
     key = jax.random.key(0)
-    height, width, channels = MODELS[model]["input"]
-    params, features = [], None
-    for layer in MODELS[model]["layers"]:
+    params = []
+    for layer, _, _, channels, features in walk(model):
         key, sub = jax.random.split(key)
         if layer[0] == "conv":
-            fan_in = 9 * channels
-            params.append(
-                (jax.random.normal(sub, (3, 3, channels, layer[1])) / np.sqrt(fan_in), jnp.zeros(layer[1]))
-            )
-            channels = layer[1]
-        elif layer[0] == "pool":
-            height, width = height // 2, width // 2
-        elif layer[0] in ("flatten", "global_avg"):
-            features = height * width * channels if layer[0] == "flatten" else channels
-        else:
+            kernel = jax.random.normal(sub, (3, 3, channels, layer[1])) / np.sqrt(9 * channels)
+            params.append((kernel, jnp.zeros(layer[1])))
+        elif layer[0] == "dense":
             params.append(
                 (jax.random.normal(sub, (features, layer[1])) / np.sqrt(features), jnp.zeros(layer[1]))
             )
-            features = layer[1]
-    kinds = [layer for layer in MODELS[model]["layers"]]
+    kinds = MODELS[model]["layers"]
 
     def forward(params, x):
         it = iter(params)
@@ -226,20 +207,13 @@ def build_flax_nnx(model: str, batch: int, steps: int) -> Runners:
     from flax import nnx
 
     spec = MODELS[model]["layers"]
-    height, width, channels = MODELS[model]["input"]
     rngs = nnx.Rngs(0)
-    modules, features = [], None
-    for layer in spec:
+    modules = []
+    for layer, _, _, channels, features in walk(model):
         if layer[0] == "conv":
             modules.append(nnx.Conv(channels, layer[1], (3, 3), padding="SAME", rngs=rngs))
-            channels = layer[1]
-        elif layer[0] == "pool":
-            height, width = height // 2, width // 2
-        elif layer[0] in ("flatten", "global_avg"):
-            features = height * width * channels if layer[0] == "flatten" else channels
-        else:
+        elif layer[0] == "dense":
             modules.append(nnx.Linear(features, layer[1], rngs=rngs))
-            features = layer[1]
 
     class Net(nnx.Module):
         def __init__(self):
@@ -299,22 +273,16 @@ def build_equinox(model: str, batch: int, steps: int) -> Runners:
     import equinox as eqx
 
     spec = MODELS[model]["layers"]
-    height, width, channels = MODELS[model]["input"]
     key = jax.random.key(0)
-    modules, features = [], None
-    for layer in spec:
+    modules = []
+    for layer, _, _, channels, features in walk(model):
         key, sub = jax.random.split(key)
         if layer[0] == "conv":
             modules.append(eqx.nn.Conv2d(channels, layer[1], 3, padding=1, key=sub))
-            channels = layer[1]
         elif layer[0] == "pool":
             modules.append(eqx.nn.MaxPool2d(2, 2))
-            height, width = height // 2, width // 2
-        elif layer[0] in ("flatten", "global_avg"):
-            features = height * width * channels if layer[0] == "flatten" else channels
-        else:
+        elif layer[0] == "dense":
             modules.append(eqx.nn.Linear(features, layer[1], key=sub))
-            features = layer[1]
 
     def forward(modules, x):  # one example, (C, H, W)
         it = iter(modules)

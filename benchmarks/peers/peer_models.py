@@ -46,25 +46,34 @@ MODELS = {
 }
 
 
-def params_and_flops(name: str) -> tuple[int, float]:
-    """``(parameter count, forward FLOPs per image)`` of model ``name``."""
+def walk(name: str) -> list[tuple[tuple, int, int, int, int | None]]:
+    """Each layer of model ``name`` with what enters it: ``(layer, height, width, channels, features)``,
+    ``features`` the width of the flat vector a dense layer takes (``None`` before the flatten)."""
     height, width, channels = MODELS[name]["input"]
-    params, flops, features = 0, 0.0, None
+    features, walked = None, []
     for layer in MODELS[name]["layers"]:
+        walked.append((layer, height, width, channels, features))
         if layer[0] == "conv":
-            params += 9 * channels * layer[1] + layer[1]
-            flops += 2 * height * width * 9 * channels * layer[1]
             channels = layer[1]
         elif layer[0] == "pool":
             height, width = height // 2, width // 2
-        elif layer[0] == "flatten":
-            features = height * width * channels
-        elif layer[0] == "global_avg":
-            features = channels
+        elif layer[0] in ("flatten", "global_avg"):
+            features = height * width * channels if layer[0] == "flatten" else channels
         else:
+            features = layer[1]
+    return walked
+
+
+def params_and_flops(name: str) -> tuple[int, float]:
+    """``(parameter count, forward FLOPs per image)`` of model ``name``."""
+    params, flops = 0, 0.0
+    for layer, height, width, channels, features in walk(name):
+        if layer[0] == "conv":
+            params += 9 * channels * layer[1] + layer[1]
+            flops += 2 * height * width * 9 * channels * layer[1]
+        elif layer[0] == "dense":
             params += features * layer[1] + layer[1]
             flops += 2 * features * layer[1]
-            features = layer[1]
     return params, flops
 
 

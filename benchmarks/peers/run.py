@@ -41,6 +41,8 @@ sys.path.insert(0, str(HERE))
 
 from peer_models import train_gflop_per_image  # noqa: E402
 
+from funcnn.cli import cpu_devices_for  # noqa: E402  (light: no JAX)
+
 CONFIGS = {
     "funcnn": ("funcnn", ["step", "scan", "infer"], "per-core"),
     "funcnn 1 device": ("funcnn", ["step", "scan"], 1),
@@ -87,14 +89,9 @@ def worker(impl: str, mode: str, model: str, batch: int, steps: int, windows: in
     return {"images_per_second": statistics.median(rates), "devices": devices}
 
 
-def cores_for(batch: int) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(d for d in range(1, cores + 1) if batch % d == 0)
-
-
 def run_worker(impl: str, mode: str, devices: int | str, model: str, args: argparse.Namespace) -> dict:
     env = dict(os.environ)
-    count = cores_for(args.batch) if devices == "per-core" else devices
+    count = cpu_devices_for(args.batch) if devices == "per-core" else devices
     flags = re.sub(r"--xla_force_host_platform_device_count=\S*", "", env.get("XLA_FLAGS", "")).strip()
     env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
     command = [sys.executable, __file__, "--worker", impl, mode, model, str(args.batch), str(args.steps)]

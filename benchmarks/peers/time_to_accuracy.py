@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from funcnn.cli import cpu_devices_for  # light: no JAX
+
 TARGETS = (0.91, 0.92)
 
 
@@ -106,8 +108,7 @@ def main() -> None:
     for name in names:
         env = dict(os.environ)
         if name == "funcnn" and "xla_force_host_platform_device_count" not in env.get("XLA_FLAGS", ""):
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-            count = max(d for d in range(1, cores + 1) if 128 % d == 0)
+            count = cpu_devices_for(128)
             env["XLA_FLAGS"] = (
                 f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={count}".strip()
             )

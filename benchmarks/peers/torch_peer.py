@@ -11,29 +11,23 @@ from collections.abc import Callable
 
 import torch
 from jax_peers import synthetic
-from peer_models import MODELS
+from peer_models import walk
 from torch import nn
 
 
 def build_net(model: str) -> nn.Module:
-    height, width, channels = MODELS[model]["input"]
-    layers, features = [], None
-    for layer in MODELS[model]["layers"]:
+    layers = []
+    for layer, _, _, channels, features in walk(model):
         if layer[0] == "conv":
             layers += [nn.Conv2d(channels, layer[1], 3, padding=1), nn.ReLU()]
-            channels = layer[1]
         elif layer[0] == "pool":
             layers.append(nn.MaxPool2d(2, 2))
-            height, width = height // 2, width // 2
         elif layer[0] == "flatten":
             layers.append(nn.Flatten())
-            features = height * width * channels
         elif layer[0] == "global_avg":
             layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-            features = channels
         else:
             layers.append(nn.Linear(features, layer[1]))
-            features = layer[1]
             if layer[1] != 10:
                 layers.append(nn.ReLU())
     return nn.Sequential(*layers)

@@ -97,6 +97,11 @@ def shard_batch(mesh: Mesh, batch: Any) -> Any:
 
     def place(local: Any) -> jax.Array:
         local = np.asarray(local)
+        if local.ndim == 0:
+            raise LayerConfigError(
+                f"shard_batch: argument `batch` has a leaf of shape () ({local!r}), with no batch axis to "
+                "split; pass arrays of shape (rows, ...)"
+            )
         check_divisible("shard_batch", local.shape[0] * jax.process_count(), mesh)
         return jax.make_array_from_process_local_data(sharding, local)
 

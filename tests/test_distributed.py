@@ -95,6 +95,14 @@ def test_state_shardings_shard_params_and_optimiser_state_only():
     assert all(s.spec == P() for s in jax.tree.leaves(distributed.state_shardings(mesh, state)))
 
 
+@pytest.mark.parametrize("batch", [np.zeros(()), [1, 2, 3]])
+def test_a_batch_without_a_batch_axis_is_refused(batch):
+    with pytest.raises(
+        fn.LayerConfigError, match=r"shard_batch: argument `batch` has a leaf of shape \(\) .* no batch axis"
+    ):
+        distributed.shard_batch(distributed.data_mesh(), batch)
+
+
 def test_local_rows_of_one_process_are_the_whole_batch():
     assert distributed.local_rows(distributed.data_mesh(), 16) == slice(0, 16)
     assert distributed.same_in_every_process("loop", ("scan", "loop")) == "loop"

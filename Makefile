@@ -7,7 +7,7 @@ DATA_DIR ?= /usr/share/datasets/fashion-mnist
 OUT ?= runs/fashion-mnist
 EPOCHS ?= 10
 
-.PHONY: test test-slow train data lint clean
+.PHONY: test test-slow train data lint clean bench bench-full
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,23 @@ test-slow: $(STAMP)
 # --resume: a second `make train` continues an interrupted run, or reports the finished one.
 train: $(STAMP) data
 	$(BIN)/funcnn train --model fashion_mnist_cnn --epochs $(EPOCHS) --data "$(DATA_DIR)" --out "$(OUT)" --resume
+
+# The peer benchmarks need the optional extra (PyTorch CPU build, Flax, Equinox); figures: benchmarks/README.md.
+BENCH_STAMP := $(VENV)/.bench-installed
+CIFAR_SCANS := cifar_vgg:raw\ JAX:scan cifar_vgg:Flax\ linen:scan cifar_vgg:funcnn\ autodiff:scan cifar_vgg:funcnn\ 1\ device:scan
+
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+# Quick (about 6-15 minutes on 2 cores): both models; funcnn, raw JAX and PyTorch eager.
+bench: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/peers/run.py --quick --steps 5 --windows 3 --repeats 1 --skip raw\ JAX:scan --out runs/bench
+
+# Everything (hours on 2 cores): every implementation, 3 rounds, then time to accuracy on real Fashion-MNIST.
+bench-full: $(BENCH_STAMP) data
+	$(BIN)/python benchmarks/peers/run.py --repeats 3 --skip $(CIFAR_SCANS) --out runs/bench-full
+	$(BIN)/python benchmarks/peers/time_to_accuracy.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check funcnn tests examples benchmarks

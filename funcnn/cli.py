@@ -21,6 +21,7 @@ import importlib
 import json
 import math
 import os
+import platform
 import shutil
 import sys
 import warnings
@@ -47,6 +48,10 @@ EXIT_STATUS = {
 }
 """The exit statuses of ``funcnn``, as ``DESIGN.md`` fixes them (130 when interrupted)."""
 
+HUGE_PAGES = "glibc.malloc.hugetlb=1"
+"""The ``GLIBC_TUNABLES`` value ``train`` and ``evaluate`` run under: malloc's large blocks on transparent
+huge pages (see :func:`use_huge_pages`)."""
+
 EPILOG = (
     "exit status: " + ", ".join(f"{code} {kind}" for kind, code in EXIT_STATUS.items()) + ", 130 interrupted"
 )
@@ -70,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None and args.command in ("train", "evaluate_run"):
+        use_huge_pages()
     if args.command == "train":
         try:
             check_processes(args)
@@ -126,6 +133,26 @@ def check_processes(args: argparse.Namespace) -> None:
             f"--process-id {args.process_id} must be below --num-processes {args.num_processes} "
             "(processes count from 0)"
         )
+
+
+def use_huge_pages() -> None:
+    """Re-execute this command with ``GLIBC_TUNABLES`` set to :data:`HUGE_PAGES`, before JAX loads.
+
+    XLA:CPU allocates a step's buffers with malloc on every call; blocks that
+    large are fresh ``mmap`` pages each time, and the page faults cost about a
+    tenth of a step of the CIFAR-shaped benchmark net (``benchmarks/README.md``).
+    glibc reads its tunables only at process start, hence the ``exec`` (same
+    process id, same arguments). Nothing happens when ``GLIBC_TUNABLES`` is
+    already set (the user's setting wins; set it empty to opt out), off glibc,
+    or once JAX is imported. Library users set it in their shell
+    (``README.md``).
+    """
+    if "GLIBC_TUNABLES" in os.environ or "jax" in sys.modules or platform.libc_ver()[0] != "glibc":
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    environment = {**os.environ, "GLIBC_TUNABLES": HUGE_PAGES}
+    os.execve(sys.executable, [sys.executable, "-m", "funcnn.cli", *sys.argv[1:]], environment)
 
 
 def use_cpu_cores(args: argparse.Namespace) -> int | None:

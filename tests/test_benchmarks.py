@@ -1,6 +1,8 @@
 """The benchmarks run (a smoke test each, a few steps, outside the timing they exist for)."""
 
+import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -27,21 +29,52 @@ def test_scaling_reports_every_count_as_a_ratio_to_one():
 
 @pytest.mark.slow
 def test_the_peer_benchmark_runs_every_installed_implementation_for_two_steps(tmp_path):
-    command = [sys.executable, str(BENCHMARKS / "peers" / "run.py"), "--models", "fashion_cnn", "--batch", "8"]
-    command += ["--steps", "2", "--windows", "1", "--repeats", "1", "--json", str(tmp_path / "r.json")]
+    command = [
+        sys.executable,
+        str(BENCHMARKS / "peers" / "run.py"),
+        "--models",
+        "fashion_cnn",
+        "--batch",
+        "8",
+    ]
+    command += ["--steps", "2", "--windows", "1", "--repeats", "1", "--out", str(tmp_path)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
-    results = {(r["row"], r["mode"]): r for r in json.loads((tmp_path / "r.json").read_text())}
+    results = {(r["row"], r["mode"]): r for r in json.loads((tmp_path / "results.json").read_text())}
     assert {("funcnn", "step"), ("funcnn", "scan"), ("funcnn", "infer"), ("raw JAX", "step")} <= set(results)
-    assert all(r["rates"] and r["rates"][0] > 0 for r in results.values()), done.stdout
-    assert re.search(r"^funcnn +step +\d+ +\d+", done.stdout, re.MULTILINE) and "vs torch" in done.stdout
+    for result in results.values():
+        (run,) = result["runs"]
+        assert run["images_per_second"] > 0 and run["compile_seconds"] > 0, result
+        assert 0 < run["cpu_use"] <= os.cpu_count() + 0.5 and run["peak_mib"] > 50, result
+    table = (tmp_path / "results.md").read_text()
+    assert table.strip() in done.stdout and table.startswith("fashion_cnn: batch 8, ")
+    assert "| implementation | mode | devices | images/s | spread | vs PyTorch eager |" in table
+    assert re.search(r"^\| funcnn \| step \| \d \| [\d,]+ \| [\d,]+–[\d,]+ \|", table, re.MULTILINE), table
+    assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_peer_benchmark_refuses_an_unknown_row():
+    run = [sys.executable, str(BENCHMARKS / "peers" / "run.py")]
+    done = subprocess.run([*run, "--impls", "funcnn", "Torch"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "unknown rows ['Torch']; the rows are ['funcnn', " in done.stderr
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not DEFAULT_DIR.is_dir(), reason="dataset-fashion-mnist is not installed")
 def test_time_to_accuracy_runs_an_epoch_of_each():
-    command = [sys.executable, str(BENCHMARKS / "peers" / "time_to_accuracy.py"), "--epochs", "1", "--limit", "512"]
+    command = [
+        sys.executable,
+        str(BENCHMARKS / "peers" / "time_to_accuracy.py"),
+        "--epochs",
+        "1",
+        "--limit",
+        "512",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines()[-2].startswith("to 91%: funcnn")
     assert "funcnn  e1 " in done.stdout
+    for peer, label in [("flax", "Flax linen"), ("torch", "PyTorch")]:
+        if importlib.util.find_spec(peer):
+            assert re.search(rf"^{peer} +e1 \d+s 0\.\d{{4}}$", done.stdout, re.MULTILINE), done.stdout
+            assert f"(funcnn / {label} " in done.stdout

@@ -19,8 +19,9 @@ import jax
 import numpy as np
 import pytest
 
+import funcnn as fn
 from funcnn import checkpoint
-from funcnn.cli import main
+from funcnn.cli import HUGE_PAGES, main
 from funcnn.data import write_idx
 from funcnn.models import INPUT_SHAPE, MODELS
 from funcnn.train import abstract_train_state, make_optimizer, read_jsonl
@@ -185,6 +186,44 @@ def test_module_entry_point_reports_bad_data_without_traceback(tmp_path):
     assert_one_line_error(result.returncode, result.stderr, "Fashion-MNIST not found")
 
 
+RECORD_TUNABLES = """
+import os, sys
+with open(os.environ["RECORD_TO"], "a") as record:
+    record.write(f"{os.getpid()} {os.environ.get('GLIBC_TUNABLES', '-')} {sys.argv[1:]}\\n")
+"""
+
+
+CALL_MAIN = "import sys; from funcnn.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+@pytest.mark.parametrize(
+    "launcher, preset, expected",
+    [
+        (["-m", "funcnn.cli"], None, ["-", HUGE_PAGES]),
+        (["-m", "funcnn.cli"], "", [""]),
+        (["-m", "funcnn.cli"], "glibc.malloc.arena_max=2", ["glibc.malloc.arena_max=2"]),
+        (["-c", CALL_MAIN], None, ["-"]),  # main(argv) from Python: the caller's process is left alone
+    ],
+)
+def test_train_and_evaluate_run_under_huge_pages_unless_tunables_are_set(
+    tmp_path, launcher, preset, expected
+):
+    """The command re-executes itself once, same process and arguments, with ``HUGE_PAGES`` set;
+    a ``GLIBC_TUNABLES`` the user set (even empty) is left alone."""
+    (tmp_path / "sitecustomize.py").write_text(RECORD_TUNABLES)
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    env.update(PYTHONPATH=f"{tmp_path}{os.pathsep}{env.get('PYTHONPATH', '')}", RECORD_TO=str(tmp_path / "r"))
+    if preset is not None:
+        env["GLIBC_TUNABLES"] = preset
+    argv = [sys.executable, *launcher, "evaluate", "--out", str(tmp_path / "none")]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+    assert_one_line_error(result.returncode, result.stderr, "no complete checkpoint found")
+    runs = [line.split(" ", 2) for line in (tmp_path / "r").read_text().splitlines()]
+    assert [tunables for _, tunables, _ in runs] == expected
+    assert len({pid for pid, _, _ in runs}) == 1  # exec, not a child process
+    assert runs[-1][2].endswith(f"'evaluate', '--out', '{tmp_path / 'none'}']")
+
+
 KILL_AT_COMMIT = """
 import os, signal, sys
 rename, commits = os.rename, []
@@ -278,7 +317,7 @@ def test_killed_runs_resume_to_the_uninterrupted_result(data_dir, tmp_path):
 
 def test_version_and_exit_statuses_in_help(capsys):
     status, out, _ = run_main(["--version"], capsys)
-    assert status == 0 and out.strip() == "funcnn 0.1.0"
+    assert status == 0 and out.strip() == f"funcnn {fn.__version__}"
     status, out, _ = run_main(["train", "--help"], capsys)
     assert (
         "exit status: 0 success, 1 diverged, 2 bad arguments or data, 3 damaged or incompatible checkpoint"

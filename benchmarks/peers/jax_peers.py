@@ -166,7 +166,8 @@ def build_raw_jax(model: str, batch: int, steps: int) -> Runners:
     return _runners(step, (params, optimizer.init(params)), images, labels, forward, lambda s: s[0])
 
 
-def build_flax_linen(model: str, batch: int, steps: int) -> Runners:
+def flax_linen_net(model: str):
+    """The model as a Flax linen ``Module`` (NHWC, Flax's default initialisers)."""
     import flax.linen as nn
 
     spec = MODELS[model]["layers"]
@@ -189,7 +190,11 @@ def build_flax_linen(model: str, batch: int, steps: int) -> Runners:
                         x = nn.relu(x)
             return x
 
-    net, optimizer = Net(), optax.adam(1e-3)
+    return Net()
+
+
+def build_flax_linen(model: str, batch: int, steps: int) -> Runners:
+    net, optimizer = flax_linen_net(model), optax.adam(1e-3)
     images, labels = synthetic(model, batch, steps)
     params = net.init(jax.random.key(0), images[0])
 

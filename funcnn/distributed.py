@@ -137,6 +137,20 @@ def replicate(mesh: Mesh, tree: Any) -> Any:
     return jax.device_put(tree, replicated(mesh))
 
 
+def onto_mesh(mesh: Mesh, tree: Any) -> Any:
+    """``tree`` with every leaf that lives outside ``mesh``'s devices (trained on another device count,
+    or a host array) replicated onto them; leaves already on exactly those devices keep their placement
+    (replicated or split, as :func:`state_shardings` made them)."""
+    devices = set(mesh.devices.flat)
+
+    def place(leaf: Any) -> Any:
+        if isinstance(leaf, jax.Array) and leaf.sharding.device_set == devices:
+            return leaf
+        return jax.device_put(leaf, replicated(mesh))
+
+    return jax.tree.map(place, tree)
+
+
 def leaf_sharding(mesh: Mesh, shape: Sequence[int], shard: bool) -> NamedSharding:
     """How one leaf of the state is placed: replicated, or with ``shard`` split along
     :data:`DATA_AXIS` on its largest axis that divides by the device count (replicated when none does).

@@ -34,7 +34,9 @@ def evaluate(
     The last, incomplete batch is padded and its padding masked out, so
     every example counts exactly once and one compiled program serves all
     batches. With a ``mesh`` each batch (rounded up to a multiple of its
-    devices) is split along its ``"data"`` axis, each process placing its own rows.
+    devices) is split along its ``"data"`` axis, each process placing its own
+    rows, and parameters or state that live on other devices (trained on
+    another device count) are replicated onto the mesh first.
 
     Args:
       model: the trained layer.
@@ -62,6 +64,7 @@ def evaluate(
         mesh = distributed.check_mesh("evaluate", mesh)
         devices = mesh.shape[distributed.DATA_AXIS]
         batch_size = -(-batch_size // devices) * devices
+        params, model_state = distributed.onto_mesh(mesh, (params, model_state))
     input_shape = (-1, *jax.eval_shape(preprocess, images[:1]).shape[1:])
     checks.label_range("evaluate", "labels", labels, model_output_shape(model, input_shape)[-1])
     step = _eval_step(model, loss, preprocess)

@@ -291,3 +291,19 @@ def test_evaluate_splits_each_batch_over_a_mesh(straight, model, test_data):
     )
     assert split["accuracy"] == alone["accuracy"]
     assert split["loss"] == pytest.approx(alone["loss"], rel=1e-5)
+
+
+def test_evaluate_moves_parameters_trained_on_other_devices_onto_its_mesh(straight, model, test_data):
+    """Parameters from a 4-device run evaluate on a 1-device mesh and on a 2-device one (and the reverse)."""
+    state = straight[0].state
+    assert len(jax.tree.leaves(state.params)[0].sharding.device_set) == jax.device_count()
+    alone = evaluate(model, state.params, state.model_state, *test_data, batch_size=8)
+    for devices in (jax.devices()[:1], jax.devices()[1:3]):
+        mesh = distributed.data_mesh(devices)
+        moved = evaluate(model, state.params, state.model_state, *test_data, batch_size=8, mesh=mesh)
+        assert moved["accuracy"] == alone["accuracy"]
+        assert moved["loss"] == pytest.approx(alone["loss"], rel=1e-5)
+    one = distributed.data_mesh(jax.devices()[:1])
+    params = distributed.replicate(one, state.params)
+    every = evaluate(model, params, state.model_state, *test_data, batch_size=8, mesh=distributed.data_mesh())
+    assert every["accuracy"] == alone["accuracy"]

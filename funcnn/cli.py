@@ -330,6 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
     summary_cmd.add_argument(
         "model", choices=MODEL_NAMES, metavar="MODEL", help=f"one of {', '.join(MODEL_NAMES)}"
     )
+    summary_cmd.add_argument(
+        "--input-shape",
+        type=_positive_int,
+        nargs=3,
+        default=(28, 28, 1),
+        metavar=("H", "W", "C"),
+        help="the image shape the model takes, e.g. 32 32 3; default: 28 28 1 (Fashion-MNIST)",
+    )
     summary_cmd.set_defaults(command="print_summary", prog="funcnn summary")
 
     filters_cmd = commands.add_parser(

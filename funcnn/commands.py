@@ -23,7 +23,7 @@ from funcnn import checkpoint, filters
 from funcnn.core import Layer
 from funcnn.data import augment, load_dataset, load_test_split, scale_images
 from funcnn.data.fashion_mnist import CLASS_NAMES, NUM_CLASSES
-from funcnn.models import INPUT_SHAPE, MODELS
+from funcnn.models import MODELS
 from funcnn.ops import conv
 from funcnn.settings import SCHEDULES, TRAIN_DEFAULTS, UsageError
 from funcnn.shapes import count_params, summary
@@ -143,8 +143,8 @@ def evaluate_run(args: argparse.Namespace) -> None:
 
 
 def print_summary(args: argparse.Namespace) -> None:
-    """Print a model's per-layer output shapes and parameter counts."""
-    print(summary(MODELS[args.model](), INPUT_SHAPE))
+    """Print a model's per-layer output shapes and parameter counts for ``--input-shape`` images."""
+    print(summary(MODELS[args.model](), (-1, *args.input_shape)))
 
 
 def draw_filters(args: argparse.Namespace) -> None:

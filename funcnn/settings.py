@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-MODEL_NAMES = ("fashion_mnist_cnn", "seed_cnn", "small_resnet")
+MODEL_NAMES = ("fashion_mnist_cnn", "seed_cnn", "lenet5", "small_resnet", "resnet20")
 """``funcnn.models.MODELS``'s names (pinned by a test), so the parser needs no JAX."""
 
 OPTIMIZER_NAMES = ("adam", "sgd", "adamw")

@@ -130,6 +130,20 @@ def test_summary(capsys):
     assert "(-1, 7, 7, 64)" in out and "trainable params: 421,642" in out
 
 
+def test_summary_of_another_input_shape(capsys):
+    status, out, _ = run_main(["summary", "resnet20", "--input-shape", "32", "32", "3"], capsys)
+    assert status == 0
+    assert "(-1, 8, 8, 64)" in out and "trainable params: 272,474" in out
+    status, _, err = run_main(["summary", "lenet5", "--input-shape", "8", "8", "1"], capsys)
+    assert_one_line_error(
+        status,
+        err,
+        r"funcnn summary: error: Conv: argument `kernel_size` \(5, 5\).*larger than the padded input \(4, 4\)",
+    )
+    status, _, err = run_main(["summary", "lenet5", "--input-shape", "32", "32"], capsys)
+    assert_one_line_error(status, err, "argument --input-shape: expected 3 arguments")
+
+
 def test_batch_larger_than_the_training_set(data_dir, tmp_path, capsys):
     argv = ["train", "--data", str(data_dir), "--out", str(tmp_path), "--limit", "64", "--batch-size", "128"]
     status, _, err = run_main(argv, capsys)

@@ -7,14 +7,14 @@ DATA_DIR ?= /usr/share/datasets/fashion-mnist
 OUT ?= runs/fashion-mnist
 EPOCHS ?= 10
 
-.PHONY: test test-slow train data lint clean bench bench-full
+.PHONY: test test-slow train data lint clean bench bench-full docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
 	touch $(STAMP)
 
 data:
@@ -30,6 +30,11 @@ test-slow: $(STAMP)
 # --resume: a second `make train` continues an interrupted run, or reports the finished one.
 train: $(STAMP) data
 	$(BIN)/funcnn train --model fashion_mnist_cnn --epochs $(EPOCHS) --data "$(DATA_DIR)" --out "$(OUT)" --resume
+
+# The documentation site, into site/: the pictures are drawn by docs/figures.py from the library itself.
+docs: $(STAMP)
+	$(BIN)/python docs/figures.py docs/images
+	$(BIN)/mkdocs build --strict --site-dir site
 
 # The peer benchmarks need the optional extra (PyTorch CPU build, Flax, Equinox); figures: benchmarks/README.md.
 BENCH_STAMP := $(VENV)/.bench-installed
@@ -52,4 +57,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check funcnn tests examples benchmarks
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site docs/images dist

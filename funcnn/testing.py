@@ -205,9 +205,10 @@ def check_vjp(
       *args: its arguments, pytrees of arrays; ``None`` and integer leaves
         are held fixed.
       reference: the function ``f`` should match, differentiated by JAX.
-      atol, rtol: tolerances; default by dtype with ``reference`` (float64
-        ``1e-9, 1e-7``, float32 ``1e-5, 1e-4``, 16-bit ``5e-2``), else
-        ``1e-6, 1e-5``.
+      atol: absolute tolerance; default by dtype with ``reference`` (float64
+        ``1e-9``, float32 ``1e-5``, 16-bit ``5e-2``), else ``1e-6``.
+      rtol: relative tolerance; default by dtype with ``reference`` (float64
+        ``1e-7``, float32 ``1e-4``, 16-bit ``5e-2``), else ``1e-5``.
       eps: finite-difference step.
       seed: for the random cotangents and directions.
       num_cotangents: how many random cotangents (and directions) to try.

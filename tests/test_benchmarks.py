@@ -15,6 +15,7 @@ from funcnn.data.fashion_mnist import DEFAULT_DIR
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+@pytest.mark.slow
 def test_scaling_reports_every_count_as_a_ratio_to_one():
     command = [sys.executable, str(BENCHMARKS / "scaling.py"), "--devices", "1", "2", "--batch", "8"]
     command += ["--precision", "fp32", "bf16", "--steps", "2", "--windows", "1", "--repeats", "1"]

@@ -158,7 +158,8 @@ def Conv(
       dilation: kernel dilation.
       groups: feature groups (``groups == in_channels``: depthwise).
       use_bias: add a learned bias.
-      kernel_init, bias_init: ``jax.nn.initializers`` functions.
+      kernel_init: a ``jax.nn.initializers`` function for the kernel.
+      bias_init: a ``jax.nn.initializers`` function for the bias.
       padding_mode: ``"zeros"``, or ``"reflect"``, ``"replicate"``, ``"circular"``
         (done with ``jnp.pad``, then a VALID convolution).
       dtype: computation dtype (inputs and parameters are cast to it); ``None``
@@ -247,9 +248,11 @@ def ConvTranspose(
     is ``padding`` read as the padding of the forward convolution being
     transposed; ``"SAME"`` gives ``n s``.
 
+    ``features``, ``kernel_size``, ``strides``, ``padding``, ``dilation``,
+    ``groups``, ``use_bias``, ``kernel_init``, ``bias_init``, ``dtype``,
+    ``param_dtype``, ``precision`` and ``grad`` are as in :func:`Conv`.
+
     Args:
-      features, kernel_size, strides, padding, dilation, groups, use_bias,
-      kernel_init, bias_init, dtype, param_dtype, precision, grad: as :func:`Conv`.
       output_padding: extra output rows on the high side, to pick among the
         input sizes a strided convolution maps to the same output size;
         must be smaller than the stride or the dilation.

@@ -30,7 +30,8 @@ def Dense(
     Args:
       features: output width (number of neurons).
       use_bias: add a learned bias ``b``.
-      kernel_init, bias_init: ``jax.nn.initializers`` functions.
+      kernel_init: a ``jax.nn.initializers`` function for the kernel.
+      bias_init: a ``jax.nn.initializers`` function for the bias.
       dtype: computation dtype; ``None`` keeps a floating input's dtype and
         computes integer inputs in ``param_dtype``.
       param_dtype: dtype of the parameters.

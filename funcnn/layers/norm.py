@@ -146,8 +146,10 @@ def BatchNorm(
     Args:
       momentum: decay of the running statistics, in ``[0, 1)``.
       epsilon: added to the variance, ``> 0``.
-      use_scale, use_bias: learn ``scale`` and ``bias`` per channel.
-      scale_init, bias_init: ``jax.nn.initializers`` functions.
+      use_scale: learn a ``scale`` per channel.
+      use_bias: learn a ``bias`` per channel.
+      scale_init: a ``jax.nn.initializers`` function for ``scale``.
+      bias_init: a ``jax.nn.initializers`` function for ``bias``.
       dtype: computation dtype; ``None`` keeps a floating input's dtype.
       param_dtype: dtype of the parameters and running statistics.
       axis_name: inside ``shard_map``, the mesh axis (or axes) the batch is

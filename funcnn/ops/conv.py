@@ -11,7 +11,7 @@ with stride ``s``, kernel dilation ``d``, low padding ``lo`` and feature group
 ``(*kernel_spatial, C_in / groups, C_out)``.
 
 Backward pass: the hand-written VJP ``_conv_bwd`` (equations in its docstring,
-derivation in ``docs/math/backward.md``).
+derivation in ``docs/course/backward_conv.md``).
 """
 
 from __future__ import annotations
@@ -397,8 +397,10 @@ def conv(
       dilation: kernel (``rhs``) dilation.
       lhs_dilation: input dilation (a transposed convolution's stride).
       groups: feature groups; ``groups == C_in`` is a depthwise convolution.
-      precision, preferred_element_type: passed to ``lax.conv_general_dilated``
-        in the forward and the backward convolutions.
+      precision: passed to ``lax.conv_general_dilated`` in the forward and
+        the backward convolutions.
+      preferred_element_type: passed to ``lax.conv_general_dilated`` in the
+        forward and the backward convolutions.
       grad: ``"custom"`` (hand-written VJP) or ``"autodiff"`` (JAX's).
 
     Integer or bool operands are promoted to the floating operands' dtype

@@ -8,7 +8,7 @@
 where ``count`` is the window size (``count_include_pad=True``) or the number
 of window positions that fall inside the unpadded input.
 
-Backward (``G = dL/dY``; derivations in ``docs/math/backward_pool.md``)::
+Backward (``G = dL/dY``; derivations in ``docs/course/backward_pool.md``)::
 
     max_pool:  dL/dX[i] = sum_{o : s o + k*(o) - lo = i} G[o]
                k*(o) = the first k in scan order with X_pad[s o + k] = Y[o]

@@ -33,6 +33,8 @@ PRECISIONS = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
 parameters stay in their ``param_dtype``, float32 by default."""
 
 DEFAULT_LOSS: Loss = optax.softmax_cross_entropy_with_integer_labels
+"""The loss ``fit`` and the train step use unless given one: softmax cross-entropy of the logits
+against integer labels, per example (the step averages it over the batch)."""
 
 
 class StepMetrics(NamedTuple):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from funcnn.cli import CPU_CONVOLUTIONS, HUGE_PAGES
 from funcnn.data.fashion_mnist import DEFAULT_DIR
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -52,6 +53,39 @@ def test_the_peer_benchmark_runs_every_installed_implementation_for_two_steps(tm
     assert "| implementation | mode | devices | images/s | spread | vs PyTorch eager |" in table
     assert re.search(r"^\| funcnn \| step \| \d \| [\d,]+ \| [\d,]+–[\d,]+ \|", table, re.MULTILINE), table
     assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
+
+
+WORKER_ENV = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from run import AS_FUNCNN_TRAIN, worker_env
+print(json.dumps([worker_env(2, AS_FUNCNN_TRAIN), worker_env(1, ())]))
+"""
+
+
+def test_each_worker_gets_its_own_settings_and_nothing_of_the_callers():
+    """funcnn's rows start as ``funcnn train`` starts; a peer's start without funcnn's settings, even
+    when the caller's environment has them (a device count, the convolution flag, glibc tunables)."""
+    env = dict(
+        os.environ,
+        GLIBC_TUNABLES="glibc.malloc.arena_max=2",
+        XLA_FLAGS="--xla_force_host_platform_device_count=8 --xla_cpu_experimental_ynn_fusion_type=x "
+        "--xla_cpu_use_thunk_runtime=true",
+    )
+    command = [sys.executable, "-c", WORKER_ENV, str(BENCHMARKS / "peers")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    funcnn, peer = json.loads(done.stdout)
+    assert funcnn["GLIBC_TUNABLES"] == HUGE_PAGES and "GLIBC_TUNABLES" not in peer
+    assert funcnn["XLA_FLAGS"].split() == [
+        "--xla_cpu_use_thunk_runtime=true",
+        CPU_CONVOLUTIONS,
+        "--xla_force_host_platform_device_count=2",
+    ]
+    assert peer["XLA_FLAGS"].split() == [
+        "--xla_cpu_use_thunk_runtime=true",
+        "--xla_force_host_platform_device_count=1",
+    ]
 
 
 def test_the_peer_benchmark_refuses_an_unknown_row():

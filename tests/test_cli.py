@@ -21,7 +21,7 @@ import pytest
 
 import funcnn as fn
 from funcnn import checkpoint
-from funcnn.cli import HUGE_PAGES, main
+from funcnn.cli import CPU_CONVOLUTIONS, HUGE_PAGES, main
 from funcnn.data import write_idx
 from funcnn.models import INPUT_SHAPE, MODELS
 from funcnn.train import abstract_train_state, make_optimizer, read_jsonl
@@ -697,6 +697,60 @@ def test_one_cpu_device_per_core_is_set_before_jax_starts(tmp_path, cores, argv,
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == expected
+
+
+CPU_CONVOLUTIONS_SET = """
+import importlib.metadata, os, sys
+release = sys.argv[1]
+if release == "none":
+    def version(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+else:
+    version = lambda name: release
+importlib.metadata.version = version
+if sys.argv[2] == "jax":
+    sys.modules["jax"] = None  # as if JAX were imported
+from funcnn.cli import use_cpu_convolutions
+print(use_cpu_convolutions(), os.environ.get("XLA_FLAGS"))
+"""
+
+
+@pytest.mark.parametrize(
+    ("jaxlib", "imported", "flags", "expected"),
+    [
+        ("0.10.2", "", None, f"True {CPU_CONVOLUTIONS}"),
+        ("0.11.0rc1", "", "--xla_cpu_use_thunk_runtime=true", f"True --xla_cpu_use_thunk_runtime=true {CPU_CONVOLUTIONS}"),
+        ("0.10.2", "", "--xla_cpu_experimental_ynn_fusion_type=", "False --xla_cpu_experimental_ynn_fusion_type="),
+        ("0.10.2", "jax", None, "False None"),  # main(argv) from Python after JAX: too late
+        ("0.9.2", "", None, "False None"),  # a jaxlib without the flag would abort on it
+        ("none", "", None, "False None"),
+    ],
+)  # fmt: skip
+def test_cpu_convolutions_are_set_before_jax_starts_unless_the_user_chose(jaxlib, imported, flags, expected):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | ({"XLA_FLAGS": flags} if flags else {})
+    done = subprocess.run(
+        [sys.executable, "-c", CPU_CONVOLUTIONS_SET, jaxlib, imported or "-"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected
+
+
+RECORD_XLA_FLAGS = """
+import atexit, os
+atexit.register(lambda: open(os.environ["RECORD_TO"], "a").write(os.environ.get("XLA_FLAGS", "-") + "\\n"))
+"""
+
+
+def test_train_and_evaluate_run_with_cpu_convolutions(tmp_path):
+    """``funcnn evaluate`` from the shell adds the flag to the user's own XLA_FLAGS before JAX starts."""
+    (tmp_path / "sitecustomize.py").write_text(RECORD_XLA_FLAGS)
+    env = dict(os.environ, XLA_FLAGS="--xla_cpu_use_thunk_runtime=true", RECORD_TO=str(tmp_path / "r"))
+    env["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    argv = [sys.executable, "-m", "funcnn.cli", "evaluate", "--out", str(tmp_path / "none")]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+    assert_one_line_error(result.returncode, result.stderr, "no complete checkpoint found")
+    assert (tmp_path / "r").read_text().split() == ["--xla_cpu_use_thunk_runtime=true", CPU_CONVOLUTIONS]
 
 
 @pytest.mark.parametrize(("resume", "expected"), [(["--resume"], "3"), ([], "2")])

@@ -2,11 +2,12 @@
 
 Two models (``peer_models.py``), Adam, synthetic batches, every
 implementation as its users run it: funcnn as ``funcnn train`` runs it
-(data-parallel over one CPU device per core, malloc on huge pages:
-``funcnn.cli.use_cpu_cores`` and ``use_huge_pages``), with the hand-written
-rules and with autodiff, one jitted call per step (``step``) and steps
-inside one ``lax.scan`` (``scan``, how ``fit`` runs an epoch), and for
-reference on one device and with the default malloc; the JAX peers on one
+(data-parallel over one CPU device per core, malloc on huge pages, XLA:CPU's
+own convolutions: ``funcnn.cli.use_cpu_cores``, ``use_huge_pages`` and
+``use_cpu_convolutions``), with the hand-written rules and with autodiff,
+one jitted call per step (``step``) and steps inside one ``lax.scan``
+(``scan``, how ``fit`` runs an epoch), and for reference on one device,
+with the default malloc and with YNNPACK's convolutions; the JAX peers on one
 device, and raw JAX and Flax linen also data-parallel over one device per
 core (jit with a sharded batch), for reference; PyTorch eager
 (channels-last, also with huge pages for reference) and ``torch.compile``.
@@ -48,24 +49,29 @@ sys.path.insert(0, str(HERE))
 
 from peer_models import train_gflop_per_image  # noqa: E402
 
-from funcnn.cli import HUGE_PAGES, cpu_devices_for  # noqa: E402  (light: no JAX)
+from funcnn.cli import CPU_CONVOLUTIONS, HUGE_PAGES, cpu_devices_for  # noqa: E402  (light: no JAX)
+
+AS_FUNCNN_TRAIN = ("huge pages", "CPU convolutions")
+"""What ``funcnn train`` sets before JAX starts (``funcnn.cli.use_huge_pages``, ``use_cpu_convolutions``)."""
 
 CONFIGS = {
-    "funcnn": ("funcnn", ["step", "scan", "infer"], "per-core", True),
-    "funcnn default malloc": ("funcnn", ["step", "scan", "infer"], "per-core", False),
-    "funcnn 1 device": ("funcnn", ["step", "scan"], 1, True),
-    "funcnn autodiff": ("funcnn-autodiff", ["step", "scan"], "per-core", True),
-    "raw JAX": ("jax", ["step", "scan"], 1, False),
-    "Flax linen": ("flax-linen", ["step", "scan"], 1, False),
-    "raw JAX per core": ("jax", ["step"], "per-core", False),
-    "Flax linen per core": ("flax-linen", ["step"], "per-core", False),
-    "Flax NNX": ("flax-nnx", ["step"], 1, False),
-    "Equinox": ("equinox", ["step"], 1, False),
-    "PyTorch eager": ("torch", ["step", "infer"], 1, False),
-    "PyTorch eager huge pages": ("torch", ["step", "infer"], 1, True),
-    "torch.compile": ("torch-compile", ["step", "infer"], 1, False),
+    "funcnn": ("funcnn", ["step", "scan", "infer"], "per-core", AS_FUNCNN_TRAIN),
+    "funcnn default malloc": ("funcnn", ["step", "scan", "infer"], "per-core", ("CPU convolutions",)),
+    "funcnn YNNPACK convolutions": ("funcnn", ["step", "scan", "infer"], "per-core", ("huge pages",)),
+    "funcnn 1 device": ("funcnn", ["step", "scan"], 1, AS_FUNCNN_TRAIN),
+    "funcnn autodiff": ("funcnn-autodiff", ["step", "scan"], "per-core", AS_FUNCNN_TRAIN),
+    "raw JAX": ("jax", ["step", "scan"], 1, ()),
+    "Flax linen": ("flax-linen", ["step", "scan"], 1, ()),
+    "raw JAX per core": ("jax", ["step"], "per-core", ()),
+    "Flax linen per core": ("flax-linen", ["step"], "per-core", ()),
+    "Flax NNX": ("flax-nnx", ["step"], 1, ()),
+    "Equinox": ("equinox", ["step"], 1, ()),
+    "PyTorch eager": ("torch", ["step", "infer"], 1, ()),
+    "PyTorch eager huge pages": ("torch", ["step", "infer"], 1, ("huge pages",)),
+    "torch.compile": ("torch-compile", ["step", "infer"], 1, ()),
 }
-"""Row name -> (implementation, modes, JAX devices, malloc on huge pages)."""
+"""Row name -> (implementation, modes, JAX devices, settings made before the process starts:
+``"huge pages"`` for malloc, ``"CPU convolutions"`` for XLA:CPU's own convolutions)."""
 
 QUICK = ["funcnn", "raw JAX", "PyTorch eager"]
 """The rows of ``--quick`` (``make bench``)."""
@@ -109,18 +115,26 @@ def worker(impl: str, mode: str, model: str, batch: int, steps: int, windows: in
     }
 
 
-def run_worker(
-    impl: str, mode: str, devices: int | str, huge_pages: bool, model: str, args: argparse.Namespace
-) -> dict:
+def worker_env(devices: int, settings: tuple[str, ...]) -> dict[str, str]:
+    """This process's environment for a worker on ``devices`` JAX CPU devices, with ``settings``
+    (:data:`CONFIGS`) applied and every other such setting of this process's environment removed."""
     env = {key: value for key, value in os.environ.items() if key != "GLIBC_TUNABLES"}
-    if huge_pages:
+    if "huge pages" in settings:
         env["GLIBC_TUNABLES"] = HUGE_PAGES
+    drop = r"--xla_force_host_platform_device_count=\S*|--xla_cpu_experimental_ynn_fusion_type=\S*"
+    flags = [re.sub(drop, "", env.get("XLA_FLAGS", "")).strip()]
+    flags += [CPU_CONVOLUTIONS] if "CPU convolutions" in settings else []
+    env["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={devices}"]).strip()
+    return env
+
+
+def run_worker(
+    impl: str, mode: str, devices: int | str, settings: tuple[str, ...], model: str, args: argparse.Namespace
+) -> dict:
     count = cpu_devices_for(args.batch) if devices == "per-core" else devices
-    flags = re.sub(r"--xla_force_host_platform_device_count=\S*", "", env.get("XLA_FLAGS", "")).strip()
-    env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
     command = [sys.executable, __file__, "--worker", impl, mode, model, str(args.batch), str(args.steps)]
     command += [str(args.windows)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    done = subprocess.run(command, env=worker_env(count, settings), capture_output=True, text=True)
     if done.returncode:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -157,18 +171,18 @@ def main() -> None:
         parser.error(f"unknown rows {unknown}; the rows are {list(CONFIGS)}")
     rows = []
     for name in QUICK if args.quick else args.impls:
-        impl, modes, devices, huge_pages = CONFIGS[name]
+        impl, modes, devices, settings = CONFIGS[name]
         if impl in NEEDS and importlib.util.find_spec(NEEDS[impl]) is None:
             print(f"skipping {name}: {NEEDS[impl]} is not installed (pip install -e '.[bench]')")
             continue
         modes = [mode for mode in modes if mode in args.modes and f"{name}:{mode}" not in args.skip]
-        rows += [(name, impl, mode, devices, huge_pages) for mode in modes]
+        rows += [(name, impl, mode, devices, settings) for mode in modes]
     results, tables = {}, []
     for model in args.models:
         rows_here = [row for row in rows if f"{model}:{row[0]}:{row[2]}" not in args.skip]
         for _ in range(args.repeats):
-            for name, impl, mode, devices, huge_pages in rows_here:
-                result = run_worker(impl, mode, devices, huge_pages, model, args)
+            for name, impl, mode, devices, settings in rows_here:
+                result = run_worker(impl, mode, devices, settings, model, args)
                 entry = results.setdefault((model, name, mode), {"runs": []})
                 if "error" in result:
                     entry["error"] = result["error"]

@@ -11,7 +11,7 @@ step (compilation included) and stops at the end of the first epoch whose test a
 reaches the target (the test set is evaluated after every epoch, on the
 clock). Prints the times and the ratios of funcnn's to each peer's.
 
-    python benchmarks/peers/time_to_accuracy.py [--epochs 10] [--targets 0.91 0.92]
+    python benchmarks/peers/time_to_accuracy.py [--epochs 10] [--targets 0.91 0.92] [--peers flax torch]
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ import subprocess
 import sys
 import time
 
-from funcnn.cli import HUGE_PAGES, cpu_devices_for  # light: no JAX
+from run import AS_FUNCNN_TRAIN, worker_env  # light: no JAX
+
+from funcnn.cli import cpu_devices_for
 
 TARGETS = (0.91, 0.92)
 
@@ -135,24 +137,25 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--targets", type=float, nargs="+", default=list(TARGETS))
     parser.add_argument("--limit", type=int, help="train on the first N images only (a smoke run)")
+    parser.add_argument(
+        "--peers",
+        nargs="+",
+        choices=[name for name in WORKERS if name != "funcnn"],
+        default=None,
+        help="the peers to run against funcnn (default: every installed one)",
+    )
     parser.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(WORKERS[args.worker][1](args.epochs, args.limit)))
         return
     curves = {}
-    for name in WORKERS:
+    for name in ["funcnn", *(args.peers or [name for name in WORKERS if name != "funcnn"])]:
         if name != "funcnn" and importlib.util.find_spec(name) is None:
             print(f"{name} is not installed (pip install -e '.[bench]'): skipped")
             continue
-        env = {key: value for key, value in os.environ.items() if key != "GLIBC_TUNABLES"}
-        if name == "funcnn":  # as `funcnn train` runs: one CPU device per core, malloc on huge pages
-            env["GLIBC_TUNABLES"] = HUGE_PAGES
-            if "xla_force_host_platform_device_count" not in env.get("XLA_FLAGS", ""):
-                count = cpu_devices_for(128)
-                env["XLA_FLAGS"] = (
-                    f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={count}".strip()
-                )
+        # funcnn as `funcnn train` runs it (one CPU device per core, its settings); the peers on one device
+        env = worker_env(cpu_devices_for(128), AS_FUNCNN_TRAIN) if name == "funcnn" else worker_env(1, ())
         command = [sys.executable, __file__, "--worker", name, "--epochs", str(args.epochs)]
         command += [] if args.limit is None else ["--limit", str(args.limit)]
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)

@@ -190,14 +190,27 @@ def _inside_input(
 def first_max_offset(config: PoolConfig, x: jax.Array, out_shape: Sequence[int]) -> jax.Array:
     """Each window's winner: the scan-order index of its first element equal to its maximum.
 
-    Window ``o``'s elements at offset ``k`` are, for all ``o`` at once, the
-    strided slice ``X_pad[k : k + s (m - 1) + 1 : s]`` of the padded input.
     A NaN element matches too, so a window whose maximum is NaN picks its
     first NaN. Only inputs can win, never padding, even against ``-inf``.
 
     The winner index is a reduction that XLA materialises once; the gradient
     then reads it, instead of re-running the comparisons of all earlier
-    offsets for every element of every window.
+    offsets for every element of every window. Windows that tile the input
+    take :func:`_first_max_offset_tiled`, a fixed number of operations for
+    any window; others :func:`_first_max_offset_sliced`, one slice per window
+    offset (a global max pool of a 16×16 map took 45 s to compile that way).
+    """
+    if windows_tile_input(config):
+        return _first_max_offset_tiled(config, x, out_shape)
+    return _first_max_offset_sliced(config, x, out_shape)
+
+
+def _first_max_offset_sliced(config: PoolConfig, x: jax.Array, out_shape: Sequence[int]) -> jax.Array:
+    """:func:`first_max_offset` for any windows, strides and padding.
+
+    Window ``o``'s elements at offset ``k`` are, for all ``o`` at once, the
+    strided slice ``X_pad[k : k + s (m - 1) + 1 : s]`` of the padded input;
+    the first offset whose element equals the maximum (or is NaN) wins.
     """
     padded = lax.pad(x, max_identity(x.dtype), [(lo, hi, 0) for lo, hi in config.padding])
     offsets = _window_offsets(config.window)
@@ -208,6 +221,22 @@ def first_max_offset(config: PoolConfig, x: jax.Array, out_shape: Sequence[int])
     if any(pad != (0, 0) for pad in config.padding):
         matches = [match & _inside_input(config, x.shape, out_shape, k) for match, k in zip(matches, offsets)]
     return jnp.argmax(jnp.stack(matches), axis=0)
+
+
+def _first_max_offset_tiled(config: PoolConfig, x: jax.Array, out_shape: Sequence[int]) -> jax.Array:
+    """:func:`first_max_offset` when the windows tile the input.
+
+    With ``m`` windows of size ``f`` on an axis, window ``o`` holds inputs
+    ``o f .. o f + f - 1``, so the first ``m f`` inputs reshape to ``(m_1,
+    f_1, m_2, f_2, ...)``; the offsets move last and flatten in scan
+    (row-major) order, and ``jnp.argmax`` picks the first maximum, or the
+    first NaN when there is one: the tie rule of the sliced form.
+    """
+    covered = [m * f for m, f in zip(out_shape, config.window)]
+    tiles = lax.slice(x, [0] * x.ndim, covered)
+    tiles = tiles.reshape(tuple(size for m, f in zip(out_shape, config.window) for size in (m, f)))
+    offsets_last = (*range(0, 2 * x.ndim, 2), *range(1, 2 * x.ndim, 2))
+    return jnp.argmax(tiles.transpose(offsets_last).reshape(*out_shape, math.prod(config.window)), axis=-1)
 
 
 def _to_winners_tiled(config: PoolConfig, winner: jax.Array, g: jax.Array, shape: Sequence[int]) -> jax.Array:

@@ -84,9 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    if argv is None and args.command in ("train", "evaluate_run"):
-        use_huge_pages()
     if args.command in ("train", "evaluate_run"):
+        if argv is None:
+            use_huge_pages()
         use_cpu_convolutions()
     if args.command == "train":
         try:

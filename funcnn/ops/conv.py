@@ -245,11 +245,14 @@ def conv_kernel_grad(
     The sum over the batch is split into ``S = N / 16`` partial sums, each one
     convolution (:func:`conv_kernel_grad_chunk`) over the rows ``t S + s``
     (``t = 0..15``), then added: the same numbers up to the order of the sums.
-    XLA:CPU runs the weight-gradient convolution, whose "kernel" is the whole
-    image, 1.2-1.45x faster on 8-16 rows than on 64 (the CIFAR-shaped net's
-    layers, ``benchmarks/README.md``). The chunks take strided rows so that
-    each one is spread over the devices of a batch-sharded ``x`` like the
-    batch itself, and each device sums its own rows. Elsewhere, or for a batch
+    YNNPACK's convolutions (jaxlib 0.10's default on CPU) run the weight
+    gradient, whose "kernel" is the whole image, 1.2-1.45x faster on 8-16 rows
+    than on 64 (the CIFAR-shaped net's layers, ``benchmarks/README.md``);
+    XLA:CPU's own, which ``funcnn train`` selects
+    (:func:`funcnn.cli.use_cpu_convolutions`), run the chunks and one
+    convolution at the same speed within noise. The chunks take strided rows
+    so that each one is spread over the devices of a batch-sharded ``x`` like
+    the batch itself, and each device sums its own rows. Elsewhere, or for a batch
     that does not split so, one convolution.
     """
     batch = x.shape[0]

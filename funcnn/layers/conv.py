@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from funcnn import checks
@@ -20,9 +21,11 @@ from funcnn.core import Layer, LayerConfigError, Shape
 from funcnn.identity import make_layer
 from funcnn.ops.conv import (
     ConvConfig,
+    ConvTransposeGeometry,
     apply_conv,
     conv_args,
     conv_transpose_args,
+    conv_transpose_geometry,
     resolve_conv,
     resolve_conv_transpose,
 )
@@ -30,6 +33,60 @@ from funcnn.ops.conv import (
 Initializer = Callable[..., jax.Array]
 
 _PAD_MODES = {"zeros": None, "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+"""``padding_mode`` to ``jnp.pad``'s mode (``None``: zero padding inside the convolution)."""
+
+
+def padding_mode_arg(layer: str, padding_mode: Any, padding: checks.PaddingSpec) -> str:
+    """Check ``padding_mode`` (one of :data:`_PAD_MODES`) and, for a mode other than ``"zeros"``,
+    that an explicit ``padding`` is non-negative (a padding mode cannot crop)."""
+    if not isinstance(padding_mode, str) or padding_mode not in _PAD_MODES:
+        raise LayerConfigError(
+            f"{layer}: argument `padding_mode` must be one of {tuple(_PAD_MODES)}, got {padding_mode!r}"
+        )
+    if padding_mode != "zeros" and not isinstance(padding, str):
+        flat = (padding,) if isinstance(padding, int) else sum(padding, ())
+        if any(p < 0 for p in flat):
+            raise LayerConfigError(
+                f"{layer}: argument `padding` {padding} must be non-negative with "
+                f"padding_mode={padding_mode!r}"
+            )
+    return padding_mode
+
+
+def check_padding_reach(
+    layer: str, padding_mode: str, pads: tuple[tuple[int, int], ...], spatial: Shape, role: str
+) -> None:
+    """At most what ``jnp.pad`` reads from the padded array per side: ``n - 1`` rows for
+    ``reflect``, ``n`` for ``circular`` (PyTorch's rule); ``role`` names the array (the
+    convolution's ``"input"``, a transposed convolution's ``"output"``)."""
+    limit = {"reflect": 1, "circular": 0}.get(padding_mode)  # rows a side may read, minus n
+    if limit is not None and any(max(p) > n - limit for n, p in zip(spatial, pads)):
+        raise LayerConfigError(
+            f"{layer}: argument `padding` {pads} is too large for padding_mode={padding_mode!r} "
+            f"and {role} spatial shape {tuple(spatial)}: at most {'n - 1' if limit else 'n'} per side"
+        )
+
+
+def fold_padding(y: jax.Array, pads: tuple[tuple[int, int], ...], padding_mode: str) -> jax.Array:
+    """The transpose (adjoint) of ``jnp.pad(x, pads, mode)`` over the spatial axes of ``y``.
+
+    ``jnp.pad`` copies row ``src(j)`` of ``x`` into border row ``j``; its
+    transpose keeps the middle rows and adds each border row onto row
+    ``src(j)``: ``x'[i] = y[lo + i] + sum_{j in border, src(j) = i} y[j]``
+    (``reflect``: the mirror row, ``replicate``: the edge row,
+    ``circular``: the row ``n`` away).
+    """
+    mode = _PAD_MODES[padding_mode]
+    for axis, (lo, hi) in enumerate(pads, start=1):
+        n = y.shape[axis] - lo - hi
+        border = np.r_[0:lo, lo + n : lo + n + hi]
+        middle = lax.slice_in_dim(y, lo, lo + n, axis=axis)
+        if border.size:
+            source = np.pad(np.arange(n), (lo, hi), mode=mode)[border]
+            index = (slice(None),) * axis + (source,)
+            middle = middle.at[index].add(jnp.take(y, border, axis=axis))
+        y = middle
+    return y
 
 
 def spatial_rank(layer: str, kernel_size: int | tuple[int, ...], input_shape: Shape) -> int:
@@ -181,30 +238,11 @@ def Conv(
         name, features, kernel_size, args.groups, use_bias, kernel_init, bias_init, dtype, param_dtype, grad
     )
     checks.per_axis(name, kernel_size=learned.kernel_size, strides=args.strides, dilation=args.dilation)
-    if not isinstance(padding_mode, str) or padding_mode not in _PAD_MODES:
-        raise LayerConfigError(
-            f"Conv: argument `padding_mode` must be one of {tuple(_PAD_MODES)}, got {padding_mode!r}"
-        )
-    pad_mode = _PAD_MODES[padding_mode]
-    if pad_mode is not None and not isinstance(args.padding, str):
-        flat = (args.padding,) if isinstance(args.padding, int) else sum(args.padding, ())
-        if any(p < 0 for p in flat):
-            raise LayerConfigError(
-                f"Conv: argument `padding` {args.padding} must be non-negative with "
-                f"padding_mode={padding_mode!r}"
-            )
+    padding_mode = padding_mode_arg(name, padding_mode, args.padding)
 
     def resolve(input_shape: Shape, kernel_shape: Shape) -> ConvConfig:
-        """``resolve_conv``, and for the padding modes at most what ``jnp.pad`` reads from the
-        input: ``n - 1`` rows for ``reflect``, ``n`` for ``circular`` (PyTorch's rule)."""
         config = resolve_conv(name, args, input_shape, kernel_shape, "kernel_size")
-        limit = {"reflect": 1, "wrap": 0}.get(pad_mode)  # rows of the input a side may read, minus n
-        spatial = input_shape[1:-1]
-        if limit is not None and any(max(p) > n - limit for n, p in zip(spatial, config.padding)):
-            raise LayerConfigError(
-                f"Conv: argument `padding` {config.padding} is too large for padding_mode={padding_mode!r} "
-                f"and input spatial shape {tuple(spatial)}: at most {'n - 1' if limit else 'n'} per side"
-            )
+        check_padding_reach(name, padding_mode, config.padding, input_shape[1:-1], "input")
         return config
 
     def init(key, input_shape):
@@ -215,8 +253,8 @@ def Conv(
     def apply(params, state, x, *, key=None, train=False):
         x, shapes, p = checked_input(learned, params, x)
         config = resolve(x.shape, shapes["kernel"])
-        if pad_mode is not None:
-            x = jnp.pad(x, ((0, 0), *config.padding, (0, 0)), mode=pad_mode)
+        if padding_mode != "zeros":
+            x = jnp.pad(x, ((0, 0), *config.padding, (0, 0)), mode=_PAD_MODES[padding_mode])
             config = config._replace(padding=((0, 0),) * len(config.padding))
         return apply_conv(config, x, p["kernel"], p.get("bias"), learned.grad), state
 
@@ -235,6 +273,8 @@ def ConvTranspose(
     bias_init: Initializer = jax.nn.initializers.zeros,
     *,
     output_padding: int | Sequence[int] = 0,
+    output_shape: int | Sequence[int] | None = None,
+    padding_mode: str = "zeros",
     dtype: jnp.dtype | None = None,
     param_dtype: jnp.dtype = jnp.float32,
     precision: lax.Precision | None = None,
@@ -243,25 +283,52 @@ def ConvTranspose(
     """Transposed convolution layer (the gradient-shaped "deconvolution"), channels last.
 
     Implemented as a convolution whose input is dilated by ``strides``
-    (:func:`funcnn.ops.conv_transpose`). Output length per axis:
-    ``(n - 1) s + d (f - 1) + 1 - lo - hi + output_padding``, where ``(lo, hi)``
-    is ``padding`` read as the padding of the forward convolution being
-    transposed; ``"SAME"`` gives ``n s``.
+    (:func:`funcnn.ops.conv_transpose`; the kernel is not flipped, as in Flax).
+    ``padding`` is the padding ``(lo, hi)`` of the forward convolution being
+    transposed, and the output length per axis is the input length ``L`` of
+    that convolution, one that it maps back to ``n`` (for an ``output_padding``
+    smaller than the stride):
+
+    * explicit padding (``"VALID"``, an int, pairs):
+      ``L = (n - 1) s + d (f - 1) + 1 - lo - hi + output_padding``;
+    * ``"SAME"``: ``L = n s - output_padding`` (as Equinox), so the
+      ``Conv(padding="SAME")`` of stride ``s`` maps it back to
+      ``ceil(L / s) = n``; the transposed padding is the SAME padding of a
+      length-``L`` input.
 
     ``features``, ``kernel_size``, ``strides``, ``padding``, ``dilation``,
     ``groups``, ``use_bias``, ``kernel_init``, ``bias_init``, ``dtype``,
     ``param_dtype``, ``precision`` and ``grad`` are as in :func:`Conv`.
 
     Args:
-      output_padding: extra output rows on the high side, to pick among the
-        input sizes a strided convolution maps to the same output size;
-        must be smaller than the stride or the dilation.
+      output_padding: picks among the lengths ``L`` a strided convolution maps
+        to the same ``n``: extra rows on the high side for explicit padding
+        (smaller than the stride or the dilation, PyTorch's rule), rows fewer
+        than ``n s`` for ``"SAME"`` (smaller than the stride).
+      output_shape: the output's spatial sizes (an int broadcasts; without the
+        batch and channels, unlike ``tf.nn.conv_transpose``), solved for
+        ``output_padding`` at ``init`` and at trace time; an error lists the
+        reachable sizes when no allowed ``output_padding`` gives it.
+        ``output_padding`` must then be 0.
+      padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"`` or
+        ``"circular"``: the transpose of ``Conv`` with the same
+        ``padding_mode``, i.e. of ``jnp.pad`` then a VALID convolution. The
+        transposed convolution computes all ``L + lo + hi`` rows of the padded
+        input, then each border row is added onto the row ``jnp.pad`` copied it
+        from (:func:`fold_padding`), then the bias. With the kernel flipped
+        and its in/out channels swapped, ``ConvTranspose(..., padding_mode=m)``
+        is the linear transpose of ``Conv(..., padding_mode=m)`` with the same
+        strides, padding and dilation; ``"circular"`` with ``"SAME"`` (and no
+        ``output_padding``) is Equinox's and Flax's circular ``ConvTranspose``,
+        a periodic output of ``n s`` rows. ``padding`` must be non-negative and,
+        as in ``Conv``, at most ``L - 1`` (``reflect``) or ``L`` (``circular``)
+        per side.
     """
     name = "ConvTranspose"
     forward = conv_args(
         name, strides=strides, padding=padding, dilation=dilation, groups=groups, precision=precision
     )
-    args = conv_transpose_args(name, forward, output_padding)
+    args = conv_transpose_args(name, forward, output_padding, output_shape)
     learned = parse_learned(
         name,
         features,
@@ -274,17 +341,34 @@ def ConvTranspose(
         param_dtype,
         grad,
     )
-    checks.per_axis(name, kernel_size=learned.kernel_size, strides=args.conv.strides)
+    target = {} if args.output_shape is None else {"output_shape": args.output_shape}
+    checks.per_axis(name, kernel_size=learned.kernel_size, strides=args.conv.strides, **target)
+    padding_mode = padding_mode_arg(name, padding_mode, args.conv.padding)
+
+    def resolve(input_shape: Shape, kernel_shape: Shape) -> tuple[ConvConfig, ConvTransposeGeometry]:
+        """The transposed convolution's config (uncropped under a padding mode) and its geometry."""
+        geometry = conv_transpose_geometry(name, args, input_shape, kernel_shape)
+        crop = padding_mode == "zeros"
+        config = resolve_conv_transpose(name, args, input_shape, kernel_shape, crop=crop)
+        check_padding_reach(name, padding_mode, geometry.forward_padding, geometry.out_spatial, "output")
+        return config, geometry
 
     def init(key, input_shape):
         shapes = param_shapes(learned, input_shape)
-        config = resolve_conv_transpose(name, args, input_shape, shapes["kernel"])
-        return (input_shape[0], *config.out_spatial, learned.features), init_params(learned, key, shapes), ()
+        _, geometry = resolve(input_shape, shapes["kernel"])
+        out_shape = (input_shape[0], *geometry.out_spatial, learned.features)
+        return out_shape, init_params(learned, key, shapes), ()
 
     def apply(params, state, x, *, key=None, train=False):
         x, shapes, p = checked_input(learned, params, x)
-        config = resolve_conv_transpose(name, args, x.shape, shapes["kernel"])
-        return apply_conv(config, x, p["kernel"], p.get("bias"), learned.grad), state
+        config, geometry = resolve(x.shape, shapes["kernel"])
+        if padding_mode == "zeros":
+            return apply_conv(config, x, p["kernel"], p.get("bias"), learned.grad), state
+        y = apply_conv(config, x, p["kernel"], None, learned.grad)
+        y = fold_padding(y, geometry.forward_padding, padding_mode)
+        if "bias" in p:
+            y = y + lax.broadcast_to_rank(p["bias"], y.ndim)
+        return y, state
 
     return make_layer(name, init, apply)
 

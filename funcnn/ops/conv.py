@@ -430,20 +430,28 @@ def conv(
 
 
 class ConvTransposeArgs(NamedTuple):
-    """A transposed convolution's parsed arguments: the forward convolution's, and ``output_padding``."""
+    """A transposed convolution's parsed arguments: the forward convolution's, ``output_padding``
+    and the optional ``output_shape`` target (spatial sizes)."""
 
     conv: ConvArgs
     output_padding: int | tuple[int, ...]
+    output_shape: int | tuple[int, ...] | None = None
 
 
 def conv_transpose_args(
-    op: str, args: ConvArgs, output_padding: int | Sequence[int] = 0
+    op: str,
+    args: ConvArgs,
+    output_padding: int | Sequence[int] = 0,
+    output_shape: int | Sequence[int] | None = None,
 ) -> ConvTransposeArgs:
-    """Parse a transposed convolution's ``output_padding`` beside the forward convolution's
-    parsed ``args`` (from :func:`conv_args`, without input dilation).
+    """Parse a transposed convolution's ``output_padding`` and ``output_shape`` beside the forward
+    convolution's parsed ``args`` (from :func:`conv_args`, without input dilation).
 
     ``output_padding`` must be in ``[0, max(stride, dilation))`` per axis (PyTorch's
-    rule): more would add rows that no input reaches.
+    rule): more would add rows that no input reaches; with ``"SAME"`` in ``[0, stride)``,
+    the lengths ``n s - p`` that a SAME convolution of stride ``s`` maps to ``n``.
+    ``output_shape`` (spatial sizes, an int broadcasts) solves for the output padding at
+    resolve time, so ``output_padding`` must then be 0.
     """
     out_pad = checks.sizes(op, "output_padding", output_padding, minimum=0)
     sizes = checks.per_axis(op, strides=args.strides, dilation=args.dilation, output_padding=out_pad)
@@ -452,47 +460,138 @@ def conv_transpose_args(
             f"{op}: argument `output_padding` {sizes['output_padding']} must be smaller than the stride "
             f"{sizes['strides']} or the dilation {sizes['dilation']} on every axis"
         )
-    return ConvTransposeArgs(args, out_pad)
+    if args.padding == "SAME" and any(p >= s for p, s in zip(sizes["output_padding"], sizes["strides"])):
+        raise LayerConfigError(
+            f"{op}: argument `output_padding` {sizes['output_padding']} must be smaller than the stride "
+            f"{sizes['strides']} on every axis with padding='SAME' (the output is n s - output_padding, "
+            "one of the lengths a SAME convolution of that stride maps back to n)"
+        )
+    if output_shape is None:
+        return ConvTransposeArgs(args, out_pad)
+    target = checks.sizes(op, "output_shape", output_shape)
+    if any(sizes["output_padding"]):
+        raise LayerConfigError(
+            f"{op}: argument `output_padding` must be 0 when `output_shape` is given (the output padding "
+            f"is solved from the target), got output_padding={out_pad!r} and output_shape={target!r}"
+        )
+    checks.per_axis(op, strides=args.strides, output_shape=target)
+    return ConvTransposeArgs(args, out_pad, target)
 
 
-def resolve_conv_transpose(
+class ConvTransposeGeometry(NamedTuple):
+    """A transposed convolution's sizes per spatial axis, read as the forward convolution it
+    transposes: that convolution's padding ``(lo, hi)`` and input length ``L`` (the transposed
+    output), and ``r``, the rows of its padded input past its last window."""
+
+    forward_padding: tuple[tuple[int, int], ...]
+    unreached: tuple[int, ...]
+    out_spatial: tuple[int, ...]
+
+
+def _solve_output_padding(
+    op: str,
+    target: Sequence[int],
+    spatial: Sequence[int],
+    base: Sequence[int],
+    limit: Sequence[int],
+    sign: int,
+) -> tuple[int, ...]:
+    """The output padding ``p`` per axis with ``base + sign p = target`` and ``0 <= p < limit``,
+    else an error listing the reachable sizes."""
+    solved = tuple(sign * (t - b) for t, b in zip(target, base, strict=True))
+    if all(0 <= p < m for p, m in zip(solved, limit, strict=True)):
+        return solved
+    reach = []
+    for b, m in zip(base, limit, strict=True):
+        low, high = sorted((b, b + sign * (m - 1)))
+        reach.append(f"{max(low, 1)} to {high}" if high >= 1 else "none")
+    raise LayerConfigError(
+        f"{op}: argument `output_shape` {tuple(target)} cannot be reached from the input's spatial shape "
+        f"{tuple(spatial)}: the reachable sizes are {', '.join(reach)} (one range per axis)"
+    )
+
+
+def conv_transpose_geometry(
     op: str, args: ConvTransposeArgs, x_shape: Sequence[int], kernel_shape: Sequence[int]
-) -> ConvConfig:
-    """The input-dilated convolution that computes a transposed convolution.
+) -> ConvTransposeGeometry:
+    """The forward convolution a transposed convolution transposes, for these shapes.
 
-    ``padding`` names the padding ``(lo, hi)`` of the forward convolution being
-    transposed (``"SAME"``: the one that maps ``n s`` inputs to ``n``). The
-    transposed convolution pads its stride-dilated input by
-    ``(d (f - 1) - lo, d (f - 1) - hi + output_padding)``, giving the output
-    length ``(n - 1) s + d (f - 1) + 1 - lo - hi + output_padding``. For
-    ``"SAME"`` with a dilated kernel ``Kd`` shorter than the stride, the
-    forward padding is 0 and ``max(s - Kd, 0)`` more rows on the high side
-    keep the output at ``n s``.
+    Per axis, with input length ``n``, stride ``s``, dilated kernel span ``Kd`` and output
+    padding ``p``: explicit padding ``(lo, hi)`` gives ``L = (n - 1) s + Kd - lo - hi + p``
+    and ``r = p``; ``"SAME"`` gives ``L = n s - p`` (``p < s``), ``(lo, hi)`` the SAME
+    padding of a length-``L`` input (:func:`funcnn.shapes.same_padding`), so the SAME
+    convolution of stride ``s`` maps ``L`` back to ``ceil(L / s) = n``, and
+    ``r = max(s - p - Kd, 0)``. An ``output_shape`` target ``L`` fixes ``p`` instead.
     """
     rank = check_kernel(op, x_shape, kernel_shape, args.conv.groups)
     strides = checks.broadcast(op, "strides", args.conv.strides, rank)
     dilation = checks.broadcast(op, "dilation", args.conv.dilation, rank)
     output_padding = checks.broadcast(op, "output_padding", args.output_padding, rank)
+    spatial = tuple(x_shape[1:-1])
     kernel = tuple(kernel_shape[:-2])
-    forward_spatial = tuple(n * s for n, s in zip(x_shape[1:-1], strides, strict=True))
-    forward = shapes.padding_pairs(op, args.conv.padding, forward_spatial, kernel, strides, dilation)
-    same = args.conv.padding == "SAME"
-    pads = tuple(
-        (
-            dilated_size(f, d) - 1 - lo,
-            dilated_size(f, d) - 1 - hi + p + (max(s - dilated_size(f, d), 0) if same else 0),
+    spans = tuple(dilated_size(f, d) for f, d in zip(kernel, dilation, strict=True))
+    target = args.output_shape
+    if target is not None:
+        target = checks.broadcast(op, "output_shape", target, rank)
+    full = tuple(n * s for n, s in zip(spatial, strides, strict=True))
+    if args.conv.padding == "SAME":
+        if target is not None:
+            output_padding = _solve_output_padding(op, target, spatial, full, strides, -1)
+        lengths = tuple(m - p for m, p in zip(full, output_padding, strict=True))
+        forward = shapes.padding_pairs(op, "SAME", lengths, kernel, strides, dilation)
+    else:
+        forward = shapes.padding_pairs(op, args.conv.padding, full, kernel, strides, dilation)
+        base = tuple(m - s + k - sum(p) for m, s, k, p in zip(full, strides, spans, forward, strict=True))
+        if target is not None:
+            limit = tuple(max(s, d) for s, d in zip(strides, dilation, strict=True))
+            output_padding = _solve_output_padding(op, target, spatial, base, limit, 1)
+        lengths = tuple(b + p for b, p in zip(base, output_padding, strict=True))
+    unreached = tuple(
+        length + lo + hi - k - (n - 1) * s
+        for length, (lo, hi), k, n, s in zip(lengths, forward, spans, spatial, strides, strict=True)
+    )
+    return ConvTransposeGeometry(forward, unreached, lengths)
+
+
+def resolve_conv_transpose(
+    op: str,
+    args: ConvTransposeArgs,
+    x_shape: Sequence[int],
+    kernel_shape: Sequence[int],
+    *,
+    crop: bool = True,
+) -> ConvConfig:
+    """The input-dilated convolution that computes a transposed convolution.
+
+    ``padding`` names the padding ``(lo, hi)`` of the forward convolution being
+    transposed (:func:`conv_transpose_geometry`). The transposed convolution pads
+    its stride-dilated input by ``(Kd - 1 - lo, Kd - 1 - hi + r)``, giving the
+    output length ``L = (n - 1) s + Kd - lo - hi + r``: for explicit padding
+    ``r = output_padding``; for ``"SAME"``, ``L = n s - output_padding``.
+
+    ``crop=False`` transposes the forward convolution's VALID part only (pads
+    ``(Kd - 1, Kd - 1 + r)``), giving the ``L + lo + hi`` rows of the padded
+    input, for the padding modes, which fold the ``(lo, hi)`` border back.
+    """
+    geometry = conv_transpose_geometry(op, args, x_shape, kernel_shape)
+    rank = len(geometry.out_spatial)
+    strides = checks.broadcast(op, "strides", args.conv.strides, rank)
+    dilation = checks.broadcast(op, "dilation", args.conv.dilation, rank)
+    kernel = tuple(kernel_shape[:-2])
+    if any(o < 1 for o in geometry.out_spatial):
+        raise LayerConfigError(
+            f"{op}: argument `padding` leaves no output (output spatial {geometry.out_spatial}) for x.shape="
+            f"{tuple(x_shape)} and kernel.shape={tuple(kernel_shape)}"
         )
-        for f, d, s, (lo, hi), p in zip(kernel, dilation, strides, forward, output_padding, strict=True)
+    forward = geometry.forward_padding if crop else ((0, 0),) * rank
+    pads = tuple(
+        (dilated_size(f, d) - 1 - lo, dilated_size(f, d) - 1 - hi + r)
+        for f, d, (lo, hi), r in zip(kernel, dilation, forward, geometry.unreached, strict=True)
     )
     out = tuple(
         conv_output_size(dilated_size(n, s), f, 1, p, d)
         for n, s, f, p, d in zip(x_shape[1:-1], strides, kernel, pads, dilation, strict=True)
     )
-    if any(o < 1 for o in out):
-        raise LayerConfigError(
-            f"{op}: argument `padding` leaves no output (output spatial {out}) for x.shape="
-            f"{tuple(x_shape)} and kernel.shape={tuple(kernel_shape)}"
-        )
     c = args.conv
     return ConvConfig(
         (1,) * rank, pads, strides, dilation, c.groups, c.precision, c.preferred_element_type, out
@@ -508,6 +607,7 @@ def conv_transpose(
     padding: checks.Padding = "VALID",
     dilation: int | Sequence[int] = 1,
     output_padding: int | Sequence[int] = 0,
+    output_shape: int | Sequence[int] | None = None,
     groups: int = 1,
     precision: lax.Precision | None = None,
     preferred_element_type: jax.typing.DTypeLike | None = None,
@@ -522,8 +622,13 @@ def conv_transpose(
 
     Output length per axis: ``(n - 1) s + d (f - 1) + 1 - lo - hi + output_padding``
     where ``(lo, hi)`` is ``padding`` as the forward convolution's padding;
-    ``"SAME"`` gives ``n s``. ``output_padding`` must be smaller than the
-    stride or the dilation.
+    ``"SAME"`` gives ``n s - output_padding`` (Equinox's rule), a length that
+    the SAME convolution of stride ``s`` maps back to ``n``. ``output_padding``
+    must be smaller than the stride or the dilation (with ``"SAME"``: the stride).
+    ``output_shape`` (the output's spatial sizes, an int broadcasts; as
+    ``tf.nn.conv_transpose``'s, without batch and channels) picks
+    ``output_padding`` instead: an error lists the reachable sizes when no
+    allowed ``output_padding`` gives it.
     """
     checks.grad_mode("conv_transpose", grad)
     forward = conv_args(
@@ -535,7 +640,7 @@ def conv_transpose(
         precision=precision,
         preferred_element_type=preferred_element_type,
     )
-    args = conv_transpose_args("conv_transpose", forward, output_padding)
+    args = conv_transpose_args("conv_transpose", forward, output_padding, output_shape)
     names = ("x", "kernel", "bias")
     x, kernel, bias = checks.promote_operands("conv_transpose", names, x, kernel, bias)
     config = resolve_conv_transpose("conv_transpose", args, x.shape, kernel.shape)

@@ -189,3 +189,61 @@ def test_mixed_floating_operands_compute_in_the_wider_dtype():
     kernel = jnp.ones((3, 3, 1, 2), jnp.float32)
     assert ops.conv(x, kernel).dtype == jnp.float32
     assert ops.conv(jnp.ones((1, 4, 4, 1), jnp.uint8), kernel.astype(jnp.bfloat16)).dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("f, s, d", [(1, 2, 1), (2, 3, 1), (3, 2, 1), (2, 2, 2), (4, 3, 1)])
+def test_conv_transpose_same_with_output_padding_gives_n_times_stride_minus_it(f, s, d):
+    """Equinox's rule: ``n s - p``, which ``conv(padding="SAME", strides=s)`` maps back to ``n``."""
+    for p in range(s):
+        y = ops.conv_transpose(
+            jnp.ones((1, 5, 1)), jnp.ones((f, 1, 2)), strides=s, dilation=d, padding="SAME", output_padding=p
+        )
+        assert y.shape == (1, 5 * s - p, 2)
+        assert ops.conv(y, jnp.ones((f, 2, 1)), strides=s, dilation=d, padding="SAME").shape == (1, 5, 1)
+
+
+def test_conv_transpose_output_shape_picks_the_output_padding():
+    x, kernel = _random((1, 4, 4, 2), 11), _random((3, 3, 2, 3), 12)
+    by_shape = ops.conv_transpose(x, kernel, strides=2, output_shape=(10, 9))
+    assert by_shape.shape == (1, 10, 9, 3)
+    np.testing.assert_array_equal(by_shape, ops.conv_transpose(x, kernel, strides=2, output_padding=(1, 0)))
+    same = ops.conv_transpose(x, kernel, strides=2, padding="SAME", output_shape=7)
+    np.testing.assert_array_equal(
+        same, ops.conv_transpose(x, kernel, strides=2, padding="SAME", output_padding=1)
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (
+            {"strides": 2, "output_shape": (20, 8)},
+            r"^conv_transpose: argument `output_shape` \(20, 8\) cannot be reached from the input's spatial "
+            r"shape \(4, 4\): the reachable sizes are 9 to 10, 9 to 10 \(one range per axis\)",
+        ),
+        (
+            {"strides": 2, "padding": "SAME", "output_shape": (8, 6)},
+            r"^conv_transpose: argument `output_shape` \(8, 6\) cannot be reached .* 7 to 8, 7 to 8",
+        ),
+        (
+            {"strides": 2, "output_padding": 1, "output_shape": 9},
+            r"^conv_transpose: argument `output_padding` must be 0 when `output_shape` is given",
+        ),
+        (
+            {"padding": "SAME", "dilation": 2, "output_padding": 1},
+            r"^conv_transpose: argument `output_padding` \(1,\) must be smaller than the stride \(1,\) on "
+            r"every axis with padding='SAME'",
+        ),
+        (
+            {"output_shape": -3},
+            r"^conv_transpose: argument `output_shape` must be a positive integer, got -3",
+        ),
+        (
+            {"output_shape": (9, 9, 9)},
+            r"^conv_transpose: argument `output_shape` has 3 entries \(9, 9, 9\) but the input has 2 spatial",
+        ),
+    ],
+)
+def test_conv_transpose_output_shape_errors(kwargs, match):
+    with pytest.raises(LayerConfigError, match=match):
+        ops.conv_transpose(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 4)), **kwargs)

@@ -331,6 +331,24 @@ def test_conv_transpose_vjp_equals_autodiff(strides, padding, dilation, output_p
     assert _max_error(x, kernel, bias, op=ops.conv_transpose, **kwargs) <= TOLERANCE
 
 
+@pytest.mark.parametrize(
+    "x_shape, ksize, strides, dilation, extra, groups",
+    [
+        ((2, 5, 4), (3,), 2, 1, {"padding": "SAME", "output_padding": 1}, 2),
+        ((2, 4, 5, 4), (3, 2), (3, 2), 1, {"padding": "SAME", "output_padding": (2, 1)}, 1),
+        ((2, 4, 5, 4), (4, 3), 2, (2, 1), {"padding": "SAME", "output_shape": (7, 9)}, 2),
+        ((2, 4, 3, 4), (3, 3), (2, 3), 1, {"padding": ((1, 2), (0, 1)), "output_shape": (7, 9)}, 4),
+        ((1, 3, 4, 3, 4), (2, 3, 2), (2, 1, 2), 1, {"padding": "SAME", "output_padding": (1, 0, 1)}, 2),
+    ],
+)
+def test_conv_transpose_same_output_padding_and_output_shape_vjp_equals_autodiff(
+    x_shape, ksize, strides, dilation, extra, groups
+):
+    x, kernel, bias = _random(x_shape, 0), _random((*ksize, 4 // groups, 4), 1), _random((4,), 2)
+    kwargs = {"strides": strides, "dilation": dilation, "groups": groups, **extra}
+    assert _max_error(x, kernel, bias, op=ops.conv_transpose, **kwargs) <= TOLERANCE
+
+
 @pytest.mark.parametrize("batch", [0, 16, 32, 48, 40])
 @pytest.mark.parametrize(
     "options",

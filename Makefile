@@ -13,8 +13,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# PyTorch's CPU build, where pip finds it (a local wheel or PyTorch's CPU index), for the tests that
+# compare layers with PyTorch's; elsewhere those tests skip (PyPI's own torch is a multi-GB CUDA build).
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
+	$(BIN)/python -m pip install --quiet 'torch==2.13.0+cpu' 2>/dev/null \
+		|| echo "PyTorch's CPU build not found: the PyTorch agreement tests will be skipped"
 	touch $(STAMP)
 
 data:

@@ -19,7 +19,7 @@ _NAMES = {
     "funcnn.layers": (
         "AvgPool", "BatchNorm", "BatchNormState", "Conv", "ConvTranspose", "Dense", "Dropout", "Elu",
         "FixedConv", "Flatten", "Gelu", "GlobalAvgPool", "GlobalMaxPool", "GroupNorm", "LayerNorm",
-        "LeakyRelu", "LogSoftmax", "MaxPool", "Relu", "Sigmoid", "Softmax", "Tanh",
+        "LeakyRelu", "LogSoftmax", "MaxPool", "Relu", "Resize", "Sigmoid", "Softmax", "Tanh", "Upsample",
     ),
     "funcnn.shapes": ("count_params", "num_neurons", "summary"),
 }  # fmt: skip
@@ -28,9 +28,9 @@ _MODULE_OF = {name: module for module, names in _NAMES.items() for name in names
 __all__ = [
     "ApplyFn", "AvgPool", "BatchNorm", "BatchNormState", "Conv", "ConvTranspose", "Dense", "Dropout", "Elu",
     "FixedConv", "Flatten", "Gelu", "GlobalAvgPool", "GlobalMaxPool", "GroupNorm", "InitFn", "Layer",
-    "LayerConfigError", "LayerNorm", "LeakyRelu", "LogSoftmax", "MaxPool", "Relu", "Shape", "Sigmoid",
-    "Softmax", "Tanh", "count_params", "fan_in_concat", "fan_in_sum", "fan_out", "filters", "models",
-    "num_neurons", "ops", "parallel", "residual", "serial", "shapes", "summary",
+    "LayerConfigError", "LayerNorm", "LeakyRelu", "LogSoftmax", "MaxPool", "Relu", "Resize", "Shape",
+    "Sigmoid", "Softmax", "Tanh", "Upsample", "count_params", "fan_in_concat", "fan_in_sum", "fan_out",
+    "filters", "models", "num_neurons", "ops", "parallel", "residual", "serial", "shapes", "summary",
 ]  # fmt: skip
 
 
@@ -74,8 +74,10 @@ if TYPE_CHECKING:
         LogSoftmax,
         MaxPool,
         Relu,
+        Resize,
         Sigmoid,
         Softmax,
         Tanh,
+        Upsample,
     )
     from funcnn.shapes import count_params, num_neurons, summary

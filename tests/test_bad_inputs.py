@@ -224,6 +224,36 @@ CONSTRUCTORS = [
     (lambda: fn.GroupNorm(2, epsilon=-1.0), lit("GroupNorm: argument `epsilon` must be > 0, got -1.0")),
     (lambda: fn.GroupNorm(2, epsilon=INF), lit("GroupNorm: argument `epsilon` must be a real number, got inf (float)")),
     (lambda: fn.GroupNorm(2, param_dtype="int32"), lit("GroupNorm: argument `param_dtype` must be a floating-point dtype", "got 'int32' (str)")),
+    # Upsample / Resize
+    (lambda: fn.Upsample(0), lit("Upsample: argument `scale` must be a positive integer, got 0")),
+    (lambda: fn.Upsample(2.5), lit("Upsample: argument `scale` must be a positive integer or a sequence of them, got 2.5 (float)")),
+    (lambda: fn.Upsample(True), lit("Upsample: argument `scale` must be a positive integer or a sequence of them, got True (bool)")),
+    (lambda: fn.Upsample((2, 0)), lit("Upsample: argument `scale` must be a positive integer or 1 or 2 or 3 of them, got (2, 0)")),
+    (lambda: fn.Upsample((2, 1.5)), lit("Upsample: argument `scale` must be a positive integer or 1 or 2 or 3 of them, got (2, 1.5)")),
+    (lambda: fn.Upsample((2, 2, 2, 2)), lit("Upsample: argument `scale` must be a positive integer or 1 or 2 or 3 of them, got (2, 2, 2, 2)")),
+    (lambda: fn.Upsample(2, "area"), lit("Upsample: argument `method` must be one of ('nearest', 'nearest-exact', 'linear', 'bilinear', 'trilinear', 'bicubic'), got 'area'")),
+    (lambda: fn.Upsample(2, "cubic"), lit("Upsample: argument `method` must be one of ('nearest', 'nearest-exact', 'linear', 'bilinear', 'trilinear', 'bicubic'), got 'cubic'")),
+    (lambda: fn.Upsample(2, dtype="int8"), lit("Upsample: argument `dtype` must be a floating-point dtype such as jnp.float32, got 'int8' (str)")),
+    (lambda: fn.Upsample(2, grad="auto"), lit("Upsample: argument `grad` must be one of ('custom', 'autodiff'), got 'auto'")),
+    (lambda: fn.Resize((0, 4)), lit("Resize: argument `shape` must be a positive integer or 1 or 2 or 3 of them, got (0, 4)")),
+    (lambda: fn.Resize(-1), lit("Resize: argument `shape` must be a positive integer, got -1")),
+    (lambda: fn.Resize(28.0), lit("Resize: argument `shape` must be a positive integer or a sequence of them, got 28.0 (float)")),
+    (lambda: fn.Resize("28x28"), lit("Resize: argument `shape` must be a positive integer or a sequence of them, got '28x28' (str)")),
+    (lambda: fn.Resize(4, method="Bilinear"), lit("Resize: argument `method` must be one of ('nearest', 'nearest-exact', 'linear', 'bilinear', 'trilinear', 'bicubic'), got 'Bilinear'")),
+    (lambda: fn.Resize(4, method=None), lit("Resize: argument `method` must be one of (", "got None")),
+    # ConvTranspose: padding_mode, output_shape, SAME with output_padding
+    (lambda: fn.ConvTranspose(4, 3, padding_mode="mirror"), lit("ConvTranspose: argument `padding_mode` must be one of ('zeros', 'reflect', 'replicate', 'circular'), got 'mirror'")),
+    (lambda: fn.ConvTranspose(4, 3, padding_mode=None), lit("ConvTranspose: argument `padding_mode` must be one of", "got None")),
+    (lambda: fn.ConvTranspose(4, 3, padding=-1, padding_mode="reflect"), lit("ConvTranspose: argument `padding` -1 must be non-negative with padding_mode='reflect'")),
+    (lambda: fn.ConvTranspose(4, 3, padding=((1, -1), (0, 0)), padding_mode="circular"), lit("ConvTranspose: argument `padding` ((1, -1), (0, 0)) must be non-negative with padding_mode='circular'")),
+    (lambda: fn.ConvTranspose(4, 3, strides=2, padding="SAME", dilation=3, output_padding=2), lit("ConvTranspose: argument `output_padding` (2,) must be smaller than the stride (2,) on every axis with padding='SAME' (the output is n s - output_padding, one of the lengths a SAME convolution of that stride maps back to n)")),
+    (lambda: fn.ConvTranspose(4, 3, padding="same", dilation=2, output_padding=1), lit("ConvTranspose: argument `output_padding` (1,) must be smaller than the stride (1,) on every axis with padding='SAME'")),
+    (lambda: fn.ConvTranspose(4, 3, strides=2, output_padding=1, output_shape=(9, 9)), lit("ConvTranspose: argument `output_padding` must be 0 when `output_shape` is given (the output padding is solved from the target), got output_padding=1 and output_shape=(9, 9)")),
+    (lambda: fn.ConvTranspose(4, 3, output_shape=0), lit("ConvTranspose: argument `output_shape` must be a positive integer, got 0")),
+    (lambda: fn.ConvTranspose(4, 3, output_shape=(8.0, 8)), lit("ConvTranspose: argument `output_shape` must be a positive integer or 1 or 2 or 3 of them, got (8.0, 8)")),
+    (lambda: fn.ConvTranspose(4, 3, output_shape="8"), lit("ConvTranspose: argument `output_shape` must be a positive integer or a sequence of them, got '8' (str)")),
+    (lambda: fn.ConvTranspose(4, 3, strides=(2, 2), output_shape=(8, 8, 8)), lit("ConvTranspose: arguments `strides`, `output_shape` have different numbers of entries ((2, 2), (8, 8, 8))")),
+    (lambda: fn.ConvTranspose(4, (3, 3), output_shape=(8, 8, 8)), lit("ConvTranspose: arguments `kernel_size`, `output_shape` have different numbers of entries ((3, 3), (8, 8, 8))")),
 ]
 
 INITS = [
@@ -322,6 +352,17 @@ INITS = [
     (lambda: fn.Dense(3, kernel_init=lambda k, s, d=jnp.float32: jnp.zeros(s, jnp.int32)).init(KEY, (-1, 4)), lit("Dense: argument `kernel_init` must return a floating array of shape (4, 3), got an array of shape (4, 3) and dtype int32")),
     (lambda: fn.BatchNorm(scale_init=lambda k, s, d=jnp.float32: jnp.ones(s, jnp.int32)).init(KEY, (-1, 4)), lit("BatchNorm: argument `scale_init` must return a floating array of shape (4,), got an array of shape (4,) and dtype int32")),
     (lambda: fn.Dense(3, kernel_init=lambda k, s, d=jnp.float32: None).init(KEY, (-1, 4)), lit("Dense: argument `kernel_init` must return a floating array of shape (4, 3), got None (NoneType)")),
+    (lambda: fn.Resize((4, 4, 4)).init(KEY, (-1, 8, 8, 3)), lit("Resize: argument `shape` has 3 entries (4, 4, 4) but the input has 2 spatial dimensions (input shape (-1, 8, 8, 3))")),
+    (lambda: fn.Upsample((2, 2)).init(KEY, (-1, 8, 3)), lit("Upsample: argument `scale` has 2 entries (2, 2) but the input has 1 spatial dimensions (input shape (-1, 8, 3))")),
+    (lambda: fn.Upsample(2).init(KEY, (-1, 8)), lit("Upsample: argument `x` must have rank 3, 4 or 5, but has shape (-1, 8) (rank 2)")),
+    (lambda: fn.Resize(4).init(KEY, (-1, 2, 2, 2, 2, 1)), lit("Resize: argument `x` must have rank 3, 4 or 5, but has shape (-1, 2, 2, 2, 2, 1) (rank 6)")),
+    (lambda: fn.ConvTranspose(4, 3, strides=2, padding="SAME", output_shape=(9, 9)).init(KEY, (-1, 4, 4, 1)), lit("ConvTranspose: argument `output_shape` (9, 9) cannot be reached from the input's spatial shape (4, 4): the reachable sizes are 7 to 8, 7 to 8 (one range per axis)")),
+    (lambda: fn.ConvTranspose(4, 3, strides=(2, 1), output_shape=(8, 6)).init(KEY, (-1, 4, 4, 1)), lit("ConvTranspose: argument `output_shape` (8, 6) cannot be reached from the input's spatial shape (4, 4): the reachable sizes are 9 to 10, 6 to 6 (one range per axis)")),
+    (lambda: fn.ConvTranspose(4, 3, padding=((4, 4),), output_shape=1).init(KEY, (-1, 2, 1)), lit("ConvTranspose: argument `output_shape` (1,) cannot be reached from the input's spatial shape (2,): the reachable sizes are none (one range per axis)")),
+    (lambda: fn.ConvTranspose(4, 3, output_shape=(8, 8, 8)).init(KEY, (-1, 6, 6, 1)), lit("ConvTranspose: argument `output_shape` has 3 entries (8, 8, 8) but the input has 2 spatial dimensions")),
+    (lambda: fn.ConvTranspose(4, 3, padding=2, padding_mode="reflect").init(KEY, (-1, 4, 4, 1)), lit("ConvTranspose: argument `padding` ((2, 2), (2, 2)) is too large for padding_mode='reflect' and output spatial shape (2, 2): at most n - 1 per side")),
+    (lambda: fn.ConvTranspose(4, 3, padding=3, padding_mode="circular").init(KEY, (-1, 5, 1)), lit("ConvTranspose: argument `padding` ((3, 3),) is too large for padding_mode='circular' and output spatial shape (1,): at most n per side")),
+    (lambda: fn.ConvTranspose(4, 3, padding=3, padding_mode="replicate").init(KEY, (-1, 2, 1)), lit("ConvTranspose: argument `padding` leaves no output (output spatial (-2,)) for x.shape=(-1, 2, 1) and kernel.shape=(3, 1, 4)")),
 ]
 
 APPLIES = [
@@ -440,6 +481,14 @@ APPLIES = [
     (lambda: fn.MaxPool(2).apply({"w": jnp.ones(1)}, (), jnp.ones((1, 4, 4, 1))), lit("MaxPool: argument `params` must be empty (the layer has no parameters; init returns ()), got {'w': Array([1.], dtype=float32)} (dict)")),
     (lambda: fn.Flatten().apply({"w": jnp.ones(1)}, (), X2), lit("Flatten: argument `params` must be empty (the layer has no parameters; init returns ()), got {'w': Array([1.], dtype=float32)} (dict)")),
     (lambda: fn.Dropout(0.5).apply({"w": jnp.ones(1)}, (), X2), lit("Dropout: argument `params` must be empty (the layer has no parameters; init returns ()), got {'w': Array([1.], dtype=float32)} (dict)")),
+    (lambda: applied(fn.Resize((4, 4)), (-1, 8, 8, 1), jnp.ones((2, 8, 1))), lit("Resize: argument `shape` has 2 entries (4, 4) but the input has 1 spatial dimensions (input shape (2, 8, 1))")),
+    (lambda: applied(fn.Resize((4, 4)), (-1, 8, 8, 1), jax.ShapeDtypeStruct((2, 8, 8, 8, 1), jnp.float32)), lit("Resize: argument `shape` has 2 entries (4, 4) but the input has 3 spatial dimensions (input shape (2, 8, 8, 8, 1))")),
+    (lambda: fn.Upsample(2).apply((), (), jnp.ones((2, 0, 4, 1))), lit("Upsample: argument `x` has an empty spatial axis: shape (2, 0, 4, 1)")),
+    (lambda: fn.Upsample(2).apply((), (), jnp.ones((2, 4))), lit("Upsample: argument `x` must have rank 3, 4 or 5, but has shape (2, 4) (rank 2)")),
+    (lambda: fn.Upsample(2).apply({"w": jnp.ones(1)}, (), X4), lit("Upsample: argument `params` must be empty (the layer has no parameters; init returns ())")),
+    (lambda: fn.Resize(4).apply((), (), jnp.ones((1, 4, 4, 1), jnp.complex64)), lit("Resize: argument `x` has complex dtype complex64 (shape (1, 4, 4, 1))")),
+    (lambda: applied(fn.ConvTranspose(2, 3, strides=2, output_shape=(9, 9)), (-1, 4, 4, 1), jnp.ones((1, 5, 5, 1))), lit("ConvTranspose: argument `output_shape` (9, 9) cannot be reached from the input's spatial shape (5, 5): the reachable sizes are 11 to 12, 11 to 12 (one range per axis)")),
+    (lambda: applied(fn.ConvTranspose(2, 3, padding=1, padding_mode="reflect"), (-1, 8, 8, 1), jnp.ones((1, 1, 1, 1))), lit("ConvTranspose: argument `padding` ((1, 1), (1, 1)) is too large for padding_mode='reflect' and output spatial shape (1, 1): at most n - 1 per side")),
 ]
 
 OPS = [
@@ -575,6 +624,21 @@ OPS = [
     (lambda: fn.ops.log_softmax(X2, axis="last"), lit("log_softmax: argument `axis` must be an integer or a tuple of integers, got 'last' (str)")),
     (lambda: fn.ops.log_softmax([1.0, 2.0]), lit("log_softmax: argument `x` must be an array, got a list of 2 entries; convert it with jnp.asarray")),
     (lambda: fn.ops.log_softmax(X2, grad=True), lit("log_softmax: argument `grad` must be one of ('custom', 'autodiff'), got True")),
+    (lambda: fn.ops.upsample(X4, 0), lit("upsample: argument `scale` must be a positive integer, got 0")),
+    (lambda: fn.ops.upsample(X4, 1.5), lit("upsample: argument `scale` must be a positive integer or a sequence of them, got 1.5 (float)")),
+    (lambda: fn.ops.upsample(X4, 2, "nearest_exact"), lit("upsample: argument `method` must be one of ('nearest', 'nearest-exact', 'linear', 'bilinear', 'trilinear', 'bicubic'), got 'nearest_exact'")),
+    (lambda: fn.ops.upsample(X4, (2, 2, 2)), lit("upsample: argument `scale` has 3 entries (2, 2, 2) but the input has 2 spatial dimensions (input shape (2, 8, 8, 1))")),
+    (lambda: fn.ops.resize(X4, (4, 4, 4)), lit("resize: argument `shape` has 3 entries (4, 4, 4) but the input has 2 spatial dimensions (input shape (2, 8, 8, 1))")),
+    (lambda: fn.ops.resize(X4, (4, 0)), lit("resize: argument `shape` must be a positive integer or 1 or 2 or 3 of them, got (4, 0)")),
+    (lambda: fn.ops.resize(jnp.ones((8, 8)), 4), lit("resize: argument `x` must have rank 3, 4 or 5, but has shape (8, 8) (rank 2)")),
+    (lambda: fn.ops.resize(X4, 4, grad="manual"), lit("resize: argument `grad` must be one of ('custom', 'autodiff'), got 'manual'")),
+    # conv_transpose: output_shape, SAME with output_padding
+    (lambda: fn.ops.conv_transpose(IMG, K33, strides=2, output_shape=(20, 8)), lit("conv_transpose: argument `output_shape` (20, 8) cannot be reached from the input's spatial shape (6, 6): the reachable sizes are 13 to 14, 13 to 14 (one range per axis)")),
+    (lambda: fn.ops.conv_transpose(IMG, K33, strides=2, padding="SAME", output_shape=(8, 12)), lit("conv_transpose: argument `output_shape` (8, 12) cannot be reached from the input's spatial shape (6, 6): the reachable sizes are 11 to 12, 11 to 12 (one range per axis)")),
+    (lambda: fn.ops.conv_transpose(IMG, K33, strides=2, output_padding=1, output_shape=13), lit("conv_transpose: argument `output_padding` must be 0 when `output_shape` is given (the output padding is solved from the target), got output_padding=1 and output_shape=13")),
+    (lambda: fn.ops.conv_transpose(IMG, K33, padding="SAME", dilation=2, output_padding=1), lit("conv_transpose: argument `output_padding` (1,) must be smaller than the stride (1,) on every axis with padding='SAME'")),
+    (lambda: fn.ops.conv_transpose(IMG, K33, output_shape=-3), lit("conv_transpose: argument `output_shape` must be a positive integer, got -3")),
+    (lambda: fn.ops.conv_transpose(IMG, K33, output_shape=(9, 9, 9)), lit("conv_transpose: argument `output_shape` has 3 entries (9, 9, 9) but the input has 2 spatial dimensions")),
 ]
 
 COMBINATORS = [

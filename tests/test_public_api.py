@@ -6,14 +6,14 @@ import funcnn.ops
 PUBLIC = {
     "ApplyFn", "AvgPool", "BatchNorm", "BatchNormState", "Conv", "ConvTranspose", "Dense", "Dropout", "Elu",
     "FixedConv", "Flatten", "Gelu", "GlobalAvgPool", "GlobalMaxPool", "GroupNorm", "InitFn", "Layer",
-    "LayerConfigError", "LayerNorm", "LeakyRelu", "LogSoftmax", "MaxPool", "Relu", "Shape", "Sigmoid",
-    "Softmax", "Tanh", "count_params", "fan_in_concat", "fan_in_sum", "fan_out", "filters", "models",
-    "num_neurons", "ops", "parallel", "residual", "serial", "shapes", "summary",
+    "LayerConfigError", "LayerNorm", "LeakyRelu", "LogSoftmax", "MaxPool", "Relu", "Resize", "Shape",
+    "Sigmoid", "Softmax", "Tanh", "Upsample", "count_params", "fan_in_concat", "fan_in_sum", "fan_out",
+    "filters", "models", "num_neurons", "ops", "parallel", "residual", "serial", "shapes", "summary",
 }  # fmt: skip
 
 OPS = {
     "avg_pool", "conv", "conv_transpose", "dense", "elu", "gelu", "leaky_relu", "log_softmax", "max_pool",
-    "relu", "sigmoid", "softmax", "tanh",
+    "relu", "resize", "sigmoid", "softmax", "tanh", "upsample",
 }  # fmt: skip
 
 

@@ -7,6 +7,7 @@ from funcnn.layers.dropout import Dropout
 from funcnn.layers.norm import BatchNorm, BatchNormState, GroupNorm, LayerNorm
 from funcnn.layers.pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
 from funcnn.layers.reshape import Flatten
+from funcnn.layers.resize import Resize, Upsample
 
 __all__ = [
     "AvgPool",
@@ -28,7 +29,9 @@ __all__ = [
     "LogSoftmax",
     "MaxPool",
     "Relu",
+    "Resize",
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "Upsample",
 ]

@@ -8,6 +8,7 @@ from funcnn.ops.activations import elu, gelu, leaky_relu, log_softmax, relu, sig
 from funcnn.ops.conv import conv, conv_transpose
 from funcnn.ops.dense import dense
 from funcnn.ops.pool import avg_pool, max_pool
+from funcnn.ops.resize import resize, upsample
 
 __all__ = [
     "avg_pool",
@@ -20,7 +21,9 @@ __all__ = [
     "log_softmax",
     "max_pool",
     "relu",
+    "resize",
     "sigmoid",
     "softmax",
     "tanh",
+    "upsample",
 ]

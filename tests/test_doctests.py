@@ -10,15 +10,20 @@ import funcnn.core
 import funcnn.distributed
 import funcnn.filters
 import funcnn.layers.conv
+import funcnn.layers.resize
 import funcnn.shapes
 import funcnn.testing
 
 EPOCH = importlib.import_module("funcnn.train.epoch")  # funcnn.train.epoch the module, not a name
+RESIZE = importlib.import_module("funcnn.ops.resize")  # the module, not the op funcnn.ops.resize
 
 
 @pytest.mark.parametrize(
     "module",
-    [funcnn.core, funcnn.shapes, funcnn.combinators, funcnn.filters, funcnn.layers.conv, funcnn.testing, EPOCH, funcnn.distributed],
+    [
+        funcnn.core, funcnn.shapes, funcnn.combinators, funcnn.filters, funcnn.layers.conv, funcnn.testing, EPOCH,
+        funcnn.distributed, funcnn.layers.resize, RESIZE,
+    ],
 )
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

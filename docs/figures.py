@@ -37,6 +37,9 @@ POOL_X = np.array([[1, 3, 2], [9, 7, 4], [5, 6, 3]], np.float32)
 # A 4x4 input pooled with 2x2 windows, stride 2.
 POOL_X4 = np.array([[1, 3, 2, 1], [4, 6, 5, 0], [7, 2, 9, 8], [1, 0, 3, 4]], np.float32)
 
+# The upsampling example of docs/course/upsampling.md.
+UPSAMPLE_X = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], np.float32)
+
 FILTERS = {
     "Sobel x: sobel(1)": filters.sobel(1),
     "Sobel y: sobel(0)": filters.sobel(0),
@@ -231,16 +234,38 @@ def pooling_figure(out_dir: Path) -> Path:
     return _save(fig, out_dir, "pooling.png")
 
 
+def upsampling_figure(out_dir: Path) -> Path:
+    """A 3x3 input made 6x6 three ways: nearest and bilinear upsampling, and a transposed convolution
+    with a 3x3 kernel of ones and stride 2, whose overlapping windows give the checkerboard."""
+    x = jnp.asarray(UPSAMPLE_X)[None, :, :, None]
+    nearest = np.asarray(ops.upsample(x, 2, "nearest")[0, :, :, 0])
+    bilinear = np.asarray(ops.upsample(x, 2, "bilinear")[0, :, :, 0])
+    ones = jnp.ones((3, 3, 1, 1))
+    overlap = np.asarray(ops.conv_transpose(jnp.ones_like(x), ones, strides=2, padding="SAME")[0, :, :, 0])
+    fig = Figure(figsize=(14, 3.8), layout="constrained")
+    axes = fig.subplots(1, 4, gridspec_kw={"width_ratios": [3, 6, 6, 6]})
+    _grid(axes[0], UPSAMPLE_X, title="X (3×3)")
+    _grid(axes[1], nearest, title="upsample(X, 2, 'nearest')")
+    _grid(axes[2], bilinear, title="upsample(X, 2, 'bilinear')", fmt="{:.2f}")
+    _grid(axes[3], overlap, title="conv_transpose(ones, 3×3 ones, stride 2)")
+    fig.suptitle("Upsampling (funcnn.ops.upsample) and the overlaps of a transposed convolution")
+    return _save(fig, out_dir, "upsampling.png")
+
+
 FIGURES = (
     filters_figure,
     convolution_steps_figure,
     padding_stride_figure,
     activations_figure,
     pooling_figure,
+    upsampling_figure,
 )
 """Every figure, in the order of the course."""
 
-EXPECTED = ("filters.png", "convolution_steps.png", "padding_stride.png", "activations.png", "pooling.png")
+EXPECTED = (
+    "filters.png", "convolution_steps.png", "padding_stride.png", "activations.png", "pooling.png",
+    "upsampling.png",
+)  # fmt: skip
 """The PNG files :func:`main` writes."""
 
 

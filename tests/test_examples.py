@@ -23,7 +23,7 @@ def load(name):
 
 def test_every_example_has_a_smoke_test():
     tested = {"shapes_tour", "classic_filters", "train_synthetic", "train_fashion_mnist", "custom_gradient"}
-    tested |= {"resnet_summary", "sharded_training", "own_data_npz"}
+    tested |= {"resnet_summary", "sharded_training", "own_data_npz", "unet_denoise"}
     assert {path.stem for path in EXAMPLES.glob("*.py")} == tested
 
 
@@ -93,3 +93,12 @@ def test_own_data_example_learns_the_stripes(tmp_path, capsys):
     accuracy = load("own_data_npz").main(str(tmp_path), epochs=2)
     assert (tmp_path / "my_data.npz").is_file()
     assert accuracy > 0.8, capsys.readouterr().out
+
+
+@pytest.mark.skipif(not HAS_DATA, reason="dataset-fashion-mnist is not installed")
+def test_unet_example_removes_noise_and_draws_the_pictures(tmp_path, capsys):
+    """Sixteen steps are enough for the U-Net's output to be closer to the clean pictures than its input."""
+    noisy, denoised = load("unet_denoise").main(epochs=1, limit=1024, out=str(tmp_path / "unet.png"))
+    assert denoised < noisy / 2, (noisy, denoised)
+    assert (tmp_path / "unet.png").read_bytes().startswith(b"\x89PNG")
+    assert "test mse: noisy" in capsys.readouterr().out

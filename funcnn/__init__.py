@@ -18,8 +18,9 @@ _NAMES = {
     "funcnn.core": ("ApplyFn", "InitFn", "Layer", "LayerConfigError", "Shape"),
     "funcnn.layers": (
         "AvgPool", "BatchNorm", "BatchNormState", "Conv", "ConvTranspose", "Dense", "Dropout", "Elu",
-        "FixedConv", "Flatten", "Gelu", "GlobalAvgPool", "GlobalMaxPool", "GroupNorm", "LayerNorm",
-        "LeakyRelu", "LogSoftmax", "MaxPool", "Relu", "Resize", "Sigmoid", "Softmax", "Tanh", "Upsample",
+        "FixedConv", "Flatten", "Gelu", "GlobalAvgPool", "GlobalMaxPool", "GroupNorm", "InstanceNorm",
+        "LayerNorm", "LeakyRelu", "LogSoftmax", "MaxPool", "RMSNorm", "Relu", "Resize", "Sigmoid",
+        "Softmax", "SpatialDropout", "Tanh", "Upsample",
     ),
     "funcnn.shapes": ("count_params", "num_neurons", "summary"),
 }  # fmt: skip
@@ -27,10 +28,11 @@ _MODULE_OF = {name: module for module, names in _NAMES.items() for name in names
 
 __all__ = [
     "ApplyFn", "AvgPool", "BatchNorm", "BatchNormState", "Conv", "ConvTranspose", "Dense", "Dropout", "Elu",
-    "FixedConv", "Flatten", "Gelu", "GlobalAvgPool", "GlobalMaxPool", "GroupNorm", "InitFn", "Layer",
-    "LayerConfigError", "LayerNorm", "LeakyRelu", "LogSoftmax", "MaxPool", "Relu", "Resize", "Shape",
-    "Sigmoid", "Softmax", "Tanh", "Upsample", "count_params", "fan_in_concat", "fan_in_sum", "fan_out",
-    "filters", "models", "num_neurons", "ops", "parallel", "residual", "serial", "shapes", "summary",
+    "FixedConv", "Flatten", "Gelu", "GlobalAvgPool", "GlobalMaxPool", "GroupNorm", "InitFn", "InstanceNorm",
+    "Layer", "LayerConfigError", "LayerNorm", "LeakyRelu", "LogSoftmax", "MaxPool", "RMSNorm", "Relu",
+    "Resize", "Shape", "Sigmoid", "Softmax", "SpatialDropout", "Tanh", "Upsample", "count_params",
+    "fan_in_concat", "fan_in_sum", "fan_out", "filters", "models", "num_neurons", "ops", "parallel",
+    "residual", "serial", "shapes", "summary",
 ]  # fmt: skip
 
 
@@ -69,14 +71,17 @@ if TYPE_CHECKING:
         GlobalAvgPool,
         GlobalMaxPool,
         GroupNorm,
+        InstanceNorm,
         LayerNorm,
         LeakyRelu,
         LogSoftmax,
         MaxPool,
         Relu,
         Resize,
+        RMSNorm,
         Sigmoid,
         Softmax,
+        SpatialDropout,
         Tanh,
         Upsample,
     )

@@ -254,6 +254,39 @@ CONSTRUCTORS = [
     (lambda: fn.ConvTranspose(4, 3, output_shape="8"), lit("ConvTranspose: argument `output_shape` must be a positive integer or a sequence of them, got '8' (str)")),
     (lambda: fn.ConvTranspose(4, 3, strides=(2, 2), output_shape=(8, 8, 8)), lit("ConvTranspose: arguments `strides`, `output_shape` have different numbers of entries ((2, 2), (8, 8, 8))")),
     (lambda: fn.ConvTranspose(4, (3, 3), output_shape=(8, 8, 8)), lit("ConvTranspose: arguments `kernel_size`, `output_shape` have different numbers of entries ((3, 3), (8, 8, 8))")),
+    # LayerNorm / RMSNorm: axis, grad
+    (lambda: fn.LayerNorm(axis=1.0), lit("LayerNorm: argument `axis` must be an integer or a tuple of integers, got 1.0 (float)")),
+    (lambda: fn.LayerNorm(axis=(1, 2.0)), lit("LayerNorm: argument `axis` must be an integer or a tuple of integers, got (1, 2.0) (tuple)")),
+    (lambda: fn.LayerNorm(axis=True), lit("LayerNorm: argument `axis` must be an integer or a tuple of integers, got True (bool)")),
+    (lambda: fn.LayerNorm(axis=()), lit("LayerNorm: argument `axis` must be an integer or a tuple of integers, got () (tuple)")),
+    (lambda: fn.LayerNorm(axis=(1, 1)), lit("LayerNorm: argument `axis` must not repeat an axis, got (1, 1)")),
+    (lambda: fn.LayerNorm(axis=0), lit("LayerNorm: argument `axis` must not include the batch axis 0 (the statistics are per example), got 0")),
+    (lambda: fn.LayerNorm(axis=(0, 1, 2)), lit("LayerNorm: argument `axis` must not include the batch axis 0 (the statistics are per example), got (0, 1, 2)")),
+    (lambda: fn.LayerNorm(grad="exact"), lit("LayerNorm: argument `grad` must be one of ('custom', 'autodiff'), got 'exact'")),
+    (lambda: fn.RMSNorm(axis="last"), lit("RMSNorm: argument `axis` must be an integer or a tuple of integers, got 'last' (str)")),
+    (lambda: fn.RMSNorm(axis=(2, 2)), lit("RMSNorm: argument `axis` must not repeat an axis, got (2, 2)")),
+    (lambda: fn.RMSNorm(axis=0), lit("RMSNorm: argument `axis` must not include the batch axis 0 (the statistics are per example), got 0")),
+    (lambda: fn.RMSNorm(epsilon=0.0), lit("RMSNorm: argument `epsilon` must be > 0, got 0.0")),
+    (lambda: fn.RMSNorm(epsilon=INF), lit("RMSNorm: argument `epsilon` must be a real number, got inf (float)")),
+    (lambda: fn.RMSNorm(use_scale="yes"), lit("RMSNorm: argument `use_scale` must be True or False, got 'yes' (str)")),
+    (lambda: fn.RMSNorm(scale_init=1.0), lit("RMSNorm: argument `scale_init` must be an initializer", "got 1.0 (float)")),
+    (lambda: fn.RMSNorm(param_dtype="int8"), lit("RMSNorm: argument `param_dtype` must be a floating-point dtype", "got 'int8' (str)")),
+    (lambda: fn.RMSNorm(grad=None), lit("RMSNorm: argument `grad` must be one of ('custom', 'autodiff'), got None")),
+    # InstanceNorm, GroupNorm's grad
+    (lambda: fn.InstanceNorm(epsilon=-1.0), lit("InstanceNorm: argument `epsilon` must be > 0, got -1.0")),
+    (lambda: fn.InstanceNorm(use_bias=None), lit("InstanceNorm: argument `use_bias` must be True or False, got None (NoneType)")),
+    (lambda: fn.InstanceNorm(dtype="int16"), lit("InstanceNorm: argument `dtype` must be a floating-point dtype", "got 'int16' (str)")),
+    (lambda: fn.InstanceNorm(grad="fast"), lit("InstanceNorm: argument `grad` must be one of ('custom', 'autodiff'), got 'fast'")),
+    (lambda: fn.GroupNorm(2, grad="fast"), lit("GroupNorm: argument `grad` must be one of ('custom', 'autodiff'), got 'fast'")),
+    # Dropout: broadcast_dims; SpatialDropout
+    (lambda: fn.Dropout(0.5, broadcast_dims=1.0), lit("Dropout: argument `broadcast_dims` must be an integer or a tuple of integers, got 1.0 (float)")),
+    (lambda: fn.Dropout(0.5, broadcast_dims=(1, "2")), lit("Dropout: argument `broadcast_dims` must be an integer or a tuple of integers, got (1, '2') (tuple)")),
+    (lambda: fn.Dropout(0.5, broadcast_dims=True), lit("Dropout: argument `broadcast_dims` must be an integer or a tuple of integers, got True (bool)")),
+    (lambda: fn.Dropout(0.5, broadcast_dims=None), lit("Dropout: argument `broadcast_dims` must be an integer or a tuple of integers, got None (NoneType)")),
+    (lambda: fn.Dropout(0.5, broadcast_dims=(2, 2)), lit("Dropout: argument `broadcast_dims` must not repeat an axis, got (2, 2)")),
+    (lambda: fn.SpatialDropout(1.0), lit("SpatialDropout: argument `rate` must be in [0, 1), got 1.0")),
+    (lambda: fn.SpatialDropout(NAN), lit("SpatialDropout: argument `rate` must be a real number, got nan (float)")),
+    (lambda: fn.SpatialDropout(0.5, dtype="int8"), lit("SpatialDropout: argument `dtype` must be a floating-point dtype", "got 'int8' (str)")),
 ]
 
 INITS = [
@@ -363,6 +396,16 @@ INITS = [
     (lambda: fn.ConvTranspose(4, 3, padding=2, padding_mode="reflect").init(KEY, (-1, 4, 4, 1)), lit("ConvTranspose: argument `padding` ((2, 2), (2, 2)) is too large for padding_mode='reflect' and output spatial shape (2, 2): at most n - 1 per side")),
     (lambda: fn.ConvTranspose(4, 3, padding=3, padding_mode="circular").init(KEY, (-1, 5, 1)), lit("ConvTranspose: argument `padding` ((3, 3),) is too large for padding_mode='circular' and output spatial shape (1,): at most n per side")),
     (lambda: fn.ConvTranspose(4, 3, padding=3, padding_mode="replicate").init(KEY, (-1, 2, 1)), lit("ConvTranspose: argument `padding` leaves no output (output spatial (-2,)) for x.shape=(-1, 2, 1) and kernel.shape=(3, 1, 4)")),
+    (lambda: fn.LayerNorm(axis=(1, 4)).init(KEY, (-1, 4, 4, 3)), lit("LayerNorm: argument `axis`=(1, 4) is out of range (or repeated) for an input of shape (-1, 4, 4, 3)")),
+    (lambda: fn.LayerNorm(axis=(1, -3)).init(KEY, (-1, 4, 4, 3)), lit("LayerNorm: argument `axis`=(1, -3) is out of range (or repeated) for an input of shape (-1, 4, 4, 3)")),
+    (lambda: fn.LayerNorm(axis=-4).init(KEY, (-1, 4, 4, 3)), lit("LayerNorm: argument `axis`=-4 includes the batch axis 0 of an input of shape (-1, 4, 4, 3); the statistics are per example")),
+    (lambda: fn.RMSNorm(axis=2).init(KEY, (-1, 4)), lit("RMSNorm: argument `axis`=2 is out of range (or repeated) for an input of shape (-1, 4)")),
+    (lambda: fn.RMSNorm().init(KEY, (4,)), lit("RMSNorm: argument `x` must have rank 2, 3, 4, 5 or 6, but has shape (4,) (rank 1)")),
+    (lambda: fn.InstanceNorm().init(KEY, (-1, 4)), lit("InstanceNorm: argument `x` must have rank 3, 4, 5 or 6, but has shape (-1, 4) (rank 2)")),
+    (lambda: fn.InstanceNorm().init(KEY, (-1, 1, 1, 3)), lit("InstanceNorm: argument `x` of shape (-1, 1, 1, 3) has 1 spatial value(s) per channel; instance statistics need at least 2 (with 1 the output would be `bias`, whatever x is)")),
+    (lambda: fn.Dropout(0.5, broadcast_dims=(1, 4)).init(KEY, (-1, 4, 4, 3)), lit("Dropout: argument `broadcast_dims`=(1, 4) is out of range (or repeated) for an input of shape (-1, 4, 4, 3)")),
+    (lambda: fn.Dropout(0.5, broadcast_dims=(1, -3)).init(KEY, (-1, 4, 4, 3)), lit("Dropout: argument `broadcast_dims`=(1, -3) is out of range (or repeated) for an input of shape (-1, 4, 4, 3)")),
+    (lambda: fn.SpatialDropout(0.5).init(KEY, (-1, 4)), lit("SpatialDropout: argument `x` must have rank 3, 4 or 5, but has shape (-1, 4) (rank 2)")),
 ]
 
 APPLIES = [
@@ -489,6 +532,24 @@ APPLIES = [
     (lambda: fn.Resize(4).apply((), (), jnp.ones((1, 4, 4, 1), jnp.complex64)), lit("Resize: argument `x` has complex dtype complex64 (shape (1, 4, 4, 1))")),
     (lambda: applied(fn.ConvTranspose(2, 3, strides=2, output_shape=(9, 9)), (-1, 4, 4, 1), jnp.ones((1, 5, 5, 1))), lit("ConvTranspose: argument `output_shape` (9, 9) cannot be reached from the input's spatial shape (5, 5): the reachable sizes are 11 to 12, 11 to 12 (one range per axis)")),
     (lambda: applied(fn.ConvTranspose(2, 3, padding=1, padding_mode="reflect"), (-1, 8, 8, 1), jnp.ones((1, 1, 1, 1))), lit("ConvTranspose: argument `padding` ((1, 1), (1, 1)) is too large for padding_mode='reflect' and output spatial shape (1, 1): at most n - 1 per side")),
+    (lambda: applied(fn.LayerNorm(axis=(1, 2, 3)), (-1, 4, 4, 3), jnp.ones((2, 5, 5, 3))), lit("LayerNorm: argument `x` has shape (5, 5, 3) along the normalised axes (1, 2, 3) (x.shape=(2, 5, 5, 3)) but the layer was initialised for (4, 4, 3) (`scale` has shape (4, 4, 3))")),
+    (lambda: applied(fn.LayerNorm(axis=(1, 2, 3)), (-1, 4, 4, 3), jax.ShapeDtypeStruct((2, 4, 3), jnp.float32)), lit("LayerNorm: argument `axis`=(1, 2, 3) is out of range (or repeated) for an input of shape (2, 4, 3)")),
+    (lambda: applied(fn.LayerNorm(axis=-3), (-1, 5, 4, 3), jnp.ones((2, 4, 3))), lit("LayerNorm: argument `axis`=-3 includes the batch axis 0 of an input of shape (2, 4, 3); the statistics are per example")),
+    (lambda: applied(fn.LayerNorm(axis=(1, 2)), (-1, 4, 3), jnp.ones((2, 4, 3)), params=lambda p: {"scale": p["scale"]}), lit("LayerNorm: argument `params` has no leaf 'bias' (init builds shape (4, 3) for an input of shape (2, 4, 3)); its leaves are ['scale']")),
+    (lambda: applied(fn.RMSNorm(), (-1, 4), jnp.ones((2, 6))), lit("RMSNorm: argument `x` has 6 channels (x.shape=(2, 6)) but the layer was initialised for 4 (`scale` has shape (4,))")),
+    (lambda: applied(fn.RMSNorm(), (-1, 4), X2, params=lambda p: {**p, "bias": jnp.zeros(4)}), lit("RMSNorm: argument `params` has unexpected leaves ['bias']; init builds ['scale'] for an input of shape (2, 4)")),
+    (lambda: applied(fn.RMSNorm(), (-1, 4), X2.astype(jnp.complex64)), lit("RMSNorm: argument `x` has complex dtype complex64 (shape (2, 4))")),
+    (lambda: applied(fn.InstanceNorm(), (-1, 4, 4, 3), jnp.ones((2, 4, 4, 5))), lit("InstanceNorm: argument `x` has 5 channels (x.shape=(2, 4, 4, 5)) but the layer was initialised for 3 (`scale` has shape (3,))")),
+    (lambda: applied(fn.InstanceNorm(use_scale=False, use_bias=False), (-1, 4, 3), jnp.ones((2, 1, 3))), lit("InstanceNorm: argument `x` of shape (2, 1, 3) has 1 spatial value(s) per channel; instance statistics need at least 2")),
+    (lambda: applied(fn.InstanceNorm(use_scale=False, use_bias=False), (-1, 4, 3), jnp.ones((2, 0, 3))), lit("InstanceNorm: argument `x` of shape (2, 0, 3) has 0 spatial value(s) per channel")),
+    (lambda: applied(fn.InstanceNorm(use_scale=False, use_bias=False), (-1, 4, 3), jnp.ones((2, 3))), lit("InstanceNorm: argument `x` must have rank 3, 4, 5 or 6, but has shape (2, 3) (rank 2)")),
+    (lambda: fn.Dropout(0.5, broadcast_dims=(1, 2)).apply((), (), X2), lit("Dropout: argument `broadcast_dims`=(1, 2) is out of range (or repeated) for an input of shape (2, 4)")),
+    (lambda: fn.Dropout(0.5, broadcast_dims=-3).apply((), (), X2, key=KEY, train=True), lit("Dropout: argument `broadcast_dims`=-3 is out of range (or repeated) for an input of shape (2, 4)")),
+    (lambda: jax.eval_shape(lambda x: fn.Dropout(0.5, broadcast_dims=(1, 2)).apply((), (), x, key=KEY, train=True), X2), lit("Dropout: argument `broadcast_dims`=(1, 2) is out of range (or repeated) for an input of shape (2, 4)")),
+    (lambda: fn.SpatialDropout(0.5).apply((), (), jnp.ones((1, 2, 2, 2, 2, 3)), key=KEY, train=True), lit("SpatialDropout: argument `x` must have rank 3, 4 or 5, but has shape (1, 2, 2, 2, 2, 3) (rank 6)")),
+    (lambda: fn.SpatialDropout(0.5).apply((), (), X4, train=True), lit("SpatialDropout: argument `key` is required when train=True (rate=0.5, x.shape=(2, 8, 8, 1)); pass apply(..., key=jax.random.key(...), train=True)")),
+    (lambda: fn.SpatialDropout(0.5).apply((), (), X4, key=0, train=True), lit("SpatialDropout: argument `key` must be a PRNG key such as jax.random.key(0)", "got 0 (int)")),
+    (lambda: fn.SpatialDropout(0.5).apply({"w": jnp.ones(1)}, (), X4), lit("SpatialDropout: argument `params` must be empty (the layer has no parameters; init returns ()), got {'w': Array([1.], dtype=float32)} (dict)")),
 ]
 
 OPS = [
@@ -639,6 +700,14 @@ OPS = [
     (lambda: fn.ops.conv_transpose(IMG, K33, padding="SAME", dilation=2, output_padding=1), lit("conv_transpose: argument `output_padding` (1,) must be smaller than the stride (1,) on every axis with padding='SAME'")),
     (lambda: fn.ops.conv_transpose(IMG, K33, output_shape=-3), lit("conv_transpose: argument `output_shape` must be a positive integer, got -3")),
     (lambda: fn.ops.conv_transpose(IMG, K33, output_shape=(9, 9, 9)), lit("conv_transpose: argument `output_shape` has 3 entries (9, 9, 9) but the input has 2 spatial dimensions")),
+    (lambda: fn.ops.standardize(X2, 2), lit("standardize: argument `axis`=2 is out of range (or repeated) for an input of shape (2, 4)")),
+    (lambda: fn.ops.standardize(X2, (1, -1)), lit("standardize: argument `axis`=(1, -1) is out of range (or repeated) for an input of shape (2, 4)")),
+    (lambda: fn.ops.standardize(X2, 1.0), lit("standardize: argument `axis` must be an integer or a tuple of integers, got 1.0 (float)")),
+    (lambda: fn.ops.standardize(X2, epsilon=0.0), lit("standardize: argument `epsilon` must be > 0, got 0.0")),
+    (lambda: fn.ops.standardize(X2, center=1), lit("standardize: argument `center` must be True or False, got 1 (int)")),
+    (lambda: fn.ops.standardize(X2, grad="fast"), lit("standardize: argument `grad` must be one of ('custom', 'autodiff'), got 'fast'")),
+    (lambda: fn.ops.standardize(X2.astype(jnp.complex64)), lit("standardize: argument `x` has complex dtype complex64 (shape (2, 4))")),
+    (lambda: fn.ops.standardize(None), lit("standardize: argument `x` must be an array, got None")),
 ]
 
 COMBINATORS = [

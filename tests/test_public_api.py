@@ -5,15 +5,16 @@ import funcnn.ops
 
 PUBLIC = {
     "ApplyFn", "AvgPool", "BatchNorm", "BatchNormState", "Conv", "ConvTranspose", "Dense", "Dropout", "Elu",
-    "FixedConv", "Flatten", "Gelu", "GlobalAvgPool", "GlobalMaxPool", "GroupNorm", "InitFn", "Layer",
-    "LayerConfigError", "LayerNorm", "LeakyRelu", "LogSoftmax", "MaxPool", "Relu", "Resize", "Shape",
-    "Sigmoid", "Softmax", "Tanh", "Upsample", "count_params", "fan_in_concat", "fan_in_sum", "fan_out",
-    "filters", "models", "num_neurons", "ops", "parallel", "residual", "serial", "shapes", "summary",
+    "FixedConv", "Flatten", "Gelu", "GlobalAvgPool", "GlobalMaxPool", "GroupNorm", "InitFn", "InstanceNorm",
+    "Layer", "LayerConfigError", "LayerNorm", "LeakyRelu", "LogSoftmax", "MaxPool", "RMSNorm", "Relu",
+    "Resize", "Shape", "Sigmoid", "Softmax", "SpatialDropout", "Tanh", "Upsample", "count_params",
+    "fan_in_concat", "fan_in_sum", "fan_out", "filters", "models", "num_neurons", "ops", "parallel",
+    "residual", "serial", "shapes", "summary",
 }  # fmt: skip
 
 OPS = {
     "avg_pool", "conv", "conv_transpose", "dense", "elu", "gelu", "leaky_relu", "log_softmax", "max_pool",
-    "relu", "resize", "sigmoid", "softmax", "tanh", "upsample",
+    "relu", "resize", "sigmoid", "softmax", "standardize", "tanh", "upsample",
 }  # fmt: skip
 
 

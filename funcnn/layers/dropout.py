@@ -1,41 +1,114 @@
-"""``Dropout(rate)``: in training, zero each input with probability ``rate``."""
+"""``Dropout(rate)``: in training, zero each input with probability ``rate``; ``SpatialDropout``:
+zero whole channels.
+
+Both are inverted dropout, ``y = x * m / (1 - rate)`` with ``m ~ Bernoulli(1 - rate)``;
+``broadcast_dims`` shares one draw of ``m`` along the axes it names (Flax's
+argument): the mask has size 1 there, e.g. ``(N, 1, 1, C)`` for
+``broadcast_dims=(1, 2)`` on NHWC, which drops whole channels of each image.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 
 from funcnn import checks
-from funcnn.core import Layer, LayerConfigError
+from funcnn.core import Layer, LayerConfigError, Shape
 from funcnn.identity import make_layer
 
 
-def Dropout(rate: float, *, dtype: jnp.dtype | None = None) -> Layer:
+def Dropout(
+    rate: float, *, broadcast_dims: int | Sequence[int] = (), dtype: jnp.dtype | None = None
+) -> Layer:
     """Inverted dropout: ``y = x * m / (1 - rate)`` with ``m ~ Bernoulli(1 - rate)``.
 
     ``rate`` is the probability of dropping (zeroing) an input, as in PyTorch
     and Flax (not stax's keep probability), any real scalar in ``[0, 1)``.
     Outside training it is the identity (integer inputs still become
     floating, as everywhere). In training it needs ``apply(..., key=key, train=True)``.
+
+    Args:
+      rate: the probability of dropping an input, in ``[0, 1)``.
+      broadcast_dims: the axes (negative from the end) along which one mask
+        value is shared, as Flax's ``Dropout``: ``(1, 2)`` on NHWC keeps or
+        drops each channel of each image whole (see :func:`SpatialDropout`),
+        ``(0,)`` draws one mask for the whole batch. ``()`` (default) draws
+        each element independently.
+      dtype: computation dtype; ``None`` keeps a floating input's dtype.
     """
-    rate = checks.real("Dropout", "rate", rate, low=0.0, high=1.0, high_open=True)
-    dtype = checks.dtype_or_none("Dropout", "dtype", dtype)
+    name = "Dropout"
+    rate, dtype = _parse(name, rate, dtype)
+    empty = isinstance(broadcast_dims, (tuple, list)) and not broadcast_dims
+    dims = () if empty else checks.axes(name, "broadcast_dims", broadcast_dims)
+    entries = dims if isinstance(dims, tuple) else (dims,)
+    if len(set(entries)) < len(entries):
+        raise LayerConfigError(f"{name}: argument `broadcast_dims` must not repeat an axis, got {dims}")
+
+    def shared_axes(shape: Shape) -> tuple[int, ...]:
+        if entries:
+            checks.axis_in_range(name, "broadcast_dims", dims, shape)
+        return tuple(a % len(shape) for a in entries)
+
+    return _dropout(name, rate, dtype, shared_axes)
+
+
+def SpatialDropout(rate: float, *, dtype: jnp.dtype | None = None) -> Layer:
+    """Dropout of whole channels: each channel of each example kept (scaled by ``1 / (1 - rate)``)
+    or zeroed, with probability ``rate``, for 1-D to 3-D inputs ``(N, *spatial, C)``.
+
+    :func:`Dropout` with ``broadcast_dims`` every spatial axis: the mask has
+    shape ``(N, 1, ..., 1, C)``. As Keras' ``SpatialDropout1D/2D/3D`` and
+    PyTorch's ``Dropout1d/2d/3d`` (channels first there); neighbouring pixels
+    of a feature map are strongly correlated, so dropping single pixels
+    regularises convolutions little (Tompson et al., 2015).
+
+    Args:
+      rate: the probability of dropping a channel, in ``[0, 1)``.
+      dtype: computation dtype; ``None`` keeps a floating input's dtype.
+    """
+    name = "SpatialDropout"
+    rate, dtype = _parse(name, rate, dtype)
+
+    def spatial_axes(shape: Shape) -> tuple[int, ...]:
+        checks.check_rank(name, "x", shape, (3, 4, 5))
+        return tuple(range(1, len(shape) - 1))
+
+    return _dropout(name, rate, dtype, spatial_axes)
+
+
+def _parse(name: str, rate, dtype) -> tuple[float, jnp.dtype | None]:
+    """``rate`` in ``[0, 1)`` and ``dtype``, checked."""
+    return (
+        checks.real(name, "rate", rate, low=0.0, high=1.0, high_open=True),
+        checks.dtype_or_none(name, "dtype", dtype),
+    )
+
+
+def _dropout(
+    name: str, rate: float, dtype: jnp.dtype | None, shared_axes: Callable[[Shape], tuple[int, ...]]
+) -> Layer:
+    """Inverted dropout whose mask has size 1 along ``shared_axes(x.shape)`` (which checks the shape)."""
 
     def init(key, input_shape):
+        shared_axes(input_shape)
         return tuple(input_shape), (), ()
 
     def apply(params, state, x, *, key=None, train=False):
-        checks.no_params("Dropout", params)
-        x = checks.input_array("Dropout", x, dtype)
-        if not checks.boolean("Dropout", "train", train) or rate == 0.0:
+        checks.no_params(name, params)
+        x = checks.input_array(name, x, dtype)
+        shared = shared_axes(x.shape)
+        if not checks.boolean(name, "train", train) or rate == 0.0:
             return x, state
         if key is None:
             raise LayerConfigError(
-                f"Dropout: argument `key` is required when train=True (rate={rate}, x.shape={x.shape}); "
+                f"{name}: argument `key` is required when train=True (rate={rate}, x.shape={x.shape}); "
                 "pass apply(..., key=jax.random.key(...), train=True)"
             )
-        checks.check_key("Dropout", key)
-        keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+        checks.check_key(name, key)
+        mask_shape = tuple(1 if axis in shared else n for axis, n in enumerate(x.shape))
+        keep = jax.random.bernoulli(key, 1.0 - rate, mask_shape)
         return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros((), x.dtype)), state
 
-    return make_layer("Dropout", init, apply)
+    return make_layer(name, init, apply)

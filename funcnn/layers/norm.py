@@ -1,18 +1,31 @@
-"""Normalisation layers: ``BatchNorm``, ``LayerNorm``, ``GroupNorm`` (channels last).
+"""Normalisation layers (channels last): ``BatchNorm``, ``LayerNorm``, ``RMSNorm``, ``GroupNorm``,
+``InstanceNorm``.
 
 Each computes ``y = scale * (x - mean) / sqrt(var + epsilon) + bias`` with the
 mean and (biased) variance taken over different axes:
 
 * BatchNorm: over the batch and spatial axes, per channel; running
   statistics for evaluation.
-* LayerNorm: over the last axis, per example.
+* LayerNorm: over the chosen feature axes (the last by default), per example;
+  ``scale`` and ``bias`` have the shape of ``x`` along those axes.
+* RMSNorm: as LayerNorm without centring: ``y = scale * x / sqrt(mean(x^2) + epsilon)``.
 * GroupNorm: over the spatial axes and the channels of each group, per example.
+* InstanceNorm: GroupNorm with one channel per group: over the spatial axes,
+  per example and channel.
+
+All but BatchNorm standardise with :func:`funcnn.ops.norm.standardize`, whose
+hand-written VJP (``grad="custom"``, the default) is faster than JAX's
+autodiff of the same forward pass on CPU and as fast on GPU (figures in its
+module); ``grad="autodiff"`` lets JAX differentiate the forward pass. The
+learned ``scale`` and ``bias`` are elementwise and differentiated by JAX. The
+statistics are computed in at least float32 (a ``bfloat16`` input keeps
+float32 statistics); the output has the compute dtype.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import jax
@@ -22,6 +35,7 @@ from jax import lax
 from funcnn import checks
 from funcnn.core import Layer, LayerConfigError, Shape
 from funcnn.identity import make_layer
+from funcnn.ops import norm as norm_ops
 
 Initializer = Callable[..., jax.Array]
 
@@ -64,48 +78,90 @@ def parse_affine(
     )
 
 
-def affine_shapes(spec: Affine, channels: int) -> dict[str, Shape]:
-    """The one source of the ``scale`` and ``bias`` shapes, for ``init`` and ``apply``'s check."""
+def affine_shapes(spec: Affine, features: Shape) -> dict[str, Shape]:
+    """The one source of the ``scale`` and ``bias`` shapes (``features``: the input's sizes along the
+    axes they span), for ``init`` and ``apply``'s check."""
     names = [n for n, used in (("scale", spec.use_scale), ("bias", spec.use_bias)) if used]
-    return {name: (channels,) for name in names}
+    return {name: tuple(features) for name in names}
 
 
-def affine_params(spec: Affine, key: jax.Array, channels: int) -> dict:
-    """``scale`` and ``bias`` from their initialisers, in ``param_dtype``."""
+def affine_params(spec: Affine, key: jax.Array, features: Shape) -> dict:
+    """``scale`` and ``bias`` of shape ``features`` from their initialisers, in ``param_dtype``."""
     scale_key, bias_key = jax.random.split(key)
     inits = {"scale": (spec.scale_init, scale_key), "bias": (spec.bias_init, bias_key)}
     return {
         name: checks.initialised(
             spec.layer, f"{name}_init", inits[name][0], inits[name][1], shape, spec.param_dtype
         )
-        for name, shape in affine_shapes(spec, channels).items()
+        for name, shape in affine_shapes(spec, features).items()
     }
 
 
-def checked_input(spec: Affine, params, x) -> jax.Array:
-    """``x`` in the compute dtype, its rank checked and the params checked against it."""
+def checked_input(spec: Affine, params, x, ranks: tuple[int, ...] = _RANKS) -> jax.Array:
+    """``x`` in the compute dtype, its rank checked and the per-channel params checked against it."""
     x = checks.input_array(spec.layer, x, spec.dtype, fallback=spec.param_dtype)
-    checks.check_rank(spec.layer, "x", x.shape, _RANKS)
-    for name in affine_shapes(spec, x.shape[-1]):
-        checks.check_width(spec.layer, x.shape, params, name, 0)
-    context = f"an input of shape {tuple(x.shape)}"
-    checks.check_leaves(spec.layer, "params", affine_shapes(spec, x.shape[-1]), params, context)
+    checks.check_rank(spec.layer, "x", x.shape, ranks)
+    check_params(spec, params, x.shape, (x.ndim - 1,))
     return x
 
 
+def check_params(spec: Affine, params, x_shape: Shape, axes: tuple[int, ...]) -> None:
+    """``params`` hold ``scale`` and ``bias`` of the shape of ``x`` along ``axes`` (the features)."""
+    features = tuple(x_shape[a] for a in axes)
+    for name in affine_shapes(spec, features):
+        if axes == (len(x_shape) - 1,):
+            checks.check_width(spec.layer, x_shape, params, name, 0)
+            continue
+        shape = getattr(params.get(name) if isinstance(params, Mapping) else None, "shape", None)
+        if shape is not None and tuple(shape) != features:
+            raise LayerConfigError(
+                f"{spec.layer}: argument `x` has shape {features} along the normalised axes {axes} "
+                f"(x.shape={tuple(x_shape)}) but the layer was initialised for {tuple(shape)} "
+                f"(`{name}` has shape {tuple(shape)})"
+            )
+    context = f"an input of shape {tuple(x_shape)}"
+    checks.check_leaves(spec.layer, "params", affine_shapes(spec, features), params, context)
+
+
+def parse_feature_axes(layer: str, axis) -> int | tuple[int, ...]:
+    """A per-example normalisation's ``axis``: an int or a tuple of distinct ints, never the batch 0."""
+    axis = checks.axes(layer, "axis", axis)
+    entries = axis if isinstance(axis, tuple) else (axis,)
+    if len(set(entries)) < len(entries):
+        raise LayerConfigError(f"{layer}: argument `axis` must not repeat an axis, got {axis}")
+    if 0 in entries:
+        raise LayerConfigError(
+            f"{layer}: argument `axis` must not include the batch axis 0 (the statistics are per "
+            f"example), got {axis}"
+        )
+    return axis
+
+
+def feature_axes(layer: str, axis: int | tuple[int, ...], shape: Shape) -> tuple[int, ...]:
+    """``axis`` resolved for an input of ``shape`` (non-negative, increasing), checked in range,
+    distinct and clear of the batch axis."""
+    axes = norm_ops.resolve_axes(layer, "axis", axis, shape)
+    if 0 in axes:
+        raise LayerConfigError(
+            f"{layer}: argument `axis`={axis} includes the batch axis 0 of an input of shape "
+            f"{tuple(shape)}; the statistics are per example"
+        )
+    return axes
+
+
 def _normalize(x, mean, var, epsilon, params) -> jax.Array:
-    """``scale * (x - mean) / sqrt(var + epsilon) + bias``."""
+    """``scale * (x - mean) / sqrt(var + epsilon) + bias`` with per-channel statistics."""
     mean = lax.broadcast_to_rank(mean.astype(x.dtype), x.ndim)
     var = lax.broadcast_to_rank(var.astype(x.dtype), x.ndim)
-    return _affine((x - mean) * lax.rsqrt(var + jnp.asarray(epsilon, x.dtype)), params)
+    return _affine((x - mean) * lax.rsqrt(var + jnp.asarray(epsilon, x.dtype)), params, (x.ndim - 1,))
 
 
-def _affine(y, params) -> jax.Array:
-    """``scale * y + bias`` for whichever of the two the layer learns."""
+def _affine(y, params, axes: tuple[int, ...]) -> jax.Array:
+    """``scale * y + bias`` for whichever of the two the layer learns, each spanning ``axes`` of ``y``."""
     if "scale" in params:
-        y = y * lax.broadcast_to_rank(params["scale"].astype(y.dtype), y.ndim)
+        y = y * lax.broadcast_in_dim(params["scale"].astype(y.dtype), y.shape, axes)
     if "bias" in params:
-        y = y + lax.broadcast_to_rank(params["bias"].astype(y.dtype), y.ndim)
+        y = y + lax.broadcast_in_dim(params["bias"].astype(y.dtype), y.shape, axes)
     return y
 
 
@@ -164,7 +220,7 @@ def BatchNorm(
         checks.check_rank(name, "x", input_shape, _RANKS)
         channels = input_shape[-1]
         zeros, ones = jnp.zeros((channels,), spec.param_dtype), jnp.ones((channels,), spec.param_dtype)
-        return tuple(input_shape), affine_params(spec, key, channels), BatchNormState(zeros, ones)
+        return tuple(input_shape), affine_params(spec, key, (channels,)), BatchNormState(zeros, ones)
 
     def apply(params, state, x, *, key=None, train=False):
         x = checked_input(spec, params, x)
@@ -224,22 +280,89 @@ def LayerNorm(
     scale_init: Initializer = jax.nn.initializers.ones,
     bias_init: Initializer = jax.nn.initializers.zeros,
     *,
+    axis: int | tuple[int, ...] = -1,
     dtype: jnp.dtype | None = None,
     param_dtype: jnp.dtype = jnp.float32,
+    grad: str = "custom",
 ) -> Layer:
-    """Layer normalisation over the last axis of each example (as Flax's ``LayerNorm``)."""
+    """Layer normalisation over the feature axes ``axis`` of each example (Ba et al., 2016).
+
+    ``y = scale * (x - mean) / sqrt(var + epsilon) + bias``, the mean and the
+    biased variance over ``axis``. ``scale`` and ``bias`` have the shape of
+    ``x`` along ``axis``, the axes taken in increasing order: ``(C,)`` for the
+    default (as Flax's ``LayerNorm``), ``(H, W, C)`` for ``axis=(1, 2, 3)`` on
+    NHWC (PyTorch's ``LayerNorm((C, H, W))`` on NCHW, Keras'
+    ``LayerNormalization(axis=[1, 2, 3])``), ``(H, C)`` for ``axis=(3, 1)``.
+
+    Args:
+      epsilon: added to the variance, ``> 0``.
+      use_scale: learn ``scale``.
+      use_bias: learn ``bias``.
+      scale_init: a ``jax.nn.initializers`` function for ``scale``.
+      bias_init: a ``jax.nn.initializers`` function for ``bias``.
+      axis: an axis or a tuple of distinct axes (negative from the end) to
+        normalise over; never the batch axis 0.
+      dtype: computation dtype; ``None`` keeps a floating input's dtype.
+      param_dtype: dtype of the parameters.
+      grad: ``"custom"`` (the hand-written VJP) or ``"autodiff"``.
+    """
     name = "LayerNorm"
     spec = parse_affine(name, epsilon, use_scale, use_bias, scale_init, bias_init, dtype, param_dtype)
+    return _feature_norm(name, axis, True, grad, spec)
+
+
+def RMSNorm(
+    axis: int | tuple[int, ...] = -1,
+    epsilon: float = 1e-6,
+    use_scale: bool = True,
+    scale_init: Initializer = jax.nn.initializers.ones,
+    *,
+    dtype: jnp.dtype | None = None,
+    param_dtype: jnp.dtype = jnp.float32,
+    grad: str = "custom",
+) -> Layer:
+    """Root-mean-square normalisation over ``axis`` of each example (Zhang and Sennrich, 2019).
+
+    ``y = scale * x / sqrt(mean(x^2) + epsilon)``, the mean over ``axis``, as
+    Flax's ``RMSNorm``, Keras' ``RMSNormalization`` and PyTorch's ``RMSNorm``
+    with an explicit ``eps`` (PyTorch's default ``eps=None`` means the dtype's
+    machine epsilon; funcnn's default is Flax's and Keras' ``1e-6``).
+    ``scale`` has the shape of ``x`` along ``axis`` (as :func:`LayerNorm`).
+
+    Args:
+      axis: an axis or a tuple of distinct axes (negative from the end) to
+        normalise over; never the batch axis 0.
+      epsilon: added to the mean square, ``> 0``.
+      use_scale: learn ``scale``.
+      scale_init: a ``jax.nn.initializers`` function for ``scale``.
+      dtype: computation dtype; ``None`` keeps a floating input's dtype.
+      param_dtype: dtype of the parameters.
+      grad: ``"custom"`` (the hand-written VJP) or ``"autodiff"``.
+    """
+    name = "RMSNorm"
+    spec = parse_affine(
+        name, epsilon, use_scale, False, scale_init, jax.nn.initializers.zeros, dtype, param_dtype
+    )
+    return _feature_norm(name, axis, False, grad, spec)
+
+
+def _feature_norm(name: str, axis, center: bool, grad, spec: Affine) -> Layer:
+    """LayerNorm (``center``) or RMSNorm over the feature axes ``axis`` of each example."""
+    axis = parse_feature_axes(name, axis)
+    grad = checks.grad_mode(name, grad)
 
     def init(key, input_shape):
         checks.check_rank(name, "x", input_shape, _RANKS)
-        return tuple(input_shape), affine_params(spec, key, input_shape[-1]), ()
+        axes = feature_axes(name, axis, input_shape)
+        return tuple(input_shape), affine_params(spec, key, tuple(input_shape[a] for a in axes)), ()
 
     def apply(params, state, x, *, key=None, train=False):
-        x = checked_input(spec, params, x)
-        mean = jnp.mean(x, axis=-1, keepdims=True)
-        var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
-        return _normalize(x, mean, var, spec.epsilon, params), state
+        x = checks.input_array(name, x, spec.dtype, fallback=spec.param_dtype)
+        checks.check_rank(name, "x", x.shape, _RANKS)
+        axes = feature_axes(name, axis, x.shape)
+        check_params(spec, params, x.shape, axes)
+        config = norm_ops.NormConfig(axes, spec.epsilon, center)
+        return _affine(norm_ops.apply_standardize(config, x, grad), params, axes), state
 
     return make_layer(name, init, apply)
 
@@ -254,9 +377,22 @@ def GroupNorm(
     *,
     dtype: jnp.dtype | None = None,
     param_dtype: jnp.dtype = jnp.float32,
+    grad: str = "custom",
 ) -> Layer:
     """Group normalisation: channels split into ``num_groups`` groups, each normalised
-    over its channels and the spatial axes, per example (Wu and He, 2018)."""
+    over its channels and the spatial axes, per example (Wu and He, 2018).
+
+    Args:
+      num_groups: the number of groups; it divides the input's channels.
+      epsilon: added to the variance, ``> 0``.
+      use_scale: learn a ``scale`` per channel.
+      use_bias: learn a ``bias`` per channel.
+      scale_init: a ``jax.nn.initializers`` function for ``scale``.
+      bias_init: a ``jax.nn.initializers`` function for ``bias``.
+      dtype: computation dtype; ``None`` keeps a floating input's dtype.
+      param_dtype: dtype of the parameters.
+      grad: ``"custom"`` (the hand-written VJP) or ``"autodiff"``.
+    """
     name = "GroupNorm"
     num_groups = checks.positive_int(name, "num_groups", num_groups)
     spec = parse_affine(name, epsilon, use_scale, use_bias, scale_init, bias_init, dtype, param_dtype)
@@ -266,19 +402,74 @@ def GroupNorm(
         checks.check_divides(
             name, "num_groups", num_groups, "the input's channels", shape[-1], f"input shape {tuple(shape)}"
         )
+        return num_groups
+
+    return _grouped_norm(spec, grad, check_groups, _RANKS)
+
+
+def InstanceNorm(
+    epsilon: float = 1e-5,
+    use_scale: bool = True,
+    use_bias: bool = True,
+    scale_init: Initializer = jax.nn.initializers.ones,
+    bias_init: Initializer = jax.nn.initializers.zeros,
+    *,
+    dtype: jnp.dtype | None = None,
+    param_dtype: jnp.dtype = jnp.float32,
+    grad: str = "custom",
+) -> Layer:
+    """Instance normalisation: each channel of each example normalised over the spatial axes
+    (Ulyanov et al., 2016); :func:`GroupNorm` with one channel per group.
+
+    Equals PyTorch's ``InstanceNorm1d/2d/3d(affine=True, track_running_stats=False)``
+    (funcnn learns ``scale`` and ``bias`` by default, as Flax's
+    ``InstanceNorm``; PyTorch's default ``affine=False`` is
+    ``use_scale=False, use_bias=False``). As PyTorch, it needs more than one
+    spatial element: the statistics of one value would make the output ``bias``.
+
+    Args:
+      epsilon: added to the variance, ``> 0``.
+      use_scale: learn a ``scale`` per channel.
+      use_bias: learn a ``bias`` per channel.
+      scale_init: a ``jax.nn.initializers`` function for ``scale``.
+      bias_init: a ``jax.nn.initializers`` function for ``bias``.
+      dtype: computation dtype; ``None`` keeps a floating input's dtype.
+      param_dtype: dtype of the parameters.
+      grad: ``"custom"`` (the hand-written VJP) or ``"autodiff"``.
+    """
+    name = "InstanceNorm"
+    spec = parse_affine(name, epsilon, use_scale, use_bias, scale_init, bias_init, dtype, param_dtype)
+    ranks = _RANKS[1:]
+
+    def one_per_channel(shape):
+        checks.check_rank(name, "x", shape, ranks)
+        count = math.prod(shape[1:-1])
+        if count < 2:
+            raise LayerConfigError(
+                f"{name}: argument `x` of shape {tuple(shape)} has {count} spatial value(s) per channel; "
+                "instance statistics need at least 2 (with 1 the output would be `bias`, whatever x is)"
+            )
+        return shape[-1]
+
+    return _grouped_norm(spec, grad, one_per_channel, ranks)
+
+
+def _grouped_norm(spec: Affine, grad, groups: Callable[[Shape], int], ranks: tuple[int, ...]) -> Layer:
+    """GroupNorm and InstanceNorm: ``groups(shape)`` checks an input shape and returns its number
+    of groups; each group's channels and the spatial axes are normalised together, per example."""
+    name = spec.layer
+    grad = checks.grad_mode(name, grad)
 
     def init(key, input_shape):
-        check_groups(input_shape)
-        return tuple(input_shape), affine_params(spec, key, input_shape[-1]), ()
+        groups(input_shape)
+        return tuple(input_shape), affine_params(spec, key, (input_shape[-1],)), ()
 
     def apply(params, state, x, *, key=None, train=False):
-        x = checked_input(spec, params, x)
-        check_groups(x.shape)
+        x = checked_input(spec, params, x, ranks)
+        num_groups = groups(x.shape)
         grouped = jnp.reshape(x, (*x.shape[:-1], num_groups, x.shape[-1] // num_groups))
-        axes = (*range(1, x.ndim - 1), x.ndim)
-        mean = jnp.mean(grouped, axis=axes, keepdims=True)
-        var = jnp.mean(jnp.square(grouped - mean), axis=axes, keepdims=True)
-        normed = jnp.reshape((grouped - mean) * lax.rsqrt(var + jnp.asarray(spec.epsilon, x.dtype)), x.shape)
-        return _affine(normed, params), state
+        config = norm_ops.NormConfig((*range(1, x.ndim - 1), x.ndim), spec.epsilon, True)
+        normed = jnp.reshape(norm_ops.apply_standardize(config, grouped, grad), x.shape)
+        return _affine(normed, params, (x.ndim - 1,)), state
 
     return make_layer(name, init, apply)

@@ -7,6 +7,7 @@ Every op takes ``grad="custom"`` (the hand-written VJP, default) or
 from funcnn.ops.activations import elu, gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
 from funcnn.ops.conv import conv, conv_transpose
 from funcnn.ops.dense import dense
+from funcnn.ops.norm import standardize
 from funcnn.ops.pool import avg_pool, max_pool
 from funcnn.ops.resize import resize, upsample
 
@@ -24,6 +25,7 @@ __all__ = [
     "resize",
     "sigmoid",
     "softmax",
+    "standardize",
     "tanh",
     "upsample",
 ]

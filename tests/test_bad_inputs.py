@@ -287,6 +287,31 @@ CONSTRUCTORS = [
     (lambda: fn.SpatialDropout(1.0), lit("SpatialDropout: argument `rate` must be in [0, 1), got 1.0")),
     (lambda: fn.SpatialDropout(NAN), lit("SpatialDropout: argument `rate` must be a real number, got nan (float)")),
     (lambda: fn.SpatialDropout(0.5, dtype="int8"), lit("SpatialDropout: argument `dtype` must be a floating-point dtype", "got 'int8' (str)")),
+    # new activations
+    (lambda: fn.Relu6(grad="fast"), lit("Relu6: argument `grad` must be one of ('custom', 'autodiff'), got 'fast'")),
+    (lambda: fn.Silu(dtype="int32"), lit("Silu: argument `dtype` must be a floating-point dtype such as jnp.float32, got 'int32' (str)")),
+    (lambda: fn.Softplus(0.0), lit("Softplus: argument `beta` must be > 0, got 0.0")),
+    (lambda: fn.Softplus(beta=-2), lit("Softplus: argument `beta` must be > 0, got -2")),
+    (lambda: fn.Softplus(beta="1"), lit("Softplus: argument `beta` must be a real number, got '1' (str)")),
+    (lambda: fn.Softplus(threshold=None), lit("Softplus: argument `threshold` must be a real number, got None (NoneType)")),
+    (lambda: fn.Softplus(threshold=INF), lit("Softplus: argument `threshold` must be a real number, got inf (float)")),
+    (lambda: fn.Softsign(grad="autograd"), lit("Softsign: argument `grad` must be one of ('custom', 'autodiff'), got 'autograd'")),
+    (lambda: fn.Selu(dtype=jnp.int8), lit("Selu: argument `dtype` must be a floating-point dtype such as jnp.float32, got the class jax.numpy.int8")),
+    (lambda: fn.Celu(0.0), lit("Celu: argument `alpha` must be nonzero (CELU divides x by it), got 0.0")),
+    (lambda: fn.Celu(0), lit("Celu: argument `alpha` must be nonzero (CELU divides x by it), got 0")),
+    (lambda: fn.Celu("1"), lit("Celu: argument `alpha` must be a real number, got '1' (str)")),
+    (lambda: fn.Celu(NAN), lit("Celu: argument `alpha` must be a real number, got nan (float)")),
+    (lambda: fn.LogSigmoid(grad=1), lit("LogSigmoid: argument `grad` must be one of ('custom', 'autodiff'), got 1")),
+    (lambda: fn.HardSigmoid(dtype="bogus"), lit("HardSigmoid: argument `dtype` must be a floating-point dtype such as jnp.float32, got 'bogus' (str)")),
+    (lambda: fn.HardSilu(grad="Custom"), lit("HardSilu: argument `grad` must be one of ('custom', 'autodiff'), got 'Custom'")),
+    # PRelu
+    (lambda: fn.PRelu(3), lit("PRelu: argument `per_channel` must be True or False, got 3 (int)")),
+    (lambda: fn.PRelu("channels"), lit("PRelu: argument `per_channel` must be True or False, got 'channels' (str)")),
+    (lambda: fn.PRelu(initial_slope=NAN), lit("PRelu: argument `initial_slope` must be a real number, got nan (float)")),
+    (lambda: fn.PRelu(initial_slope=jnp.ones(3)), lit("PRelu: argument `initial_slope` must be a real number, got an array of shape (3,) and dtype float32")),
+    (lambda: fn.PRelu(param_dtype="int8"), lit("PRelu: argument `param_dtype` must be a floating-point dtype such as jnp.float32, got 'int8' (str)")),
+    (lambda: fn.PRelu(dtype="complex64"), lit("PRelu: argument `dtype` must be a floating-point dtype such as jnp.float32, got 'complex64' (str)")),
+    (lambda: fn.PRelu(grad="auto"), lit("PRelu: argument `grad` must be one of ('custom', 'autodiff'), got 'auto'")),
 ]
 
 INITS = [
@@ -406,6 +431,9 @@ INITS = [
     (lambda: fn.Dropout(0.5, broadcast_dims=(1, 4)).init(KEY, (-1, 4, 4, 3)), lit("Dropout: argument `broadcast_dims`=(1, 4) is out of range (or repeated) for an input of shape (-1, 4, 4, 3)")),
     (lambda: fn.Dropout(0.5, broadcast_dims=(1, -3)).init(KEY, (-1, 4, 4, 3)), lit("Dropout: argument `broadcast_dims`=(1, -3) is out of range (or repeated) for an input of shape (-1, 4, 4, 3)")),
     (lambda: fn.SpatialDropout(0.5).init(KEY, (-1, 4)), lit("SpatialDropout: argument `x` must have rank 3, 4 or 5, but has shape (-1, 4) (rank 2)")),
+    (lambda: fn.PRelu(per_channel=True).init(KEY, (-1,)), lit("PRelu: argument `x` must have rank >= 2 (batch, ..., channels) for per_channel=True, but has shape (-1,)")),
+    (lambda: fn.PRelu().init(0, (-1, 4)), lit("PRelu: argument `key` must be a PRNG key", "got 0 (int)")),
+    (lambda: fn.Softplus().init(KEY, ((-1, 4), (-1, 4))), lit("Softplus: argument `input_shape` must be one shape", "got the tuple of 2 shapes ((-1, 4), (-1, 4))")),
 ]
 
 APPLIES = [
@@ -550,6 +578,19 @@ APPLIES = [
     (lambda: fn.SpatialDropout(0.5).apply((), (), X4, train=True), lit("SpatialDropout: argument `key` is required when train=True (rate=0.5, x.shape=(2, 8, 8, 1)); pass apply(..., key=jax.random.key(...), train=True)")),
     (lambda: fn.SpatialDropout(0.5).apply((), (), X4, key=0, train=True), lit("SpatialDropout: argument `key` must be a PRNG key such as jax.random.key(0)", "got 0 (int)")),
     (lambda: fn.SpatialDropout(0.5).apply({"w": jnp.ones(1)}, (), X4), lit("SpatialDropout: argument `params` must be empty (the layer has no parameters; init returns ()), got {'w': Array([1.], dtype=float32)} (dict)")),
+    (lambda: applied(fn.PRelu(per_channel=True), (-1, 4), jnp.ones((2, 3))), lit("PRelu: argument `x` has 3 channels (x.shape=(2, 3)) but the layer was initialised for 4 (`slope` has shape (4,))")),
+    (lambda: applied(fn.PRelu(per_channel=True), (-1, 3), jnp.ones((2, 3, 5, 5))), lit("PRelu: argument `x` has 5 channels (x.shape=(2, 3, 5, 5)) but the layer was initialised for 3 (`slope` has shape (3,)); funcnn is channels-last (NHWC): was x passed channels-first?")),
+    (lambda: jax.jit(fn.PRelu(per_channel=True).apply).lower({"slope": jnp.ones(4)}, (), jax.ShapeDtypeStruct((2, 3), jnp.float32)), lit("PRelu: argument `x` has 3 channels (x.shape=(2, 3)) but the layer was initialised for 4")),
+    (lambda: fn.PRelu(per_channel=True).apply({"slope": jnp.ones(())}, (), jnp.ones(4)), lit("PRelu: argument `x` must have rank >= 2 (batch, ..., channels) for per_channel=True, but has shape (4,)")),
+    (lambda: applied(fn.PRelu(), (-1, 4), X2, params=lambda p: {"slope": jnp.ones(4)}), lit("PRelu: argument `params` leaf 'slope' has shape (4,) but init builds () for an input of shape (2, 4)")),
+    (lambda: applied(fn.PRelu(), (-1, 4), X2, params=lambda p: {"alpha": p["slope"]}), lit("PRelu: argument `params` has no leaf 'slope' (init builds shape () for an input of shape (2, 4)); its leaves are ['alpha']")),
+    (lambda: applied(fn.PRelu(), (-1, 4), X2, params=lambda p: {**p, "bias": jnp.ones(4)}), lit("PRelu: argument `params` has unexpected leaves ['bias']; init builds ['slope'] for an input of shape (2, 4)")),
+    (lambda: applied(fn.PRelu(), (-1, 4), X2, params=lambda p: ()), lit("PRelu: argument `params` must hold ['slope'] as init builds it for an input of shape (2, 4), got () (tuple)")),
+    (lambda: applied(fn.PRelu(), (-1, 4), X2.astype(jnp.complex64)), lit("PRelu: argument `x` has complex dtype complex64 (shape (2, 4))")),
+    (lambda: fn.Selu().apply({"w": jnp.ones(1)}, (), X2), lit("Selu: argument `params` must be empty (the layer has no parameters; init returns ())")),
+    (lambda: fn.Silu().apply((), (), (X2, X2)), lit("Silu: argument `x` must be an array, got a tuple of 2 entries; join branches with fan_in_sum() or fan_in_concat() first")),
+    (lambda: fn.HardSilu().apply((), (), np.array(["1.0"])), lit("HardSilu: argument `x` has non-numeric dtype <U3 (shape (1,))")),
+    (lambda: fn.Celu().apply((), (), X2.astype(jnp.complex64)), lit("Celu: argument `x` has complex dtype complex64 (shape (2, 4))")),
 ]
 
 OPS = [
@@ -708,6 +749,26 @@ OPS = [
     (lambda: fn.ops.standardize(X2, grad="fast"), lit("standardize: argument `grad` must be one of ('custom', 'autodiff'), got 'fast'")),
     (lambda: fn.ops.standardize(X2.astype(jnp.complex64)), lit("standardize: argument `x` has complex dtype complex64 (shape (2, 4))")),
     (lambda: fn.ops.standardize(None), lit("standardize: argument `x` must be an array, got None")),
+    (lambda: fn.ops.relu6(X2, grad="fast"), lit("relu6: argument `grad` must be one of ('custom', 'autodiff'), got 'fast'")),
+    (lambda: fn.ops.silu(jnp.ones(2, jnp.complex64)), lit("silu: argument `x` has complex dtype complex64 (shape (2,))")),
+    (lambda: fn.ops.selu("x"), lit("selu: argument `x` must be an array, got 'x' (str)")),
+    (lambda: fn.ops.softplus(X2, beta=0.0), lit("softplus: argument `beta` must be > 0, got 0.0")),
+    (lambda: fn.ops.softplus(X2, threshold=NAN), lit("softplus: argument `threshold` must be a real number, got nan (float)")),
+    (lambda: jax.jit(fn.ops.softplus).lower(X2, 2.0), lit("softplus: argument `beta` must be a static number (Python or NumPy), not a traced value")),
+    (lambda: fn.ops.softsign(None), lit("softsign: argument `x` must be an array, got None (NoneType)")),
+    (lambda: fn.ops.celu(X2, 0.0), lit("celu: argument `alpha` must be nonzero (CELU divides x by it), got 0.0")),
+    (lambda: fn.ops.celu(X2, None), lit("celu: argument `alpha` must be a real number, got None (NoneType)")),
+    (lambda: fn.ops.log_sigmoid(np.array(["a"])), lit("log_sigmoid: argument `x` has non-numeric dtype <U1 (shape (1,))")),
+    (lambda: fn.ops.hard_sigmoid(X2, grad=None), lit("hard_sigmoid: argument `grad` must be one of ('custom', 'autodiff'), got None")),
+    (lambda: fn.ops.hard_silu([1.0]), lit("hard_silu: argument `x` must be an array, got a list of 1 entries; convert it with jnp.asarray")),
+    (lambda: fn.ops.prelu(X2, jnp.ones(3)), lit("prelu: argument `slope` has shape (3,) but x has shape (2, 4); expected () (one slope) or (4,) (one per channel)")),
+    (lambda: fn.ops.prelu(X2, jnp.ones((1, 4))), lit("prelu: argument `slope` has shape (1, 4) but x has shape (2, 4); expected () (one slope) or (4,) (one per channel)")),
+    (lambda: fn.ops.prelu(1.0, jnp.ones(1)), lit("prelu: argument `slope` has shape (1,) but x has shape (); expected ()")),
+    (lambda: fn.ops.prelu(X2, None), lit("prelu: argument `slope` must be an array, got None (NoneType)")),
+    (lambda: fn.ops.prelu(X2, "a"), lit("prelu: argument `slope` must be an array, got 'a' (str)")),
+    (lambda: fn.ops.prelu(X2, jnp.ones((), jnp.complex64)), lit("prelu: argument `slope` has complex dtype complex64 (shape ())")),
+    (lambda: fn.ops.prelu(X2.astype(jnp.complex64), 0.25), lit("prelu: argument `x` has complex dtype complex64 (shape (2, 4))")),
+    (lambda: fn.ops.prelu(X2, 0.25, grad="auto"), lit("prelu: argument `grad` must be one of ('custom', 'autodiff'), got 'auto'")),
 ]
 
 COMBINATORS = [

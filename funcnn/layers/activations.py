@@ -1,4 +1,4 @@
-"""Activation layers: elementwise functions and (log-)softmax, no parameters.
+"""Activation layers: elementwise functions, (log-)softmax, and PReLU with its learned slope.
 
 Each wraps an op of :mod:`funcnn.ops.activations`, which owns the hand-written
 VJP. Integer and bool inputs are promoted to the default float (or ``dtype``).
@@ -11,9 +11,10 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from funcnn import checks, ops
-from funcnn.core import Layer
+from funcnn import checks
+from funcnn.core import Layer, LayerConfigError, Shape
 from funcnn.identity import make_layer
+from funcnn.ops import activations
 
 
 def _activation(
@@ -43,35 +44,156 @@ def _activation(
 
 def Relu(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
     """``max(x, 0)``."""
-    return _activation("Relu", dtype, grad, lambda x, grad: ops.relu(x, grad=grad))
+    return _activation("Relu", dtype, grad, lambda x, grad: activations.relu(x, grad=grad))
 
 
 def Sigmoid(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
     """``1 / (1 + e^-x)``."""
-    return _activation("Sigmoid", dtype, grad, lambda x, grad: ops.sigmoid(x, grad=grad))
+    return _activation("Sigmoid", dtype, grad, lambda x, grad: activations.sigmoid(x, grad=grad))
 
 
 def Tanh(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
     """``tanh(x)``."""
-    return _activation("Tanh", dtype, grad, lambda x, grad: ops.tanh(x, grad=grad))
+    return _activation("Tanh", dtype, grad, lambda x, grad: activations.tanh(x, grad=grad))
 
 
 def LeakyRelu(negative_slope: float = 0.01, *, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
     """``x`` if ``x > 0`` else ``negative_slope * x``."""
     slope = checks.real("LeakyRelu", "negative_slope", negative_slope)
-    return _activation("LeakyRelu", dtype, grad, lambda x, grad: ops.leaky_relu(x, slope, grad=grad))
+    return _activation("LeakyRelu", dtype, grad, lambda x, grad: activations.leaky_relu(x, slope, grad=grad))
 
 
 def Elu(alpha: float = 1.0, *, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
     """``x`` if ``x > 0`` else ``alpha (e^x - 1)``."""
     alpha = checks.real("Elu", "alpha", alpha)
-    return _activation("Elu", dtype, grad, lambda x, grad: ops.elu(x, alpha, grad=grad))
+    return _activation("Elu", dtype, grad, lambda x, grad: activations.elu(x, alpha, grad=grad))
 
 
 def Gelu(approximate: bool = True, *, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
     """``x Phi(x)``, by default with the tanh approximation (as ``jax.nn.gelu``)."""
     approximate = checks.boolean("Gelu", "approximate", approximate)
-    return _activation("Gelu", dtype, grad, lambda x, grad: ops.gelu(x, approximate, grad=grad))
+    return _activation("Gelu", dtype, grad, lambda x, grad: activations.gelu(x, approximate, grad=grad))
+
+
+def Relu6(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+    """``min(max(x, 0), 6)``, as PyTorch's ``ReLU6``."""
+    return _activation("Relu6", dtype, grad, lambda x, grad: activations.relu6(x, grad=grad))
+
+
+def Silu(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+    """``x sigma(x)`` (swish), as PyTorch's ``SiLU``."""
+    return _activation("Silu", dtype, grad, lambda x, grad: activations.silu(x, grad=grad))
+
+
+def Softplus(
+    beta: float = 1.0, threshold: float = 20.0, *, dtype: jnp.dtype | None = None, grad: str = "custom"
+) -> Layer:
+    """``log(1 + e^(beta x)) / beta``, and ``x`` where ``beta x > threshold``, as PyTorch's ``Softplus``.
+
+    Args:
+      beta: the sharpness, ``> 0``.
+      threshold: the value of ``beta x`` above which the layer is the identity
+        (:func:`funcnn.ops.activations.softplus`).
+      dtype: computation dtype; ``None`` keeps a floating input's dtype.
+      grad: ``"custom"`` (hand-written VJP) or ``"autodiff"``.
+    """
+    beta = checks.real("Softplus", "beta", beta, low=0.0, low_open=True)
+    threshold = checks.real("Softplus", "threshold", threshold)
+    return _activation(
+        "Softplus", dtype, grad, lambda x, grad: activations.softplus(x, beta, threshold, grad=grad)
+    )
+
+
+def Softsign(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+    """``x / (1 + |x|)``."""
+    return _activation("Softsign", dtype, grad, lambda x, grad: activations.softsign(x, grad=grad))
+
+
+def Selu(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+    """``lambda elu(x, alpha)`` with the self-normalising constants, as PyTorch's ``SELU``."""
+    return _activation("Selu", dtype, grad, lambda x, grad: activations.selu(x, grad=grad))
+
+
+def Celu(alpha: float = 1.0, *, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+    """``x`` if ``x > 0`` else ``alpha (e^(x / alpha) - 1)``; ``alpha`` nonzero."""
+    alpha = activations.celu_alpha("Celu", alpha)
+    return _activation("Celu", dtype, grad, lambda x, grad: activations.celu(x, alpha, grad=grad))
+
+
+def LogSigmoid(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+    """``log sigma(x) = -log(1 + e^-x)``, computed stably."""
+    return _activation("LogSigmoid", dtype, grad, lambda x, grad: activations.log_sigmoid(x, grad=grad))
+
+
+def HardSigmoid(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+    """``relu6(x + 3) / 6``, as PyTorch's ``Hardsigmoid``, ``jax.nn.hard_sigmoid`` and Keras 3."""
+    return _activation("HardSigmoid", dtype, grad, lambda x, grad: activations.hard_sigmoid(x, grad=grad))
+
+
+def HardSilu(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+    """``x relu6(x + 3) / 6``, as PyTorch's ``Hardswish`` and ``jax.nn.hard_silu``."""
+    return _activation("HardSilu", dtype, grad, lambda x, grad: activations.hard_silu(x, grad=grad))
+
+
+def PRelu(
+    per_channel: bool = False,
+    initial_slope: float = 0.25,
+    *,
+    dtype: jnp.dtype | None = None,
+    param_dtype: jnp.dtype = jnp.float32,
+    grad: str = "custom",
+) -> Layer:
+    """Parametric ReLU: ``x`` if ``x > 0`` else ``slope * x``, the slope learned.
+
+    ``params`` is ``{"slope": array}`` of shape ``()`` (one slope for every
+    entry, the default, as PyTorch's ``PReLU()``, Flax's and Equinox's) or,
+    with ``per_channel=True``, ``(C,)`` for the last (channels) axis (PyTorch's
+    ``PReLU(num_parameters=C)``; the channel count comes from ``init``'s
+    input shape). Every slope starts at ``initial_slope``, PyTorch's 0.25 by
+    default. PyTorch recommends no weight decay on the slopes.
+
+    Args:
+      per_channel: one slope per channel instead of one in all.
+      initial_slope: the slopes' initial value, any real number.
+      dtype: computation dtype; ``None`` keeps a floating input's dtype and
+        computes integer inputs in ``param_dtype``.
+      param_dtype: dtype of the slope.
+      grad: ``"custom"`` (hand-written VJP, :func:`funcnn.ops.activations.prelu`) or ``"autodiff"``.
+    """
+    name = "PRelu"
+    per_channel = checks.boolean(name, "per_channel", per_channel)
+    initial_slope = checks.real(name, "initial_slope", initial_slope)
+    dtype = checks.dtype_or_none(name, "dtype", dtype)
+    param_dtype = checks.dtype_or_none(name, "param_dtype", param_dtype) or jnp.dtype(jnp.float32)
+    grad = checks.grad_mode(name, grad)
+
+    def slope_shape(input_shape: Shape) -> Shape:
+        """The one source of the slope's shape, for ``init`` and ``apply``'s check."""
+        if not per_channel:
+            return ()
+        if len(input_shape) < 2:
+            raise LayerConfigError(
+                f"PRelu: argument `x` must have rank >= 2 (batch, ..., channels) for per_channel=True, "
+                f"but has shape {tuple(input_shape)}"
+            )
+        return (input_shape[-1],)
+
+    def init(key, input_shape):
+        return (
+            tuple(input_shape),
+            {"slope": jnp.full(slope_shape(input_shape), initial_slope, param_dtype)},
+            (),
+        )
+
+    def apply(params, state, x, *, key=None, train=False):
+        x = checks.input_array(name, x, dtype, fallback=param_dtype)
+        shape = slope_shape(x.shape)
+        if per_channel:
+            checks.check_width(name, x.shape, params, "slope", 0)
+        checks.check_leaves(name, "params", {"slope": shape}, params, f"an input of shape {tuple(x.shape)}")
+        return activations.prelu(x, params["slope"].astype(x.dtype), grad=grad), state
+
+    return make_layer(name, init, apply)
 
 
 def _along_axis(name: str, axis: int, dtype, grad: str, op: Callable[..., jax.Array]) -> Layer:
@@ -85,9 +207,9 @@ def _along_axis(name: str, axis: int, dtype, grad: str, op: Callable[..., jax.Ar
 
 def Softmax(axis: int = -1, *, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
     """``e^x / sum(e^x)`` along ``axis``: class probabilities from logits."""
-    return _along_axis("Softmax", axis, dtype, grad, ops.softmax)
+    return _along_axis("Softmax", axis, dtype, grad, activations.softmax)
 
 
 def LogSoftmax(axis: int = -1, *, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
     """``x - log sum(e^x)`` along ``axis``."""
-    return _along_axis("LogSoftmax", axis, dtype, grad, ops.log_softmax)
+    return _along_axis("LogSoftmax", axis, dtype, grad, activations.log_softmax)

@@ -4,7 +4,26 @@ Every op takes ``grad="custom"`` (the hand-written VJP, default) or
 ``grad="autodiff"`` (JAX differentiates the forward pass).
 """
 
-from funcnn.ops.activations import elu, gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
+from funcnn.ops.activations import (
+    celu,
+    elu,
+    gelu,
+    hard_sigmoid,
+    hard_silu,
+    leaky_relu,
+    log_sigmoid,
+    log_softmax,
+    prelu,
+    relu,
+    relu6,
+    selu,
+    sigmoid,
+    silu,
+    softmax,
+    softplus,
+    softsign,
+    tanh,
+)
 from funcnn.ops.conv import conv, conv_transpose
 from funcnn.ops.dense import dense
 from funcnn.ops.norm import standardize
@@ -13,18 +32,28 @@ from funcnn.ops.resize import resize, upsample
 
 __all__ = [
     "avg_pool",
+    "celu",
     "conv",
     "conv_transpose",
     "dense",
     "elu",
     "gelu",
+    "hard_sigmoid",
+    "hard_silu",
     "leaky_relu",
+    "log_sigmoid",
     "log_softmax",
     "max_pool",
+    "prelu",
     "relu",
+    "relu6",
     "resize",
+    "selu",
     "sigmoid",
+    "silu",
     "softmax",
+    "softplus",
+    "softsign",
     "standardize",
     "tanh",
     "upsample",

@@ -20,8 +20,8 @@ _NAMES = {
         "AvgPool", "BatchNorm", "BatchNormState", "Celu", "Conv", "ConvTranspose", "Dense", "Dropout",
         "Elu", "FixedConv", "Flatten", "Gelu", "GlobalAvgPool", "GlobalMaxPool", "GroupNorm", "HardSigmoid",
         "HardSilu", "InstanceNorm", "LayerNorm", "LeakyRelu", "LogSigmoid", "LogSoftmax", "MaxPool",
-        "PRelu", "RMSNorm", "Relu", "Relu6", "Resize", "Selu", "Sigmoid", "Silu", "Softmax", "Softplus",
-        "Softsign", "SpatialDropout", "Tanh", "Upsample",
+        "MaxUnpool", "PRelu", "RMSNorm", "Relu", "Relu6", "Resize", "Selu", "Sigmoid", "Silu", "Softmax",
+        "Softplus", "Softsign", "SpatialDropout", "Tanh", "Upsample",
     ),
     "funcnn.shapes": ("count_params", "num_neurons", "summary"),
 }  # fmt: skip
@@ -31,9 +31,9 @@ __all__ = [
     "ApplyFn", "AvgPool", "BatchNorm", "BatchNormState", "Celu", "Conv", "ConvTranspose", "Dense",
     "Dropout", "Elu", "FixedConv", "Flatten", "Gelu", "GlobalAvgPool", "GlobalMaxPool", "GroupNorm",
     "HardSigmoid", "HardSilu", "InitFn", "InstanceNorm", "Layer", "LayerConfigError", "LayerNorm",
-    "LeakyRelu", "LogSigmoid", "LogSoftmax", "MaxPool", "PRelu", "RMSNorm", "Relu", "Relu6", "Resize",
-    "Selu", "Shape", "Sigmoid", "Silu", "Softmax", "Softplus", "Softsign", "SpatialDropout", "Tanh",
-    "Upsample", "count_params", "fan_in_concat", "fan_in_sum", "fan_out", "filters", "models",
+    "LeakyRelu", "LogSigmoid", "LogSoftmax", "MaxPool", "MaxUnpool", "PRelu", "RMSNorm", "Relu", "Relu6",
+    "Resize", "Selu", "Shape", "Sigmoid", "Silu", "Softmax", "Softplus", "Softsign", "SpatialDropout",
+    "Tanh", "Upsample", "count_params", "fan_in_concat", "fan_in_sum", "fan_out", "filters", "models",
     "num_neurons", "ops", "parallel", "residual", "serial", "shapes", "summary",
 ]  # fmt: skip
 
@@ -82,6 +82,7 @@ if TYPE_CHECKING:
         LogSigmoid,
         LogSoftmax,
         MaxPool,
+        MaxUnpool,
         PRelu,
         Relu,
         Relu6,

@@ -74,6 +74,29 @@ def pool_output_size(
     return conv_output_size(n, window, window if stride is None else stride, padding)
 
 
+def ceil_pool_output_size(
+    n: int, window: int, stride: int | None = None, padding: int | tuple[int, int] = 0, dilation: int = 1
+) -> int:
+    """Output length of a pooling window along one axis in ceil mode (PyTorch's ``ceil_mode=True``).
+
+    ``ceil((n + p_lo + p_hi - d (f - 1) - 1) / s) + 1``, less one when the last
+    window would start past the input and its low padding,
+    ``(out - 1) s >= n + p_lo``: a last, partial window is kept only where it
+    starts on an input or on the low padding. It equals the floor formula
+    (:func:`conv_output_size`) when ``s`` divides ``n + p_lo + p_hi - d (f - 1) - 1``.
+    ``stride`` defaults to the window.
+
+    >>> ceil_pool_output_size(5, 2), pool_output_size(5, 2)
+    (3, 2)
+    >>> ceil_pool_output_size(5, 2, padding=1)  # a window starting on the high padding is dropped
+    3
+    """
+    low, high = (padding, padding) if isinstance(padding, int) else padding
+    stride = window if stride is None else stride
+    out = -(-(n + low + high - dilated_size(window, dilation)) // stride) + 1
+    return out - 1 if (out - 1) * stride >= n + low else out
+
+
 def same_padding(n: int, f: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
     """``(low, high)`` padding that makes the output length ``ceil(n / s)``.
 
@@ -113,9 +136,7 @@ def padding_pairs(
     if padding == "VALID":
         return ((0, 0),) * rank
     if padding == "SAME":
-        return tuple(
-            same_padding(n, f, s, d) for n, f, s, d in zip(spatial, kernel, strides, dilation)
-        )
+        return tuple(same_padding(n, f, s, d) for n, f, s, d in zip(spatial, kernel, strides, dilation))
     if isinstance(padding, int):
         return ((padding, padding),) * rank
     if len(padding) != rank:

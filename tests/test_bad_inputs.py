@@ -312,6 +312,25 @@ CONSTRUCTORS = [
     (lambda: fn.PRelu(param_dtype="int8"), lit("PRelu: argument `param_dtype` must be a floating-point dtype such as jnp.float32, got 'int8' (str)")),
     (lambda: fn.PRelu(dtype="complex64"), lit("PRelu: argument `dtype` must be a floating-point dtype such as jnp.float32, got 'complex64' (str)")),
     (lambda: fn.PRelu(grad="auto"), lit("PRelu: argument `grad` must be one of ('custom', 'autodiff'), got 'auto'")),
+    # MaxPool / AvgPool: ceil_mode, dilation, return_indices; global pools: keepdims; MaxUnpool
+    (lambda: fn.MaxPool(2, ceil_mode="yes"), lit("MaxPool: argument `ceil_mode` must be True or False, got 'yes' (str)")),
+    (lambda: fn.AvgPool(2, ceil_mode=1), lit("AvgPool: argument `ceil_mode` must be True or False, got 1 (int)")),
+    (lambda: fn.MaxPool(3, 1, "SAME", ceil_mode=True), lit("MaxPool: argument `ceil_mode` True cannot be combined with padding 'SAME', which already gives ceil(n / s) windows per axis")),
+    (lambda: fn.AvgPool(3, 2, "same", ceil_mode=True), lit("AvgPool: argument `ceil_mode` True cannot be combined with padding 'SAME'")),
+    (lambda: fn.MaxPool(2, dilation=0), lit("MaxPool: argument `dilation` must be a positive integer, got 0")),
+    (lambda: fn.MaxPool(2, dilation=1.5), lit("MaxPool: argument `dilation` must be a positive integer or a sequence of them, got 1.5 (float)")),
+    (lambda: fn.MaxPool(2, dilation=(2, 0)), lit("MaxPool: argument `dilation` must be a positive integer or 1 or 2 or 3 of them, got (2, 0)")),
+    (lambda: fn.MaxPool(2, return_indices="no"), lit("MaxPool: argument `return_indices` must be True or False, got 'no' (str)")),
+    (lambda: fn.GlobalAvgPool(keepdims=1), lit("GlobalAvgPool: argument `keepdims` must be True or False, got 1 (int)")),
+    (lambda: fn.GlobalMaxPool(keepdims="True"), lit("GlobalMaxPool: argument `keepdims` must be True or False, got 'True' (str)")),
+    (lambda: fn.MaxUnpool(0), lit("MaxUnpool: argument `window` must be a positive integer, got 0")),
+    (lambda: fn.MaxUnpool(2, strides=2.0), lit("MaxUnpool: argument `strides` must be a positive integer or a sequence of them, got 2.0 (float)")),
+    (lambda: fn.MaxUnpool(2, padding=-1), lit("MaxUnpool: argument `padding` must be non-negative, got -1")),
+    (lambda: fn.MaxUnpool(2, padding="SAME"), lit("MaxUnpool: argument `padding` 'SAME' depends on the pooled input's size; give the pool's explicit padding or `output_size`")),
+    (lambda: fn.MaxUnpool(2, output_size=(4, 0)), lit("MaxUnpool: argument `output_size` must be a positive integer or 1 or 2 or 3 of them, got (4, 0)")),
+    (lambda: fn.MaxUnpool(2, output_size=8.0), lit("MaxUnpool: argument `output_size` must be a positive integer or a sequence of them, got 8.0 (float)")),
+    (lambda: fn.MaxUnpool(2, dtype="int8"), lit("MaxUnpool: argument `dtype` must be a floating-point dtype such as jnp.float32, got 'int8' (str)")),
+    (lambda: fn.MaxUnpool(2, grad="fast"), lit("MaxUnpool: argument `grad` must be one of ('custom', 'autodiff'), got 'fast'")),
 ]
 
 INITS = [
@@ -434,6 +453,19 @@ INITS = [
     (lambda: fn.PRelu(per_channel=True).init(KEY, (-1,)), lit("PRelu: argument `x` must have rank >= 2 (batch, ..., channels) for per_channel=True, but has shape (-1,)")),
     (lambda: fn.PRelu().init(0, (-1, 4)), lit("PRelu: argument `key` must be a PRNG key", "got 0 (int)")),
     (lambda: fn.Softplus().init(KEY, ((-1, 4), (-1, 4))), lit("Softplus: argument `input_shape` must be one shape", "got the tuple of 2 shapes ((-1, 4), (-1, 4))")),
+    # ceil mode and dilation against the input; MaxUnpool's pair of shapes
+    (lambda: fn.MaxPool(3, dilation=2).init(KEY, (-1, 4, 4, 1)), lit("MaxPool: argument `window` (3, 3) dilated by (2, 2) is larger than the padded input (input spatial shape (4, 4), padding ((0, 0), (0, 0)))")),
+    (lambda: fn.MaxPool(2, 2, 1, dilation=3).init(KEY, (-1, 2, 2, 1)), lit("MaxPool: argument `dilation` 3 leaves a window with padding only (input spatial shape (2, 2), window (2, 2), padding ((1, 1), (1, 1))); pad or dilate less")),
+    (lambda: fn.MaxPool(2, dilation=(1, 1, 1)).init(KEY, (-1, 4, 4, 1)), lit("MaxPool: argument `dilation` has 3 entries (1, 1, 1) but the input has 2 spatial dimensions")),
+    (lambda: fn.AvgPool(5, 2, ceil_mode=True).init(KEY, (-1, 2, 2, 1)), lit("AvgPool: argument `window` (5, 5) is larger than the padded input (input spatial shape (2, 2), padding ((0, 0), (0, 0)))")),
+    (lambda: fn.MaxUnpool(2).init(KEY, (-1, 4, 4, 1)), lit("MaxUnpool: argument `input_shape` must be a tuple of shapes (one per branch), got (-1, 4, 4, 1)")),
+    (lambda: fn.MaxUnpool(2).init(KEY, ((-1, 4, 4, 1),) * 3), lit("MaxUnpool: argument `input_shape` must be the pair of shapes (values, indices), got 3 shapes")),
+    (lambda: fn.MaxUnpool(2).init(KEY, ((-1, 4, 4, 1), (-1, 4, 3, 1))), lit("MaxUnpool: argument `indices` has shape (-1, 4, 3, 1) but `values` has shape (-1, 4, 4, 1); pass the indices of the max pool that gave these values")),
+    (lambda: fn.MaxUnpool(2).init(KEY, ((-1, 4), (-1, 4))), lit("MaxUnpool: argument `values` must have rank >= 3 (batch, spatial..., channels), but has shape (-1, 4)")),
+    (lambda: fn.MaxUnpool((2, 2)).init(KEY, ((-1, 4, 1),) * 2), lit("MaxUnpool: argument `window` has 2 entries (2, 2) but the input has 1 spatial dimensions")),
+    (lambda: fn.MaxUnpool(2, output_size=(10, 8)).init(KEY, ((-1, 4, 4, 1),) * 2), lit("MaxUnpool: argument `output_size` (10, 8) does not fit `values` of spatial shape (4, 4): a max pool with window (2, 2), strides (2, 2) and padding ((0, 0), (0, 0)) gives that shape for input sizes in ((7, 9), (7, 9)) per axis")),
+    (lambda: fn.MaxUnpool(2, output_size=(8, 8, 8)).init(KEY, ((-1, 4, 4, 1),) * 2), lit("MaxUnpool: argument `output_size` has 3 entries (8, 8, 8) but the input has 2 spatial dimensions")),
+    (lambda: fn.MaxUnpool(2, padding=1).init(KEY, ((-1, 1, 1, 1),) * 2), lit("MaxUnpool: argument `padding` ((1, 1), (1, 1)) leaves no output for `values` of spatial shape (1, 1)")),
 ]
 
 APPLIES = [
@@ -591,6 +623,20 @@ APPLIES = [
     (lambda: fn.Silu().apply((), (), (X2, X2)), lit("Silu: argument `x` must be an array, got a tuple of 2 entries; join branches with fan_in_sum() or fan_in_concat() first")),
     (lambda: fn.HardSilu().apply((), (), np.array(["1.0"])), lit("HardSilu: argument `x` has non-numeric dtype <U3 (shape (1,))")),
     (lambda: fn.Celu().apply((), (), X2.astype(jnp.complex64)), lit("Celu: argument `x` has complex dtype complex64 (shape (2, 4))")),
+    # MaxUnpool's (values, indices) pair, traced shapes included
+    (lambda: fn.MaxUnpool(2).apply((), (), jnp.ones((1, 4, 4, 1))), lit("MaxUnpool: argument `x` must be the pair (values, indices) that MaxPool(..., return_indices=True) outputs, got an array of shape (1, 4, 4, 1)")),
+    (lambda: fn.MaxUnpool(2).apply((), (), (jnp.ones((1, 4, 4, 1)),) * 3), lit("MaxUnpool: argument `x` must be the pair (values, indices) that MaxPool(..., return_indices=True) outputs, got a tuple of 3 entries")),
+    (lambda: fn.MaxUnpool(2).apply((), (), (jnp.ones((1, 4, 4, 1)), jnp.ones((1, 4, 4, 1)))), lit("MaxUnpool: argument `indices` must be an integer array (the indices of max_pool(..., return_indices=True)), got dtype float32 (shape (1, 4, 4, 1))")),
+    (lambda: fn.MaxUnpool(2).apply((), (), (jnp.ones((1, 4, 4, 1)), jnp.zeros((1, 4, 4), jnp.int32))), lit("MaxUnpool: argument `indices` has shape (1, 4, 4) but `values` has shape (1, 4, 4, 1)")),
+    (lambda: jax.jit(fn.MaxUnpool(2).apply).lower((), (), (jax.ShapeDtypeStruct((1, 2, 2, 1), jnp.float32), jax.ShapeDtypeStruct((1, 2, 3, 1), jnp.int32))), lit("MaxUnpool: argument `indices` has shape (1, 2, 3, 1) but `values` has shape (1, 2, 2, 1)")),
+    (lambda: fn.MaxUnpool(2).apply((), (), (jnp.ones((1, 2, 2, 1)), jnp.full((1, 2, 2, 1), 16, jnp.int32))), lit("MaxUnpool: argument `indices` holds values from 16 to 16, outside [0, 16) for the output spatial shape (4, 4); were they taken from another shape?")),
+    (lambda: fn.MaxUnpool(2, output_size=(5, 5)).apply((), (), (jnp.ones((1, 4, 4, 1)), jnp.zeros((1, 4, 4, 1), jnp.int32))), lit("MaxUnpool: argument `output_size` (5, 5) does not fit `values` of spatial shape (4, 4)")),
+    (lambda: fn.MaxUnpool(2).apply((), (), ("a", jnp.zeros((1, 2, 2, 1), jnp.int32))), lit("MaxUnpool: argument `values` must be an array, got 'a' (str)")),
+    (lambda: fn.MaxUnpool(2).apply((), (), (jnp.ones((1, 2, 2, 1), jnp.complex64), jnp.zeros((1, 2, 2, 1), jnp.int32))), lit("MaxUnpool: argument `values` has complex dtype complex64 (shape (1, 2, 2, 1))")),
+    (lambda: fn.MaxUnpool(2).apply({"w": jnp.ones(1)}, (), (jnp.ones((1, 2, 2, 1)), jnp.zeros((1, 2, 2, 1), jnp.int32))), lit("MaxUnpool: argument `params` must be empty (the layer has no parameters; init returns ())")),
+    (lambda: applied(fn.serial(fn.MaxPool(2, return_indices=True), fn.MaxUnpool(2, output_size=7)), (-1, 8, 8, 1), jnp.ones((1, 8, 8, 1))), lit("MaxUnpool: argument `indices` holds values from 0 to 54, outside [0, 49) for the output spatial shape (7, 7); were they taken from another shape?")),
+    (lambda: applied(fn.serial(fn.MaxPool(2, return_indices=True), fn.Relu()), (-1, 8, 8, 1), jnp.ones((1, 8, 8, 1))), lit("Relu: argument `input_shape` must be one shape such as (-1, 28, 28, 1), got the tuple of 2 shapes ((-1, 4, 4, 1), (-1, 4, 4, 1))")),
+    (lambda: fn.MaxPool(2, dilation=2).apply((), (), jnp.ones((1, 2, 2, 1))), lit("MaxPool: argument `window` (2, 2) dilated by (2, 2) is larger than the padded input (input spatial shape (2, 2)")),
 ]
 
 OPS = [
@@ -769,6 +815,22 @@ OPS = [
     (lambda: fn.ops.prelu(X2, jnp.ones((), jnp.complex64)), lit("prelu: argument `slope` has complex dtype complex64 (shape ())")),
     (lambda: fn.ops.prelu(X2.astype(jnp.complex64), 0.25), lit("prelu: argument `x` has complex dtype complex64 (shape (2, 4))")),
     (lambda: fn.ops.prelu(X2, 0.25, grad="auto"), lit("prelu: argument `grad` must be one of ('custom', 'autodiff'), got 'auto'")),
+    # max_pool / avg_pool options, max_unpool
+    (lambda: fn.ops.max_pool(IMG, 2, ceil_mode="yes"), lit("max_pool: argument `ceil_mode` must be True or False, got 'yes' (str)")),
+    (lambda: fn.ops.avg_pool(IMG, 2, ceil_mode=None), lit("avg_pool: argument `ceil_mode` must be True or False, got None (NoneType)")),
+    (lambda: fn.ops.max_pool(IMG, 2, 1, "SAME", ceil_mode=True), lit("max_pool: argument `ceil_mode` True cannot be combined with padding 'SAME'")),
+    (lambda: fn.ops.max_pool(IMG, 2, dilation=0), lit("max_pool: argument `dilation` must be a positive integer, got 0")),
+    (lambda: fn.ops.max_pool(IMG, 2, dilation=(2, 2, 2)), lit("max_pool: argument `dilation` has 3 entries (2, 2, 2) but the input has 2 spatial dimensions")),
+    (lambda: fn.ops.max_pool(IMG, 3, dilation=3), lit("max_pool: argument `window` (3, 3) dilated by (3, 3) is larger than the padded input (input spatial shape (6, 6), padding ((0, 0), (0, 0)))")),
+    (lambda: fn.ops.max_pool(IMG, 2, return_indices=1), lit("max_pool: argument `return_indices` must be True or False, got 1 (int)")),
+    (lambda: fn.ops.max_unpool(IMG, jnp.zeros((1, 6, 6, 2)), 2), lit("max_unpool: argument `indices` must be an integer array (the indices of max_pool(..., return_indices=True)), got dtype float32 (shape (1, 6, 6, 2))")),
+    (lambda: fn.ops.max_unpool(IMG, jnp.zeros((1, 6, 6, 1), jnp.int32), 2), lit("max_unpool: argument `indices` has shape (1, 6, 6, 1) but `x` has shape (1, 6, 6, 2); pass the indices of the max pool that gave these values")),
+    (lambda: fn.ops.max_unpool(X2, jnp.zeros((2, 4), jnp.int32), 2), lit("max_unpool: argument `x` must have rank >= 3 (batch, spatial..., channels), but has shape (2, 4)")),
+    (lambda: fn.ops.max_unpool(IMG, jnp.zeros((1, 6, 6, 2), jnp.int32), 2, output_size=(20, 12)), lit("max_unpool: argument `output_size` (20, 12) does not fit `x` of spatial shape (6, 6): a max pool with window (2, 2), strides (2, 2) and padding ((0, 0), (0, 0)) gives that shape for input sizes in ((11, 13), (11, 13)) per axis")),
+    (lambda: fn.ops.max_unpool(IMG, jnp.full((1, 6, 6, 2), 144, jnp.int32), 2), lit("max_unpool: argument `indices` holds values from 144 to 144, outside [0, 144) for the output spatial shape (12, 12); were they taken from another shape?")),
+    (lambda: fn.ops.max_unpool(IMG, jnp.full((1, 6, 6, 2), -1, jnp.int32), 2), lit("max_unpool: argument `indices` holds values from -1 to -1, outside [0, 144)")),
+    (lambda: fn.ops.max_unpool(IMG, jnp.zeros((1, 6, 6, 2), jnp.int32), 2, padding="SAME"), lit("max_unpool: argument `padding` 'SAME' depends on the pooled input's size")),
+    (lambda: fn.ops.max_unpool(IMG, jnp.zeros((1, 6, 6, 2), jnp.int32), 2, grad="auto"), lit("max_unpool: argument `grad` must be one of ('custom', 'autodiff'), got 'auto'")),
 ]
 
 COMBINATORS = [

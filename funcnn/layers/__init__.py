@@ -24,7 +24,7 @@ from funcnn.layers.conv import Conv, ConvTranspose, FixedConv
 from funcnn.layers.dense import Dense
 from funcnn.layers.dropout import Dropout, SpatialDropout
 from funcnn.layers.norm import BatchNorm, BatchNormState, GroupNorm, InstanceNorm, LayerNorm, RMSNorm
-from funcnn.layers.pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
+from funcnn.layers.pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool, MaxUnpool
 from funcnn.layers.reshape import Flatten
 from funcnn.layers.resize import Resize, Upsample
 
@@ -52,6 +52,7 @@ __all__ = [
     "LogSigmoid",
     "LogSoftmax",
     "MaxPool",
+    "MaxUnpool",
     "PRelu",
     "RMSNorm",
     "Relu",

@@ -1,10 +1,24 @@
-"""Pooling layers: ``MaxPool``, ``AvgPool``, ``GlobalMaxPool``, ``GlobalAvgPool``.
+"""Pooling layers: ``MaxPool``, ``AvgPool``, ``GlobalMaxPool``, ``GlobalAvgPool``, ``MaxUnpool``.
 
-Output length per axis ``floor((n + lo + hi - f) / s) + 1``
-(:func:`funcnn.shapes.pool_output_size`); strides default to the window.
-Each constructor parses its arguments once (``pool_args``); ``init`` and
-every ``apply`` trace resolve them once (``resolve_pool``). Integer and bool
-inputs are pooled in the default float (or ``dtype``).
+Output length per axis ``floor((n + lo + hi - d (f - 1) - 1) / s) + 1``
+(:func:`funcnn.shapes.conv_output_size`, :func:`funcnn.shapes.pool_output_size`
+for ``d = 1``), or in ceil mode :func:`funcnn.shapes.ceil_pool_output_size`;
+strides default to the window. Each constructor parses its arguments once
+(``pool_args``); ``init`` and every ``apply`` trace resolve them once
+(``resolve_pool``). Integer and bool inputs are pooled in the default float
+(or ``dtype``).
+
+A SegNet-style encoder-decoder hands the max pool's winner indices past the
+layers between pool and unpool with ``parallel``; ``serial()`` (no layers)
+passes the indices on unchanged::
+
+    model = fn.serial(
+        fn.Conv(16, 3, padding="SAME"), fn.Relu(),
+        MaxPool(2, return_indices=True),                    # x -> (y, indices)
+        fn.parallel(fn.serial(fn.Conv(16, 3, padding="SAME"), fn.Relu()), fn.serial()),
+        MaxUnpool(2),                                       # (y, indices) -> x's shape
+        fn.Conv(1, 3, padding="SAME"),
+    )
 """
 
 from __future__ import annotations
@@ -15,17 +29,36 @@ import jax
 import jax.numpy as jnp
 
 from funcnn import checks
-from funcnn.core import Layer
+from funcnn.core import Layer, LayerConfigError
 from funcnn.identity import make_layer
-from funcnn.ops.pool import PoolArgs, PoolConfig, apply_avg_pool, apply_max_pool, pool_args, resolve_pool
+from funcnn.ops.pool import (
+    PoolArgs,
+    PoolConfig,
+    apply_avg_pool,
+    apply_max_pool,
+    apply_max_unpool,
+    check_index_range,
+    pool_args,
+    resolve_pool,
+    resolve_unpool,
+    unpool_args,
+    unpool_indices,
+)
 
 
 def _pool_layer(
-    name: str, args: PoolArgs, dtype, pool: Callable[[PoolConfig, jax.Array], jax.Array]
+    name: str,
+    args: PoolArgs,
+    dtype,
+    pool: Callable[[PoolConfig, jax.Array], jax.Array | tuple[jax.Array, jax.Array]],
+    outputs: int = 1,
 ) -> Layer:
+    """A pooling layer; ``outputs=2`` for ``pool`` returning ``(y, indices)`` of one shape."""
+
     def init(key, input_shape):
         config = resolve_pool(name, args, input_shape)
-        return (input_shape[0], *config.out_spatial, input_shape[-1]), (), ()
+        shape = (input_shape[0], *config.out_spatial, input_shape[-1])
+        return (shape if outputs == 1 else (shape,) * outputs), (), ()
 
     def apply(params, state, x, *, key=None, train=False):
         checks.no_params(name, params)
@@ -40,19 +73,43 @@ def MaxPool(
     strides: int | Sequence[int] | None = None,
     padding: checks.Padding = "VALID",
     *,
+    dilation: int | Sequence[int] = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
     dtype: jnp.dtype | None = None,
     grad: str = "custom",
 ) -> Layer:
     """Max pooling over the spatial axes; ``strides`` defaults to ``window``.
 
-    Explicit padding is at most half the window on each side. The backward
-    pass sends each output's gradient to the first maximum of its window in
-    scan order (row-major), as XLA's select-and-scatter does.
+    Explicit padding is at most half the (undilated) window on each side. The
+    backward pass sends each output's gradient to the first maximum of its
+    window in scan order (row-major), as XLA's select-and-scatter does.
+
+    Args:
+      dilation: window dilation: window ``o`` takes the inputs ``s o + d k - lo``
+        (PyTorch's ``dilation``).
+      ceil_mode: round the number of windows up, PyTorch's rule
+        (:func:`funcnn.shapes.ceil_pool_output_size`): a last, partial window
+        is kept where it starts on an input or on the low padding. Not with
+        ``"SAME"``, which already gives ``ceil(n / s)`` windows.
+      return_indices: output the pair ``(y, indices)``, ``indices`` the
+        winners' flat ``int32`` indices into each example-channel's spatial
+        input (PyTorch's ``return_indices``), for :func:`MaxUnpool`; ``init``
+        then returns a pair of shapes.
+      dtype: computation dtype; ``None`` keeps a floating input's dtype.
+      grad: ``"custom"`` (the hand-written rule) or ``"autodiff"``.
     """
-    args = pool_args("MaxPool", window, strides, padding)
+    args = pool_args("MaxPool", window, strides, padding, dilation=dilation, ceil_mode=ceil_mode)
+    return_indices = checks.boolean("MaxPool", "return_indices", return_indices)
     dtype = checks.dtype_or_none("MaxPool", "dtype", dtype)
     grad = checks.grad_mode("MaxPool", grad)
-    return _pool_layer("MaxPool", args, dtype, lambda config, x: apply_max_pool(config, x, grad))
+    return _pool_layer(
+        "MaxPool",
+        args,
+        dtype,
+        lambda config, x: apply_max_pool(config, x, grad, return_indices=return_indices),
+        2 if return_indices else 1,
+    )
 
 
 def AvgPool(
@@ -60,6 +117,7 @@ def AvgPool(
     strides: int | Sequence[int] | None = None,
     padding: checks.Padding = "VALID",
     *,
+    ceil_mode: bool = False,
     count_include_pad: bool = True,
     dtype: jnp.dtype | None = None,
     grad: str = "custom",
@@ -67,14 +125,18 @@ def AvgPool(
     """Average pooling over the spatial axes; ``strides`` defaults to ``window``.
 
     Args:
+      ceil_mode: round the number of windows up, as :func:`MaxPool`; a last
+        window that overhangs the padded input is divided by the part of it
+        inside (with ``count_include_pad``), as PyTorch does.
       count_include_pad: with padding, divide every window's sum by the full
         window size (padded zeros count, PyTorch's default) when ``True``, or by
         the number of real inputs in the window when ``False``. Without padding
         the two agree.
       dtype: computation dtype; ``None`` keeps a floating input's dtype and
         averages integers in the default float.
+      grad: ``"custom"`` (the hand-written rule) or ``"autodiff"``.
     """
-    args = pool_args("AvgPool", window, strides, padding)
+    args = pool_args("AvgPool", window, strides, padding, ceil_mode=ceil_mode)
     count_include_pad = checks.boolean("AvgPool", "count_include_pad", count_include_pad)
     dtype = checks.dtype_or_none("AvgPool", "dtype", dtype)
     grad = checks.grad_mode("AvgPool", grad)
@@ -83,35 +145,121 @@ def AvgPool(
     )
 
 
-def _global(name: str, dtype, grad: str, pool: Callable[[PoolConfig, jax.Array, str], jax.Array]) -> Layer:
-    """A pool whose window is the whole image: ``(N, *spatial, C) -> (N, C)``."""
+def _global(
+    name: str, keepdims: bool, dtype, grad: str, pool: Callable[[PoolConfig, jax.Array, str], jax.Array]
+) -> Layer:
+    """A pool whose window is the whole image: ``(N, *spatial, C) -> (N, C)``, or
+    ``(N, 1, ..., 1, C)`` with ``keepdims``."""
+    keepdims = checks.boolean(name, "keepdims", keepdims)
     dtype = checks.dtype_or_none(name, "dtype", dtype)
     grad = checks.grad_mode(name, grad)
 
+    def out_shape(shape):
+        return (shape[0], *(1,) * (len(shape) - 2), shape[-1]) if keepdims else (shape[0], shape[-1])
+
     def init(key, input_shape):
         checks.check_rank(name, "x", input_shape, (3, 4, 5))
-        return (input_shape[0], input_shape[-1]), (), ()
+        return out_shape(input_shape), (), ()
 
     def apply(params, state, x, *, key=None, train=False):
         checks.no_params(name, params)
         x = checks.input_array(name, x, dtype)
         checks.check_rank(name, "x", x.shape, (3, 4, 5))
         config = resolve_pool(name, PoolArgs(tuple(x.shape[1:-1]), None, "VALID"), x.shape)
-        return jnp.reshape(pool(config, x, grad), (x.shape[0], x.shape[-1])), state
+        return jnp.reshape(pool(config, x, grad), out_shape(x.shape)), state
 
     return make_layer(name, init, apply)
 
 
-def GlobalMaxPool(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+def GlobalMaxPool(*, keepdims: bool = False, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
     """Maximum over all spatial positions: ``(N, *spatial, C) -> (N, C)``.
 
     A max pool whose window is the whole image, so it shares its backward rule.
+
+    Args:
+      keepdims: keep the spatial axes, of size 1: ``(N, 1, ..., 1, C)`` (Keras' ``keepdims``).
+      dtype: computation dtype; ``None`` keeps a floating input's dtype.
+      grad: ``"custom"`` (the hand-written rule) or ``"autodiff"``.
     """
-    return _global("GlobalMaxPool", dtype, grad, apply_max_pool)
+    return _global("GlobalMaxPool", keepdims, dtype, grad, apply_max_pool)
 
 
-def GlobalAvgPool(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
-    """Mean over all spatial positions: ``(N, *spatial, C) -> (N, C)``."""
+def GlobalAvgPool(*, keepdims: bool = False, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+    """Mean over all spatial positions: ``(N, *spatial, C) -> (N, C)``.
+
+    Args:
+      keepdims: keep the spatial axes, of size 1: ``(N, 1, ..., 1, C)`` (Keras' ``keepdims``).
+      dtype: computation dtype; ``None`` keeps a floating input's dtype.
+      grad: ``"custom"`` (the hand-written rule) or ``"autodiff"``.
+    """
     return _global(
-        "GlobalAvgPool", dtype, grad, lambda config, x, grad: apply_avg_pool(config, True, x, grad)
+        "GlobalAvgPool", keepdims, dtype, grad, lambda config, x, grad: apply_avg_pool(config, True, x, grad)
     )
+
+
+def _values_and_indices(x) -> tuple:
+    """``MaxUnpool``'s input: the pair ``(values, indices)``."""
+    if isinstance(x, (tuple, list)) and len(x) == 2:
+        return tuple(x)
+    if isinstance(x, (tuple, list)):
+        kind = f"a {type(x).__name__} of {len(x)} entries"
+    else:
+        kind = f"an array of shape {tuple(x.shape)}" if hasattr(x, "shape") else type(x).__name__
+    raise LayerConfigError(
+        "MaxUnpool: argument `x` must be the pair (values, indices) that "
+        f"MaxPool(..., return_indices=True) outputs, got {kind}"
+    )
+
+
+def MaxUnpool(
+    window: int | Sequence[int],
+    strides: int | Sequence[int] | None = None,
+    padding: int | Sequence[int] | Sequence[tuple[int, int]] = 0,
+    *,
+    output_size: int | Sequence[int] | None = None,
+    dtype: jnp.dtype | None = None,
+    grad: str = "custom",
+) -> Layer:
+    """Max unpooling (SegNet): ``(values, indices) -> (N, *output_size, C)``, each value put at
+    its index in zeros; ``torch.nn.MaxUnpool{1,2,3}d`` in channels-last.
+
+    The input is the pair that ``MaxPool(..., return_indices=True)`` outputs,
+    or values of that shape computed from it (pass the indices on with
+    ``parallel(..., serial())``, see the module's example); ``init`` takes a
+    pair of shapes. The backward pass gathers each value's gradient at its
+    index; the indices get none.
+
+    Args:
+      window, strides, padding: the max pool's (explicit padding only); the
+        default output size per axis is ``(n - 1) s - lo - hi + f``.
+      output_size: the output's spatial shape where the default does not
+        recover the pool's input (strides that do not divide, ceil mode):
+        each entry strictly within the stride of the default (PyTorch's rule).
+      dtype: computation dtype of the values; ``None`` keeps a floating dtype.
+      grad: ``"custom"`` (the gather rule) or ``"autodiff"``.
+    """
+    name = "MaxUnpool"
+    args = unpool_args(name, window, strides, padding, output_size)
+    dtype = checks.dtype_or_none(name, "dtype", dtype)
+    grad = checks.grad_mode(name, grad)
+
+    def init(key, input_shape):
+        if len(input_shape) != 2:
+            raise LayerConfigError(
+                f"{name}: argument `input_shape` must be the pair of shapes (values, indices), got "
+                f"{len(input_shape)} shapes {input_shape}"
+            )
+        values_shape, indices_shape = input_shape
+        out = resolve_unpool(name, args, values_shape, indices_shape, values="values")
+        return (values_shape[0], *out, values_shape[-1]), (), ()
+
+    def apply(params, state, x, *, key=None, train=False):
+        checks.no_params(name, params)
+        values, indices = _values_and_indices(x)
+        values = checks.input_array(name, values, dtype, argument="values")
+        indices = unpool_indices(name, indices)
+        out = resolve_unpool(name, args, values.shape, indices.shape, values="values")
+        check_index_range(name, indices, out)
+        return apply_max_unpool(out, values, indices, grad), state
+
+    return make_layer(name, init, apply, inputs="many")

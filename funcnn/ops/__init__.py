@@ -27,7 +27,7 @@ from funcnn.ops.activations import (
 from funcnn.ops.conv import conv, conv_transpose
 from funcnn.ops.dense import dense
 from funcnn.ops.norm import standardize
-from funcnn.ops.pool import avg_pool, max_pool
+from funcnn.ops.pool import avg_pool, max_pool, max_unpool
 from funcnn.ops.resize import resize, upsample
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "log_sigmoid",
     "log_softmax",
     "max_pool",
+    "max_unpool",
     "prelu",
     "relu",
     "relu6",

@@ -15,6 +15,9 @@ from jax.test_util import check_grads
 
 from funcnn import checks, ops
 from funcnn.ops import pool
+from funcnn.ops.pool import max_unpool
+from funcnn.testing import check_vjp
+from tests.ops.test_pool import _naive_pool, _pairs
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -348,3 +351,138 @@ def test_default_grid_covers_both_paths():
             config = _config(jnp.zeros((2, *SPATIAL[rank], 3)), window, stride, _padding(padding, rank))
             paths.add((pool.windows_tile_input(config), window > 1))
     assert {(True, True), (False, True)} <= paths
+
+
+# --- ceil mode, dilation, unpooling ---------------------------------------------------
+
+
+def _check_rule(custom, reference, *args):
+    """``check_vjp`` of the custom rule against autodiff, each side one compiled program."""
+    check_vjp(jax.jit(custom), *args, reference=jax.jit(reference), rtol=TOLERANCE, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize(
+    "spatial, window, strides, padding",
+    [
+        ((7,), 2, 2, 0),
+        ((8,), 3, 2, 1),
+        ((7, 6), 3, 2, 1),
+        ((6, 7), (2, 3), (3, 2), ((1, 0), (1, 1))),
+        ((5, 4, 6), 2, 2, 1),
+        ((4, 5, 3), (3, 2, 2), 2, 0),
+    ],
+)
+def test_ceil_mode_rules_match_autodiff(spatial, window, strides, padding):
+    x = _unique((2, *spatial, 2))
+    _check_rule(
+        lambda x: ops.max_pool(x, window, strides, padding, ceil_mode=True),
+        lambda x: ops.max_pool(x, window, strides, padding, ceil_mode=True, grad="autodiff"),
+        x,
+    )
+    for count_include_pad in (True, False):
+        _check_rule(
+            lambda x, c=count_include_pad: ops.avg_pool(
+                x, window, strides, padding, ceil_mode=True, count_include_pad=c
+            ),
+            lambda x, c=count_include_pad: ops.avg_pool(
+                x, window, strides, padding, ceil_mode=True, count_include_pad=c, grad="autodiff"
+            ),
+            x,
+        )
+
+
+DILATED = [
+    ((9,), 3, 1, 0, 2, False),
+    ((10,), 2, 3, 1, 3, True),
+    ((8, 7), 3, (1, 2), 1, (2, 1), False),
+    ((7, 8), 2, 2, 1, 2, True),
+    ((5, 6, 5), 2, 1, ((1, 0), (0, 1), (1, 1)), (2, 3, 1), False),
+]
+
+
+@pytest.mark.parametrize("spatial, window, strides, padding, dilation, ceil_mode", DILATED)
+def test_dilated_max_pool_rule_matches_autodiff(spatial, window, strides, padding, dilation, ceil_mode):
+    kwargs = {"dilation": dilation, "ceil_mode": ceil_mode}
+    _check_rule(
+        lambda x: ops.max_pool(x, window, strides, padding, **kwargs),
+        lambda x: ops.max_pool(x, window, strides, padding, **kwargs, grad="autodiff"),
+        _unique((2, *spatial, 2)),
+    )
+
+
+@pytest.mark.parametrize("spatial, window, strides, padding, dilation, ceil_mode", DILATED)
+def test_dilated_ties_go_to_the_first_maximum_in_scan_order(
+    spatial, window, strides, padding, dilation, ceil_mode
+):
+    """Inputs from {0, 1} tie everywhere; each window's cotangent goes to its first maximal input,
+    as the naive reference's winner index says (autodiff of the sliced form would split ties)."""
+    x = jax.random.bernoulli(jax.random.key(7), 0.5, (2, *spatial, 2)).astype(jnp.float64)
+    pool = functools.partial(
+        ops.max_pool, window=window, strides=strides, padding=padding, dilation=dilation, ceil_mode=ceil_mode
+    )
+    rank = len(spatial)
+    _, winners = _naive_pool(
+        x,
+        checks.broadcast("t", "w", window, rank),
+        checks.broadcast("t", "s", strides, rank),
+        _pairs(padding, rank),
+        checks.broadcast("t", "d", dilation, rank),
+        ceil_mode,
+        "max",
+    )
+    g = _cotangent(winners.shape)
+    grad = jax.jit(lambda x, g: jax.vjp(pool, x)[1](g)[0])(x, g)
+    expected = np.zeros((2, math.prod(spatial), 2))
+    flat_w, flat_g = winners.reshape(2, -1, 2), np.asarray(g).reshape(2, -1, 2)
+    for n, c in itertools.product(range(2), range(2)):
+        expected[n, :, c] = np.bincount(flat_w[n, :, c], flat_g[n, :, c], minlength=math.prod(spatial))
+    np.testing.assert_allclose(grad, expected.reshape(x.shape), rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize(
+    "spatial, window, strides",
+    [((9,), 3, 3), ((8, 6), 2, 2), ((6, 7), (3, 2), (3, 2)), ((4, 6, 4), 2, 2), ((7,), 2, 3)],
+)
+def test_unpool_rule_matches_autodiff(spatial, window, strides):
+    """Non-overlapping windows: every index is distinct, where the gather rule and autodiff of the
+    scatter agree."""
+    x = _unique((2, *spatial, 3))
+    y, indices = jax.jit(lambda x: ops.max_pool(x, window, strides, return_indices=True))(x)
+    values = _cotangent(y.shape, seed=4)
+    _check_rule(
+        lambda v: max_unpool(v, indices, window, strides, output_size=spatial),
+        lambda v: max_unpool(v, indices, window, strides, output_size=spatial, grad="autodiff"),
+        values,
+    )
+
+
+def test_unpool_rule_gathers_for_every_copy_of_a_shared_index():
+    """Overlapping windows that share a winner write one place; each copy's cotangent is the
+    cotangent there (PyTorch's rule; autodiff of the scatter gives it to one copy only)."""
+    x = jnp.array([0.0, 5.0, 1.0, 2.0, 7.0])[None, :, None]
+    y, indices = ops.max_pool(x, 3, 1, return_indices=True)  # windows [0 5 1] [5 1 2] [1 2 7]
+    np.testing.assert_array_equal(indices[0, :, 0], [1, 1, 4])
+    g = jnp.arange(1.0, 6.0)[None, :, None]
+    dy = jax.vjp(lambda y: max_unpool(y, indices, 3, 1, output_size=5), y)[1](g)[0]
+    np.testing.assert_array_equal(dy[0, :, 0], [2.0, 2.0, 5.0])
+    assert jax.grad(lambda y: jnp.sum(max_unpool(y, indices, 3, 1, output_size=5)))(y).shape == y.shape
+
+
+def test_indices_are_integers_outside_differentiation():
+    x = _unique((1, 4, 4, 1))
+    y, indices = jax.jit(lambda x: ops.max_pool(x, 2, return_indices=True))(x)
+    grad = jax.grad(lambda x: jnp.sum(ops.max_pool(x, 2, return_indices=True)[0]))(x)
+    np.testing.assert_array_equal(grad, _max_pool_grad(x, 2))
+    assert indices.dtype == jnp.int32
+
+
+def test_unpool_and_indices_compose_with_vmap():
+    xs = _unique((3, 2, 6, 4, 2))
+
+    def round_trip(x):
+        return max_unpool(*ops.max_pool(x, 2, return_indices=True), 2)
+
+    looped = jnp.stack([jax.jit(round_trip)(x) for x in xs])
+    np.testing.assert_array_equal(jax.jit(jax.vmap(round_trip))(xs), looped)
+    grads = jax.jit(jax.vmap(jax.grad(lambda x: jnp.sum(round_trip(x) ** 2))))(xs)
+    np.testing.assert_allclose(grads, 2 * looped, rtol=0, atol=TOLERANCE)

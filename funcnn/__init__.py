@@ -17,24 +17,25 @@ _NAMES = {
     "funcnn.combinators": ("fan_in_concat", "fan_in_sum", "fan_out", "parallel", "residual", "serial"),
     "funcnn.core": ("ApplyFn", "InitFn", "Layer", "LayerConfigError", "Shape"),
     "funcnn.layers": (
-        "AvgPool", "BatchNorm", "BatchNormState", "Celu", "Conv", "ConvTranspose", "Dense", "Dropout",
-        "Elu", "FixedConv", "Flatten", "Gelu", "GlobalAvgPool", "GlobalMaxPool", "GroupNorm", "HardSigmoid",
-        "HardSilu", "InstanceNorm", "LayerNorm", "LeakyRelu", "LogSigmoid", "LogSoftmax", "MaxPool",
-        "MaxUnpool", "PRelu", "RMSNorm", "Relu", "Relu6", "Resize", "Selu", "Sigmoid", "Silu", "Softmax",
-        "Softplus", "Softsign", "SpatialDropout", "Tanh", "Upsample",
+        "AdaptiveAvgPool", "AdaptiveMaxPool", "AvgPool", "BatchNorm", "BatchNormState", "Celu", "Conv",
+        "ConvTranspose", "Dense", "Dropout", "Elu", "FixedConv", "Flatten", "Gelu", "GlobalAvgPool",
+        "GlobalMaxPool", "GroupNorm", "HardSigmoid", "HardSilu", "InstanceNorm", "LayerNorm", "LeakyRelu",
+        "LogSigmoid", "LogSoftmax", "MaxPool", "MaxUnpool", "PRelu", "RMSNorm", "Relu", "Relu6", "Resize",
+        "Selu", "Sigmoid", "Silu", "Softmax", "Softplus", "Softsign", "SpatialDropout", "Tanh", "Upsample",
     ),
     "funcnn.shapes": ("count_params", "num_neurons", "summary"),
 }  # fmt: skip
 _MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}
 
 __all__ = [
-    "ApplyFn", "AvgPool", "BatchNorm", "BatchNormState", "Celu", "Conv", "ConvTranspose", "Dense",
-    "Dropout", "Elu", "FixedConv", "Flatten", "Gelu", "GlobalAvgPool", "GlobalMaxPool", "GroupNorm",
-    "HardSigmoid", "HardSilu", "InitFn", "InstanceNorm", "Layer", "LayerConfigError", "LayerNorm",
-    "LeakyRelu", "LogSigmoid", "LogSoftmax", "MaxPool", "MaxUnpool", "PRelu", "RMSNorm", "Relu", "Relu6",
-    "Resize", "Selu", "Shape", "Sigmoid", "Silu", "Softmax", "Softplus", "Softsign", "SpatialDropout",
-    "Tanh", "Upsample", "count_params", "fan_in_concat", "fan_in_sum", "fan_out", "filters", "models",
-    "num_neurons", "ops", "parallel", "residual", "serial", "shapes", "summary",
+    "AdaptiveAvgPool", "AdaptiveMaxPool", "ApplyFn", "AvgPool", "BatchNorm", "BatchNormState", "Celu",
+    "Conv", "ConvTranspose", "Dense", "Dropout", "Elu", "FixedConv", "Flatten", "Gelu", "GlobalAvgPool",
+    "GlobalMaxPool", "GroupNorm", "HardSigmoid", "HardSilu", "InitFn", "InstanceNorm", "Layer",
+    "LayerConfigError", "LayerNorm", "LeakyRelu", "LogSigmoid", "LogSoftmax", "MaxPool", "MaxUnpool",
+    "PRelu", "RMSNorm", "Relu", "Relu6", "Resize", "Selu", "Shape", "Sigmoid", "Silu", "Softmax",
+    "Softplus", "Softsign", "SpatialDropout", "Tanh", "Upsample", "count_params", "fan_in_concat",
+    "fan_in_sum", "fan_out", "filters", "models", "num_neurons", "ops", "parallel", "residual", "serial",
+    "shapes", "summary",
 ]  # fmt: skip
 
 
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
     from funcnn.combinators import fan_in_concat, fan_in_sum, fan_out, parallel, residual, serial
     from funcnn.core import ApplyFn, InitFn, Layer, LayerConfigError, Shape
     from funcnn.layers import (
+        AdaptiveAvgPool,
+        AdaptiveMaxPool,
         AvgPool,
         BatchNorm,
         BatchNormState,

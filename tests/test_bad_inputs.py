@@ -331,6 +331,20 @@ CONSTRUCTORS = [
     (lambda: fn.MaxUnpool(2, output_size=8.0), lit("MaxUnpool: argument `output_size` must be a positive integer or a sequence of them, got 8.0 (float)")),
     (lambda: fn.MaxUnpool(2, dtype="int8"), lit("MaxUnpool: argument `dtype` must be a floating-point dtype such as jnp.float32, got 'int8' (str)")),
     (lambda: fn.MaxUnpool(2, grad="fast"), lit("MaxUnpool: argument `grad` must be one of ('custom', 'autodiff'), got 'fast'")),
+    # AdaptiveAvgPool / AdaptiveMaxPool: output_size, dtype, grad
+    (lambda: fn.AdaptiveAvgPool(0), lit("AdaptiveAvgPool: argument `output_size` must be a positive integer, got 0 (int)")),
+    (lambda: fn.AdaptiveMaxPool(-3), lit("AdaptiveMaxPool: argument `output_size` must be a positive integer, got -3 (int)")),
+    (lambda: fn.AdaptiveAvgPool(7.0), lit("AdaptiveAvgPool: argument `output_size` must be a positive integer or 1, 2 or 3 entries each a positive integer or None, got 7.0 (float)")),
+    (lambda: fn.AdaptiveMaxPool(True), lit("AdaptiveMaxPool: argument `output_size` must be a positive integer or 1, 2 or 3 entries each a positive integer or None, got True (bool)")),
+    (lambda: fn.AdaptiveAvgPool("7"), lit("AdaptiveAvgPool: argument `output_size` must be a positive integer or 1, 2 or 3 entries each a positive integer or None, got '7' (str)")),
+    (lambda: fn.AdaptiveMaxPool(None), lit("AdaptiveMaxPool: argument `output_size` must be a positive integer or 1, 2 or 3 entries", "got None (NoneType)")),
+    (lambda: fn.AdaptiveAvgPool((7, 0)), lit("AdaptiveAvgPool: argument `output_size` must be a positive integer or 1, 2 or 3 entries each a positive integer or None, got (7, 0)")),
+    (lambda: fn.AdaptiveMaxPool((7, 7.5)), lit("AdaptiveMaxPool: argument `output_size` must be a positive integer or 1, 2 or 3 entries", "got (7, 7.5)")),
+    (lambda: fn.AdaptiveAvgPool((2, True)), lit("AdaptiveAvgPool: argument `output_size` must be a positive integer or 1, 2 or 3 entries", "got (2, True)")),
+    (lambda: fn.AdaptiveAvgPool((2, 2, 2, 2)), lit("AdaptiveAvgPool: argument `output_size` must be a positive integer or 1, 2 or 3 entries each a positive integer or None, got (2, 2, 2, 2)")),
+    (lambda: fn.AdaptiveMaxPool(()), lit("AdaptiveMaxPool: argument `output_size` must be a positive integer or 1, 2 or 3 entries", "got ()")),
+    (lambda: fn.AdaptiveAvgPool(2, dtype="int32"), lit("AdaptiveAvgPool: argument `dtype` must be a floating-point dtype such as jnp.float32, got 'int32' (str)")),
+    (lambda: fn.AdaptiveMaxPool(2, grad="auto"), lit("AdaptiveMaxPool: argument `grad` must be one of ('custom', 'autodiff'), got 'auto'")),
 ]
 
 INITS = [
@@ -466,6 +480,10 @@ INITS = [
     (lambda: fn.MaxUnpool(2, output_size=(10, 8)).init(KEY, ((-1, 4, 4, 1),) * 2), lit("MaxUnpool: argument `output_size` (10, 8) does not fit `values` of spatial shape (4, 4): a max pool with window (2, 2), strides (2, 2) and padding ((0, 0), (0, 0)) gives that shape for input sizes in ((7, 9), (7, 9)) per axis")),
     (lambda: fn.MaxUnpool(2, output_size=(8, 8, 8)).init(KEY, ((-1, 4, 4, 1),) * 2), lit("MaxUnpool: argument `output_size` has 3 entries (8, 8, 8) but the input has 2 spatial dimensions")),
     (lambda: fn.MaxUnpool(2, padding=1).init(KEY, ((-1, 1, 1, 1),) * 2), lit("MaxUnpool: argument `padding` ((1, 1), (1, 1)) leaves no output for `values` of spatial shape (1, 1)")),
+    (lambda: fn.AdaptiveMaxPool(2).init(KEY, (-1, 4)), lit("AdaptiveMaxPool: argument `x` must have rank 3, 4 or 5, but has shape (-1, 4) (rank 2)")),
+    (lambda: fn.AdaptiveAvgPool(1).init(KEY, (-1, 2, 2, 2, 2, 1)), lit("AdaptiveAvgPool: argument `x` must have rank 3, 4 or 5, but has shape (-1, 2, 2, 2, 2, 1) (rank 6)")),
+    (lambda: fn.AdaptiveAvgPool((7, 7)).init(KEY, (-1, 28, 1)), lit("AdaptiveAvgPool: argument `output_size` has 2 entries (7, 7) but the input has 1 spatial dimensions (input shape (-1, 28, 1))")),
+    (lambda: fn.AdaptiveMaxPool((2, None, 2)).init(KEY, (-1, 4, 4, 1)), lit("AdaptiveMaxPool: argument `output_size` has 3 entries (2, None, 2) but the input has 2 spatial dimensions (input shape (-1, 4, 4, 1))")),
 ]
 
 APPLIES = [
@@ -637,6 +655,13 @@ APPLIES = [
     (lambda: applied(fn.serial(fn.MaxPool(2, return_indices=True), fn.MaxUnpool(2, output_size=7)), (-1, 8, 8, 1), jnp.ones((1, 8, 8, 1))), lit("MaxUnpool: argument `indices` holds values from 0 to 54, outside [0, 49) for the output spatial shape (7, 7); were they taken from another shape?")),
     (lambda: applied(fn.serial(fn.MaxPool(2, return_indices=True), fn.Relu()), (-1, 8, 8, 1), jnp.ones((1, 8, 8, 1))), lit("Relu: argument `input_shape` must be one shape such as (-1, 28, 28, 1), got the tuple of 2 shapes ((-1, 4, 4, 1), (-1, 4, 4, 1))")),
     (lambda: fn.MaxPool(2, dilation=2).apply((), (), jnp.ones((1, 2, 2, 1))), lit("MaxPool: argument `window` (2, 2) dilated by (2, 2) is larger than the padded input (input spatial shape (2, 2)")),
+    (lambda: fn.AdaptiveAvgPool((7, 7)).apply((), (), jnp.ones((2, 28, 1))), lit("AdaptiveAvgPool: argument `output_size` has 2 entries (7, 7) but the input has 1 spatial dimensions (input shape (2, 28, 1))")),
+    (lambda: jax.jit(fn.AdaptiveMaxPool((7,)).apply).lower((), (), jax.ShapeDtypeStruct((2, 8, 8, 1), jnp.float32)), lit("AdaptiveMaxPool: argument `output_size` has 1 entries (7,) but the input has 2 spatial dimensions (input shape (2, 8, 8, 1))")),
+    (lambda: fn.AdaptiveMaxPool(2).apply((), (), jnp.ones((2, 4))), lit("AdaptiveMaxPool: argument `x` must have rank 3, 4 or 5, but has shape (2, 4) (rank 2)")),
+    (lambda: fn.AdaptiveAvgPool(2).apply((), (), jnp.ones((2, 0, 4, 1))), lit("AdaptiveAvgPool: argument `x` has an empty spatial axis: shape (2, 0, 4, 1)")),
+    (lambda: fn.AdaptiveMaxPool(2).apply((), (), jnp.ones((1, 4, 4, 1), jnp.complex64)), lit("AdaptiveMaxPool: argument `x` has complex dtype complex64 (shape (1, 4, 4, 1))")),
+    (lambda: fn.AdaptiveAvgPool(2).apply((), (), (X4,)), lit("AdaptiveAvgPool: argument `x` must be an array, got a tuple of 1 entries; join branches with fan_in_sum() or fan_in_concat() first")),
+    (lambda: applied(fn.AdaptiveMaxPool(2), (-1, 8, 8, 1), X4, params=lambda p: {"w": jnp.ones(1)}), lit("AdaptiveMaxPool: argument `params` must be empty (the layer has no parameters; init returns ())")),
 ]
 
 OPS = [
@@ -831,6 +856,13 @@ OPS = [
     (lambda: fn.ops.max_unpool(IMG, jnp.full((1, 6, 6, 2), -1, jnp.int32), 2), lit("max_unpool: argument `indices` holds values from -1 to -1, outside [0, 144)")),
     (lambda: fn.ops.max_unpool(IMG, jnp.zeros((1, 6, 6, 2), jnp.int32), 2, padding="SAME"), lit("max_unpool: argument `padding` 'SAME' depends on the pooled input's size")),
     (lambda: fn.ops.max_unpool(IMG, jnp.zeros((1, 6, 6, 2), jnp.int32), 2, grad="auto"), lit("max_unpool: argument `grad` must be one of ('custom', 'autodiff'), got 'auto'")),
+    (lambda: fn.ops.adaptive_avg_pool(X4, 0), lit("adaptive_avg_pool: argument `output_size` must be a positive integer, got 0 (int)")),
+    (lambda: fn.ops.adaptive_max_pool(X4, 2.5), lit("adaptive_max_pool: argument `output_size` must be a positive integer or 1, 2 or 3 entries each a positive integer or None, got 2.5 (float)")),
+    (lambda: fn.ops.adaptive_avg_pool(X4, (4, 4, 4)), lit("adaptive_avg_pool: argument `output_size` has 3 entries (4, 4, 4) but the input has 2 spatial dimensions (input shape (2, 8, 8, 1))")),
+    (lambda: jax.eval_shape(lambda x: fn.ops.adaptive_max_pool(x, (None,)), jax.ShapeDtypeStruct((2, 8, 8, 1), jnp.float32)), lit("adaptive_max_pool: argument `output_size` has 1 entries (None,) but the input has 2 spatial dimensions (input shape (2, 8, 8, 1))")),
+    (lambda: fn.ops.adaptive_max_pool(jnp.ones((8, 8)), 2), lit("adaptive_max_pool: argument `x` must have rank 3, 4 or 5, but has shape (8, 8) (rank 2)")),
+    (lambda: fn.ops.adaptive_avg_pool(IMG, 2, grad="manual"), lit("adaptive_avg_pool: argument `grad` must be one of ('custom', 'autodiff'), got 'manual'")),
+    (lambda: fn.ops.adaptive_avg_pool("x", 2), lit("adaptive_avg_pool: argument `x` must be an array, got 'x' (str)")),
 ]
 
 COMBINATORS = [

@@ -9,6 +9,7 @@ import funcnn.combinators
 import funcnn.core
 import funcnn.distributed
 import funcnn.filters
+import funcnn.layers.adaptive_pool
 import funcnn.layers.conv
 import funcnn.layers.resize
 import funcnn.shapes
@@ -16,13 +17,14 @@ import funcnn.testing
 
 EPOCH = importlib.import_module("funcnn.train.epoch")  # funcnn.train.epoch the module, not a name
 RESIZE = importlib.import_module("funcnn.ops.resize")  # the module, not the op funcnn.ops.resize
+ADAPTIVE = importlib.import_module("funcnn.ops.adaptive_pool")
 
 
 @pytest.mark.parametrize(
     "module",
     [
         funcnn.core, funcnn.shapes, funcnn.combinators, funcnn.filters, funcnn.layers.conv, funcnn.testing, EPOCH,
-        funcnn.distributed, funcnn.layers.resize, RESIZE,
+        funcnn.distributed, funcnn.layers.resize, RESIZE, funcnn.layers.adaptive_pool, ADAPTIVE,
     ],
 )
 def test_docstring_examples(module):

@@ -4,20 +4,21 @@ import funcnn
 import funcnn.ops
 
 PUBLIC = {
-    "ApplyFn", "AvgPool", "BatchNorm", "BatchNormState", "Celu", "Conv", "ConvTranspose", "Dense",
-    "Dropout", "Elu", "FixedConv", "Flatten", "Gelu", "GlobalAvgPool", "GlobalMaxPool", "GroupNorm",
-    "HardSigmoid", "HardSilu", "InitFn", "InstanceNorm", "Layer", "LayerConfigError", "LayerNorm",
-    "LeakyRelu", "LogSigmoid", "LogSoftmax", "MaxPool", "MaxUnpool", "PRelu", "RMSNorm", "Relu", "Relu6",
-    "Resize", "Selu", "Shape", "Sigmoid", "Silu", "Softmax", "Softplus", "Softsign", "SpatialDropout",
-    "Tanh", "Upsample", "count_params", "fan_in_concat", "fan_in_sum", "fan_out", "filters", "models",
-    "num_neurons", "ops", "parallel", "residual", "serial", "shapes", "summary",
+    "AdaptiveAvgPool", "AdaptiveMaxPool", "ApplyFn", "AvgPool", "BatchNorm", "BatchNormState", "Celu",
+    "Conv", "ConvTranspose", "Dense", "Dropout", "Elu", "FixedConv", "Flatten", "Gelu", "GlobalAvgPool",
+    "GlobalMaxPool", "GroupNorm", "HardSigmoid", "HardSilu", "InitFn", "InstanceNorm", "Layer",
+    "LayerConfigError", "LayerNorm", "LeakyRelu", "LogSigmoid", "LogSoftmax", "MaxPool", "MaxUnpool",
+    "PRelu", "RMSNorm", "Relu", "Relu6", "Resize", "Selu", "Shape", "Sigmoid", "Silu", "Softmax",
+    "Softplus", "Softsign", "SpatialDropout", "Tanh", "Upsample", "count_params", "fan_in_concat",
+    "fan_in_sum", "fan_out", "filters", "models", "num_neurons", "ops", "parallel", "residual", "serial",
+    "shapes", "summary",
 }  # fmt: skip
 
 OPS = {
-    "avg_pool", "celu", "conv", "conv_transpose", "dense", "elu", "gelu", "hard_sigmoid", "hard_silu",
-    "leaky_relu", "log_sigmoid", "log_softmax", "max_pool", "max_unpool", "prelu", "relu", "relu6",
-    "resize", "selu", "sigmoid", "silu", "softmax", "softplus", "softsign", "standardize", "tanh",
-    "upsample",
+    "adaptive_avg_pool", "adaptive_max_pool", "avg_pool", "celu", "conv", "conv_transpose", "dense", "elu",
+    "gelu", "hard_sigmoid", "hard_silu", "leaky_relu", "log_sigmoid", "log_softmax", "max_pool",
+    "max_unpool", "prelu", "relu", "relu6", "resize", "selu", "sigmoid", "silu", "softmax", "softplus",
+    "softsign", "standardize", "tanh", "upsample",
 }  # fmt: skip
 
 

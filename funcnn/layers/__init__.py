@@ -20,6 +20,7 @@ from funcnn.layers.activations import (
     Softsign,
     Tanh,
 )
+from funcnn.layers.adaptive_pool import AdaptiveAvgPool, AdaptiveMaxPool
 from funcnn.layers.conv import Conv, ConvTranspose, FixedConv
 from funcnn.layers.dense import Dense
 from funcnn.layers.dropout import Dropout, SpatialDropout
@@ -29,6 +30,8 @@ from funcnn.layers.reshape import Flatten
 from funcnn.layers.resize import Resize, Upsample
 
 __all__ = [
+    "AdaptiveAvgPool",
+    "AdaptiveMaxPool",
     "AvgPool",
     "BatchNorm",
     "BatchNormState",

@@ -24,6 +24,7 @@ from funcnn.ops.activations import (
     softsign,
     tanh,
 )
+from funcnn.ops.adaptive_pool import adaptive_avg_pool, adaptive_max_pool
 from funcnn.ops.conv import conv, conv_transpose
 from funcnn.ops.dense import dense
 from funcnn.ops.norm import standardize
@@ -31,6 +32,8 @@ from funcnn.ops.pool import avg_pool, max_pool, max_unpool
 from funcnn.ops.resize import resize, upsample
 
 __all__ = [
+    "adaptive_avg_pool",
+    "adaptive_max_pool",
     "avg_pool",
     "celu",
     "conv",

@@ -95,6 +95,7 @@ def test_own_data_example_learns_the_stripes(tmp_path, capsys):
     assert accuracy > 0.8, capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.standard_promotion
 @pytest.mark.skipif(not HAS_DATA, reason="dataset-fashion-mnist is not installed")
 def test_unet_example_removes_noise_and_draws_the_pictures(tmp_path, capsys):

@@ -230,8 +230,10 @@ def MaxUnpool(
     index; the indices get none.
 
     Args:
-      window, strides, padding: the max pool's (explicit padding only); the
-        default output size per axis is ``(n - 1) s - lo - hi + f``.
+      window: the max pool's window; the default output size per axis is
+        ``(n - 1) s - lo - hi + f``.
+      strides: the max pool's strides (default: the window).
+      padding: the max pool's padding (explicit padding only).
       output_size: the output's spatial shape where the default does not
         recover the pool's input (strides that do not divide, ceil mode):
         each entry strictly within the stride of the default (PyTorch's rule).

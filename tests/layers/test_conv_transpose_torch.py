@@ -17,7 +17,7 @@ from funcnn.layers.conv import ConvTranspose
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-pytestmark = pytest.mark.usefixtures("x64")
+pytestmark = [pytest.mark.usefixtures("x64"), pytest.mark.slow]  # PyTorch agreement: in `make test-slow`
 
 TOLERANCE = 1e-10
 # Small float64 programs: LLVM optimisation is most of their compile time and changes no arithmetic.

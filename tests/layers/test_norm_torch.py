@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from funcnn.layers.norm import GroupNorm, InstanceNorm, LayerNorm, RMSNorm  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("x64")
+pytestmark = [pytest.mark.usefixtures("x64"), pytest.mark.slow]  # PyTorch agreement: in `make test-slow`
 
 TOLERANCE = 1e-10
 GRADS = ["custom", "autodiff"]

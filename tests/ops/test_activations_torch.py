@@ -19,7 +19,7 @@ from funcnn.ops import activations
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-pytestmark = pytest.mark.usefixtures("x64")
+pytestmark = [pytest.mark.usefixtures("x64"), pytest.mark.slow]  # PyTorch agreement: in `make test-slow`
 
 TOLERANCE = dict(rtol=1e-10, atol=1e-12)
 

@@ -11,7 +11,7 @@ from funcnn.ops.adaptive_pool import adaptive_avg_pool, adaptive_max_pool
 
 torch = pytest.importorskip("torch")
 
-pytestmark = pytest.mark.usefixtures("x64")
+pytestmark = [pytest.mark.usefixtures("x64"), pytest.mark.slow]  # PyTorch agreement: in `make test-slow`
 
 TOLERANCE = 1e-10
 CASES = [

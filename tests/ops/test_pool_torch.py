@@ -21,7 +21,7 @@ from funcnn.ops.pool import max_unpool
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-pytestmark = pytest.mark.usefixtures("x64")
+pytestmark = [pytest.mark.usefixtures("x64"), pytest.mark.slow]  # PyTorch agreement: in `make test-slow`
 
 TOLERANCE = dict(rtol=1e-10, atol=1e-12)
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F  # noqa: E402, N812
 from funcnn.layers.resize import Resize, Upsample  # noqa: E402
 from funcnn.ops.resize import resize, upsample  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("x64")
+pytestmark = [pytest.mark.usefixtures("x64"), pytest.mark.slow]  # PyTorch agreement: in `make test-slow`
 
 TOLERANCE = 1e-10
 LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}

@@ -192,7 +192,8 @@ def interpolation_matrix(method: str, n: int, m: int) -> np.ndarray:
 
 class Band(NamedTuple):
     """A banded ``(m, n)`` matrix by rows: ``M[d, index[k, d]] = weight[k, d]``, ``k < K`` (weight 0
-    past the end of a row's non-zeros, whose index then repeats a valid one)."""
+    past the end of a row's non-zeros, whose index then repeats a valid one). Taps of weight 0 are
+    added as exact zeros, never as ``0 * X``, so an inf or NaN that the matrix does not read stays out."""
 
     index: np.ndarray
     weight: np.ndarray
@@ -200,12 +201,17 @@ class Band(NamedTuple):
 
 def _rows_as_band(matrix: np.ndarray) -> Band:
     """The band of ``matrix``'s rows: each row's non-zeros lie between its first and last one; a
-    row of zeros (an input that no output reads, in ``A^T``) is one tap of weight 0."""
+    row of zeros (an input that no output reads, in ``A^T``) reads the columns of the nearest row
+    above it that has non-zeros (below, for leading ones), all with weight 0, so that the indices
+    stay sorted along the rows wherever the rows' bands are."""
     nonzero = matrix != 0
     empty = ~nonzero.any(axis=1)
-    first = np.where(empty, 0, nonzero.argmax(axis=1))
-    last = np.where(empty, 0, matrix.shape[1] - 1 - nonzero[:, ::-1].argmax(axis=1))
     rows = np.arange(matrix.shape[0])
+    first = nonzero.argmax(axis=1)
+    last = matrix.shape[1] - 1 - nonzero[:, ::-1].argmax(axis=1)
+    source = np.maximum.accumulate(np.where(empty, -1, rows))
+    source = np.where(source < 0, int(np.argmax(~empty)), source)
+    first, last = first[source], last[source]
     columns = [np.minimum(first + k, last) for k in range(int((last - first).max()) + 1)]
     weight = np.stack([np.where(first + k <= last, matrix[rows, j], 0.0) for k, j in enumerate(columns)])
     index = np.stack(columns)
@@ -250,9 +256,15 @@ def _apply_rows(x: jax.Array, matrix: np.ndarray, rows: Band, axis: int) -> jax.
     shape[axis] = rows.index.shape[1]
     y = None
     for index, weight in zip(rows.index, rows.weight):
-        tap = jnp.take(x, index, axis=axis, indices_are_sorted=True, mode="clip")
+        read = weight != 0
+        if not read.any():
+            continue
+        is_sorted = bool(np.all(np.diff(index) >= 0))
+        tap = jnp.take(x, index, axis=axis, indices_are_sorted=is_sorted, mode="clip")
         if not np.all(weight == 1):
             tap = tap * jnp.asarray(weight.reshape(shape), x.dtype)
+        if not read.all():  # zero taps as exact zeros: 0 * inf would be NaN
+            tap = jnp.where(read.reshape(shape), tap, jnp.zeros((), x.dtype))
         y = tap if y is None else y + tap
     return y
 

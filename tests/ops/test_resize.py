@@ -83,6 +83,74 @@ def test_every_row_of_the_matrix_sums_to_one_and_its_bands_rebuild_it(n, m, meth
         np.testing.assert_array_equal(rebuilt, matrix.T if transpose else matrix)
 
 
+# Sizes 1-D: up, down (with inputs that no output reads), not dividing.
+INF_SIZES = [(3, 6), (7, 3), (9, 4), (5, 8), (3, 5), (10, 3)]
+
+
+def _with_infs(n, seed=0):
+    """A vector of length ``n`` with ``inf`` first and ``-inf`` last (where ``n > 1``)."""
+    v = np.random.default_rng(seed).normal(size=n)
+    v[0] = np.inf
+    if n > 1:
+        v[-1] = -np.inf
+    return v
+
+
+def _zero_safe_product(matrix, v):
+    """``matrix @ v`` where a zero entry contributes an exact zero (not ``0 * inf = nan``), as a
+    sum over the non-zeros only, which is what PyTorch computes for the nearest and linear kernels."""
+    with np.errstate(invalid="ignore"):  # 0 * inf (masked out) and inf - inf (a real nan) here
+        return np.where(matrix != 0, matrix * v, 0.0).sum(axis=1)
+
+
+@pytest.mark.parametrize("grad", ["custom", "autodiff"])
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("n, m", INF_SIZES)
+def test_inf_inputs_propagate_without_nan_from_zero_weights(n, m, method, grad):
+    x = _with_infs(n)
+    y = np.asarray(resize(jnp.asarray(x)[None, :, None], m, method, grad=grad)[0, :, 0])
+    np.testing.assert_allclose(y, _zero_safe_product(interpolation_matrix(method, n, m), x), rtol=1e-12)
+
+
+def test_inf_input_upsampled_linearly_is_inf_where_pytorch_has_inf():
+    x = jnp.array([[np.inf], [1.0], [2.0]])[None]
+    for grad in ("custom", "autodiff"):
+        y = upsample(x, 2, "linear", grad=grad)[0, :, 0]
+        np.testing.assert_array_equal(y, [np.inf, np.inf, np.inf, 1.25, 1.75, 2.0])
+
+
+@pytest.mark.parametrize("grad", ["custom", "autodiff"])
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("n, m", INF_SIZES)
+def test_inf_cotangents_give_no_nan_at_inputs_that_no_output_reads(n, m, method, grad):
+    g = _with_infs(m, seed=1)
+    _, vjp = jax.vjp(lambda x: resize(x, m, method, grad=grad), jnp.zeros((1, n, 1)))
+    (dx,) = vjp(jnp.asarray(g)[None, :, None])
+    matrix = interpolation_matrix(method, n, m)
+    np.testing.assert_allclose(dx[0, :, 0], _zero_safe_product(matrix.T, g), rtol=1e-12)
+    unread = ~(matrix != 0).any(axis=0)
+    np.testing.assert_array_equal(dx[0, unread, 0], 0.0)
+
+
+def test_nearest_downsampling_gradient_of_inf_is_zero_at_unread_inputs():
+    _, vjp = jax.vjp(lambda x: resize(x, 3, "nearest"), jnp.zeros((1, 7, 1)))
+    (dx,) = vjp(jnp.array([np.inf, 1.0, 2.0])[None, :, None])
+    np.testing.assert_array_equal(dx[0, :, 0], [np.inf, 0, 1, 0, 2, 0, 0])
+
+
+@given(n=st.integers(1, 40), m=st.integers(1, 40), method=st.sampled_from(METHODS))
+def test_band_indices_of_rows_without_entries_keep_their_neighbours_order(n, m, method):
+    """A row of zeros (an input no output reads) repeats a neighbour's columns: for nearest and
+    linear, whose bands move monotonically, every band position's indices are sorted."""
+    for transpose in (False, True):
+        rows = band(method, n, m, transpose)
+        if method != "bicubic":
+            assert np.all(np.diff(rows.index, axis=1) >= 0)
+        matrix = interpolation_matrix(method, n, m)
+        empty = ~(matrix.T if transpose else matrix).any(axis=1)
+        assert np.all(rows.weight[:, empty] == 0)
+
+
 @given(n=st.integers(1, 30), m=st.integers(1, 90))
 def test_nearest_index_is_the_exact_floor(n, m):
     """The integer formulas against exact rational arithmetic."""

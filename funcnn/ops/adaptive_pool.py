@@ -178,7 +178,9 @@ def _untile(u: jax.Array, axis: int) -> jax.Array:
 # backward pass reads each winner ``R`` times: :func:`_materialised` makes XLA
 # compute them once (5x faster training steps). A reduction over one gather of
 # the whole ``(o, L)`` table, the obvious form, ran 3-10x slower than a chain on
-# XLA:CPU (the gather fused into the reduction loses its vector loads).
+# XLA:CPU (the gather fused into the reduction loses its vector loads), but its
+# compile time does not grow with ``L``: the max pool takes it for windows
+# longer than ``LONG_WINDOW``.
 
 
 def _where(keep: np.ndarray, axis: int, x: jax.Array) -> jax.Array:
@@ -259,10 +261,31 @@ def _winner_dtype(width: int) -> jnp.dtype:
     return jnp.dtype(jnp.int8 if width <= 127 else jnp.int32)
 
 
+LONG_WINDOW = 64
+"""Windows that do not tile and have more slots ``L`` than this are read as one gather of the whole
+``(o, L)`` table and one reduction (:func:`_table`), not a chain of ``L`` steps, whose compile time
+grows with ``L`` (88 s for ``L = 501``)."""
+
+
+def _bounded(w: AxisWindows) -> bool:
+    """Whether the windows are read as a whole ``(o, L)`` table: they tile, or they are long."""
+    return w.tiles or w.index.shape[1] > LONG_WINDOW
+
+
+def _table(x: jax.Array, axis: int, w: AxisWindows) -> jax.Array:
+    """The ``(o, L)`` slots of the windows at ``axis``: a reshape when they tile, else one gather of
+    ``index`` (whose slots past a window's end repeat its last input: no new maximum, and never a
+    first one)."""
+    if w.tiles:
+        return _tiles(x, axis, w)
+    table = _take(x, w.index.reshape(-1), axis)
+    return table.reshape((*x.shape[:axis], *w.index.shape, *x.shape[axis + 1 :]))
+
+
 def _max_along(x: jax.Array, axis: int, w: AxisWindows) -> jax.Array:
     """Each window's maximum along ``axis`` (NaN where it holds a NaN), for the forward pass alone."""
-    if w.tiles:
-        return jnp.max(_tiles(x, axis, w), axis=axis + 1)
+    if _bounded(w):
+        return jnp.max(_table(x, axis, w), axis=axis + 1)
     return functools.reduce(jnp.maximum, (_take(x, w.index[:, k], axis) for k in range(w.index.shape[1])))
 
 
@@ -281,13 +304,14 @@ def _first_max(x: jax.Array, axis: int, w: AxisWindows) -> jax.Array:
     """Each window's winner ``k*_i`` along ``axis``: its first slot holding the maximum, or its first
     NaN, in the order :func:`_first_of`.
 
-    Windows that tile: one reduction over the ``(o, L)`` windows. Others: a
-    chain, one gather and one :func:`_first_of` per slot, materialised.
+    Windows that tile, and long ones (:data:`LONG_WINDOW`): one reduction over
+    the ``(o, L)`` table (:func:`_table`). Others: a chain, one gather and one
+    :func:`_first_of` per slot, materialised.
     """
     x = lax.stop_gradient(x)
     dtype = _winner_dtype(w.index.shape[1])
-    if w.tiles:
-        values = _tiles(x, axis, w)
+    if _bounded(w):
+        values = _table(x, axis, w)
         slots = lax.broadcasted_iota(dtype, values.shape, axis + 1, out_sharding=jax.typeof(values).sharding)
         last = np.array(np.iinfo(dtype).max, dtype)
         return lax.reduce((values, slots), (max_identity(x.dtype), last), _first_of, (axis + 1,))[1]

@@ -228,13 +228,24 @@ def _window_elements(config: PoolConfig, x: jax.Array, out_shape: Sequence[int])
 
 
 def max_pool_sliced(config: PoolConfig, x: jax.Array) -> jax.Array:
-    """The windowed maximum as the maximum of :func:`_window_elements`, which JAX differentiates.
+    """The windowed maximum read at each window's winner among :func:`_window_elements`, which JAX
+    differentiates.
 
     ``grad="autodiff"`` uses it for dilated windows: JAX has no VJP of
-    ``reduce_window``'s maximum with window dilation. Its gradient splits a
-    tie evenly between the equal elements (``lax.max``'s rule).
+    ``reduce_window``'s maximum with window dilation. The winners
+    (:func:`first_max_offset`, under ``lax.stop_gradient``) pick one element
+    per window by a chain of selects, so autodiff sends the whole gradient to
+    the first maximum in scan order (or the first NaN), the custom rule's tie
+    rule, where a maximum of the elements would split a tie evenly. The values
+    are the maxima: the winner holds the maximum (or a NaN when it is NaN).
     """
-    return functools.reduce(jnp.maximum, _window_elements(config, x, _out_shape(config, x.shape)))
+    out_shape = _out_shape(config, x.shape)
+    winner = lax.stop_gradient(first_max_offset(config, lax.stop_gradient(x), out_shape))
+    elements = _window_elements(config, x, out_shape)
+    y = elements[0]
+    for k, element in enumerate(elements[1:], start=1):
+        y = jnp.where(winner == k, element, y)
+    return y
 
 
 def max_pool_autodiff(config: PoolConfig, x: jax.Array) -> jax.Array:
@@ -592,7 +603,8 @@ def max_pool(
         rule; PyTorch's CPU kernel picks the last NaN).
       grad: ``"custom"`` (the hand-written rule) or ``"autodiff"``; with
         dilation, autodiff differentiates :func:`max_pool_sliced` (JAX has no
-        VJP of a dilated ``reduce_window`` maximum), which splits ties evenly.
+        VJP of a dilated ``reduce_window`` maximum), which reads each window
+        at its first maximum, so ties follow the custom rule.
 
     >>> import jax.numpy as jnp
     >>> y, i = max_pool(jnp.array([[[1.0], [3.0], [2.0], [5.0], [4.0]]]), 2, ceil_mode=True,
@@ -826,8 +838,10 @@ def max_unpool(
         features of its shape.
       indices: integer, the shape of ``x``: flat indices into each
         example-channel's output spatial axes (row-major).
-      window, strides, padding: the max pool's; they give the default output
-        size ``(n - 1) s - lo - hi + f`` per axis.
+      window: the max pool's window; with the strides and padding it gives
+        the default output size ``(n - 1) s - lo - hi + f`` per axis.
+      strides: the max pool's strides (default: the window).
+      padding: the max pool's padding.
       output_size: the output's spatial shape, for a pool whose input size
         the default does not recover (strides that do not divide, ceil mode);
         each entry strictly within the stride of the default.

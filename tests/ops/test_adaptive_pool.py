@@ -29,7 +29,8 @@ pytestmark = pytest.mark.usefixtures("x64")
 TOLERANCE = 1e-12
 OPS = {"avg": adaptive_avg_pool, "max": adaptive_max_pool}
 
-# (spatial, output_size): windows that tile, that do not, outputs larger than the input, None entries.
+# (spatial, output_size): windows that tile, that do not, outputs larger than the input, None entries,
+# and long windows that do not tile (read as one table: ``adaptive_pool.LONG_WINDOW``).
 GRID = [
     ((9,), 3),
     ((10,), 4),
@@ -40,6 +41,7 @@ GRID = [
     ((4, 5, 6), (2, 3, 4)),
     ((3, 4, 2), (5, None, 3)),
     ((6, 5, 4), 1),
+    ((1001,), 3),
 ]
 IDS = [f"{'x'.join(map(str, s))}->{o}" for s, o in GRID]
 
@@ -351,6 +353,29 @@ def test_a_large_window_compiles_to_a_fixed_number_of_operations():
         return len(jax.make_jaxpr(jax.grad(lambda x: adaptive_max_pool(x, 1).sum()))(x).eqns)
 
     assert equations(2) == equations(64)
+
+
+@pytest.mark.parametrize("grad", ["custom", "autodiff"])
+def test_long_windows_read_as_one_table_agree_with_the_chain(monkeypatch, grad):
+    """Windows longer than ``LONG_WINDOW`` are one gather and one reduction, shorter ones a chain of
+    one step per slot: both give the same values, winners (ties and first NaNs) and gradients."""
+    x = _few_values((2, 100, 7, 3)).at[0, 40, 2, 1].set(jnp.nan).at[0, 50, 3, 1].set(jnp.nan)
+    x = x.at[1, 70:90, :, 0].set(jnp.nan)
+    g = _cotangent((2, 3, 2, 3))
+
+    def value_and_vjp():
+        y, vjp = jax.vjp(lambda x: adaptive_max_pool(x, (3, 2), grad=grad), x)
+        return y, vjp(g)[0]
+
+    assert adaptive_pool.axis_windows(100, 3).index.shape[1] <= adaptive_pool.LONG_WINDOW
+    y_chain, dx_chain = jax.jit(value_and_vjp)()
+    monkeypatch.setattr(adaptive_pool, "LONG_WINDOW", 0)
+    y_table, dx_table = jax.jit(value_and_vjp)()
+    np.testing.assert_array_equal(y_table, y_chain)
+    np.testing.assert_array_equal(dx_table, dx_chain)
+    # Output (1, 0) holds the NaNs at rows 40 and 50 and takes the first; (1, 1) the one at row 50.
+    assert dx_table[0, 40, 2, 1] == g[0, 1, 0, 1] and dx_table[0, 50, 3, 1] == g[0, 1, 1, 1]
+    assert np.isnan(y_table[1, :, :, 0]).any()
 
 
 @pytest.mark.parametrize("mode", ["explicit", "shard_map"])

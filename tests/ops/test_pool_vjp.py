@@ -141,6 +141,15 @@ def test_tie_goes_to_the_first_element_of_each_tile():
     np.testing.assert_array_equal(_max_pool_grad(x, 2)[0, :, :, 0], expected)
 
 
+def test_dilated_tie_goes_to_the_first_element_by_either_rule():
+    """Windows {0, 2}, {1, 3}, {2, 4}, {3, 5} of equal inputs: each gives its gradient to its first
+    element, by the custom rule and by autodiff of the forward (which used to split it)."""
+    x = jnp.ones((1, 6, 1))
+    for grad in ("custom", "autodiff"):
+        d_x = jax.grad(lambda x, grad=grad: jnp.sum(ops.max_pool(x, 2, 1, dilation=2, grad=grad)))(x)
+        np.testing.assert_array_equal(d_x[0, :, 0], [1.0, 1.0, 1.0, 1.0, 0.0, 0.0], err_msg=grad)
+
+
 def test_tie_goes_to_the_first_element_of_each_overlapping_window():
     x = jnp.ones((1, 3, 3, 1))
     # Four 2x2 windows at stride 1; each one's first element is its top-left corner.
@@ -415,7 +424,8 @@ def test_dilated_ties_go_to_the_first_maximum_in_scan_order(
     spatial, window, strides, padding, dilation, ceil_mode
 ):
     """Inputs from {0, 1} tie everywhere; each window's cotangent goes to its first maximal input,
-    as the naive reference's winner index says (autodiff of the sliced form would split ties)."""
+    as the naive reference's winner index says, by the custom rule and by autodiff alike (the
+    autodiff form reads each window at its first maximum)."""
     x = jax.random.bernoulli(jax.random.key(7), 0.5, (2, *spatial, 2)).astype(jnp.float64)
     pool = functools.partial(
         ops.max_pool, window=window, strides=strides, padding=padding, dilation=dilation, ceil_mode=ceil_mode
@@ -432,6 +442,9 @@ def test_dilated_ties_go_to_the_first_maximum_in_scan_order(
     )
     g = _cotangent(winners.shape)
     grad = jax.jit(lambda x, g: jax.vjp(pool, x)[1](g)[0])(x, g)
+    autodiff = jax.jit(lambda x, g: jax.vjp(functools.partial(pool, grad="autodiff"), x)[1](g)[0])(x, g)
+    np.testing.assert_array_equal(pool(x, grad="autodiff"), pool(x))
+    np.testing.assert_allclose(grad, autodiff, rtol=0, atol=TOLERANCE)
     expected = np.zeros((2, math.prod(spatial), 2))
     flat_w, flat_g = winners.reshape(2, -1, 2), np.asarray(g).reshape(2, -1, 2)
     for n, c in itertools.product(range(2), range(2)):

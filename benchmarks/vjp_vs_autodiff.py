@@ -20,6 +20,7 @@ interleaved in one process.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -181,8 +182,9 @@ def op_runners(case: OpCase, seed: int = 0) -> dict[str, Callable]:
     g = jax.random.normal(jax.random.key(seed + 1), jax.eval_shape(lambda x: case.op(x, "custom"), x).shape)
     runners = {}
     for grad in ("custom", "autodiff"):
-        pullback = jax.jit(lambda x, g, grad=grad: jax.vjp(lambda x: case.op(x, grad), x)[1](g)[0])
-        runners[grad] = lambda pullback=pullback: jax.block_until_ready(pullback(x, g))
+        op = functools.partial(case.op, grad=grad)
+        run = jax.jit(lambda x, g, op=op: _value_and_pullback(op, x, g))
+        runners[grad] = lambda run=run: jax.block_until_ready(run(x, g))
     torch = _torch()
     if torch is not None and case.torch_op is not None:
         to_torch = lambda a: torch.from_numpy(np.moveaxis(np.asarray(a), -1, 1).copy())  # noqa: E731
@@ -195,6 +197,13 @@ def op_runners(case: OpCase, seed: int = 0) -> dict[str, Callable]:
 
         runners["torch"] = peer
     return runners
+
+
+def _value_and_pullback(f: Callable, x: jax.Array, g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``f(x)`` and ``J^T g``; both are returned, so XLA cannot drop the forward pass of either
+    path (a training step needs the output too)."""
+    y, pullback = jax.vjp(f, x)
+    return y, pullback(g)[0]
 
 
 def _torch():

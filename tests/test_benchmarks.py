@@ -113,3 +113,14 @@ def test_time_to_accuracy_runs_an_epoch_of_each():
         if importlib.util.find_spec(peer):
             assert re.search(rf"^{peer} +e1 \d+s 0\.\d{{4}}$", done.stdout, re.MULTILINE), done.stdout
             assert f"(funcnn / {label} " in done.stdout
+
+
+@pytest.mark.slow
+def test_the_op_table_times_every_new_rule_against_autodiff_and_pytorch():
+    command = [sys.executable, str(BENCHMARKS / "vjp_vs_autodiff.py"), "--only", "ops", "--batch", "2"]
+    done = subprocess.run([*command, "--repeats", "1"], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.splitlines() if re.match(r"^(relu6|adaptive|upsample|standardize)", line)]
+    assert len(rows) >= 8, done.stdout
+    for row in rows:
+        assert re.search(r"\d+\.\d\dx", row), row  # the autodiff / custom ratio

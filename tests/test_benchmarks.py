@@ -30,7 +30,9 @@ def test_scaling_reports_every_count_as_a_ratio_to_one():
 
 
 @pytest.mark.slow
-def test_the_peer_benchmark_runs_every_installed_implementation_for_two_steps(tmp_path):
+def test_the_peer_benchmark_runs_every_installed_implementation_for_a_few_steps(tmp_path):
+    """Twenty steps: a window of two (about 2 ms for torch.compile inference) is too short for a CPU-use
+    reading, which came out above the core count once PyTorch was installed with the tests."""
     command = [
         sys.executable,
         str(BENCHMARKS / "peers" / "run.py"),
@@ -39,7 +41,7 @@ def test_the_peer_benchmark_runs_every_installed_implementation_for_two_steps(tm
         "--batch",
         "8",
     ]
-    command += ["--steps", "2", "--windows", "1", "--repeats", "1", "--out", str(tmp_path)]
+    command += ["--steps", "20", "--windows", "1", "--repeats", "1", "--out", str(tmp_path)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     results = {(r["row"], r["mode"]): r for r in json.loads((tmp_path / "results.json").read_text())}

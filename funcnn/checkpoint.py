@@ -29,9 +29,12 @@ damaged steps, never deleting it.
 
 from __future__ import annotations
 
+import enum
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -75,6 +78,39 @@ class DamagedCheckpointWarning(UserWarning):
     """A damaged checkpoint was skipped (and moved aside) in favour of an older intact one."""
 
 
+class WriteError(OSError):
+    """A file under an output folder could not be written (disk full, read-only, permissions,
+    a path the file system cannot hold); ``filename`` and ``strerror`` say which and why."""
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"
+
+
+class Damage(enum.Enum):
+    """What kind of problem a checkpoint step has (:attr:`Problem.kind`)."""
+
+    UNFINISHED = "its write did not finish"
+    """No manifest: the write was cut before it proved itself, or another version wrote it."""
+    GONE = "it was removed"
+    """The step folder disappeared while it was read (pruned by a run that is saving)."""
+    UNREADABLE = "its manifest is unreadable"
+    FORMAT = "another format version"
+    MISSING = "a file is missing"
+    TRUNCATED = "a file has the wrong size"
+    ALTERED = "a file's digest differs"
+
+
+class Problem(str):
+    """One problem of a checkpoint step: the sentence, with its :class:`Damage` as ``kind``."""
+
+    kind: Damage
+
+    def __new__(cls, kind: Damage, text: str) -> Problem:
+        problem = super().__new__(cls, text)
+        problem.kind = kind
+        return problem
+
+
 def save(
     directory: str | os.PathLike,
     step: int,
@@ -113,19 +149,57 @@ def save(
     latest = latest_step(directory)
     if latest is not None and step <= latest:
         raise CheckpointError(f"{directory}: cannot save step {step}: step {latest} is already saved")
-    with _manager(directory, writing=True) as manager:
-        manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(pytree), metadata=ocp.args.JsonSave(metadata or {})
-            ),
-        )
-        manager.wait_until_finished()
-    if jax.process_index() == 0:  # with several processes orbax wrote the step together; one lists it
-        _write_manifest(directory / str(step))
+    try:
+        with _manager(directory, writing=True) as manager:
+            manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(pytree), metadata=ocp.args.JsonSave(metadata or {})
+                ),
+            )
+            manager.wait_until_finished()
+        if jax.process_index() == 0:  # with several processes orbax wrote the step together; one lists it
+            _write_manifest(directory / str(step))
+    except Exception as error:
+        failure = write_error(error, directory / str(step))
+        if failure is None:
+            raise
+        if jax.process_index() == 0:
+            remove_partial(directory, step)
+        raise failure from None
+    if jax.process_index() == 0:
         for old in all_steps(directory)[:-keep]:  # only once the new step proves itself
-            shutil.rmtree(directory / str(old))
+            shutil.rmtree(directory / str(old), ignore_errors=True)
     sync_processes(f"funcnn-checkpoint-{step}")
+
+
+_OS_ERROR_CODE = re.compile(r"os_error_code='?(\d+)")
+"""How TensorStore, under orbax, reports the OS error behind a failed write."""
+
+
+def write_error(error: BaseException, path: Path) -> WriteError | None:
+    """``error`` as a :class:`WriteError` naming ``path`` when an OS error caused it (an
+    ``OSError``, or TensorStore's message carrying ``os_error_code``); ``None`` otherwise."""
+    if isinstance(error, WriteError):
+        return error
+    if isinstance(error, OSError) and error.errno is not None:
+        return WriteError(error.errno, error.strerror, str(error.filename or path))
+    found = _OS_ERROR_CODE.search(str(error))
+    if found is None:
+        return None
+    code = int(found.group(1))
+    return WriteError(code, os.strerror(code) if code in errno.errorcode else str(error), str(path))
+
+
+def remove_partial(directory: str | os.PathLike, step: int) -> None:
+    """Remove what an unfinished write of ``step`` left: orbax's temporary folders, and the
+    step folder itself when it has no manifest (never a finished step)."""
+    directory = Path(directory).absolute()
+    for path in directory.glob(f"{step}.orbax-checkpoint-tmp*"):
+        shutil.rmtree(path, ignore_errors=True)
+    folder = directory / str(step)
+    if folder.is_dir() and not (folder / MANIFEST).exists():
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def sync_processes(name: str) -> None:
@@ -153,21 +227,27 @@ def all_steps(directory: str | os.PathLike) -> list[int]:
       directory: the checkpoint directory (need not exist).
 
     Returns:
-      The saved steps; unfinished temporary folders are not counted.
+      The saved steps: orbax names a finished step's folder by its number (an unfinished
+      one carries a temporary suffix until it is renamed), so a listing finds them.
     """
     directory = Path(directory).absolute()
-    if not directory.is_dir():
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    with _manager(directory) as manager:
-        return sorted(manager.all_steps())
+    return sorted(int(name) for name in names if name.isdigit() and (directory / name).is_dir())
 
 
-def read_metadata(directory: str | os.PathLike, step: int | None = None) -> dict[str, Any]:
+def read_metadata(
+    directory: str | os.PathLike, step: int | None = None, *, verify: bool = True
+) -> dict[str, Any]:
     """The JSON metadata of checkpoint ``step`` (the latest when ``None``).
 
     Args:
       directory: the checkpoint directory.
       step: the step to read, or ``None`` for the latest.
+      verify: check the step's files against its manifest first (``False`` when the
+        caller has just done so, e.g. :class:`funcnn.train.RunFolder`).
 
     Returns:
       The metadata dict given to :func:`save`.
@@ -178,12 +258,15 @@ def read_metadata(directory: str | os.PathLike, step: int | None = None) -> dict
     """
     directory = Path(directory).absolute()
     step = _existing_step(directory, step)
-    check_intact(directory, step)
+    if verify:
+        check_intact(directory, step)
     with _manager(directory) as manager:
         return manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore())).metadata
 
 
-def restore(directory: str | os.PathLike, target: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
+def restore(
+    directory: str | os.PathLike, target: Any, step: int | None = None, *, verify: bool = True
+) -> tuple[Any, dict[str, Any]]:
     """Restore checkpoint ``step`` into the structure of ``target``.
 
     Args:
@@ -193,6 +276,7 @@ def restore(directory: str | os.PathLike, target: Any, step: int | None = None) 
         e.g. from ``jax.eval_shape``. Arrays come back with the target's
         sharding, by default on the first device.
       step: the step to restore, or ``None`` for the latest.
+      verify: check the step's files against its manifest first (as :func:`read_metadata`).
 
     Returns:
       ``(pytree, metadata)``: the saved arrays in ``target``'s structure, and
@@ -207,7 +291,8 @@ def restore(directory: str | os.PathLike, target: Any, step: int | None = None) 
     """
     directory = Path(directory).absolute()
     step = _existing_step(directory, step)
-    check_intact(directory, step)
+    if verify:
+        check_intact(directory, step)
     with _manager(directory) as manager:
         saved = _leaf_specs(manager.item_metadata(step).state.tree)
         expected = _leaf_specs(jax.tree.map(_stored_form, target))
@@ -229,7 +314,7 @@ def restore(directory: str | os.PathLike, target: Any, step: int | None = None) 
 
 
 def restore_part(
-    directory: str | os.PathLike, target: dict[str, Any], step: int | None = None
+    directory: str | os.PathLike, target: dict[str, Any], step: int | None = None, *, verify: bool = True
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Restore only some top-level entries of checkpoint ``step``, e.g. a train state's
     ``params`` and ``model_state`` for evaluation, without its optimiser state.
@@ -239,6 +324,7 @@ def restore_part(
       target: a dict from top-level names of the saved tree (a NamedTuple's
         fields) to pytrees with their structure, shapes and dtypes.
       step: the step to restore, or ``None`` for the latest.
+      verify: check the step's files against its manifest first (as :func:`read_metadata`).
 
     Returns:
       ``(part, metadata)``: the requested entries, and the saved metadata dict.
@@ -249,7 +335,8 @@ def restore_part(
     """
     directory = Path(directory).absolute()
     step = _existing_step(directory, step)
-    check_intact(directory, step)
+    if verify:
+        check_intact(directory, step)
     options = ocp.CheckpointManagerOptions(
         enable_async_checkpointing=False, create=False, save_root_metadata=False
     )
@@ -367,11 +454,13 @@ def non_finite_paths(tree: Any) -> list[str]:
     ]
 
 
-def problems(directory: str | os.PathLike, step: int) -> list[str]:
+def problems(directory: str | os.PathLike, step: int) -> list[Problem]:
     """What is wrong with checkpoint ``step``: ``[]`` when it is intact.
 
     Checks the manifest's format version, then every listed file's size and
-    SHA-256 digest. Files the manifest does not list are ignored.
+    SHA-256 digest. Files the manifest does not list are ignored. Each problem
+    is a sentence whose ``kind`` (:class:`Damage`) says what it is; a step whose
+    folder disappears while it is read is :attr:`Damage.GONE`, not damaged.
     """
     folder = Path(directory).absolute() / str(step)
     try:
@@ -379,20 +468,44 @@ def problems(directory: str | os.PathLike, step: int) -> list[str]:
         version, files = manifest["format"], manifest["files"]
         listed = {str(name): (int(entry["size"]), str(entry["sha256"])) for name, entry in files.items()}
     except FileNotFoundError:
-        return [f"it has no {MANIFEST} (its write did not finish, or another version wrote it)"]
+        if not folder.is_dir():
+            return [Problem(Damage.GONE, f"its folder {folder} was removed while it was read")]
+        return [
+            Problem(
+                Damage.UNFINISHED,
+                f"it has no {MANIFEST} (its write did not finish, or another version wrote it)",
+            )
+        ]
     except (ValueError, KeyError, TypeError, AttributeError) as error:
-        return [f"its {MANIFEST} is unreadable ({type(error).__name__}: {error})"]
+        return [Problem(Damage.UNREADABLE, f"its {MANIFEST} is unreadable ({type(error).__name__}: {error})")]
     if version != FORMAT_VERSION:
-        return [f"its format version {version!r} is not {FORMAT_VERSION}, the one this funcnn reads"]
+        return [
+            Problem(
+                Damage.FORMAT,
+                f"its format version {version!r} is not {FORMAT_VERSION}, the one this funcnn reads",
+            )
+        ]
     found = []
     for name, (size, digest) in sorted(listed.items()):
         path = folder / name
-        if not path.is_file():
-            found.append(f"file {name} is missing")
-        elif path.stat().st_size != size:
-            found.append(f"file {name} has {path.stat().st_size} bytes, not {size} (truncated or altered)")
-        elif _sha256(path) != digest:
-            found.append(f"file {name} does not match its SHA-256 digest (altered)")
+        try:
+            if not path.is_file():
+                found.append(Problem(Damage.MISSING, f"file {name} is missing"))
+            elif path.stat().st_size != size:
+                found.append(
+                    Problem(
+                        Damage.TRUNCATED,
+                        f"file {name} has {path.stat().st_size} bytes, not {size} (truncated or altered)",
+                    )
+                )
+            elif _sha256(path) != digest:
+                found.append(
+                    Problem(Damage.ALTERED, f"file {name} does not match its SHA-256 digest (altered)")
+                )
+        except FileNotFoundError:
+            found.append(Problem(Damage.MISSING, f"file {name} is missing"))
+    if found and not folder.is_dir():
+        return [Problem(Damage.GONE, f"its folder {folder} was removed while it was read")]
     return found
 
 
@@ -406,14 +519,14 @@ def check_intact(directory: str | os.PathLike, step: int) -> None:
         )
 
 
-def unfinished(found: list[str] | str) -> bool:
+def unfinished(found: list[Problem] | Problem) -> bool:
     """Whether a step's problems say only that its manifest was never written: a save killed
     after orbax committed the arrays (nothing of a finished checkpoint is lost)."""
-    found = [found] if isinstance(found, str) else found
-    return len(found) == 1 and found[0].startswith(f"it has no {MANIFEST}")
+    found = [found] if isinstance(found, Problem) else found
+    return len(found) == 1 and found[0].kind is Damage.UNFINISHED
 
 
-def latest_intact_step(directory: str | os.PathLike) -> tuple[int | None, list[tuple[int, str]]]:
+def latest_intact_step(directory: str | os.PathLike) -> tuple[int | None, list[tuple[int, Problem]]]:
     """The newest intact step (``None`` when there is none), and the damaged steps newer than it.
 
     Returns:

@@ -3,7 +3,9 @@
 Every failure is one line on stderr, no traceback, with one exit status per
 kind (``EXIT_STATUS``): 0 success, 1 training diverged (a NaN, infinite or
 exploding loss, or non-finite parameters), 2 bad arguments or bad data, 3 a
-damaged or incompatible checkpoint, 130 interrupted.
+damaged or incompatible checkpoint, 4 an output folder that cannot be written,
+5 an output folder another run is writing, 128 + the signal's number when
+stopped by Ctrl-C (130), SIGTERM (143) or SIGHUP (129), at a safe point.
 
     funcnn train --model fashion_mnist_cnn --epochs 10 --data DIR --out runs/x
     funcnn train --out runs/x --resume
@@ -18,27 +20,22 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
-import importlib.metadata
-import itertools
-import json
-import math
 import os
-import platform
-import shutil
+import shlex
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from funcnn import __version__
+from funcnn import __version__, interrupts, runtime
 from funcnn.settings import (
+    BOOLEAN,
     MODE_NAMES,
     MODEL_NAMES,
-    OPTIMIZER_NAMES,
-    PRECISION_NAMES,
-    SCHEDULES,
-    TRAIN_DEFAULTS,
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    SETTINGS,
     UsageError,
 )
 
@@ -47,22 +44,16 @@ EXIT_STATUS = {
     "diverged": 1,
     "bad arguments or data": 2,
     "damaged or incompatible checkpoint": 3,
+    "output folder cannot be written": 4,
+    "output folder in use by another run": 5,
 }
-"""The exit statuses of ``funcnn``, as ``DESIGN.md`` fixes them (130 when interrupted)."""
-
-HUGE_PAGES = "glibc.malloc.hugetlb=1"
-"""The ``GLIBC_TUNABLES`` value ``train`` and ``evaluate`` run under: malloc's large blocks on transparent
-huge pages (see :func:`use_huge_pages`)."""
-
-CPU_CONVOLUTIONS = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
-"""The XLA flag ``train`` and ``evaluate`` run under: XLA:CPU's convolutions rather than YNNPACK's
-(see :func:`use_cpu_convolutions`)."""
-
-CPU_CONVOLUTIONS_SINCE = (0, 10, 1)
-"""The oldest jaxlib known to have the flag of :data:`CPU_CONVOLUTIONS` (XLA aborts on a flag it lacks)."""
+"""The exit statuses of ``funcnn``, as ``DESIGN.md`` fixes them; a stop signal gives 128 + its
+number (Ctrl-C 130, SIGTERM 143, SIGHUP 129)."""
 
 EPILOG = (
-    "exit status: " + ", ".join(f"{code} {kind}" for kind, code in EXIT_STATUS.items()) + ", 130 interrupted"
+    "exit status: "
+    + ", ".join(f"{code} {kind}" for kind, code in EXIT_STATUS.items())
+    + ", 130/143/129 stopped by Ctrl-C/SIGTERM/SIGHUP"
 )
 
 
@@ -76,50 +67,67 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line.
 
+    ``train`` and ``evaluate`` first set up the process (:func:`funcnn.runtime.plan`:
+    XLA:CPU's convolutions, and from a shell huge pages by re-executing), then run
+    with Ctrl-C, SIGTERM and SIGHUP stopping them at a safe point. Stopped from a
+    shell, the process ends at once after its line (no interpreter teardown, which
+    can crash while XLA still compiles).
+
     Args:
-      argv: the arguments after the program name; ``None`` reads ``sys.argv``.
+      argv: the arguments after the program name; ``None`` reads ``sys.argv`` (a shell).
 
     Returns:
-      The exit status (:data:`EXIT_STATUS`; 130 when interrupted).
+      The exit status (:data:`EXIT_STATUS`; 128 + the signal's number when stopped).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in ("train", "evaluate_run"):
-        if argv is None:
-            use_huge_pages()
-        use_cpu_convolutions()
-    if args.command == "train":
+        if args.command == "train":
+            try:
+                check_processes(args)
+            except UsageError as error:
+                return _fail(args.prog, error, EXIT_STATUS["bad arguments or data"])
+        plan = runtime.plan(runtime.facts(), cpu_devices=None, huge_pages=argv is None)
+        runtime.apply(plan, sys.orig_argv[1:] if argv is None else None)
+    with interrupts.stop_signals(), warnings.catch_warnings():
         try:
-            check_processes(args)
-        except UsageError as error:
-            return _fail(args.prog, error, EXIT_STATUS["bad arguments or data"])
-        args.cpu_devices_set = use_cpu_cores(args)
+            status = _run(args)
+        except interrupts.Interrupted as stop:  # between the command's end and its line
+            status = _fail(args.prog, f"interrupted by {stop}", stop.exit_status)
+        if argv is None and status >= 128:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+    return status
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the command; its failure as one line on stderr and an exit status."""
     commands = importlib.import_module("funcnn.commands")  # JAX loads here, once a command runs
     checkpoint = importlib.import_module("funcnn.checkpoint")
-    out = getattr(args, "out", None)
-    fresh_out = out is not None and args.command == "train" and not out.exists()
-    fresh_out = fresh_out and not getattr(args, "process_id", None)  # of several processes, 0 cleans up
+    warnings.simplefilter("always", checkpoint.DamagedCheckpointWarning)
+    warnings.showwarning = functools.partial(_warn, args.prog)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always", checkpoint.DamagedCheckpointWarning)
-            warnings.showwarning = functools.partial(_warn, args.prog)
-            getattr(commands, args.command)(args)
+        getattr(commands, args.command)(args)
     except BaseException as error:
-        removed = fresh_out and checkpoint.latest_step(out / "checkpoints") is None
-        if removed:
-            shutil.rmtree(out, ignore_errors=True)  # a run that failed before its first checkpoint
         status = _status(error)
         if status is None:
             raise
         if isinstance(error, KeyboardInterrupt):
-            resume = f"; continue with `funcnn train --out {out} --resume`" if args.command == "train" else ""
-            error = (
-                "interrupted before the first checkpoint; nothing was saved"
-                if removed
-                else f"interrupted{resume}"
-            )
+            error = _interrupted(args, error)
         return _fail(args.prog, error, status)
     return EXIT_STATUS["success"]
+
+
+def _interrupted(args: argparse.Namespace, stop: KeyboardInterrupt) -> str:
+    """The line for a run stopped by a signal: what was kept and how to go on."""
+    by = f" by {stop}" if isinstance(stop, interrupts.Interrupted) else ""
+    if args.command != "train":
+        return f"interrupted{by}"
+    if not args.out.exists():  # removed: the run failed before its first checkpoint
+        return f"interrupted{by} before the first checkpoint; nothing was saved"
+    resume = shlex.join(["funcnn", "train", "--out", str(args.out), "--resume"])
+    return f"interrupted{by}; continue with `{resume}`"
 
 
 def check_processes(args: argparse.Namespace) -> None:
@@ -146,140 +154,30 @@ def check_processes(args: argparse.Namespace) -> None:
         )
 
 
-def use_huge_pages() -> None:
-    """Re-execute this command with ``GLIBC_TUNABLES`` set to :data:`HUGE_PAGES`, before JAX loads.
-
-    XLA:CPU allocates a step's buffers with malloc on every call; blocks that
-    large are fresh ``mmap`` pages each time, and the page faults cost about a
-    tenth of a step of the CIFAR-shaped benchmark net (``benchmarks/README.md``).
-    glibc reads its tunables only at process start, hence the ``exec`` (same
-    process id, same arguments). Nothing happens when ``GLIBC_TUNABLES`` is
-    already set (the user's setting wins; set it empty to opt out), off glibc,
-    or once JAX is imported. Library users set it in their shell
-    (``README.md``).
-    """
-    if "GLIBC_TUNABLES" in os.environ or "jax" in sys.modules or platform.libc_ver()[0] != "glibc":
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    environment = {**os.environ, "GLIBC_TUNABLES": HUGE_PAGES}
-    os.execve(sys.executable, [sys.executable, "-m", "funcnn.cli", *sys.argv[1:]], environment)
-
-
-def use_cpu_convolutions() -> bool:
-    """Add :data:`CPU_CONVOLUTIONS` to ``XLA_FLAGS`` before JAX starts; return whether it was added.
-
-    jaxlib 0.10 hands each convolution to YNNPACK, whose kernels on a CPU
-    without AVX-512 run the weight gradient (``dL/dK``, the convolution whose
-    "kernel" is the whole image) at about half the rate of XLA:CPU's own: on
-    a 2-core AVX2 machine the CIFAR-shaped benchmark net trains 1.2-1.5x
-    faster without them, and the Fashion-MNIST CNN the same within noise
-    (``benchmarks/README.md``). YNNPACK keeps the matrix products. Nothing
-    happens when ``XLA_FLAGS`` already names the flag (the user's setting
-    wins), once JAX is imported (:func:`main` called from Python), or with a
-    jaxlib older than :data:`CPU_CONVOLUTIONS_SINCE` or none installed.
-    Library users set it in their shell (``README.md``).
-    """
-    flags = os.environ.get("XLA_FLAGS", "")
-    flag_name = CPU_CONVOLUTIONS.split("=")[0]
-    if flag_name in flags or "jax" in sys.modules or _jaxlib_version() < CPU_CONVOLUTIONS_SINCE:
-        return False
-    os.environ["XLA_FLAGS"] = f"{flags} {CPU_CONVOLUTIONS}".strip()
-    return True
-
-
-def _jaxlib_version() -> tuple[int, ...]:
-    """The installed jaxlib's ``(major, minor, patch)``, read without importing it; ``()`` if none."""
-    try:
-        release = importlib.metadata.version("jaxlib")
-    except importlib.metadata.PackageNotFoundError:
-        return ()
-    numbers = []
-    for part in release.split(".")[:3]:
-        digits = "".join(itertools.takewhile(str.isdigit, part))
-        if not digits:
-            break
-        numbers.append(int(digits))
-    return tuple(numbers)
-
-
-def use_cpu_cores(args: argparse.Namespace) -> int | None:
-    """Give JAX one CPU device per core for this run, before JAX starts; return the count set.
-
-    XLA:CPU runs each convolution on one core, so a data-parallel run over one
-    device per core is how a step uses every core. The count is the largest one
-    not above the cores this process may run on (with several processes on a
-    machine, its share) whose product with the process count divides the batch.
-    Nothing is set (``None``) with ``--cpu-devices`` other than ``auto`` (an
-    explicit count is set as given), when ``XLA_FLAGS`` already sets a device
-    count (the user's setting wins), or when JAX is already imported in this process
-    (:func:`main` called from Python: set ``XLA_FLAGS`` before importing JAX there).
-    On a machine with an accelerator, JAX trains on that and the CPU count is unused.
-    """
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" in flags or "jax" in sys.modules:
-        if args.cpu_devices != "auto":
-            why = "JAX is already imported" if "jax" in sys.modules else "XLA_FLAGS sets a device count"
-            _warn(args.prog, f"--cpu-devices {args.cpu_devices} ignored: {why}")
-        return None
-    processes = args.num_processes or 1
-    if args.cpu_devices == "auto":
-        recorded = _recorded_batch_size(args.out) if args.resume else None
-        batch = args.batch_size or recorded or TRAIN_DEFAULTS["batch_size"]
-        count = cpu_devices_for(batch, processes, cores=_cores() // _processes_here(args))
-    else:
-        count = int(args.cpu_devices)
-    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
-    return count
-
-
-def cpu_devices_for(batch: int, processes: int = 1, *, cores: int | None = None) -> int:
-    """The most CPU devices per process, up to ``cores`` (default: this process's), that split a
-    global ``batch`` evenly over ``processes`` processes; at least 1."""
-    cores = max(_cores() if cores is None else cores, 1)
-    return max(d for d in range(1, cores + 1) if batch % (d * processes) == 0 or d == 1)
-
-
-def _cores() -> int:
-    """The cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def _processes_here(args: argparse.Namespace) -> int:
-    """Processes of this run sharing this machine's cores: all of them when the coordinator is local."""
-    if args.coordinator and args.coordinator.rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "::1", "[::1]"):
-        return args.num_processes
-    return 1
-
-
-def _recorded_batch_size(out: Path) -> int | None:
-    """The batch size a resumed run recorded in ``OUT/run.json``, if readable."""
-    try:
-        value = json.loads((out / "run.json").read_text()).get("batch_size")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return value if isinstance(value, int) and value >= 1 else None
-
-
 def _status(error: BaseException) -> int | None:
     """The exit status for ``error``; ``None`` for an unexpected error (a bug: its traceback shows)."""
-    from funcnn.checkpoint import CheckpointError, CheckpointNotFoundError
+    from funcnn.checkpoint import CheckpointError, CheckpointNotFoundError, WriteError
     from funcnn.core import LayerConfigError
     from funcnn.data import DataFileError, IDXError
-    from funcnn.train import NonFiniteLossError
+    from funcnn.settings import SettingsConflictError
+    from funcnn.train import FolderInUseError, NonFiniteLossError
 
+    if isinstance(error, WriteError):
+        return EXIT_STATUS["output folder cannot be written"]
+    if isinstance(error, FolderInUseError):
+        return EXIT_STATUS["output folder in use by another run"]
     if isinstance(
         error, (UsageError, LayerConfigError, IDXError, DataFileError, CheckpointNotFoundError, OSError)
     ):
         return EXIT_STATUS["bad arguments or data"]
-    if isinstance(error, CheckpointError):
+    if isinstance(error, (CheckpointError, SettingsConflictError)):
         return EXIT_STATUS["damaged or incompatible checkpoint"]
     if isinstance(error, NonFiniteLossError):
         return EXIT_STATUS["diverged"]
+    if isinstance(error, interrupts.Interrupted):
+        return error.exit_status
     if isinstance(error, KeyboardInterrupt):
-        return 130
+        return 128 + 2
     return None
 
 
@@ -297,25 +195,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a model on Fashion-MNIST; write metrics, curves and checkpoints to --out.",
         epilog=EPILOG,
     )
-    train_cmd.add_argument("--model", choices=MODEL_NAMES, help=_default("model"))
-    train_cmd.add_argument("--epochs", type=_positive_int, help=_default("epochs"))
-    train_cmd.add_argument("--batch-size", type=_positive_int, help=_default("batch_size"))
-    train_cmd.add_argument("--optimizer", choices=OPTIMIZER_NAMES, help=_default("optimizer"))
-    train_cmd.add_argument("--lr", type=_positive_float, help="peak learning rate; " + _default("lr"))
-    train_cmd.add_argument(
-        "--schedule", choices=SCHEDULES, help="learning-rate schedule; " + _default("schedule")
-    )
-    train_cmd.add_argument("--seed", type=_non_negative_int, help=_default("seed"))
-    train_cmd.add_argument(
-        "--precision", choices=PRECISION_NAMES, help="compute dtype; " + _default("precision")
-    )
-    train_cmd.add_argument(
-        "--augment", action=argparse.BooleanOptionalAction, help="random crop and flip; default: off"
-    )
-    train_cmd.add_argument("--limit", type=_positive_int, help="use only the first N training images")
-    train_cmd.add_argument(
-        "--num-classes", type=_positive_int, help="model outputs; default: the largest label + 1"
-    )
+    for setting in SETTINGS.values():
+        if setting.help is None:
+            continue
+        if setting.kind is BOOLEAN:
+            train_cmd.add_argument(
+                setting.option, action=argparse.BooleanOptionalAction, help=f"{setting.help}; default: off"
+            )
+        else:
+            train_cmd.add_argument(
+                setting.option,
+                type=setting.kind.parse,
+                choices=setting.kind.choices,
+                help=f"{setting.help}; default: {setting.default}",
+            )
     train_cmd.add_argument(
         "--mode", choices=MODE_NAMES, default="auto", help="epoch as one scan or a loop; default: auto"
     )
@@ -337,10 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--coordinator", metavar="HOST:PORT", help="multi-process run: process 0's address (all processes)"
     )
     train_cmd.add_argument(
-        "--num-processes", type=_positive_int, help="multi-process run: how many processes take part"
+        "--num-processes", type=POSITIVE_INT.parse, help="multi-process run: how many processes take part"
     )
     train_cmd.add_argument(
-        "--process-id", type=_non_negative_int, help="multi-process run: this process, from 0"
+        "--process-id", type=NON_NEGATIVE_INT.parse, help="multi-process run: this process, from 0"
     )
     train_cmd.add_argument(
         "--data",
@@ -380,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     summary_cmd.add_argument(
         "--input-shape",
-        type=_positive_int,
+        type=POSITIVE_INT.parse,
         nargs=3,
         default=(28, 28, 1),
         metavar=("H", "W", "C"),
@@ -397,14 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     filters_cmd.add_argument("--data", type=Path, help="folder with the IDX files, or a .npz file")
     filters_cmd.add_argument("--out", type=Path, required=True, help="the PNG to write")
     filters_cmd.add_argument(
-        "--index", type=_non_negative_int, default=0, help="which test image; default: 0"
+        "--index", type=NON_NEGATIVE_INT.parse, default=0, help="which test image; default: 0"
     )
     filters_cmd.set_defaults(command="draw_filters", prog="funcnn filters")
     return parser
-
-
-def _default(name: str) -> str:
-    return f"default: {TRAIN_DEFAULTS[name]}"
 
 
 def _warn(prog: str, message: Warning | str, *args: Any, **kwargs: Any) -> None:
@@ -418,38 +307,10 @@ def _fail(prog: str, error: BaseException | str, status: int) -> int:
     return status
 
 
-def _positive_int(text: str) -> int:
-    value = _parse(int, text, "a positive integer")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = _parse(int, text, "a non-negative integer")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
-    return value
-
-
 def _cpu_devices(text: str) -> str:
     if text != "auto":
-        _positive_int(text)
+        POSITIVE_INT.parse(text)
     return text
-
-
-def _positive_float(text: str) -> float:
-    value = _parse(float, text, "a positive number")
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-    return value
-
-
-def _parse(kind: type, text: str, what: str) -> Any:
-    try:
-        return kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
 
 
 if __name__ == "__main__":

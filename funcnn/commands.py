@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
-import math
 import time
 import warnings
 from pathlib import Path
@@ -19,73 +17,80 @@ import jax
 import numpy as np
 from matplotlib.figure import Figure
 
-from funcnn import checkpoint, filters
+from funcnn import checkpoint, filters, runtime, settings
 from funcnn.core import Layer
 from funcnn.data import augment, load_dataset, load_test_split, scale_images
 from funcnn.data.fashion_mnist import CLASS_NAMES, NUM_CLASSES
 from funcnn.models import MODELS
 from funcnn.ops import conv
-from funcnn.settings import SCHEDULES, TRAIN_DEFAULTS, UsageError
+from funcnn.settings import UsageError
 from funcnn.shapes import count_params, summary
-from funcnn.train import OPTIMIZERS, PRECISIONS, evaluate, fit, make_optimizer
-from funcnn.train.run import RUN_FILE, write_outputs
+from funcnn.train import (
+    PRECISIONS,
+    Checkpoints,
+    Inspection,
+    ProgressBar,
+    RunFolder,
+    evaluate,
+    fit,
+    make_optimizer,
+)
 
 
 def train(args: argparse.Namespace) -> None:
     """Train a model on Fashion-MNIST; write metrics, curves and checkpoints to --out.
 
-    With ``--coordinator``, ``--num-processes`` and ``--process-id``, this process
-    joins a multi-process run first (``jax.distributed.initialize``; on CPU with
-    gloo collectives), and only process 0 prints.
+    The steps, in order: give JAX its devices (before its backend starts), join the
+    other processes of a multi-process run, take the run folder's lock, inspect it
+    once and merge the settings once, load the data, build the model, and call
+    ``fit`` with the run folder and the progress bar as callbacks. Only process 0
+    prints.
     """
     start = time.perf_counter()
+    folder = RunFolder(args.out)
+    recorded = folder.settings() if args.resume else None
+    args.cpu_devices_set = _set_up_devices(args, (recorded or {}).get("batch_size"))
     if args.coordinator is not None:
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+        join_processes(args.coordinator, args.num_processes, args.process_id)
     say = print if jax.process_index() == 0 else lambda *_: None
-    config, done = _train_config(args)
-    data = args.data or (Path(config["data"]) if config.get("data") else None)
-    config["data"] = None if data is None else str(data.absolute())
-    x_train, y_train, x_test, y_test = _load_data(data)
-    x_train, y_train = x_train[: config["limit"]], y_train[: config["limit"]]
-    config = _with_data_shapes(config, data, x_train, y_train, y_test)
-    if done is not None and done["epoch"] >= config["epochs"]:
-        if jax.process_index() == 0:
-            write_outputs(
-                args.out, done["history"], config["model"]
-            )  # repairs a kill after the last checkpoint
+    with folder.lock():
+        inspection = folder.inspect()
+        config, done = _train_settings(args, folder, inspection, recorded)
+        data = args.data or (Path(config["data"]) if config.get("data") else None)
+        config["data"] = None if data is None else str(data.absolute())
+        x_train, y_train, x_test, y_test = _load_data(data)
+        x_train, y_train = x_train[: config["limit"]], y_train[: config["limit"]]
+        config = _with_data_shapes(config, data, x_train, y_train, y_test)
+        if done is not None and done["epoch"] >= config["epochs"]:
+            folder.write_outputs(done["history"], config["model"])  # repairs a kill after the last checkpoint
+            say(
+                f"already finished: {args.out} holds all {config['epochs']} epochs (step {done['step']}); "
+                "to train longer, add --resume with a larger --epochs"
+            )
+            return
+        model, optimizer = _model_and_optimizer(config, len(x_train))
+        input_shape = tuple(config["input_shape"])
+        params = count_params(jax.eval_shape(lambda k: model.init(k, input_shape)[1], jax.random.key(0)))
         say(
-            f"already finished: {args.out} holds all {config['epochs']} epochs (step {done['step']}); "
-            "to train longer, add --resume with a larger --epochs"
+            f"training {config['model']} ({params:,} params) for {config['epochs']} epochs on "
+            f"{_devices_line(args)}; data: {len(x_train):,} training and {len(x_test):,} test images from "
+            f"{data or 'the default Fashion-MNIST'}; output: {args.out}"
         )
-        return
-    model, optimizer = _model_and_optimizer(config, len(x_train))
-    input_shape = tuple(config["input_shape"])
-    params = count_params(jax.eval_shape(lambda k: model.init(k, input_shape)[1], jax.random.key(0)))
-    say(
-        f"training {config['model']} ({params:,} params) for {config['epochs']} epochs on "
-        f"{_devices_line(args)}; "
-        f"data: {len(x_train):,} training and {len(x_test):,} test images from "
-        f"{data or 'the default Fashion-MNIST'}; output: {args.out}"
-    )
-    if done is not None:
-        say(f"resuming from epoch {done['epoch']} (step {done['step']})")
-    result = fit(
-        model,
-        (x_train, y_train),
-        (x_test, y_test),
-        optimizer=optimizer,
-        epochs=config["epochs"],
-        batch_size=config["batch_size"],
-        seed=config["seed"],
-        mode=args.mode,
-        augment=functools.partial(augment, crop_padding=2, flip=True) if config["augment"] else None,
-        out=args.out,
-        resume=args.resume,
-        config=config,
-        progress=True,
-        shard_params=args.shard_params,
-    )
+        if done is not None:
+            say(f"resuming from epoch {done['epoch']} (step {done['step']})")
+        result = fit(
+            model,
+            (x_train, y_train),
+            (x_test, y_test),
+            optimizer=optimizer,
+            epochs=config["epochs"],
+            batch_size=config["batch_size"],
+            seed=config["seed"],
+            mode=args.mode,
+            augment=functools.partial(augment, crop_padding=2, flip=True) if config["augment"] else None,
+            shard_params=args.shard_params,
+            callbacks=[Checkpoints(folder, resume=args.resume, config=config), ProgressBar()],
+        )
     last = result.history[-1]
     best = max(result.history, key=lambda r: r["test_accuracy"])
     minutes, seconds = divmod(round(time.perf_counter() - start), 60)
@@ -94,10 +99,38 @@ def train(args: argparse.Namespace) -> None:
         f"final test accuracy {last['test_accuracy']:.4f} (loss {last['test_loss']:.4f}), "
         f"best {best['test_accuracy']:.4f} (epoch {best['epoch']})"
     )
-    say(
-        f"wrote {args.out / 'metrics.jsonl'}, {args.out / 'curves.png'} and checkpoints in "
-        f"{args.out / 'checkpoints'}"
+    say(f"wrote {folder.metrics_path}, {folder.curves_path} and checkpoints in {folder.checkpoints}")
+
+
+def _set_up_devices(args: argparse.Namespace, recorded_batch: Any) -> int | None:
+    """One CPU device per core (or ``--cpu-devices``) for this run, set in JAX's config before its
+    backend starts (:func:`funcnn.runtime.plan`); the count set, or ``None``. The batch to split
+    is the one given, else the run's recorded one, else the default."""
+    batch = args.batch_size or (recorded_batch if settings.POSITIVE_INT.valid(recorded_batch) else None)
+    plan = runtime.configure(
+        batch_size=batch or settings.TRAIN_DEFAULTS["batch_size"],
+        cpu_devices=args.cpu_devices if args.cpu_devices == "auto" else int(args.cpu_devices),
+        processes=args.num_processes or 1,
+        processes_here=processes_here(args.coordinator, args.num_processes),
+        cpu_convolutions=False,
+        huge_pages=False,
     )
+    for note in plan.skipped:
+        warnings.warn(f"--cpu-devices: {note}", UserWarning, stacklevel=2)
+    return plan.cpu_devices
+
+
+def processes_here(coordinator: str | None, processes: int | None) -> int:
+    """Processes of a run sharing this machine's cores: all of them when the coordinator is local."""
+    if coordinator and coordinator.rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "::1", "[::1]"):
+        return processes or 1
+    return 1
+
+
+def join_processes(coordinator: str, processes: int, process_id: int) -> None:
+    """Join a multi-process run (``jax.distributed.initialize``; on CPU with gloo collectives)."""
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator, processes, process_id)
 
 
 def _devices_line(args: argparse.Namespace) -> str:
@@ -118,28 +151,51 @@ def _devices_line(args: argparse.Namespace) -> str:
 def evaluate_run(args: argparse.Namespace) -> None:
     """Print the test accuracy of the newest intact checkpoint in --out.
 
-    Restores only the parameters and the model state (no optimiser state) and
-    reads only the test images.
+    Takes no lock: a run may be training into --out. Restores only the parameters
+    and the model state (no optimiser state) and reads only the test images. A step
+    still being written is skipped, and so is one pruned while it is read (the
+    folder is inspected again); only a damaged step is reported.
     """
-    directory = args.out / "checkpoints"
-    if not checkpoint.all_steps(directory):
-        raise checkpoint.CheckpointNotFoundError(f"{directory.absolute()}: no complete checkpoint found")
-    step = _intact_step(directory, "evaluating")
-    meta = checkpoint.read_metadata(directory, step)
-    config = _saved_config(directory, step, meta)
+    folder = RunFolder(args.out, writes=False)
+    for attempt in range(READ_ATTEMPTS):
+        step = folder.intact_step(folder.inspect(), doing="evaluating")
+        if step is None:
+            raise checkpoint.CheckpointNotFoundError(
+                f"{folder.checkpoints.absolute()}: no complete checkpoint found"
+            )
+        try:
+            model, part, meta = _restore_for_evaluation(folder, step)
+            break
+        except Exception:
+            if folder.still_there(step) or attempt == READ_ATTEMPTS - 1:
+                raise
+    config = meta["config"]
     data = args.data or (Path(config["data"]) if config.get("data") else None)  # the run's by default
     x_test, y_test = load_test_split(data)
     if len(x_test) == 0:
         raise UsageError(f"the test split of {data or 'the Fashion-MNIST data'} holds no images")
     _with_data_shapes(config, data, x_test, y_test, y_test)
-    model = MODELS[config["model"]](config["num_classes"], dtype=PRECISIONS[config["precision"]])
-    shapes = jax.eval_shape(lambda k: model.init(k, tuple(config["input_shape"]))[1:], jax.random.key(0))
-    part, _ = checkpoint.restore_part(directory, {"params": shapes[0], "model_state": shapes[1]}, step)
     result = evaluate(model, part["params"], part["model_state"], x_test, y_test)
     print(
         f"test accuracy: {result['accuracy']:.4f} (loss {result['loss']:.4f}; "
         f"epoch {meta['epoch']}, step {step}, {len(x_test)} images)"
     )
+
+
+def _restore_for_evaluation(folder: RunFolder, step: int) -> tuple[Layer, dict[str, Any], dict[str, Any]]:
+    """The model of checkpoint ``step``, its ``params`` and ``model_state``, and its metadata
+    (with the settings checked)."""
+    meta = folder.metadata(step)
+    config = settings.check_stored(f"checkpoint step {step} in {folder.checkpoints}", meta.get("config"))
+    model = MODELS[config["model"]](config["num_classes"], dtype=PRECISIONS[config["precision"]])
+    shapes = jax.eval_shape(lambda k: model.init(k, tuple(config["input_shape"]))[1:], jax.random.key(0))
+    target = {"params": shapes[0], "model_state": shapes[1]}
+    part, _ = checkpoint.restore_part(folder.checkpoints, target, step, verify=False)
+    return model, part, meta | {"config": config}
+
+
+READ_ATTEMPTS = 5
+"""How often ``evaluate`` looks again when the step it reads is pruned by a run that is saving."""
 
 
 def print_summary(args: argparse.Namespace) -> None:
@@ -188,124 +244,35 @@ def draw_filters(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
-def _train_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The run's settings, and what is done (``epoch``, ``step``, ``history``) when resuming.
+def _train_settings(
+    args: argparse.Namespace, folder: RunFolder, inspection: Inspection, recorded: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The run's settings (:func:`funcnn.settings.merge`), and what is done (``epoch``, ``step``,
+    ``history``) when resuming.
 
-    Defaults, replaced on --resume by the run's settings (``OUT/run.json``, which
-    ``fit`` writes before a run's first step, else the newest intact checkpoint's),
-    then by the arguments given. A larger --epochs extends a run.
+    On --resume the run's own settings are ``run.json``'s (``recorded``) and the newest
+    intact checkpoint's, which must agree; then the arguments given, which must not
+    contradict them (a larger --epochs extends the run).
 
     Raises:
-      UsageError: on --resume, an argument contradicts the run's setting (a
-        smaller --epochs included).
-      CheckpointError: the checkpoints are damaged with none intact, or the
-        run's record is unreadable.
+      UsageError: an argument contradicts the run's setting.
+      SettingsConflictError: ``run.json`` and the checkpoint disagree, or either is unusable.
+      CheckpointDamagedError: the checkpoints are damaged with none intact.
     """
-    given = {name: getattr(args, name) for name in TRAIN_DEFAULTS if getattr(args, name) is not None}
-    config = dict(TRAIN_DEFAULTS)
+    given = {name: getattr(args, name) for name in settings.TRAIN_DEFAULTS if getattr(args, name) is not None}
     if not args.resume:
-        return config | given, None
-    directory = args.out / "checkpoints"
-    step, meta, saved = None, None, None
-    if checkpoint.all_steps(directory):
-        step = _intact_step(directory, None, allow_unfinished=True)  # fit reports and moves the damaged
-    if step is not None:
-        meta = checkpoint.read_metadata(directory, step)
-        saved = _saved_config(directory, step, meta)
-    recorded = args.out / RUN_FILE
-    if recorded.is_file():  # the run's own record: an extension's new total, or a run killed early
-        try:
-            record = json.loads(recorded.read_text())
-        except ValueError as error:
-            raise checkpoint.CheckpointMismatchError(f"{recorded}: unreadable ({error})") from None
-        saved = _saved_config(recorded, step or 0, {"config": record, "epoch": 0})
-    if saved is None:
-        return config | given, None
-    conflicts = [
-        f"--{name.replace('_', '-')} {value} (checkpoint: {saved[name]})"
-        for name, value in given.items()
-        if saved.get(name) != value and not (name == "epochs" and value > saved["epochs"])
-    ]
-    if conflicts:
-        raise UsageError(f"cannot resume {args.out} with different settings: {', '.join(conflicts)}")
-    done = None if meta is None else {"epoch": meta["epoch"], "step": step, "history": meta["history"]}
-    return config | saved | given, done
-
-
-def _intact_step(directory: Path, doing: str | None, *, allow_unfinished: bool = False) -> int | None:
-    """The newest intact checkpoint step; with ``doing``, each damaged newer one is reported as a warning.
-
-    With ``allow_unfinished``, ``None`` when no step is intact but every one only
-    lacks its manifest (the first save was killed before it proved itself).
-
-    Raises:
-      CheckpointDamagedError: none is intact.
-    """
-    step, damaged = checkpoint.latest_intact_step(directory)
-    if step is None and allow_unfinished and all(checkpoint.unfinished(p) for _, p in damaged):
-        return None
-    if step is None:
-        raise checkpoint.CheckpointDamagedError(
-            f"{directory.absolute()}: no intact checkpoint: "
-            + "; ".join(f"step {s} is damaged: {problem}" for s, problem in damaged)
-        )
-    for bad, problem in damaged if doing else ():
-        warnings.warn(
-            f"checkpoint step {bad} is damaged ({problem}); {doing} step {step}",
-            checkpoint.DamagedCheckpointWarning,
-            stacklevel=2,
-        )
-    return step
-
-
-SETTING_CHECKS: dict[str, Any] = {
-    "model": lambda v: v in MODELS,
-    "epochs": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-    "batch_size": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-    "optimizer": lambda v: v in OPTIMIZERS,
-    "lr": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0,
-    "schedule": lambda v: v in SCHEDULES,
-    "seed": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-    "precision": lambda v: v in PRECISIONS,
-    "augment": lambda v: isinstance(v, bool),
-    "limit": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
-    "num_classes": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-    "data": lambda v: v is None or isinstance(v, str),
-    "input_shape": lambda v: (
-        isinstance(v, list)
-        and len(v) in (3, 4, 5)
-        and v[0] == -1
-        and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in v[1:])
-    ),
-}
-"""What each stored setting must be; a checkpoint whose settings fail is incompatible."""
-
-
-def _saved_config(source: Path, step: int, meta: Any) -> dict[str, Any]:
-    """The command-line settings stored with a run, checked one by one.
-
-    Raises:
-      CheckpointMismatchError: they are missing or not settings this version can use.
-    """
-    config = meta.get("config") if isinstance(meta, dict) else None
-    if not isinstance(config, dict) or not config:
-        raise checkpoint.CheckpointMismatchError(
-            f"{source}: checkpoint step {step} holds no settings of `funcnn train`"
-        )
-    bad = [
-        f"{name}={config.get(name, '<missing>')!r}"
-        for name, valid in SETTING_CHECKS.items()
-        if name not in config or not valid(config[name])
-    ]
-    if bad:
-        raise checkpoint.CheckpointMismatchError(
-            f"{source}: checkpoint step {step} holds settings this funcnn cannot use: {', '.join(bad)}"
-        )
-    if not isinstance(meta.get("epoch"), int) or not isinstance(meta.get("history", []), list):
-        raise checkpoint.CheckpointMismatchError(
-            f"{source}: checkpoint step {step} has no epoch count or history"
-        )
-    return {name: config[name] for name in SETTING_CHECKS}
+        return settings.merge(given), None
+    step = folder.intact_step(inspection, doing=None)
+    meta = None if step is None else folder.metadata(step)
+    stored = None if meta is None else (f"checkpoint step {step} in {folder.checkpoints}", meta.get("config"))
+    config = settings.merge(
+        given, None if recorded is None else (str(folder.settings_path), recorded), stored
+    )
+    if meta is None:
+        return config, None
+    if not isinstance(meta.get("epoch"), int) or not isinstance(meta.get("history"), list):
+        raise settings.SettingsConflictError(f"{stored[0]} has no epoch count or history")
+    return config, {"epoch": meta["epoch"], "step": step, "history": meta["history"]}
 
 
 def _load_data(path: Path | None) -> tuple[np.ndarray, ...]:

@@ -1,12 +1,18 @@
-"""The command line's training settings and the names it offers, light: no JAX.
+"""The training settings, one table: name, default, kind (how to parse and what is valid), help.
 
-:mod:`funcnn.cli` builds its parser from these and :mod:`funcnn.commands`
-runs with them; the name tuples are pinned to the library's by a test.
+From :data:`SETTINGS` come the command line's options (:func:`funcnn.cli.build_parser`),
+the check of the settings stored with a run (:func:`check_stored`), the merge on
+``--resume`` (:func:`merge`), and ``fit``'s checks of the same arguments
+(:func:`funcnn.checks.setting`). Light: no JAX; the name tuples are pinned to the
+library's by a test.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 MODEL_NAMES = ("fashion_mnist_cnn", "seed_cnn", "lenet5", "small_resnet", "resnet20")
 """``funcnn.models.MODELS``'s names (pinned by a test), so the parser needs no JAX."""
@@ -20,23 +26,184 @@ PRECISION_NAMES = ("bf16", "fp32")
 MODE_NAMES = ("auto", "scan", "loop")
 """``funcnn.train.MODES`` (pinned by a test)."""
 
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "model": "fashion_mnist_cnn",
-    "epochs": 10,
-    "batch_size": 128,
-    "optimizer": "adam",
-    "lr": 1e-3,
-    "schedule": "cosine",
-    "seed": 0,
-    "precision": "fp32",
-    "augment": False,
-    "limit": None,
-    "num_classes": None,
-}
-"""The training settings; with ``--resume`` the checkpoint's settings replace these."""
-
 SCHEDULES = ("cosine", "constant")
 
 
 class UsageError(ValueError):
     """A bad combination of command-line arguments."""
+
+
+class SettingsConflictError(ValueError):
+    """The settings stored with a run disagree with each other (``run.json`` against its
+    checkpoint), or cannot be used; the message names the file, the setting and both values."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class Kind(NamedTuple):
+    """What a setting's values are: ``what`` in words, ``valid`` for a value, ``parse`` for text,
+    and the ``choices`` when they are names."""
+
+    what: str
+    valid: Callable[[Any], bool]
+    parse: Callable[[str], Any]
+    choices: tuple[str, ...] | None = None
+
+
+def _parser(kind: type, what: str, valid: Callable[[Any], bool]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if not valid(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+
+    return parse
+
+
+def _kind(kind: type, what: str, valid: Callable[[Any], bool]) -> Kind:
+    return Kind(what, valid, _parser(kind, what, valid))
+
+
+def choice(names: tuple[str, ...]) -> Kind:
+    """One of ``names``."""
+    return Kind(f"one of {', '.join(names)}", lambda v: v in names, str, names)
+
+
+POSITIVE_INT = _kind(int, "a positive integer", lambda v: _is_int(v) and v >= 1)
+NON_NEGATIVE_INT = _kind(int, "a non-negative integer", lambda v: _is_int(v) and v >= 0)
+POSITIVE_FLOAT = _kind(
+    float,
+    "a positive finite number",
+    lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0,
+)
+BOOLEAN = Kind("True or False", lambda v: isinstance(v, bool), str)
+OPTIONAL_POSITIVE_INT = Kind("a positive integer or null", lambda v: v is None or POSITIVE_INT.valid(v), int)
+OPTIONAL_TEXT = Kind("a path or null", lambda v: v is None or isinstance(v, str), str)
+INPUT_SHAPE = Kind(
+    "[-1, H, W, C] (or 1-D/3-D)",
+    lambda v: (
+        isinstance(v, list)
+        and len(v) in (3, 4, 5)
+        and v[0] == -1
+        and all(POSITIVE_INT.valid(d) for d in v[1:])
+    ),
+    str,
+)
+
+
+class Setting(NamedTuple):
+    """One training setting.
+
+    Attributes:
+      name: as stored and as ``fit``'s argument; the option is ``--name`` with ``-`` for ``_``.
+      default: its value when neither the command line nor the run gives one.
+      kind: how it is parsed and what is valid.
+      help: the option's help (``None``: not an option, derived from the data).
+    """
+
+    name: str
+    default: Any
+    kind: Kind
+    help: str | None
+
+    @property
+    def option(self) -> str:
+        """The command-line option."""
+        return "--" + self.name.replace("_", "-")
+
+
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in (
+        Setting("model", "fashion_mnist_cnn", choice(MODEL_NAMES), "the model"),
+        Setting("epochs", 10, POSITIVE_INT, "epochs in all (a larger one on --resume extends the run)"),
+        Setting("batch_size", 128, POSITIVE_INT, "examples per step"),
+        Setting("optimizer", "adam", choice(OPTIMIZER_NAMES), "the optax optimiser"),
+        Setting("lr", 1e-3, POSITIVE_FLOAT, "peak learning rate"),
+        Setting("schedule", "cosine", choice(SCHEDULES), "learning-rate schedule"),
+        Setting("seed", 0, NON_NEGATIVE_INT, "seeds the initialisation, shuffling and step keys"),
+        Setting("precision", "fp32", choice(PRECISION_NAMES), "compute dtype"),
+        Setting("augment", False, BOOLEAN, "random crop and flip"),
+        Setting("limit", None, OPTIONAL_POSITIVE_INT, "use only the first N training images"),
+        Setting("num_classes", None, OPTIONAL_POSITIVE_INT, "model outputs; default: the largest label + 1"),
+        Setting("data", None, OPTIONAL_TEXT, None),
+        Setting("input_shape", None, INPUT_SHAPE, None),
+    )
+}
+"""Every setting a run stores (in ``run.json`` and each checkpoint); those with a ``help`` are options."""
+
+TRAIN_DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS.values() if s.help is not None}
+"""The defaults of the command line's training settings."""
+
+
+def check_stored(source: str, config: Any) -> dict[str, Any]:
+    """The settings stored with a run (``run.json``, or a checkpoint's), checked one by one.
+
+    Raises:
+      SettingsConflictError: they are missing or not settings this version can use; names ``source``.
+    """
+    if not isinstance(config, Mapping) or not config:
+        raise SettingsConflictError(f"{source} holds no settings of `funcnn train`")
+    bad = [
+        f"{name}={config[name]!r} (must be {setting.kind.what})" if name in config else f"{name}=<missing>"
+        for name, setting in SETTINGS.items()
+        if name not in config or not setting.kind.valid(config[name])
+    ]
+    if bad:
+        raise SettingsConflictError(f"{source} holds settings this funcnn cannot use: {', '.join(bad)}")
+    return {name: config[name] for name in SETTINGS}
+
+
+def _extends(name: str, newer: Any, older: Any) -> bool:
+    """Whether ``newer`` is a legitimate successor of ``older``: only a larger ``epochs`` (an extension)."""
+    return name == "epochs" and newer > older
+
+
+def merge(
+    given: Mapping[str, Any],
+    recorded: tuple[str, Mapping[str, Any]] | None = None,
+    stored: tuple[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A run's settings: the defaults, then the run's own, then those ``given`` on the command line.
+
+    Args:
+      given: the settings given on the command line (only those given).
+      recorded: ``(source, settings)`` from ``run.json``, or ``None``.
+      stored: ``(source, settings)`` from the newest intact checkpoint, or ``None``.
+
+    The run's own are ``run.json``'s when both exist (it may record an extension to
+    more epochs), which must then agree with the checkpoint's in every other setting.
+
+    Raises:
+      SettingsConflictError: ``run.json`` and the checkpoint disagree, or either is unusable.
+      UsageError: a given setting contradicts the run's (a smaller ``--epochs`` included).
+    """
+    runs = [(run[0], check_stored(*run)) for run in (recorded, stored) if run is not None]
+    if len(runs) == 2:
+        (file, newer), (step, older) = runs
+        disagree = [
+            f"{name} {newer[name]!r} (the checkpoint: {older[name]!r})"
+            for name in SETTINGS
+            if newer[name] != older[name] and not _extends(name, newer[name], older[name])
+        ]
+        if disagree:
+            raise SettingsConflictError(
+                f"{file} disagrees with {step}: {', '.join(disagree)}; restore {file}'s values, or delete "
+                "it to resume with the checkpoint's"
+            )
+    if not runs:
+        return dict(TRAIN_DEFAULTS) | dict(given)
+    source, saved = runs[0]
+    conflicts = [
+        f"{SETTINGS[name].option} {value} ({source}: {saved[name]})"
+        for name, value in given.items()
+        if saved.get(name) != value and not _extends(name, value, saved[name])
+    ]
+    if conflicts:
+        raise UsageError(f"cannot resume with different settings: {', '.join(conflicts)}")
+    return dict(TRAIN_DEFAULTS) | saved | dict(given)

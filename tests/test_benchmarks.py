@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from funcnn.cli import CPU_CONVOLUTIONS, HUGE_PAGES
 from funcnn.data.fashion_mnist import DEFAULT_DIR
+from funcnn.runtime import CPU_CONVOLUTIONS, HUGE_PAGES
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -71,6 +71,7 @@ def test_each_worker_gets_its_own_settings_and_nothing_of_the_callers():
     env = dict(
         os.environ,
         GLIBC_TUNABLES="glibc.malloc.arena_max=2",
+        JAX_NUM_CPU_DEVICES="8",
         XLA_FLAGS="--xla_force_host_platform_device_count=8 --xla_cpu_experimental_ynn_fusion_type=x "
         "--xla_cpu_use_thunk_runtime=true",
     )
@@ -79,15 +80,9 @@ def test_each_worker_gets_its_own_settings_and_nothing_of_the_callers():
     assert done.returncode == 0, done.stderr
     funcnn, peer = json.loads(done.stdout)
     assert funcnn["GLIBC_TUNABLES"] == HUGE_PAGES and "GLIBC_TUNABLES" not in peer
-    assert funcnn["XLA_FLAGS"].split() == [
-        "--xla_cpu_use_thunk_runtime=true",
-        CPU_CONVOLUTIONS,
-        "--xla_force_host_platform_device_count=2",
-    ]
-    assert peer["XLA_FLAGS"].split() == [
-        "--xla_cpu_use_thunk_runtime=true",
-        "--xla_force_host_platform_device_count=1",
-    ]
+    assert funcnn["XLA_FLAGS"].split() == ["--xla_cpu_use_thunk_runtime=true", CPU_CONVOLUTIONS]
+    assert peer["XLA_FLAGS"].split() == ["--xla_cpu_use_thunk_runtime=true"]
+    assert (funcnn["JAX_NUM_CPU_DEVICES"], peer["JAX_NUM_CPU_DEVICES"]) == ("2", "1")
 
 
 def test_the_peer_benchmark_refuses_an_unknown_row():
@@ -122,7 +117,9 @@ def test_the_op_table_times_every_new_rule_against_autodiff_and_pytorch():
     command = [sys.executable, str(BENCHMARKS / "vjp_vs_autodiff.py"), "--only", "ops", "--batch", "2"]
     done = subprocess.run([*command, "--repeats", "1"], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = [line for line in done.stdout.splitlines() if re.match(r"^(relu6|adaptive|upsample|standardize)", line)]
+    rows = [
+        line for line in done.stdout.splitlines() if re.match(r"^(relu6|adaptive|upsample|standardize)", line)
+    ]
     assert len(rows) >= 8, done.stdout
     for row in rows:
         assert re.search(r"\d+\.\d\dx", row), row  # the autodiff / custom ratio

@@ -6,7 +6,6 @@ checks that ``--resume`` ends with exactly the parameters of an
 uninterrupted run.
 """
 
-import importlib
 import json
 import os
 import re
@@ -21,10 +20,11 @@ import pytest
 
 import funcnn as fn
 from funcnn import checkpoint
-from funcnn.cli import CPU_CONVOLUTIONS, HUGE_PAGES, main
+from funcnn.cli import main
 from funcnn.data import write_idx
 from funcnn.models import INPUT_SHAPE, MODELS
-from funcnn.train import abstract_train_state, make_optimizer, read_jsonl
+from funcnn.runtime import CPU_CONVOLUTIONS, HUGE_PAGES
+from funcnn.train import RunFolder, abstract_train_state, make_optimizer, read_jsonl
 
 COMMANDS = ["train", "evaluate", "summary", "filters"]
 
@@ -59,6 +59,7 @@ def assert_one_line_error(status, err, pattern, expected=2):
     assert len(lines) == 1, err
     assert "Traceback" not in err
     assert re.search(pattern, lines[0]), lines[0]
+    assert re.search(pattern, lines[0]), lines[0]
 
 
 @pytest.mark.parametrize("command", ["", *COMMANDS])
@@ -82,7 +83,7 @@ def test_help(command, capsys):
         (["train", "--out", "o", "--lr", "-1"], "--lr: must be a positive finite number, got -1"),
         (["train", "--out", "o", "--lr", "inf"], "--lr: must be a positive finite number, got inf"),
         (["train", "--out", "o", "--lr", "nan"], "--lr: must be a positive finite number, got nan"),
-        (["train", "--out", "o", "--lr", "fast"], "--lr: must be a positive number, got 'fast'"),
+        (["train", "--out", "o", "--lr", "fast"], "--lr: must be a positive finite number, got 'fast'"),
         (["filters", "--out", "f.png", "--index", "x"], "--index: must be a non-negative integer, got 'x'"),
         (["train", "--out", "o", "--optimizer", "rmsprop"], "--optimizer: invalid choice: 'rmsprop'"),
         (["train", "--out", "o", "--precision", "fp8"], "--precision: invalid choice"),
@@ -120,7 +121,7 @@ def test_evaluate_a_checkpoint_not_written_by_the_command_line(tmp_path, capsys)
     checkpoint.save(tmp_path / "checkpoints", 1, {"w": np.zeros(2, np.float32)}, {"epoch": 1})
     status, _, err = run_main(["evaluate", "--out", str(tmp_path)], capsys)
     assert_one_line_error(
-        status, err, "checkpoints: checkpoint step 1 holds no settings of `funcnn train`", expected=3
+        status, err, "checkpoint step 1 in \\S+checkpoints holds no settings of `funcnn train`", expected=3
     )
 
 
@@ -183,7 +184,9 @@ def test_train_evaluate_and_resume_settings(data_dir, tmp_path, capsys):
     assert_one_line_error(status, err, "already holds checkpoints .*latest step 8")
     resume = ["train", "--out", str(out), "--data", str(data_dir), "--resume", "--lr", "0.1", "--seed", "5"]
     status, _, err = run_main(resume, capsys)
-    assert_one_line_error(status, err, r"cannot resume .* different settings: --lr 0.1 \(checkpoint: 0.001\)")
+    assert_one_line_error(
+        status, err, r"cannot resume with different settings: --lr 0.1 \(\S+run\.json: 0.001\)"
+    )
     status, stdout, err = run_main(resume[:-4], capsys)  # the settings come from the checkpoint
     assert status == 0, err
     assert stdout.startswith(f"already finished: {out} holds all 2 epochs (step 8)")
@@ -463,25 +466,25 @@ def test_incompatible_settings_in_an_intact_checkpoint_exit_3(tmp_path, capsys):
     assert_one_line_error(
         status,
         err,
-        r"checkpoint step 4 holds settings this funcnn cannot use: model='vgg', epochs='<missing>'",
+        r"checkpoint step 4 in \S+checkpoints holds settings this funcnn cannot use: model='vgg' \(must be one of "
+        r"fashion_mnist_cnn, .*\), epochs=<missing>, .* lr='fast' \(must be a positive finite number\)",
         expected=3,
     )
 
 
 def test_extending_a_finished_run(two_epochs, data_dir, tmp_path, capsys, monkeypatch):
-    run_module = importlib.import_module("funcnn.train.run")
     out = _copy(two_epochs, tmp_path)
     status, _, err = run_main(
         ["train", "--resume", "--epochs", "1", "--out", str(out), "--data", str(data_dir)], capsys
     )
     assert_one_line_error(
-        status, err, r"cannot resume .* with different settings: --epochs 1 \(checkpoint: 2\)"
+        status, err, r"cannot resume with different settings: --epochs 1 \(\S+run\.json: 2\)"
     )
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(run_module, "write_epoch", interrupted)  # a kill during epoch 3
+    monkeypatch.setattr(RunFolder, "save", interrupted)  # a kill during epoch 3
     status, _, err = run_main(
         ["train", "--resume", "--epochs", "3", "--out", str(out), "--data", str(data_dir)], capsys
     )
@@ -598,12 +601,11 @@ def test_resume_after_a_kill_before_the_first_checkpoint_keeps_the_run_settings(
 ):
     out = tmp_path / "run"
     out.mkdir()  # an existing folder is left as it is, run.json included
-    run_module = importlib.import_module("funcnn.train.run")
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(run_module, "write_epoch", interrupted)
+    monkeypatch.setattr(RunFolder, "save", interrupted)
     argv = ["train", *SMALL, "--epochs", "1", "--data", str(data_dir), "--out", str(out)]
     status, _, err = run_main(argv, capsys)
     assert status == 130 and err.strip().endswith(
@@ -618,12 +620,10 @@ def test_resume_after_a_kill_before_the_first_checkpoint_keeps_the_run_settings(
 def test_interrupting_a_fresh_run_before_its_first_checkpoint_says_nothing_was_saved(
     data_dir, tmp_path, capsys, monkeypatch
 ):
-    run_module = importlib.import_module("funcnn.train.run")
-
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(run_module, "write_epoch", interrupted)
+    monkeypatch.setattr(RunFolder, "save", interrupted)
     out = tmp_path / "fresh"
     status, _, err = run_main(
         ["train", *SMALL, "--epochs", "1", "--data", str(data_dir), "--out", str(out)], capsys
@@ -667,75 +667,6 @@ def test_bad_device_and_process_arguments_are_one_line_errors(tmp_path, capsys, 
     assert not (tmp_path / "o").exists()
 
 
-CPU_DEVICES = """
-import os, sys
-os.sched_getaffinity = lambda pid: set(range(int(sys.argv[1])))
-from funcnn.cli import build_parser, use_cpu_cores
-args = build_parser().parse_args(sys.argv[2:])
-print(use_cpu_cores(args), os.environ.get("XLA_FLAGS"), "jax" in sys.modules)
-"""
-
-
-@pytest.mark.parametrize(
-    ("cores", "argv", "flags", "expected"),
-    [
-        (2, [], None, "2 --xla_force_host_platform_device_count=2 False"),  # batch 128: one device per core
-        (8, ["--batch-size", "100"], None, "5 --xla_force_host_platform_device_count=5 False"),
-        (3, [], "--xla_cpu_use_thunk_runtime=true", "2 --xla_cpu_use_thunk_runtime=true "
-                                                    "--xla_force_host_platform_device_count=2 False"),
-        (1, [], None, "1 --xla_force_host_platform_device_count=1 False"),
-        (8, ["--cpu-devices", "1"], None, "1 --xla_force_host_platform_device_count=1 False"),
-        (8, ["--cpu-devices", "3"], None, "3 --xla_force_host_platform_device_count=3 False"),
-        (2, [], "--xla_force_host_platform_device_count=6", "None --xla_force_host_platform_device_count=6 False"),
-        (8, ["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "1"], None,
-         "4 --xla_force_host_platform_device_count=4 False"),  # two local processes share the cores
-    ],
-)  # fmt: skip
-def test_one_cpu_device_per_core_is_set_before_jax_starts(tmp_path, cores, argv, flags, expected):
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | ({"XLA_FLAGS": flags} if flags else {})
-    argv = [sys.executable, "-c", CPU_DEVICES, str(cores), "train", "--out", str(tmp_path / "o"), *argv]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == expected
-
-
-CPU_CONVOLUTIONS_SET = """
-import importlib.metadata, os, sys
-release = sys.argv[1]
-if release == "none":
-    def version(name):
-        raise importlib.metadata.PackageNotFoundError(name)
-else:
-    version = lambda name: release
-importlib.metadata.version = version
-if sys.argv[2] == "jax":
-    sys.modules["jax"] = None  # as if JAX were imported
-from funcnn.cli import use_cpu_convolutions
-print(use_cpu_convolutions(), os.environ.get("XLA_FLAGS"))
-"""
-
-
-@pytest.mark.parametrize(
-    ("jaxlib", "imported", "flags", "expected"),
-    [
-        ("0.10.2", "", None, f"True {CPU_CONVOLUTIONS}"),
-        ("0.11.0rc1", "", "--xla_cpu_use_thunk_runtime=true", f"True --xla_cpu_use_thunk_runtime=true {CPU_CONVOLUTIONS}"),
-        ("0.10.2", "", "--xla_cpu_experimental_ynn_fusion_type=", "False --xla_cpu_experimental_ynn_fusion_type="),
-        ("0.10.2", "jax", None, "False None"),  # main(argv) from Python after JAX: too late
-        ("0.9.2", "", None, "False None"),  # a jaxlib without the flag would abort on it
-        ("none", "", None, "False None"),
-    ],
-)  # fmt: skip
-def test_cpu_convolutions_are_set_before_jax_starts_unless_the_user_chose(jaxlib, imported, flags, expected):
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | ({"XLA_FLAGS": flags} if flags else {})
-    done = subprocess.run(
-        [sys.executable, "-c", CPU_CONVOLUTIONS_SET, jaxlib, imported or "-"],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == expected
-
-
 RECORD_XLA_FLAGS = """
 import atexit, os
 atexit.register(lambda: open(os.environ["RECORD_TO"], "a").write(os.environ.get("XLA_FLAGS", "-") + "\\n"))
@@ -753,35 +684,25 @@ def test_train_and_evaluate_run_with_cpu_convolutions(tmp_path):
     assert (tmp_path / "r").read_text().split() == ["--xla_cpu_use_thunk_runtime=true", CPU_CONVOLUTIONS]
 
 
-@pytest.mark.parametrize(("resume", "expected"), [(["--resume"], "3"), ([], "2")])
-def test_a_resumed_run_splits_its_recorded_batch(tmp_path, resume, expected):
-    (tmp_path / "o").mkdir()
-    (tmp_path / "o" / "run.json").write_text(json.dumps({"batch_size": 96}))
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    argv = [sys.executable, "-c", CPU_DEVICES, "3", "train", "--out", str(tmp_path / "o"), *resume]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
-    # resumed: 96 splits over all 3 cores; a fresh run splits the default 128 over 2 of them
-    assert done.stdout.split()[0] == expected
+RESUMED_DEVICES = """
+import os, sys
+os.sched_getaffinity = lambda pid: set(range(3))
+import jax
+from funcnn import commands
+from funcnn.cli import build_parser
+args = build_parser().parse_args(sys.argv[2:])
+print(commands._set_up_devices(args, int(sys.argv[1])), jax.device_count())
+"""
 
 
-def test_an_explicit_cpu_device_count_that_cannot_apply_is_reported(tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=6")
-    argv = [
-        sys.executable,
-        "-c",
-        CPU_DEVICES,
-        "2",
-        "train",
-        "--out",
-        str(tmp_path / "o"),
-        "--cpu-devices",
-        "3",
-    ]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
-    assert done.stdout.split()[0] == "None"
-    assert (
-        done.stderr.strip() == "funcnn train: warning: --cpu-devices 3 ignored: XLA_FLAGS sets a device count"
-    )
+@pytest.mark.parametrize(("argv", "expected"), [(["--resume"], "3 3"), (["--batch-size", "128"], "2 2")])
+def test_a_resumed_run_splits_its_recorded_batch(tmp_path, argv, expected):
+    """The device count is set after JAX is imported, before its backend starts, from the run's batch."""
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    command = [sys.executable, "-c", RESUMED_DEVICES, "96", "train", "--out", str(tmp_path / "o"), *argv]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected  # 96 splits over all 3 cores; 128 over 2 of them
 
 
 def test_train_uses_every_core_by_default(data_dir, tmp_path):

@@ -3,8 +3,7 @@
 Two models (``peer_models.py``), Adam, synthetic batches, every
 implementation as its users run it: funcnn as ``funcnn train`` runs it
 (data-parallel over one CPU device per core, malloc on huge pages, XLA:CPU's
-own convolutions: ``funcnn.cli.use_cpu_cores``, ``use_huge_pages`` and
-``use_cpu_convolutions``), with the hand-written rules and with autodiff,
+own convolutions: :func:`funcnn.runtime.plan`), with the hand-written rules and with autodiff,
 one jitted call per step (``step``) and steps inside one ``lax.scan``
 (``scan``, how ``fit`` runs an epoch), and for reference on one device,
 with the default malloc and with YNNPACK's convolutions; the JAX peers on one
@@ -49,10 +48,10 @@ sys.path.insert(0, str(HERE))
 
 from peer_models import train_gflop_per_image  # noqa: E402
 
-from funcnn.cli import CPU_CONVOLUTIONS, HUGE_PAGES, cpu_devices_for  # noqa: E402  (light: no JAX)
+from funcnn import runtime  # noqa: E402  (light: no JAX)
 
 AS_FUNCNN_TRAIN = ("huge pages", "CPU convolutions")
-"""What ``funcnn train`` sets before JAX starts (``funcnn.cli.use_huge_pages``, ``use_cpu_convolutions``)."""
+"""What ``funcnn train`` sets before JAX starts (:func:`funcnn.runtime.plan`)."""
 
 CONFIGS = {
     "funcnn": ("funcnn", ["step", "scan", "infer"], "per-core", AS_FUNCNN_TRAIN),
@@ -117,21 +116,30 @@ def worker(impl: str, mode: str, model: str, batch: int, steps: int, windows: in
 
 def worker_env(devices: int, settings: tuple[str, ...]) -> dict[str, str]:
     """This process's environment for a worker on ``devices`` JAX CPU devices, with ``settings``
-    (:data:`CONFIGS`) applied and every other such setting of this process's environment removed."""
-    env = {key: value for key, value in os.environ.items() if key != "GLIBC_TUNABLES"}
-    if "huge pages" in settings:
-        env["GLIBC_TUNABLES"] = HUGE_PAGES
+    (:data:`CONFIGS`) applied by :func:`funcnn.runtime.plan`, as ``funcnn train`` applies them,
+    after every other such setting of this process's environment is removed."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("GLIBC_TUNABLES", "JAX_NUM_CPU_DEVICES")
+    }
     drop = r"--xla_force_host_platform_device_count=\S*|--xla_cpu_experimental_ynn_fusion_type=\S*"
-    flags = [re.sub(drop, "", env.get("XLA_FLAGS", "")).strip()]
-    flags += [CPU_CONVOLUTIONS] if "CPU convolutions" in settings else []
-    env["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={devices}"]).strip()
-    return env
+    env["XLA_FLAGS"] = re.sub(drop, "", env.get("XLA_FLAGS", "")).strip()
+    plan = runtime.plan(
+        runtime.facts()._replace(environ=env, jax_imported=False, backend_started=False),
+        cpu_devices=devices,
+        cpu_convolutions="CPU convolutions" in settings,
+        huge_pages="huge pages" in settings,
+    )
+    return env | plan.environ
 
 
 def run_worker(
     impl: str, mode: str, devices: int | str, settings: tuple[str, ...], model: str, args: argparse.Namespace
 ) -> dict:
-    count = cpu_devices_for(args.batch) if devices == "per-core" else devices
+    count = (
+        runtime.cpu_devices_for(args.batch, cores=runtime.facts().cores) if devices == "per-core" else devices
+    )
     command = [sys.executable, __file__, "--worker", impl, mode, model, str(args.batch), str(args.steps)]
     command += [str(args.windows)]
     done = subprocess.run(command, env=worker_env(count, settings), capture_output=True, text=True)

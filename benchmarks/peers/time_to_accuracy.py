@@ -27,7 +27,7 @@ import time
 
 from run import AS_FUNCNN_TRAIN, worker_env  # light: no JAX
 
-from funcnn.cli import cpu_devices_for
+from funcnn import runtime
 
 TARGETS = (0.91, 0.92)
 
@@ -155,7 +155,11 @@ def main() -> None:
             print(f"{name} is not installed (pip install -e '.[bench]'): skipped")
             continue
         # funcnn as `funcnn train` runs it (one CPU device per core, its settings); the peers on one device
-        env = worker_env(cpu_devices_for(128), AS_FUNCNN_TRAIN) if name == "funcnn" else worker_env(1, ())
+        env = (
+            worker_env(runtime.cpu_devices_for(128, cores=runtime.facts().cores), AS_FUNCNN_TRAIN)
+            if name == "funcnn"
+            else worker_env(1, ())
+        )
         command = [sys.executable, __file__, "--worker", name, "--epochs", str(args.epochs)]
         command += [] if args.limit is None else ["--limit", str(args.limit)]
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)

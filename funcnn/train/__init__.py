@@ -1,12 +1,15 @@
 """Training: the train state, the jitted step, scanned or looped epochs, the pure training loop
-(:mod:`funcnn.train.loop`), the run's output folder (:mod:`funcnn.train.run`), ``fit`` and ``evaluate``."""
+(:mod:`funcnn.train.loop`), ``fit`` and its callbacks (:mod:`funcnn.train.callbacks`), the run's
+output folder (:mod:`funcnn.train.run_folder`) and ``evaluate``."""
 
+from funcnn.train.callbacks import Callback, Checkpoints, ProgressBar, StopTraining, TrainStart
 from funcnn.train.epoch import make_scan_epoch, run_loop_epoch
 from funcnn.train.evaluate import evaluate
 from funcnn.train.fit import FitResult, fit
 from funcnn.train.loop import MODES, NonFiniteLossError
 from funcnn.train.metrics import plot_curves, read_jsonl, write_jsonl
 from funcnn.train.optimizers import OPTIMIZERS, make_optimizer
+from funcnn.train.run_folder import FolderInUseError, Inspection, Restored, RunFolder
 from funcnn.train.state import TrainState, abstract_train_state, init_train_state
 from funcnn.train.step import (
     DEFAULT_LOSS,
@@ -19,6 +22,15 @@ from funcnn.train.step import (
 )
 
 __all__ = [
+    "Callback",
+    "Checkpoints",
+    "FolderInUseError",
+    "Inspection",
+    "ProgressBar",
+    "Restored",
+    "RunFolder",
+    "StopTraining",
+    "TrainStart",
     "DEFAULT_LOSS",
     "MODES",
     "OPTIMIZERS",

@@ -1,16 +1,16 @@
-"""``fit``: a training run, composed of the pure loop and the run's output folder.
+"""``fit``: a training run, composed of the pure loop and its callbacks.
 
-:mod:`funcnn.train.loop` trains (no files, no printing); :mod:`funcnn.train.run`
-resumes, checkpoints, writes ``metrics.jsonl`` and ``curves.png`` and shows
-progress. Each check of ``fit``'s arguments is here, once.
+:mod:`funcnn.train.loop` trains (no files, no printing); the callbacks
+(:mod:`funcnn.train.callbacks`) resume, checkpoint, write ``metrics.jsonl`` and
+``curves.png`` (:class:`funcnn.train.Checkpoints`) and show progress
+(:class:`funcnn.train.ProgressBar`). Each check of ``fit``'s arguments is here, once.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 from funcnn import checkpoint, checks, distributed
 from funcnn.core import Layer, LayerConfigError
 from funcnn.data.batching import batch_indices, scale_images
-from funcnn.train import run
+from funcnn.train.callbacks import Callback, Checkpoints, ProgressBar, StopTraining, TrainStart
 from funcnn.train.evaluate import evaluate
 from funcnn.train.loop import (
     MODES,
@@ -91,10 +91,15 @@ def fit(
     progress: bool = False,
     mesh: Mesh | None = None,
     shard_params: bool = False,
+    callbacks: Sequence[Callback] = (),
 ) -> FitResult:
     """Train ``model`` for ``epochs`` epochs, evaluating on ``test_data`` after each.
 
-    With ``out``, every epoch appends a record to ``OUT/metrics.jsonl``
+    ``callbacks`` (:class:`funcnn.train.Callback`) see the run begin, each
+    epoch end and the run end; one may resume it. ``out``, ``resume``, ``keep``
+    and ``config`` are short for a :class:`funcnn.train.Checkpoints` callback
+    and ``progress`` for a :class:`funcnn.train.ProgressBar`, run before
+    ``callbacks``. With ``out``, every epoch appends a record to ``OUT/metrics.jsonl``
     (``epoch``, ``step``, ``train_loss``, ``train_accuracy``, ``test_loss``,
     ``test_accuracy``, ``seconds``, ``images_per_second``, ``devices``,
     ``mode``), redraws ``OUT/curves.png`` and saves a checkpoint under
@@ -134,6 +139,7 @@ def fit(
       shard_params: split the parameters and optimiser state along the
         ``"data"`` axis too (each device keeps a slice of every large leaf),
         for models that do not fit one device; same numbers as replicated.
+      callbacks: more :class:`funcnn.train.Callback` s, called in order.
 
     Returns:
       The final state and the per-epoch history.
@@ -142,6 +148,8 @@ def fit(
       NonFiniteLossError: a step's loss was NaN or infinite; no checkpoint
         is written for that epoch, so the last good one stays the latest.
       FileExistsError: ``OUT`` already holds checkpoints and ``resume`` is false.
+      FolderInUseError: another process writes ``OUT``.
+      WriteError: a file under ``OUT`` could not be written; older checkpoints stay intact.
       ValueError: a bad ``mode``, ``batch_size`` or ``epochs``, or a resume
         with another seed or batch size than the checkpoint's.
       LayerConfigError: images and labels of different lengths, labels
@@ -180,65 +188,114 @@ def fit(
         checks.label_range(
             "fit", "test_data", checks.labelled_data("fit", "test_data", test_data)[1], num_classes
         )
-    state, history = None, []
-    out = None if out is None else Path(out)
-    writes = jax.process_index() == 0
+    callbacks = _callbacks(out, resume, keep, config, progress, callbacks)
     shapes = abstract_train_state(model, optimizer, input_shape)
     shardings = distributed.state_shardings(mesh, shapes, shard_params)
-    if out is not None:
-        target = jax.tree.map(
-            lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
-            shapes,
-            shardings,
-        )
-        state, history = run.resume(out, target, resume=resume, seed=seed, batch_size=batch_size)
-        if config is not None and writes:
-            run.record_run(out, config)
-    if state is None:
-        state = init_train_state(model, optimizer, jax.random.key(seed), input_shape, shardings=shardings)
-    if batches is not None:
-        mode = "loop"
-    else:  # every device holds the whole data set; every process must run the same mode
-        copies = len(mesh.local_devices) if mesh.devices.flat[0].platform == "cpu" else 1
-        mode = distributed.same_in_every_process(
-            choose_mode(mode, copies * (images.nbytes + labels.nbytes), mesh.local_devices[0]), MODES
-        )
-    compiled = compiled_epoch_or_step(model, loss, optimizer, preprocess, augment, mode, mesh, shard_params)
-    if batches is None:
-        run_epoch = epoch_runner(compiled, images, labels, mode, mesh)
-        plan = functools.partial(batch_indices, seed, n=len(images), batch_size=batch_size)
-    else:
-        run_epoch = batches_runner(compiled, batches, num_classes, mesh)
-        plan = lambda epoch: None  # noqa: E731 (the batches plan themselves)
-
-    def evaluate_test(state: TrainState) -> dict[str, float | None]:
-        if test_data is None:
-            return {"loss": None, "accuracy": None}
-        return evaluate(
-            model, state.params, state.model_state, *test_data,
-            batch_size=eval_batch_size, loss=loss, preprocess=preprocess, mesh=mesh,
-        )  # fmt: skip
-
-    total, done = (None, 0) if steps is None else (epochs * steps, len(history) * steps)
-    bar, on_progress = run.progress_bar(total, done, batch_size, progress and writes)
-    epochs_run = train_epochs(
-        run_epoch,
-        state,
-        first_epoch=len(history),
-        epochs=epochs,
-        plan=plan,
-        batch_size=batch_size,
-        evaluate_test=evaluate_test,
-        on_progress=on_progress,
-        mode=mode,
-        devices=mesh.size,
+    template = jax.tree.map(
+        lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
+        shapes,
+        shardings,
     )
-    with bar:
+    start = TrainStart(template, None, [], epochs, steps, batch_size, seed)
+    try:
+        for callback in callbacks:
+            resumed = callback.on_train_begin(start)
+            if resumed is not None:
+                start = start._replace(state=resumed[0], history=list(resumed[1]))
+        state, history = start.state, start.history
+        if state is None:
+            state = init_train_state(model, optimizer, jax.random.key(seed), input_shape, shardings=shardings)
+        if batches is not None:
+            mode = "loop"
+        else:  # every device holds the whole data set; every process must run the same mode
+            copies = len(mesh.local_devices) if mesh.devices.flat[0].platform == "cpu" else 1
+            mode = distributed.same_in_every_process(
+                choose_mode(mode, copies * (images.nbytes + labels.nbytes), mesh.local_devices[0]), MODES
+            )
+        compiled = compiled_epoch_or_step(
+            model, loss, optimizer, preprocess, augment, mode, mesh, shard_params
+        )
+        if batches is None:
+            run_epoch = epoch_runner(compiled, images, labels, mode, mesh)
+            plan = functools.partial(batch_indices, seed, n=len(images), batch_size=batch_size)
+        else:
+            run_epoch = batches_runner(compiled, batches, num_classes, mesh)
+            plan = lambda epoch: None  # noqa: E731 (the batches plan themselves)
+
+        def evaluate_test(state: TrainState) -> dict[str, float | None]:
+            if test_data is None:
+                return {"loss": None, "accuracy": None}
+            return evaluate(
+                model, state.params, state.model_state, *test_data,
+                batch_size=eval_batch_size, loss=loss, preprocess=preprocess, mesh=mesh,
+            )  # fmt: skip
+
+        def on_steps(steps: int, metrics: Any) -> None:
+            for callback in callbacks:
+                callback.on_steps(steps, metrics)
+
+        epochs_run = train_epochs(
+            run_epoch,
+            state,
+            first_epoch=len(history),
+            epochs=epochs,
+            plan=plan,
+            batch_size=batch_size,
+            evaluate_test=evaluate_test,
+            on_progress=on_steps,
+            mode=mode,
+            devices=mesh.size,
+        )
         for state, record in epochs_run:
             history.append(record)
-            if out is not None:
-                meta = {"epoch": record["epoch"], "seed": seed, "batch_size": batch_size, "config": config}
-                run.write_epoch(out, state, history, meta, keep, writes=writes)
-            if progress and writes:
-                bar.write(run.epoch_line(record, epochs))
+            if _epoch_end(callbacks, state, history):
+                break
+        for callback in callbacks:
+            callback.on_train_end(state, history)
+    except BaseException as error:
+        for callback in callbacks:
+            callback.close(error)
+        raise
+    for callback in callbacks:
+        callback.close(None)
     return FitResult(state, history)
+
+
+def _callbacks(
+    out: str | os.PathLike | None,
+    resume: bool,
+    keep: int,
+    config: dict[str, Any] | None,
+    progress: bool,
+    callbacks: Sequence[Callback],
+) -> list[Callback]:
+    """The shortcuts' callbacks (:class:`Checkpoints` for ``out``, :class:`ProgressBar` for
+    ``progress``), then ``callbacks``, checked."""
+    made: list[Callback] = []
+    if out is not None:
+        made.append(Checkpoints(out, resume=resume, keep=keep, config=config))
+    if progress:
+        made.append(ProgressBar())
+    if isinstance(callbacks, Callback) or not isinstance(callbacks, Sequence):
+        raise LayerConfigError(
+            "fit: argument `callbacks` must be a sequence of funcnn.train.Callback, "
+            f"got {type(callbacks).__name__}"
+        )
+    for index, callback in enumerate(callbacks):
+        if not isinstance(callback, Callback):
+            raise LayerConfigError(
+                f"fit: argument `callbacks`[{index}] must be a funcnn.train.Callback, "
+                f"got {type(callback).__name__}"
+            )
+    return [*made, *callbacks]
+
+
+def _epoch_end(callbacks: Sequence[Callback], state: TrainState, history: list[dict[str, Any]]) -> bool:
+    """Call every callback's ``on_epoch_end``; whether one asked to stop (:class:`StopTraining`)."""
+    stop = False
+    for callback in callbacks:
+        try:
+            callback.on_epoch_end(state, history)
+        except StopTraining:
+            stop = True
+    return stop

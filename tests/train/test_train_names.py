@@ -7,7 +7,8 @@ TRAIN = {
     "DEFAULT_LOSS", "MODES", "OPTIMIZERS", "PRECISIONS", "FitResult", "NonFiniteLossError", "StepMetrics",
     "TrainState", "abstract_train_state", "accuracy", "build_train_step", "evaluate", "fit", "forward", "init_train_state",
     "make_optimizer", "make_scan_epoch", "make_train_step", "plot_curves", "read_jsonl", "run_loop_epoch",
-    "write_jsonl",
+    "write_jsonl", "Callback", "Checkpoints", "ProgressBar", "StopTraining", "TrainStart", "RunFolder",
+    "FolderInUseError", "Inspection", "Restored",
 }  # fmt: skip
 
 DATA = {

@@ -1,0 +1,83 @@
+"""Ctrl-C, SIGTERM and SIGHUP as one exception, raised only at safe points.
+
+A job scheduler sends SIGTERM before SIGKILL, a closed terminal SIGHUP, a
+user Ctrl-C (SIGINT). Inside :func:`stop_signals` each of them raises
+:class:`Interrupted` (a ``KeyboardInterrupt``), once: later signals are
+recorded and dropped, so two Ctrl-C in a row cannot interrupt the clean-up of
+the first. Inside :func:`deferred` (a checkpoint being written) the signal is
+held until the block ends, so the block either completes or never starts.
+No JAX here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""The signals that stop a run at a safe point."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal arrived; ``signum`` says which, ``exit_status`` is ``128 + signum``
+    (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), as a shell reports it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.exit_status = 128 + signum
+
+
+class _State:
+    """What the handlers share: whether a signal arrived, and whether it must wait."""
+
+    received: int | None = None
+    raised = False
+    deferring = 0
+
+
+def _handle(signum: int, frame: FrameType | None) -> None:
+    if _State.received is None:
+        _State.received = signum
+    if _State.deferring or _State.raised:
+        return
+    _State.raised = True
+    raise Interrupted(_State.received)
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[None]:
+    """Within the block, the first stop signal raises :class:`Interrupted` (later ones are
+    dropped); the previous handlers come back after it. Only in the main thread; elsewhere
+    the block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, _handle) for signum in STOP_SIGNALS}
+    _State.received, _State.raised, _State.deferring = None, False, 0
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _State.received, _State.raised = None, False
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Hold a stop signal that arrives within the block until the block ends, then raise it.
+
+    Outside :func:`stop_signals` this changes nothing (a library caller's own
+    handlers stay in charge).
+    """
+    _State.deferring += 1
+    try:
+        yield
+    finally:
+        _State.deferring -= 1
+    if not _State.deferring and _State.received is not None and not _State.raised:
+        _State.raised = True
+        raise Interrupted(_State.received)

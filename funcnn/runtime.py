@@ -1,0 +1,242 @@
+"""Process set-up before JAX starts: the settings ``funcnn train`` runs under, for any script.
+
+This module imports no JAX. :func:`plan` is pure: from the facts of a process
+(:class:`Facts`: its environment, cores, C library, jaxlib version, whether
+JAX is imported and its backend started) it decides what to set; :func:`apply`
+sets it, and :func:`configure` does both for the running process::
+
+    import funcnn.runtime
+    funcnn.runtime.configure(batch_size=128)  # before `import jax`
+    import jax
+
+The plan has three parts, each skipped where the user already chose:
+
+- **One CPU device per core** (``JAX_NUM_CPU_DEVICES``, or
+  ``jax.config.update("jax_num_cpu_devices", n)`` when JAX is imported but has
+  not started its backend). XLA:CPU runs each convolution on one core, so a
+  data-parallel step over one device per core is how a step uses them all. The
+  count is the largest one not above this process's cores (its share, with
+  several processes on a machine) whose product with the process count divides
+  the batch. A device count in ``XLA_FLAGS`` or ``JAX_NUM_CPU_DEVICES`` wins.
+- **XLA:CPU's own convolutions** (:data:`CPU_CONVOLUTIONS` in ``XLA_FLAGS``):
+  jaxlib 0.10 hands each convolution to YNNPACK, whose weight gradient on an
+  AVX2 CPU runs at about half XLA:CPU's rate (the CIFAR-shaped benchmark net
+  trains 1.2-1.5x faster without it; ``benchmarks/README.md``). Only with a
+  jaxlib from :data:`CPU_CONVOLUTIONS_SINCE` on (XLA aborts on a flag it lacks),
+  and only before JAX is imported (XLA reads its flags once).
+- **Huge pages for malloc** (``GLIBC_TUNABLES`` = :data:`HUGE_PAGES`): XLA:CPU
+  allocates a step's buffers afresh on every call, and the page faults of fresh
+  ``mmap`` blocks cost about a tenth of a CIFAR-shaped step. glibc reads its
+  tunables only at start, so this one re-executes the process (same id, same
+  arguments); only on glibc, before JAX is imported, and when a command line to
+  re-execute is given.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import itertools
+import os
+import platform
+import sys
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+HUGE_PAGES = "glibc.malloc.hugetlb=1"
+"""The ``GLIBC_TUNABLES`` value of the plan: malloc's large blocks on transparent huge pages."""
+
+CPU_CONVOLUTIONS = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+"""The ``XLA_FLAGS`` entry of the plan: XLA:CPU's convolutions rather than YNNPACK's."""
+
+CPU_CONVOLUTIONS_SINCE = (0, 10, 1)
+"""The oldest jaxlib known to have the flag of :data:`CPU_CONVOLUTIONS`."""
+
+DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+"""The ``XLA_FLAGS`` entry by which a user sets the CPU device count themselves."""
+
+
+class Facts(NamedTuple):
+    """What the plan depends on, read from a process by :func:`facts` (or written out in a test).
+
+    Attributes:
+      environ: the environment variables.
+      cores: the cores the process may run on.
+      libc: the C library's name (``"glibc"`` or ``""``).
+      jaxlib: the installed jaxlib's ``(major, minor, patch)``; ``()`` if none.
+      jax_imported: whether ``jax`` is imported.
+      backend_started: whether JAX has started a backend (its device count is then fixed).
+    """
+
+    environ: Mapping[str, str]
+    cores: int
+    libc: str = "glibc"
+    jaxlib: tuple[int, ...] = (0, 10, 2)
+    jax_imported: bool = False
+    backend_started: bool = False
+
+
+class Plan(NamedTuple):
+    """What :func:`apply` sets.
+
+    Attributes:
+      environ: environment variables to set, name to value.
+      cpu_devices: the CPU device count to give JAX, or ``None`` to leave it.
+      reexec: whether to re-execute the process (for ``GLIBC_TUNABLES``).
+      skipped: why a requested part is left alone, one sentence each.
+    """
+
+    environ: dict[str, str]
+    cpu_devices: int | None
+    reexec: bool
+    skipped: tuple[str, ...]
+
+
+def cpu_devices_for(batch: int, processes: int = 1, *, cores: int) -> int:
+    """The most CPU devices per process, up to ``cores``, that split a global ``batch`` evenly
+    over ``processes`` processes; at least 1.
+
+    >>> cpu_devices_for(128, cores=6), cpu_devices_for(100, cores=3), cpu_devices_for(7, cores=4)
+    (4, 2, 1)
+    """
+    return max(d for d in range(1, max(cores, 1) + 1) if batch % (d * processes) == 0 or d == 1)
+
+
+def plan(
+    facts: Facts,
+    *,
+    batch_size: int | None = None,
+    cpu_devices: int | str | None = "auto",
+    processes: int = 1,
+    processes_here: int = 1,
+    cpu_convolutions: bool = True,
+    huge_pages: bool = True,
+) -> Plan:
+    """Decide the set-up for a process with these ``facts``; pure.
+
+    Args:
+      facts: the process (:func:`facts`).
+      batch_size: the global batch the devices split; ``None`` for any (one device per core).
+      cpu_devices: ``"auto"`` (one per core, dividing the batch), a count, or ``None`` to leave it.
+      processes: the processes of the run (each gets its share of the batch).
+      processes_here: the processes of the run on this machine (they share its cores).
+      cpu_convolutions: use XLA:CPU's convolutions (:data:`CPU_CONVOLUTIONS`).
+      huge_pages: put malloc's large blocks on huge pages (:data:`HUGE_PAGES`).
+
+    Returns:
+      The :class:`Plan`; parts the user set themselves or that are too late are
+      left out, and ``skipped`` says why when the part was asked for explicitly.
+    """
+    environ: dict[str, str] = {}
+    skipped: list[str] = []
+    flags = facts.environ.get("XLA_FLAGS", "")
+    count = None
+    if cpu_devices is not None:
+        user_count = DEVICE_COUNT_FLAG in flags or "JAX_NUM_CPU_DEVICES" in facts.environ
+        if user_count or facts.backend_started:
+            if cpu_devices != "auto":
+                why = (
+                    "JAX has started its backend" if facts.backend_started else "the environment sets a count"
+                )
+                skipped.append(f"{cpu_devices} CPU devices not set: {why}")
+        elif cpu_devices == "auto":
+            cores = max(facts.cores // max(processes_here, 1), 1)
+            count = cpu_devices_for(batch_size or 1, processes, cores=cores) if batch_size else cores
+        else:
+            count = int(cpu_devices)
+        if count is not None and not facts.jax_imported:
+            environ["JAX_NUM_CPU_DEVICES"] = str(count)
+    flag_name = CPU_CONVOLUTIONS.split("=")[0]
+    if (
+        cpu_convolutions
+        and flag_name not in flags
+        and not facts.jax_imported
+        and facts.jaxlib >= CPU_CONVOLUTIONS_SINCE
+    ):
+        environ["XLA_FLAGS"] = f"{flags} {CPU_CONVOLUTIONS}".strip()
+    reexec = (
+        huge_pages
+        and "GLIBC_TUNABLES" not in facts.environ
+        and facts.libc == "glibc"
+        and not facts.jax_imported
+    )
+    if reexec:
+        environ["GLIBC_TUNABLES"] = HUGE_PAGES
+    return Plan(environ, count, reexec, tuple(skipped))
+
+
+def facts() -> Facts:
+    """The facts of this process."""
+    jax_module = sys.modules.get("jax")
+    started = False
+    if jax_module is not None:
+        bridge = sys.modules.get("jax._src.xla_bridge")
+        started = bool(getattr(bridge, "_backends", None))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return Facts(
+        environ=dict(os.environ),
+        cores=cores,
+        libc=platform.libc_ver()[0],
+        jaxlib=jaxlib_version(),
+        jax_imported=jax_module is not None,
+        backend_started=started,
+    )
+
+
+def apply(the_plan: Plan, argv: Sequence[str] | None = None) -> None:
+    """Set ``the_plan`` in this process: its environment, then the device count in JAX's config
+    when JAX is imported, then (with ``argv``, the command line to run again) the re-execution."""
+    os.environ.update(the_plan.environ)
+    if the_plan.cpu_devices is not None and "jax" in sys.modules:
+        sys.modules["jax"].config.update("jax_num_cpu_devices", the_plan.cpu_devices)
+    if the_plan.reexec and argv is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, *argv])
+
+
+def configure(
+    *,
+    batch_size: int | None = None,
+    cpu_devices: int | str | None = "auto",
+    processes: int = 1,
+    processes_here: int = 1,
+    cpu_convolutions: bool = True,
+    huge_pages: bool = True,
+) -> Plan:
+    """Give this process the set-up ``funcnn train`` runs under; call it before ``import jax``.
+
+    Plans from this process's :func:`facts` and applies the plan. The re-execution
+    for huge pages runs the same script with the same arguments (``sys.orig_argv``),
+    so code above this call runs twice; it is skipped in an interactive session.
+    The arguments are those of :func:`plan`.
+
+    Returns:
+      The plan that was applied.
+    """
+    the_plan = plan(
+        facts(),
+        batch_size=batch_size,
+        cpu_devices=cpu_devices,
+        processes=processes,
+        processes_here=processes_here,
+        cpu_convolutions=cpu_convolutions,
+        huge_pages=huge_pages,
+    )
+    interactive = sys.flags.interactive or not getattr(sys, "orig_argv", None) or hasattr(sys, "ps1")
+    apply(the_plan, None if interactive else sys.orig_argv[1:])
+    return the_plan
+
+
+def jaxlib_version() -> tuple[int, ...]:
+    """The installed jaxlib's ``(major, minor, patch)``, read without importing it; ``()`` if none."""
+    try:
+        release = importlib.metadata.version("jaxlib")
+    except importlib.metadata.PackageNotFoundError:
+        return ()
+    numbers = []
+    for part in release.split(".")[:3]:
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        if not digits:
+            break
+        numbers.append(int(digits))
+    return tuple(numbers)

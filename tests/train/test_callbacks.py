@@ -1,0 +1,119 @@
+"""fit's callbacks: the protocol, the progress bar, the run folder as a callback, stopping early."""
+
+import jax.numpy as jnp
+import optax
+import pytest
+
+from funcnn.core import LayerConfigError
+from funcnn.train import Callback, Checkpoints, ProgressBar, StopTraining, TrainStart, fit
+from funcnn.train.callbacks import epoch_line
+
+OPTIMIZER = optax.adam(1e-2)
+OPTIONS = {"optimizer": OPTIMIZER, "epochs": 3, "batch_size": 16, "seed": 3, "mode": "scan"}
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.calls = []
+
+    def on_train_begin(self, start):
+        self.calls.append(("begin", len(start.history), start.epochs, start.steps_per_epoch))
+
+    def on_steps(self, steps, metrics):
+        self.calls.append(("steps", steps))
+
+    def on_epoch_end(self, state, history):
+        self.calls.append(("epoch", history[-1]["epoch"], int(state.step)))
+
+    def on_train_end(self, state, history):
+        self.calls.append(("end", len(history)))
+
+    def close(self, error):
+        self.calls.append(("close", type(error).__name__ if error else None))
+
+
+def test_a_callback_sees_every_hook_in_order(model, train_data):
+    recorder = Recorder()
+    fit(model, train_data, **OPTIONS, callbacks=[recorder])
+    epochs = [call for call in recorder.calls if call[0] == "epoch"]
+    assert recorder.calls[0] == ("begin", 0, 3, 6) and epochs == [("epoch", e, 6 * e) for e in (1, 2, 3)]
+    assert recorder.calls[-2:] == [("end", 3), ("close", None)]
+    assert sum(call[1] for call in recorder.calls if call[0] == "steps") == 18
+
+
+def test_a_callback_stops_training_after_its_epoch(model, train_data):
+    class StopAfterTwo(Callback):
+        def on_epoch_end(self, state, history):
+            if len(history) == 2:
+                raise StopTraining
+
+    recorder = Recorder()
+    result = fit(model, train_data, **OPTIONS, callbacks=[StopAfterTwo(), recorder])
+    assert len(result.history) == 2 and ("epoch", 2, 12) in recorder.calls  # the others saw epoch 2
+
+
+def test_close_gets_the_error_that_ended_training(model, train_data):
+    class Fails(Callback):
+        def on_epoch_end(self, state, history):
+            raise RuntimeError("boom")
+
+    recorder = Recorder()
+    with pytest.raises(RuntimeError, match="boom"):
+        fit(model, train_data, **OPTIONS, callbacks=[Fails(), recorder])
+    assert recorder.calls[-1] == ("close", "RuntimeError")
+
+
+def test_a_callback_can_resume_the_run(model, train_data, tmp_path):
+    first = fit(model, train_data, **(OPTIONS | {"epochs": 1}))
+
+    class ResumeFrom(Callback):
+        def on_train_begin(self, start: TrainStart):
+            return first.state, first.history
+
+    recorder = Recorder()
+    resumed = fit(model, train_data, **OPTIONS, callbacks=[ResumeFrom(), recorder])
+    straight = fit(model, train_data, **OPTIONS)
+    assert recorder.calls[0] == ("begin", 1, 3, 6)
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in straight.history]
+
+
+def test_out_is_short_for_the_checkpoints_callback(model, train_data, tmp_path):
+    by_shortcut = fit(model, train_data, **OPTIONS, out=tmp_path / "a")
+    by_callback = fit(model, train_data, **OPTIONS, callbacks=[Checkpoints(tmp_path / "b")])
+    assert (tmp_path / "a" / "metrics.jsonl").read_text().count("\n") == 3
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(
+        p.name for p in (tmp_path / "b").iterdir()
+    )
+    assert [r["train_loss"] for r in by_shortcut.history] == [r["train_loss"] for r in by_callback.history]
+
+
+@pytest.mark.parametrize(
+    ("callbacks", "match"),
+    [
+        (Recorder(), r"fit: argument `callbacks` must be a sequence of funcnn.train.Callback, got Recorder"),
+        ([print], r"fit: argument `callbacks`\[0\] must be a funcnn.train.Callback, got builtin_function"),
+    ],
+)
+def test_bad_callbacks_are_named(model, train_data, callbacks, match):
+    with pytest.raises(LayerConfigError, match=match):
+        fit(model, train_data, **OPTIONS, callbacks=callbacks)
+
+
+def test_checkpoints_checks_its_arguments(tmp_path):
+    with pytest.raises(
+        LayerConfigError, match=r"Checkpoints: argument `keep` must be a positive integer, got 0"
+    ):
+        Checkpoints(tmp_path, keep=0)
+
+
+def test_progress_bar_counts_steps_and_epoch_lines_read_well(capsys):
+    bar = ProgressBar()
+    bar.on_train_begin(TrainStart(None, None, [{}] * 2, 10, 1, 16, 0))
+    metrics = type("M", (), {"loss": jnp.ones(3), "accuracy": jnp.ones(3) / 2})()
+    bar.on_steps(3, metrics)
+    assert bar.bar.n == 5
+    bar.close(None)
+    line = epoch_line(
+        {"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.8, "test_loss": None, "test_accuracy": None,
+         "seconds": 2.0, "images_per_second": 100.0}, 3)  # fmt: skip
+    assert line == "epoch 1/3: train loss 0.5000 acc 0.8000, 2.0 s, 100 img/s"

@@ -33,9 +33,11 @@ import enum
 import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +152,7 @@ def save(
     if latest is not None and step <= latest:
         raise CheckpointError(f"{directory}: cannot save step {step}: step {latest} is already saved")
     try:
-        with _manager(directory, writing=True) as manager:
+        with _quiet_orbax(), _manager(directory, writing=True) as manager:
             manager.save(
                 step,
                 args=ocp.args.Composite(
@@ -171,6 +173,44 @@ def save(
         for old in all_steps(directory)[:-keep]:  # only once the new step proves itself
             shutil.rmtree(directory / str(old), ignore_errors=True)
     sync_processes(f"funcnn-checkpoint-{step}")
+
+
+class _quiet_orbax:  # noqa: N801 (a context manager used as a function)
+    """Hold back orbax's error log and the unraisable errors of its threads during the block:
+    shown when the block succeeds, dropped when it fails, whose exception (:func:`save`
+    raises one) says it all. A failed write otherwise logs a traceback per writing thread,
+    and TensorStore reports one more per write still under way when orbax's loop closes."""
+
+    def __enter__(self) -> None:
+        self.logger = logging.getLogger("absl")
+        self.level = self.logger.level
+        self.logger.setLevel(logging.CRITICAL)
+        self.held: list[Any] = []
+        self.hook, sys.unraisablehook = sys.unraisablehook, self.held.append
+
+    def __exit__(self, kind: type | None, *exc: object) -> None:
+        sys.unraisablehook = self.hook if kind is None else _without_closed_loop(self.hook)
+        self.logger.setLevel(self.level)
+        for unraisable in self.held if kind is None else ():
+            self.hook(unraisable)
+
+
+def _without_closed_loop(hook: Any) -> Any:
+    """``hook`` (a ``sys.unraisablehook``) without the "Event loop is closed" errors that writes
+    still under way after a failed save report later, once they end."""
+    if getattr(hook, "drops_closed_loop", False):
+        return hook
+
+    def filtered(unraisable: Any) -> None:
+        closed = (
+            isinstance(unraisable.exc_value, RuntimeError)
+            and str(unraisable.exc_value) == "Event loop is closed"
+        )
+        if not closed:
+            hook(unraisable)
+
+    filtered.drops_closed_loop = True
+    return filtered
 
 
 _OS_ERROR_CODE = re.compile(r"os_error_code='?(\d+)")

@@ -69,9 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ``train`` and ``evaluate`` first set up the process (:func:`funcnn.runtime.plan`:
     XLA:CPU's convolutions, and from a shell huge pages by re-executing), then run
-    with Ctrl-C, SIGTERM and SIGHUP stopping them at a safe point. Stopped from a
-    shell, the process ends at once after its line (no interpreter teardown, which
-    can crash while XLA still compiles).
+    with Ctrl-C, SIGTERM and SIGHUP stopping them at a safe point. Failed or stopped
+    from a shell, the process ends at once after its line (no interpreter teardown,
+    which can crash while XLA still compiles or print a background thread's error).
 
     Args:
       argv: the arguments after the program name; ``None`` reads ``sys.argv`` (a shell).
@@ -94,9 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = _run(args)
         except interrupts.Interrupted as stop:  # between the command's end and its line
             status = _fail(args.prog, f"interrupted by {stop}", stop.exit_status)
-        if argv is None and status >= 128:
-            sys.stdout.flush()
-            sys.stderr.flush()
+        if argv is None and status != EXIT_STATUS["success"]:
+            sys.stdout.flush()  # then end at once: threads of JAX, XLA or orbax may still run, and
+            sys.stderr.flush()  # the interpreter's teardown under them can crash or print theirs
             os._exit(status)
     return status
 

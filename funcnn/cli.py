@@ -4,7 +4,8 @@ Every failure is one line on stderr, no traceback, with one exit status per
 kind (``EXIT_STATUS``): 0 success, 1 training diverged (a NaN, infinite or
 exploding loss, or non-finite parameters), 2 bad arguments or bad data, 3 a
 damaged or incompatible checkpoint, 4 an output folder that cannot be written,
-5 an output folder another run is writing, 128 + the signal's number when
+5 an output folder another run is writing, 6 a process of a multi-process run
+lost (the others end within seconds), 128 + the signal's number when
 stopped by Ctrl-C (130), SIGTERM (143) or SIGHUP (129), at a safe point.
 
     funcnn train --model fashion_mnist_cnn --epochs 10 --data DIR --out runs/x
@@ -46,6 +47,7 @@ EXIT_STATUS = {
     "damaged or incompatible checkpoint": 3,
     "output folder cannot be written": 4,
     "output folder in use by another run": 5,
+    "lost a process of a multi-process run": 6,
 }
 """The exit statuses of ``funcnn``, as ``DESIGN.md`` fixes them; a stop signal gives 128 + its
 number (Ctrl-C 130, SIGTERM 143, SIGHUP 129)."""
@@ -159,6 +161,7 @@ def _status(error: BaseException) -> int | None:
     from funcnn.checkpoint import CheckpointError, CheckpointNotFoundError, WriteError
     from funcnn.core import LayerConfigError
     from funcnn.data import DataFileError, IDXError
+    from funcnn.distributed import ProcessLostError
     from funcnn.settings import SettingsConflictError
     from funcnn.train import FolderInUseError, NonFiniteLossError
 
@@ -166,6 +169,8 @@ def _status(error: BaseException) -> int | None:
         return EXIT_STATUS["output folder cannot be written"]
     if isinstance(error, FolderInUseError):
         return EXIT_STATUS["output folder in use by another run"]
+    if isinstance(error, ProcessLostError):
+        return EXIT_STATUS["lost a process of a multi-process run"]
     if isinstance(
         error, (UsageError, LayerConfigError, IDXError, DataFileError, CheckpointNotFoundError, OSError)
     ):

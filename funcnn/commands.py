@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from matplotlib.figure import Figure
 
-from funcnn import checkpoint, filters, runtime, settings
+from funcnn import checkpoint, distributed, filters, runtime, settings
 from funcnn.core import Layer
 from funcnn.data import augment, load_dataset, load_test_split, scale_images
 from funcnn.data.fashion_mnist import CLASS_NAMES, NUM_CLASSES
@@ -51,7 +51,7 @@ def train(args: argparse.Namespace) -> None:
     recorded = folder.settings() if args.resume else None
     args.cpu_devices_set = _set_up_devices(args, (recorded or {}).get("batch_size"))
     if args.coordinator is not None:
-        join_processes(args.coordinator, args.num_processes, args.process_id)
+        distributed.join(args.coordinator, args.num_processes, args.process_id)
     say = print if jax.process_index() == 0 else lambda *_: None
     with folder.lock():
         inspection = folder.inspect()
@@ -78,19 +78,20 @@ def train(args: argparse.Namespace) -> None:
         )
         if done is not None:
             say(f"resuming from epoch {done['epoch']} (step {done['step']})")
-        result = fit(
-            model,
-            (x_train, y_train),
-            (x_test, y_test),
-            optimizer=optimizer,
-            epochs=config["epochs"],
-            batch_size=config["batch_size"],
-            seed=config["seed"],
-            mode=args.mode,
-            augment=functools.partial(augment, crop_padding=2, flip=True) if config["augment"] else None,
-            shard_params=args.shard_params,
-            callbacks=[Checkpoints(folder, resume=args.resume, config=config), ProgressBar()],
-        )
+        with distributed.reporting_lost_processes():
+            result = fit(
+                model,
+                (x_train, y_train),
+                (x_test, y_test),
+                optimizer=optimizer,
+                epochs=config["epochs"],
+                batch_size=config["batch_size"],
+                seed=config["seed"],
+                mode=args.mode,
+                augment=functools.partial(augment, crop_padding=2, flip=True) if config["augment"] else None,
+                shard_params=args.shard_params,
+                callbacks=[Checkpoints(folder, resume=args.resume, config=config), ProgressBar()],
+            )
     last = result.history[-1]
     best = max(result.history, key=lambda r: r["test_accuracy"])
     minutes, seconds = divmod(round(time.perf_counter() - start), 60)
@@ -125,12 +126,6 @@ def processes_here(coordinator: str | None, processes: int | None) -> int:
     if coordinator and coordinator.rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "::1", "[::1]"):
         return processes or 1
     return 1
-
-
-def join_processes(coordinator: str, processes: int, process_id: int) -> None:
-    """Join a multi-process run (``jax.distributed.initialize``; on CPU with gloo collectives)."""
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator, processes, process_id)
 
 
 def _devices_line(args: argparse.Namespace) -> str:

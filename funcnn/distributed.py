@@ -27,7 +27,9 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import re
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -36,6 +38,61 @@ from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from funcnn.core import LayerConfigError
+
+HEARTBEAT_TIMEOUT_SECONDS = 20
+"""How long the coordinator waits for a silent process before it declares it lost and every other
+process ends (JAX's fatal error, exit 134): the bound on a survivor's wait when the lost process
+is not in a collective with it. The same in every process (:func:`join`)."""
+
+INITIALIZATION_TIMEOUT_SECONDS = 120
+"""How long a process waits for the others to join the run before it gives up."""
+
+SHUTDOWN_TIMEOUT_SECONDS = 120
+"""How long a process waits for the others at the end of a run (more than the gap between their
+normal ends: process 0 writes last)."""
+
+_LOST_PEER = re.compile(
+    r"Gloo [\w -]+? failed: .*(Connection reset by peer|Connection closed by peer|Broken pipe|Read error|"
+    r"Write error|[Tt]imed out)"
+)
+"""How a collective reports that the process at its other end is gone (gloo, on CPU)."""
+
+
+class ProcessLostError(RuntimeError):
+    """A process of a multi-process run stopped answering; the message names it where it can."""
+
+
+def join(coordinator: str, processes: int, process_id: int) -> None:
+    """Join a multi-process run: ``jax.distributed.initialize`` with explicit coordination timeouts
+    (:data:`HEARTBEAT_TIMEOUT_SECONDS` and the others), and gloo collectives on CPU."""
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator,
+        processes,
+        process_id,
+        initialization_timeout=INITIALIZATION_TIMEOUT_SECONDS,
+        heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_SECONDS,
+        shutdown_timeout_seconds=SHUTDOWN_TIMEOUT_SECONDS,
+    )
+
+
+@contextlib.contextmanager
+def reporting_lost_processes() -> Iterator[None]:
+    """Raise a :class:`ProcessLostError` for an error of the block that says a process of the run
+    is gone (a collective whose other end closed). With two processes the lost one is the other;
+    with more, the collective does not say which."""
+    try:
+        yield
+    except (ValueError, RuntimeError) as error:
+        if jax.process_count() < 2 or not _LOST_PEER.search(str(error)):
+            raise
+        me = jax.process_index()
+        other = f"process {1 - me}" if jax.process_count() == 2 else "another process"
+        raise ProcessLostError(
+            f"process {me} lost contact with {other} of the run (it stopped or its host went away); the "
+            "last checkpoint is intact: start every process again with --resume"
+        ) from None
+
 
 DATA_AXIS = "data"
 """The mesh axis the batch is sharded along."""

@@ -5,9 +5,12 @@ The test configuration gives JAX four CPU devices.
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -258,3 +261,81 @@ def test_two_processes_train_like_one(small_npz, tmp_path):
         len(checkpoint.all_steps(out / "checkpoints")) == 2
         and checkpoint.latest_intact_step(out / "checkpoints")[0]
     )
+
+
+def _two_processes(out, data, *extra, stderr=subprocess.PIPE):
+    """The two processes of one run on this machine, two CPU devices each, with the shell's entry
+    point (``python -m funcnn.cli``)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", TQDM_MININTERVAL="0")
+    argv = [sys.executable, "-m", "funcnn.cli", "train", "--model", "fashion_mnist_cnn", "--data", str(data)]
+    argv += ["--batch-size", "16", "--schedule", "constant", "--mode", "loop", "--out", str(out), *extra]
+    argv += ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
+    return [
+        subprocess.Popen([*argv, "--process-id", str(i)], env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        for i in range(2)
+    ]
+
+
+LOST_PROCESS_LINE = (
+    "funcnn train: error: process 0 lost contact with process 1 of the run (it stopped or its host went "
+    "away); the last checkpoint is intact: start every process again with --resume"
+)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "UNKNOWN: Gloo all-reduce failed: [external/gloo/gloo/transport/tcp/pair.cc:538] Read error "
+        "[127.0.0.1]:39559: Connection reset by peer",
+        "Gloo AllGather failed: [pair.cc:547] Connection closed by peer [127.0.0.1]:7565",
+    ],
+)
+def test_a_collective_that_lost_its_other_end_names_the_lost_process(monkeypatch, message):
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    with (
+        pytest.raises(
+            distributed.ProcessLostError, match=f"^{re.escape(LOST_PROCESS_LINE.split('error: ', 1)[1])}$"
+        ),
+        distributed.reporting_lost_processes(),
+    ):
+        raise ValueError(message)
+    with pytest.raises(ValueError, match="something else"), distributed.reporting_lost_processes():
+        raise ValueError("something else")
+
+
+@pytest.mark.slow
+def test_a_lost_process_ends_the_other_within_seconds_with_one_line(small_npz, tmp_path):
+    """SIGKILL one process mid-epoch: the other ends within seconds, not JAX's default 100 (exit 6
+    and one line naming the lost process where a collective reports it, else JAX's own fatal error
+    once the coordinator misses its heartbeats); both resumed finish the run from the last checkpoint."""
+    out = tmp_path / "run"
+    processes = _two_processes(out, small_npz, "--epochs", "3")
+    survivor, victim = processes
+    seen = b""
+    try:
+        while not any(int(n) >= 16 for n in re.findall(rb"(\d+)/36 \[", seen)):
+            chunk = os.read(survivor.stderr.fileno(), 4096)
+            assert chunk, seen.decode()[-2000:]
+            seen += chunk
+        victim.kill()
+        killed = time.monotonic()
+        _, rest = survivor.communicate(timeout=120)
+        ended = time.monotonic() - killed
+    finally:
+        for process in processes:
+            process.kill()
+    stderr = (seen + rest).decode()
+    lines = [line for line in stderr.splitlines() if ": error: " in line]
+    if survivor.returncode == 6:  # the survivor was in a collective with it: funcnn's line
+        assert "Traceback" not in stderr and lines == [LOST_PROCESS_LINE], stderr[-3000:]
+    else:  # between collectives: the coordinator's heartbeat check ends it through JAX's fatal error
+        assert survivor.returncode == -signal.SIGABRT, stderr[-3000:]
+        assert "The following tasks are unhealthy (stopped sending heartbeats):\n1" in stderr
+    assert ended < distributed.HEARTBEAT_TIMEOUT_SECONDS + 10
+    assert checkpoint.latest_intact_step(out / "checkpoints")[0] == 12  # epoch 1 of 12 steps
+    resumed = _two_processes(out, small_npz, "--epochs", "3", "--resume", stderr=subprocess.DEVNULL)
+    assert [p.wait(timeout=300) for p in resumed] == [0, 0]
+    assert [r["epoch"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2, 3]

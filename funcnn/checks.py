@@ -37,6 +37,7 @@ import numpy as np
 from jax import lax
 
 from funcnn.core import Layer, LayerConfigError, Shape
+from funcnn.settings import SETTINGS
 
 Padding = str | int | Sequence[int] | Sequence[tuple[int, int]]
 """``"VALID"``, ``"SAME"``, an int (both sides of every axis) or ``(low, high)`` pairs."""
@@ -57,6 +58,15 @@ def _describe(value: Any) -> str:
 def is_int(value: Any) -> bool:
     """A Python or NumPy integer, not a bool."""
     return isinstance(value, Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def setting(where: str, name: str, value: Any) -> Any:
+    """A training setting's value, checked by its kind in :data:`funcnn.settings.SETTINGS` (the
+    rule the command line and a run's stored settings follow too); NumPy integers as ``int``."""
+    kind = SETTINGS[name].kind
+    if not kind.valid(value):
+        raise LayerConfigError(f"{where}: argument `{name}` must be {kind.what}, got {_describe(value)}")
+    return int(value) if is_int(value) else value
 
 
 # --- parse: constructor arguments ---------------------------------------------------

@@ -3,8 +3,8 @@
 From :data:`SETTINGS` come the command line's options (:func:`funcnn.cli.build_parser`),
 the check of the settings stored with a run (:func:`check_stored`), the merge on
 ``--resume`` (:func:`merge`), and ``fit``'s checks of the same arguments
-(:func:`funcnn.checks.setting`). Light: no JAX; the name tuples are pinned to the
-library's by a test.
+(``epochs``, ``batch_size``, ``seed``: :func:`funcnn.checks.setting`). Light: no JAX; the
+name tuples are pinned to the library's by a test.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable, Mapping
+from numbers import Integral
 from typing import Any, NamedTuple
 
 MODEL_NAMES = ("fashion_mnist_cnn", "seed_cnn", "lenet5", "small_resnet", "resnet20")
@@ -39,7 +40,8 @@ class SettingsConflictError(ValueError):
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """A Python or NumPy integer, not a bool."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
 
 
 class Kind(NamedTuple):

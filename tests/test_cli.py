@@ -720,3 +720,16 @@ def test_train_uses_every_core_by_default(data_dir, tmp_path):
     note = " (one per core; --cpu-devices 1 for one)" if expected > 1 else ""
     assert f"on {expected} cpu device(s){note}; data:" in done.stdout
     assert read_jsonl(tmp_path / "o" / "metrics.jsonl")[0]["devices"] == expected
+
+
+def test_an_explicit_cpu_device_count_that_cannot_apply_is_reported(tmp_path, capsys):
+    """Called from Python once JAX has its devices, ``--cpu-devices 3`` cannot apply: a warning says why."""
+    argv = ["train", "--cpu-devices", "3", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")]
+    status, _, err = run_main(argv, capsys)
+    assert status == 2
+    assert re.fullmatch(
+        "funcnn train: warning: --cpu-devices: 3 CPU devices not set: "
+        "(JAX has started its backend|the environment sets a count)",  # the test configuration sets one
+        err.splitlines()[0],
+    )
+    assert not (tmp_path / "o").exists()

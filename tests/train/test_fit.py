@@ -130,6 +130,9 @@ def test_evaluate_counts_every_example_once(straight, model, test_data):
         ({"epochs": 2.5}, r"fit: argument `epochs` must be a positive integer, got 2.5 \(float\)"),
         ({"batch_size": "16"}, r"fit: argument `batch_size` must be a positive integer, got '16' \(str\)"),
         ({"eval_batch_size": 0}, r"fit: argument `eval_batch_size` must be a positive integer, got 0"),
+        ({"seed": -1}, r"fit: argument `seed` must be a non-negative integer, got -1 \(int\)"),
+        ({"seed": 1.0}, r"fit: argument `seed` must be a non-negative integer, got 1.0 \(float\)"),
+        ({"keep": 0, "out": "never-written"}, r"Checkpoints: argument `keep` must be a positive integer, got 0"),
         (
             {"optimizer": "adam"},
             r"fit: argument `optimizer` must be an optax GradientTransformation .* got 'adam'",

@@ -28,6 +28,7 @@ MODE_NAMES = ("auto", "scan", "loop")
 """``funcnn.train.MODES`` (pinned by a test)."""
 
 SCHEDULES = ("cosine", "constant")
+"""The learning-rate schedules of ``--schedule``."""
 
 
 class UsageError(ValueError):
@@ -77,15 +78,21 @@ def choice(names: tuple[str, ...]) -> Kind:
 
 
 POSITIVE_INT = _kind(int, "a positive integer", lambda v: _is_int(v) and v >= 1)
+"""An integer >= 1 (``epochs``, ``batch_size``)."""
 NON_NEGATIVE_INT = _kind(int, "a non-negative integer", lambda v: _is_int(v) and v >= 0)
+"""An integer >= 0 (``seed``)."""
 POSITIVE_FLOAT = _kind(
     float,
     "a positive finite number",
     lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0,
 )
+"""A finite number > 0 (``lr``)."""
 BOOLEAN = Kind("True or False", lambda v: isinstance(v, bool), str)
+"""``True`` or ``False`` (``augment``: ``--augment`` / ``--no-augment`` on the command line)."""
 OPTIONAL_POSITIVE_INT = Kind("a positive integer or null", lambda v: v is None or POSITIVE_INT.valid(v), int)
+"""An integer >= 1 or ``None`` (``limit``, ``num_classes``)."""
 OPTIONAL_TEXT = Kind("a path or null", lambda v: v is None or isinstance(v, str), str)
+"""A path as text or ``None`` (``data``, stored)."""
 INPUT_SHAPE = Kind(
     "[-1, H, W, C] (or 1-D/3-D)",
     lambda v: (
@@ -96,6 +103,7 @@ INPUT_SHAPE = Kind(
     ),
     str,
 )
+"""The model's input shape with an unknown batch, ``[-1, H, W, C]`` (stored, from the data)."""
 
 
 class Setting(NamedTuple):

@@ -110,6 +110,8 @@ PUBLIC_MODULES = (
     "funcnn.data",
     "funcnn.checkpoint",
     "funcnn.distributed",
+    "funcnn.runtime",
+    "funcnn.settings",
 )
 """The modules ``docs/api.md`` documents, with every public name of each."""
 

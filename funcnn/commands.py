@@ -112,20 +112,13 @@ def _set_up_devices(args: argparse.Namespace, recorded_batch: Any) -> int | None
         batch_size=batch or settings.TRAIN_DEFAULTS["batch_size"],
         cpu_devices=args.cpu_devices if args.cpu_devices == "auto" else int(args.cpu_devices),
         processes=args.num_processes or 1,
-        processes_here=processes_here(args.coordinator, args.num_processes),
+        coordinator=args.coordinator,
         cpu_convolutions=False,
         huge_pages=False,
     )
     for note in plan.skipped:
         warnings.warn(f"--cpu-devices: {note}", UserWarning, stacklevel=2)
     return plan.cpu_devices
-
-
-def processes_here(coordinator: str | None, processes: int | None) -> int:
-    """Processes of a run sharing this machine's cores: all of them when the coordinator is local."""
-    if coordinator and coordinator.rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "::1", "[::1]"):
-        return processes or 1
-    return 1
 
 
 def _devices_line(args: argparse.Namespace) -> str:

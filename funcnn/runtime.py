@@ -107,7 +107,7 @@ def plan(
     batch_size: int | None = None,
     cpu_devices: int | str | None = "auto",
     processes: int = 1,
-    processes_here: int = 1,
+    coordinator: str | None = None,
     cpu_convolutions: bool = True,
     huge_pages: bool = True,
 ) -> Plan:
@@ -118,7 +118,8 @@ def plan(
       batch_size: the global batch the devices split; ``None`` for any (one device per core).
       cpu_devices: ``"auto"`` (one per core, dividing the batch), a count, or ``None`` to leave it.
       processes: the processes of the run (each gets its share of the batch).
-      processes_here: the processes of the run on this machine (they share its cores).
+      coordinator: process 0's ``HOST:PORT`` in a multi-process run; when it is this machine
+        (a loopback address), every process of the run shares this machine's cores.
       cpu_convolutions: use XLA:CPU's convolutions (:data:`CPU_CONVOLUTIONS`).
       huge_pages: put malloc's large blocks on huge pages (:data:`HUGE_PAGES`).
 
@@ -139,7 +140,7 @@ def plan(
                 )
                 skipped.append(f"{cpu_devices} CPU devices not set: {why}")
         elif cpu_devices == "auto":
-            cores = max(facts.cores // max(processes_here, 1), 1)
+            cores = max(facts.cores // _processes_here(coordinator, processes), 1)
             count = cpu_devices_for(batch_size or 1, processes, cores=cores) if batch_size else cores
         else:
             count = int(cpu_devices)
@@ -162,6 +163,13 @@ def plan(
     if reexec:
         environ["GLIBC_TUNABLES"] = HUGE_PAGES
     return Plan(environ, count, reexec, tuple(skipped))
+
+
+def _processes_here(coordinator: str | None, processes: int) -> int:
+    """Processes of a run sharing this machine's cores: all of them when the coordinator is local."""
+    if coordinator and coordinator.rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "::1", "[::1]"):
+        return max(processes, 1)
+    return 1
 
 
 def facts() -> Facts:
@@ -199,7 +207,7 @@ def configure(
     batch_size: int | None = None,
     cpu_devices: int | str | None = "auto",
     processes: int = 1,
-    processes_here: int = 1,
+    coordinator: str | None = None,
     cpu_convolutions: bool = True,
     huge_pages: bool = True,
 ) -> Plan:
@@ -218,7 +226,7 @@ def configure(
         batch_size=batch_size,
         cpu_devices=cpu_devices,
         processes=processes,
-        processes_here=processes_here,
+        coordinator=coordinator,
         cpu_convolutions=cpu_convolutions,
         huge_pages=huge_pages,
     )

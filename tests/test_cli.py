@@ -733,3 +733,21 @@ def test_an_explicit_cpu_device_count_that_cannot_apply_is_reported(tmp_path, ca
         err.splitlines()[0],
     )
     assert not (tmp_path / "o").exists()
+
+
+def test_each_checkpoint_file_is_hashed_at_most_once_per_command(
+    two_epochs, data_dir, tmp_path, capsys, monkeypatch
+):
+    """One inspection per command: ``--resume`` verifies the newest step once (and each new step
+    once, writing its manifest); ``evaluate`` verifies the step it reads once."""
+    out = _copy(two_epochs, tmp_path)
+    hashed = []
+    sha256 = checkpoint._sha256
+    monkeypatch.setattr(checkpoint, "_sha256", lambda path: hashed.append(path) or sha256(path))
+    for argv in (["train", "--resume", "--epochs", "3", "--out", str(out)], ["evaluate", "--out", str(out)]):
+        hashed.clear()
+        status, _, err = run_main([*argv, "--data", str(data_dir)], capsys)
+        assert status == 0, err
+        assert hashed and len(hashed) == len(set(hashed)), sorted(hashed)
+        steps = {path.relative_to(out / "checkpoints").parts[0] for path in hashed}
+        assert steps == ({"8", "12"} if argv[0] == "train" else {"12"})

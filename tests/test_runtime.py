@@ -24,9 +24,11 @@ COUNT = "--xla_force_host_platform_device_count"
         (Facts({}, cores=8), {"cpu_devices": 3}, {"JAX_NUM_CPU_DEVICES": "3"}, 3, True),
         (Facts({}, cores=8), {"cpu_devices": None}, {}, None, True),
         # two processes of a run on one machine share its cores; each takes its share of the batch
-        (Facts({}, cores=8), {"batch_size": 128, "processes": 2, "processes_here": 2},
+        (Facts({}, cores=8), {"batch_size": 128, "processes": 2, "coordinator": "127.0.0.1:1234"},
          {"JAX_NUM_CPU_DEVICES": "4"}, 4, True),
         (Facts({}, cores=8), {"batch_size": 96, "processes": 4}, {"JAX_NUM_CPU_DEVICES": "8"}, 8, True),
+        (Facts({}, cores=8), {"batch_size": 96, "processes": 4, "coordinator": "10.0.0.1:1"},
+         {"JAX_NUM_CPU_DEVICES": "8"}, 8, True),  # the coordinator elsewhere: this machine's cores are its own
         # the user's own settings win
         (Facts({"XLA_FLAGS": f"{COUNT}=6"}, cores=2), {"batch_size": 128}, {"XLA_FLAGS": f"{COUNT}=6 {CPU_CONVOLUTIONS}"},
          None, True),

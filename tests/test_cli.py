@@ -668,8 +668,12 @@ def test_bad_device_and_process_arguments_are_one_line_errors(tmp_path, capsys, 
 
 
 RECORD_XLA_FLAGS = """
-import atexit, os
-atexit.register(lambda: open(os.environ["RECORD_TO"], "a").write(os.environ.get("XLA_FLAGS", "-") + "\\n"))
+import os
+exit_now = os._exit
+def recording_exit(status):  # a failed command ends with os._exit, past atexit
+    open(os.environ["RECORD_TO"], "a").write(os.environ.get("XLA_FLAGS", "-") + "\\n")
+    exit_now(status)
+os._exit = recording_exit
 """
 
 

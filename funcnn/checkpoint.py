@@ -38,6 +38,7 @@ import os
 import re
 import shutil
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -176,10 +177,11 @@ def save(
 
 
 class _quiet_orbax:  # noqa: N801 (a context manager used as a function)
-    """Hold back orbax's error log and the unraisable errors of its threads during the block:
-    shown when the block succeeds, dropped when it fails, whose exception (:func:`save`
-    raises one) says it all. A failed write otherwise logs a traceback per writing thread,
-    and TensorStore reports one more per write still under way when orbax's loop closes."""
+    """Quiet orbax during the block: its ``absl`` log shows only critical records (a failed write
+    logs a traceback per writing thread, and the exception :func:`save` raises says it all), and
+    unraisable errors of its threads are held, shown when the block succeeds. After a failed
+    write, TensorStore reports "Event loop is closed" for each write still under way once it
+    ends; those reports (from asyncio's ``call_soon_threadsafe``) are dropped from then on."""
 
     def __enter__(self) -> None:
         self.logger = logging.getLogger("absl")
@@ -202,9 +204,11 @@ def _without_closed_loop(hook: Any) -> Any:
         return hook
 
     def filtered(unraisable: Any) -> None:
+        frames = traceback.extract_tb(unraisable.exc_traceback) if unraisable.exc_traceback else []
         closed = (
             isinstance(unraisable.exc_value, RuntimeError)
             and str(unraisable.exc_value) == "Event loop is closed"
+            and any(frame.name == "call_soon_threadsafe" for frame in frames)
         )
         if not closed:
             hook(unraisable)
@@ -275,7 +279,9 @@ def all_steps(directory: str | os.PathLike) -> list[int]:
         names = os.listdir(directory)
     except (FileNotFoundError, NotADirectoryError):
         return []
-    return sorted(int(name) for name in names if name.isdigit() and (directory / name).is_dir())
+    return sorted(
+        int(name) for name in names if name.isascii() and name.isdigit() and (directory / name).is_dir()
+    )
 
 
 def read_metadata(
@@ -378,7 +384,7 @@ def restore_part(
     if verify:
         check_intact(directory, step)
     options = ocp.CheckpointManagerOptions(
-        enable_async_checkpointing=False, create=False, save_root_metadata=False
+        enable_async_checkpointing=False, create=False, save_root_metadata=False, lightweight_initialize=True
     )
     handlers = {"state": ocp.PyTreeCheckpointHandler(), "metadata": ocp.JsonCheckpointHandler()}
     with ocp.CheckpointManager(directory, options=options, item_handlers=handlers) as manager:
@@ -420,6 +426,7 @@ def _manager(directory: Path, *, writing: bool = False) -> ocp.CheckpointManager
         cleanup_tmp_directories=writing,
         create=writing,
         save_root_metadata=writing,
+        lightweight_initialize=not writing,  # a reader reads no other step (a saving run may prune one)
     )
     handlers = {"state": ocp.StandardCheckpointHandler(), "metadata": ocp.JsonCheckpointHandler()}
     return ocp.CheckpointManager(directory, options=options, item_handlers=handlers)

@@ -22,6 +22,7 @@ import argparse
 import functools
 import importlib
 import os
+import re
 import shlex
 import sys
 import warnings
@@ -136,7 +137,7 @@ def check_processes(args: argparse.Namespace) -> None:
     """``--coordinator``, ``--num-processes`` and ``--process-id`` come together, the id below the count.
 
     Raises:
-      UsageError: one is missing, or the id is out of range.
+      UsageError: one is missing, the coordinator is not ``HOST:PORT``, or the id is out of range.
     """
     given = {
         "--coordinator": args.coordinator,
@@ -148,6 +149,12 @@ def check_processes(args: argparse.Namespace) -> None:
         raise UsageError(
             f"a multi-process run needs --coordinator, --num-processes and --process-id together; "
             f"missing {', '.join(missing)}"
+        )
+    if args.coordinator is not None and not re.fullmatch(
+        r"(\[[0-9A-Fa-f:.]+\]|[^:\s\[\]]+):\d{1,5}", args.coordinator
+    ):
+        raise UsageError(
+            f"--coordinator {args.coordinator!r} must be HOST:PORT, e.g. 10.0.0.1:1234 or [::1]:1234"
         )
     if not missing and args.process_id >= args.num_processes:
         raise UsageError(

@@ -146,7 +146,8 @@ def evaluate_run(args: argparse.Namespace) -> None:
     """
     folder = RunFolder(args.out, writes=False)
     for attempt in range(READ_ATTEMPTS):
-        step = folder.intact_step(folder.inspect(), doing="evaluating")
+        inspection = folder.inspect()
+        step = folder.intact_step(inspection, doing="evaluating")
         if step is None:
             raise checkpoint.CheckpointNotFoundError(
                 f"{folder.checkpoints.absolute()}: no complete checkpoint found"
@@ -155,8 +156,12 @@ def evaluate_run(args: argparse.Namespace) -> None:
             model, part, meta = _restore_for_evaluation(folder, step)
             break
         except Exception:
-            if folder.still_there(step) or attempt == READ_ATTEMPTS - 1:
+            if (
+                checkpoint.all_steps(folder.checkpoints) == list(inspection.steps)
+                or attempt == READ_ATTEMPTS - 1
+            ):
                 raise
+            folder.forget()  # a run saved or pruned a step meanwhile: look again
     config = meta["config"]
     data = args.data or (Path(config["data"]) if config.get("data") else None)  # the run's by default
     x_test, y_test = load_test_split(data)
@@ -183,7 +188,7 @@ def _restore_for_evaluation(folder: RunFolder, step: int) -> tuple[Layer, dict[s
 
 
 READ_ATTEMPTS = 5
-"""How often ``evaluate`` looks again when the step it reads is pruned by a run that is saving."""
+"""How often ``evaluate`` looks again when a run saving into the folder changes it while it reads."""
 
 
 def print_summary(args: argparse.Namespace) -> None:

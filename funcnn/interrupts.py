@@ -51,12 +51,14 @@ def _handle(signum: int, frame: FrameType | None) -> None:
 @contextlib.contextmanager
 def stop_signals() -> Iterator[None]:
     """Within the block, the first stop signal raises :class:`Interrupted` (later ones are
-    dropped); the previous handlers come back after it. Only in the main thread; elsewhere
+    dropped); the previous handlers come back after it. A signal the process was started
+    ignoring (``nohup`` ignores SIGHUP) stays ignored. Only in the main thread; elsewhere
     the block runs unchanged."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {signum: signal.signal(signum, _handle) for signum in STOP_SIGNALS}
+    ignored = {signum for signum in STOP_SIGNALS if signal.getsignal(signum) is signal.SIG_IGN}  # nohup
+    previous = {signum: signal.signal(signum, _handle) for signum in STOP_SIGNALS if signum not in ignored}
     _State.received, _State.raised, _State.deferring = None, False, 0
     try:
         yield

@@ -169,9 +169,10 @@ def check_stored(source: str, config: Any) -> dict[str, Any]:
     return {name: config[name] for name in SETTINGS}
 
 
-def _extends(name: str, newer: Any, older: Any) -> bool:
-    """Whether ``newer`` is a legitimate successor of ``older``: only a larger ``epochs`` (an extension)."""
-    return name == "epochs" and newer > older
+def _may_follow(name: str, newer: Any, older: Any) -> bool:
+    """Whether a run may go on with ``newer`` after ``older``: a larger ``epochs`` (an extension),
+    or other ``data`` (the same data moved; its shapes are checked against the model)."""
+    return (name == "epochs" and newer > older) or name == "data"
 
 
 def merge(
@@ -199,7 +200,7 @@ def merge(
         disagree = [
             f"{name} {newer[name]!r} (the checkpoint: {older[name]!r})"
             for name in SETTINGS
-            if newer[name] != older[name] and not _extends(name, newer[name], older[name])
+            if newer[name] != older[name] and not _may_follow(name, newer[name], older[name])
         ]
         if disagree:
             raise SettingsConflictError(
@@ -212,7 +213,7 @@ def merge(
     conflicts = [
         f"{SETTINGS[name].option} {value} ({source}: {saved[name]})"
         for name, value in given.items()
-        if saved.get(name) != value and not _extends(name, value, saved[name])
+        if saved.get(name) != value and not _may_follow(name, value, saved[name])
     ]
     if conflicts:
         raise UsageError(f"cannot resume with different settings: {', '.join(conflicts)}")

@@ -657,6 +657,8 @@ def test_a_finished_run_repairs_metrics_and_curves_from_its_checkpoint(
         (["--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"],
          r"--process-id 2 must be below --num-processes 2 \(processes count from 0\)"),
         (["--num-processes", "0"], r"argument --num-processes: must be a positive integer, got 0"),
+        (["--coordinator", "foo", "--num-processes", "2", "--process-id", "0"],
+         r"--coordinator 'foo' must be HOST:PORT, e.g. 10.0.0.1:1234 or \[::1\]:1234$"),
         (["--cpu-devices", "0"], r"argument --cpu-devices: must be a positive integer, got 0"),
         (["--cpu-devices", "many"], r"argument --cpu-devices: must be a positive integer, got 'many'"),
     ],

@@ -62,7 +62,8 @@ class TrainStart(NamedTuple):
 
 
 class StopTraining(Exception):  # noqa: N818 (a signal to fit, not a failure)
-    """Raised by a callback to end ``fit`` after the current epoch, as if it were the last."""
+    """Raised by a callback's ``on_epoch_end`` to end ``fit`` after that epoch, as if it were the
+    last (the other callbacks still see the epoch end); from another hook it is an error."""
 
 
 class Callback:

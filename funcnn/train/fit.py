@@ -254,12 +254,23 @@ def fit(
         for callback in callbacks:
             callback.on_train_end(state, history)
     except BaseException as error:
-        for callback in callbacks:
-            callback.close(error)
+        _close(callbacks, error)
         raise
-    for callback in callbacks:
-        callback.close(None)
+    _close(callbacks, None)
     return FitResult(state, history)
+
+
+def _close(callbacks: Sequence[Callback], error: BaseException | None) -> None:
+    """Call every callback's ``close(error)``, each even when one before it fails; then raise the
+    first failure, unless ``error`` is already on its way."""
+    failures = []
+    for callback in callbacks:
+        try:
+            callback.close(error)
+        except BaseException as failure:  # re-raised below
+            failures.append(failure)
+    if failures and error is None:
+        raise failures[0]
 
 
 def _callbacks(

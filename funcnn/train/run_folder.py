@@ -129,6 +129,10 @@ class RunFolder:
         """
         if not self.writes or self._lock is not None:
             return False
+        with interrupts.deferred():  # a stop signal cannot leave the lock held by no one
+            return self._acquire()
+
+    def _acquire(self) -> bool:
         self._created = not self.path.exists()
         path = self.path / LOCK
         with self._writing(path):
@@ -159,6 +163,7 @@ class RunFolder:
             handle.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": since}))
             handle.flush()
         self._lock = handle
+        self._verified.clear()  # what was read before the lock may have changed since
         return True
 
     def release(self, *, failed: bool = False) -> None:
@@ -166,12 +171,13 @@ class RunFolder:
         no checkpoint is removed first (the run failed before its first checkpoint)."""
         if self._lock is None:
             return
-        if failed and self._created and not self.has_checkpoints():
-            shutil.rmtree(self.path, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            self._lock.truncate(0)
-        self._lock.close()
-        self._lock = None
+        with interrupts.deferred():  # the removal and the release finish, whatever arrives
+            if failed and self._created and not self.has_checkpoints():
+                shutil.rmtree(self.path, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                self._lock.truncate(0)
+            self._lock.close()
+            self._lock = None
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[RunFolder]:
@@ -260,19 +266,17 @@ class RunFolder:
             )
         return inspection.intact
 
-    def still_there(self, step: int) -> bool:
-        """Whether ``step``'s folder exists; when it does not (pruned), it is forgotten, so the
-        next :meth:`inspect` looks afresh."""
-        if (self.checkpoints / str(step)).is_dir():
-            return True
-        self._verified.pop(step, None)
-        return False
+    def forget(self) -> None:
+        """Forget every step not found intact, so the next :meth:`inspect` looks at them afresh
+        (a reader's view of a folder that a run is saving into changes)."""
+        self._verified = {step: found for step, found in self._verified.items() if not found}
 
     def restore(self, template: Any, inspection: Inspection | None = None) -> Restored:
         """The newest intact step's state and history; ``Restored(template, [], None)`` when
         there is none (a fresh run). Damaged steps newer than it are moved aside with a
         :class:`funcnn.checkpoint.DamagedCheckpointWarning` each, and so are steps whose
-        write never finished (this process holds the lock: no one is writing them).
+        write never finished, when this process holds the lock (:meth:`lock`: then no one is
+        writing them); without it they are left where they are.
 
         Raises:
           CheckpointDamagedError: there are steps, none intact, and not all unfinished.
@@ -285,7 +289,7 @@ class RunFolder:
         aside = sorted(
             [*inspection.damaged, *((s, self._verified[s][0]) for s in inspection.unfinished)], reverse=True
         )
-        for step, problem in aside if self.writes else ():
+        for step, problem in aside if self._lock is not None else ():
             with self._writing(self.path / checkpoint.DAMAGED):
                 moved = checkpoint.move_aside(self.checkpoints, step)
             warnings.warn(

@@ -179,3 +179,13 @@ def test_a_failed_write_names_the_path(tmp_path):
 def test_a_path_that_is_not_utf8_is_refused_at_once(tmp_path):
     with pytest.raises(WriteError, match=r"^cannot write '\S+/r\\udcff': the name is not valid UTF-8"):
         RunFolder(os.fsdecode(bytes(tmp_path) + b"/r\xff"))
+
+
+def test_without_the_lock_restore_moves_nothing_aside(model, train_data, tmp_path):
+    """A reader (no lock) must not move a step that a run may be writing."""
+    out = tmp_path / "run"
+    _fit(model, train_data, out, epochs=2)
+    (out / "checkpoints" / "12" / checkpoint.MANIFEST).unlink()  # as while its manifest is written
+    template = abstract_train_state(model, OPTIMIZER, (-1, 6, 6))
+    assert RunFolder(out).restore(template).step == 6
+    assert (out / "checkpoints" / "12").is_dir() and not (out / checkpoint.DAMAGED).exists()

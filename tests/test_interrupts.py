@@ -1,0 +1,55 @@
+"""Stop signals: raised once at a safe point, held in a deferred block, ignored ones left alone."""
+
+import os
+import signal
+
+import pytest
+
+from funcnn import interrupts
+
+
+def test_the_first_signal_raises_once_and_later_ones_are_dropped():
+    with pytest.raises(interrupts.Interrupted) as caught, interrupts.stop_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):
+            pass
+    assert caught.value.signum == signal.SIGTERM and caught.value.exit_status == 143
+    with interrupts.stop_signals():
+        try:
+            os.kill(os.getpid(), signal.SIGHUP)
+            for _ in range(1000):
+                pass
+        except interrupts.Interrupted as first:
+            assert first.exit_status == 129
+            os.kill(os.getpid(), signal.SIGHUP)  # while the first is handled: dropped
+            for _ in range(1000):
+                pass
+
+
+def test_a_deferred_block_completes_before_the_signal_is_raised():
+    done = []
+    with pytest.raises(interrupts.Interrupted, match="SIGINT"), interrupts.stop_signals():
+        with interrupts.deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):
+                pass
+            done.append("written")
+        done.append("never")
+    assert done == ["written"]
+
+
+def test_a_signal_the_process_ignores_stays_ignored():
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+    try:
+        with interrupts.stop_signals():
+            os.kill(os.getpid(), signal.SIGHUP)
+            for _ in range(1000):
+                pass
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def test_outside_stop_signals_a_deferred_block_changes_nothing():
+    with interrupts.deferred():
+        pass

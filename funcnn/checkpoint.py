@@ -38,6 +38,7 @@ import os
 import re
 import shutil
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -235,15 +236,30 @@ def write_error(error: BaseException, path: Path) -> WriteError | None:
     return WriteError(code, os.strerror(code) if code in errno.errorcode else str(error), str(path))
 
 
-def remove_partial(directory: str | os.PathLike, step: int) -> None:
+def remove_partial(
+    directory: str | os.PathLike, step: int, *, settle: float = 0.25, within: float = 10.0
+) -> None:
     """Remove what an unfinished write of ``step`` left: orbax's temporary folders, and the
-    step folder itself when it has no manifest (never a finished step)."""
+    step folder itself when it has no manifest (never a finished step).
+
+    After a failed write, TensorStore's writes still under way may create files for a moment
+    more, so the removal is repeated until nothing has come back for ``settle`` seconds (at
+    most ``within`` seconds in all).
+    """
     directory = Path(directory).absolute()
-    for path in directory.glob(f"{step}.orbax-checkpoint-tmp*"):
-        shutil.rmtree(path, ignore_errors=True)
     folder = directory / str(step)
-    if folder.is_dir() and not (folder / MANIFEST).exists():
-        shutil.rmtree(folder, ignore_errors=True)
+
+    def leftovers() -> list[Path]:
+        partial = [folder] if folder.is_dir() and not (folder / MANIFEST).exists() else []
+        return [*directory.glob(f"{step}.orbax-checkpoint-tmp*"), *partial]
+
+    deadline = time.monotonic() + within
+    while True:
+        for path in leftovers():
+            shutil.rmtree(path, ignore_errors=True)
+        time.sleep(settle)
+        if not leftovers() or time.monotonic() > deadline:
+            break
 
 
 def sync_processes(name: str) -> None:

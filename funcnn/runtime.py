@@ -17,7 +17,8 @@ The plan has three parts, each skipped where the user already chose:
   data-parallel step over one device per core is how a step uses them all. The
   count is the largest one not above this process's cores (its share when the
   run's coordinator is on this machine, a loopback address, so all its processes
-  are) whose product with the process count divides the batch. A device count in ``XLA_FLAGS`` or ``JAX_NUM_CPU_DEVICES`` wins.
+  are) whose product with the process count divides the batch. A device count in
+  ``XLA_FLAGS`` or ``JAX_NUM_CPU_DEVICES`` wins.
 - **XLA:CPU's own convolutions** (:data:`CPU_CONVOLUTIONS` in ``XLA_FLAGS``):
   jaxlib 0.10 hands each convolution to YNNPACK, whose weight gradient on an
   AVX2 CPU runs at about half XLA:CPU's rate (the CIFAR-shaped benchmark net

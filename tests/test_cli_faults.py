@@ -281,6 +281,29 @@ def test_a_full_disk_exits_4(data, env, small_disk):
     assert not out.exists()
 
 
+@pytest.fixture
+def read_only_disk(tmp_path):
+    """A read-only file system, where this machine lets the test mount one (as root, whom file
+    permissions do not stop)."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode:
+        pytest.skip("cannot mount a read-only file system here")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_read_only_output_folder_exits_4_at_once(data, env, read_only_disk):
+    done = run(train_command(data, read_only_disk / "run", "--epochs", "1"), env)
+    assert done.returncode == EXIT_STATUS["output folder cannot be written"], done.stderr
+    assert re.fullmatch(
+        r"funcnn train: error: cannot write \S+/ro/run\S*: Read-only file system", one_line(done.stderr)
+    )
+
+
 def test_an_undecodable_output_path_exits_4_before_training(data, env, tmp_path):
     out = os.fsencode(tmp_path) + b"/run\xff"
     command = [os.fsencode(a) for a in train_command(data, "X", "--epochs", "1")]

@@ -127,6 +127,7 @@ def wait_for(predicate, process, seconds=120):
 # --- two writers ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_at_once_naming_the_holder(data, env, tmp_path):
     out = tmp_path / "run"
     first = subprocess.Popen(
@@ -238,6 +239,7 @@ def limited(command, kilobytes=1024):
     return ["sh", "-c", f'ulimit -f {2 * kilobytes} && exec "$@"', "sh", *command]
 
 
+@pytest.mark.slow
 def test_a_failed_checkpoint_write_exits_4_and_keeps_every_older_checkpoint(data, env, reference, tmp_path):
     """Every write past a size limit fails, as on a full disk; the partly written step is removed."""
     out = tmp_path / "run"

@@ -95,8 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with interrupts.stop_signals(), warnings.catch_warnings():
         try:
             status = _run(args)
-        except interrupts.Interrupted as stop:  # between the command's end and its line
-            status = _fail(args.prog, f"interrupted by {stop}", stop.exit_status)
+        except interrupts.Interrupted as stop:  # while JAX loads, or between the command's end and its line
+            status = _fail(args.prog, _interrupted(args, stop), stop.exit_status)
         if argv is None and status != EXIT_STATUS["success"]:
             sys.stdout.flush()  # then end at once: threads of JAX, XLA or orbax may still run, and
             sys.stderr.flush()  # the interpreter's teardown under them can crash or print theirs

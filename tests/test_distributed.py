@@ -146,8 +146,15 @@ print(json.dumps(result))
 """
 
 
+PATIENT_COLLECTIVES = "--xla_cpu_collective_call_terminate_timeout_seconds=600"
+"""More virtual devices than cores, on a machine busy with other tests, can take XLA:CPU's devices
+past the 40 s it gives all of them to reach an all-reduce; then XLA aborts the process."""
+
+
 def _in_subprocess(code, devices, timeout=300, args=()):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    env = dict(
+        os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} {PATIENT_COLLECTIVES}"
+    )
     done = subprocess.run(
         [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=timeout
     )
@@ -217,7 +224,7 @@ def test_two_processes_train_like_one(small_npz, tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     out = tmp_path / "two"
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count=4 {PATIENT_COLLECTIVES}")
     argv = ["train", "--model", "fashion_mnist_cnn", "--data", str(small_npz), "--batch-size", "32"]
     argv += [
         "--schedule",

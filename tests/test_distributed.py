@@ -146,18 +146,21 @@ print(json.dumps(result))
 """
 
 
-PATIENT_COLLECTIVES = "--xla_cpu_collective_call_terminate_timeout_seconds=600"
-"""More virtual devices than cores, on a machine busy with other tests, can take XLA:CPU's devices
-past the 40 s it gives all of them to reach an all-reduce; then XLA aborts the process."""
+STUCK_RENDEZVOUS = "Termination timeout for `all reduce"
+"""XLA:CPU's abort when not every virtual device reaches an all-reduce within 40 s: seen with 8
+devices on 2 cores busy with other tests (a few of the 8 never arrive), never on a quiet machine."""
 
 
 def _in_subprocess(code, devices, timeout=300, args=()):
-    env = dict(
-        os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} {PATIENT_COLLECTIVES}"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
+    """Run ``code`` with ``devices`` CPU devices; its stdout. Once more when XLA:CPU aborted a stuck
+    all-reduce (:data:`STUCK_RENDEZVOUS`), a fault of the machine's load, not of the code under test."""
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    for _attempt in range(2):
+        done = subprocess.run(
+            [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=timeout
+        )
+        if done.returncode == 0 or STUCK_RENDEZVOUS not in done.stderr:
+            break
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -224,7 +227,7 @@ def test_two_processes_train_like_one(small_npz, tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     out = tmp_path / "two"
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count=4 {PATIENT_COLLECTIVES}")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     argv = ["train", "--model", "fashion_mnist_cnn", "--data", str(small_npz), "--batch-size", "32"]
     argv += [
         "--schedule",

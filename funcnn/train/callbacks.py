@@ -1,6 +1,7 @@
 """``fit``'s callbacks: what a run does besides training, each a few lines.
 
-A callback subclasses :class:`Callback` and overrides the hooks it needs;
+A callback subclasses :class:`Callback` and overrides the hooks it needs (any
+other object with some of these methods works too, the others doing nothing);
 :func:`funcnn.train.fit` calls them in the order given:
 
 - ``on_train_begin(start)`` before the first step; it may return
@@ -84,6 +85,37 @@ class Callback:
 
     def close(self, error: BaseException | None) -> None:
         """Training ended: well (``error`` is ``None``) or by ``error``."""
+
+
+HOOKS = ("on_train_begin", "on_steps", "on_epoch_end", "on_train_end", "close")
+"""The hooks of the protocol; an object with any of them is a callback."""
+
+
+class _Hooks(Callback):
+    """An object with some of the hooks, as a :class:`Callback` (the others do nothing)."""
+
+    def __init__(self, hooks: Any) -> None:
+        self.hooks = hooks
+        for name in HOOKS:
+            if callable(getattr(hooks, name, None)):
+                setattr(self, name, getattr(hooks, name))
+
+
+def as_callback(where: str, callback: Any) -> Callback:
+    """``callback`` as a :class:`Callback`: a subclass as it is, any other object with at least
+    one of the :data:`HOOKS` with the hooks it lacks doing nothing.
+
+    Raises:
+      LayerConfigError: it has none of the hooks.
+    """
+    if isinstance(callback, Callback):
+        return callback
+    if not any(callable(getattr(callback, name, None)) for name in HOOKS):
+        raise LayerConfigError(
+            f"{where} must be a funcnn.train.Callback or have one of its methods ({', '.join(HOOKS)}), "
+            f"got {type(callback).__name__}"
+        )
+    return _Hooks(callback)
 
 
 class Checkpoints(Callback):

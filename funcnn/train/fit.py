@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 from funcnn import checkpoint, checks, distributed
 from funcnn.core import Layer, LayerConfigError
 from funcnn.data.batching import batch_indices, scale_images
-from funcnn.train.callbacks import Callback, Checkpoints, ProgressBar, StopTraining, TrainStart
+from funcnn.train.callbacks import Callback, Checkpoints, ProgressBar, StopTraining, TrainStart, as_callback
 from funcnn.train.evaluate import evaluate
 from funcnn.train.loop import (
     MODES,
@@ -288,18 +288,12 @@ def _callbacks(
         made.append(Checkpoints(out, resume=resume, keep=keep, config=config))
     if progress:
         made.append(ProgressBar())
-    if isinstance(callbacks, Callback) or not isinstance(callbacks, Sequence):
+    if not isinstance(callbacks, Sequence) or isinstance(callbacks, str):
         raise LayerConfigError(
             "fit: argument `callbacks` must be a sequence of funcnn.train.Callback, "
             f"got {type(callbacks).__name__}"
         )
-    for index, callback in enumerate(callbacks):
-        if not isinstance(callback, Callback):
-            raise LayerConfigError(
-                f"fit: argument `callbacks`[{index}] must be a funcnn.train.Callback, "
-                f"got {type(callback).__name__}"
-            )
-    return [*made, *callbacks]
+    return [*made, *(as_callback(f"fit: argument `callbacks`[{i}]", c) for i, c in enumerate(callbacks))]
 
 
 def _epoch_end(callbacks: Sequence[Callback], state: TrainState, history: list[dict[str, Any]]) -> bool:

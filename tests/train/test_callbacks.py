@@ -91,12 +91,30 @@ def test_out_is_short_for_the_checkpoints_callback(model, train_data, tmp_path):
     ("callbacks", "match"),
     [
         (Recorder(), r"fit: argument `callbacks` must be a sequence of funcnn.train.Callback, got Recorder"),
-        ([print], r"fit: argument `callbacks`\[0\] must be a funcnn.train.Callback, got builtin_function"),
+        ("cb", r"fit: argument `callbacks` must be a sequence of funcnn.train.Callback, got str"),
+        (
+            [print],
+            r"fit: argument `callbacks`\[0\] must be a funcnn.train.Callback or have one of its methods "
+            r"\(on_train_begin, on_steps, on_epoch_end, on_train_end, close\), got builtin_function",
+        ),
     ],
 )
 def test_bad_callbacks_are_named(model, train_data, callbacks, match):
     with pytest.raises(LayerConfigError, match=match):
         fit(model, train_data, **OPTIONS, callbacks=callbacks)
+
+
+def test_any_object_with_some_of_the_hooks_is_a_callback(model, train_data):
+    class Epochs:  # no Callback base: the protocol is its methods
+        def __init__(self):
+            self.seen = []
+
+        def on_epoch_end(self, state, history):
+            self.seen.append(history[-1]["epoch"])
+
+    epochs = Epochs()
+    fit(model, train_data, **OPTIONS, callbacks=[epochs])
+    assert epochs.seen == [1, 2, 3]
 
 
 def test_checkpoints_checks_its_arguments(tmp_path):

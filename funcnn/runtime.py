@@ -41,7 +41,7 @@ import os
 import platform
 import sys
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 HUGE_PAGES = "glibc.malloc.hugetlb=1"
 """The ``GLIBC_TUNABLES`` value of the plan: malloc's large blocks on transparent huge pages."""
@@ -203,34 +203,19 @@ def apply(the_plan: Plan, argv: Sequence[str] | None = None) -> None:
         os.execv(sys.executable, [sys.executable, *argv])
 
 
-def configure(
-    *,
-    batch_size: int | None = None,
-    cpu_devices: int | str | None = "auto",
-    processes: int = 1,
-    coordinator: str | None = None,
-    cpu_convolutions: bool = True,
-    huge_pages: bool = True,
-) -> Plan:
+def configure(**options: Any) -> Plan:
     """Give this process the set-up ``funcnn train`` runs under; call it before ``import jax``.
 
-    Plans from this process's :func:`facts` and applies the plan. The re-execution
-    for huge pages runs the same script with the same arguments (``sys.orig_argv``),
-    so code above this call runs twice; it is skipped in an interactive session.
-    The arguments are those of :func:`plan`.
+    Plans from this process's :func:`facts` with ``options`` (the keyword arguments of
+    :func:`plan`: ``batch_size``, ``cpu_devices``, ``processes``, ``coordinator``,
+    ``cpu_convolutions``, ``huge_pages``) and applies the plan. The re-execution for huge
+    pages runs the same script with the same arguments (``sys.orig_argv``), so code above
+    this call runs twice; it is skipped in an interactive session.
 
     Returns:
       The plan that was applied.
     """
-    the_plan = plan(
-        facts(),
-        batch_size=batch_size,
-        cpu_devices=cpu_devices,
-        processes=processes,
-        coordinator=coordinator,
-        cpu_convolutions=cpu_convolutions,
-        huge_pages=huge_pages,
-    )
+    the_plan = plan(facts(), **options)
     interactive = sys.flags.interactive or not getattr(sys, "orig_argv", None) or hasattr(sys, "ps1")
     apply(the_plan, None if interactive else sys.orig_argv[1:])
     return the_plan

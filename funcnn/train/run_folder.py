@@ -193,11 +193,6 @@ class RunFolder:
         if took:
             self.release()
 
-    @property
-    def discarded(self) -> bool:
-        """Whether the folder was removed because its run failed before its first checkpoint."""
-        return self._created and not self.path.exists()
-
     # -- reading -----------------------------------------------------------------
 
     def inspect(self) -> Inspection:

@@ -3,6 +3,8 @@
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+# A spare XLA:CPU pool thread per device, as funcnn.runtime's plan gives (its docstring says why).
+os.environ.setdefault("PJRT_NPROC", "8")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

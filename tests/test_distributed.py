@@ -147,14 +147,17 @@ print(json.dumps(result))
 
 
 STUCK_RENDEZVOUS = "Termination timeout for `all reduce"
-"""XLA:CPU's abort when not every virtual device reaches an all-reduce within 40 s: seen with 8
-devices on 2 cores busy with other tests (a few of the 8 never arrive), never on a quiet machine."""
+"""XLA:CPU's abort when not every virtual device reaches an all-reduce within 40 s: with one pool
+thread per device, on 2 busy cores (6 of 8 tries); 0 of 8 with a spare thread per device."""
 
 
 def _in_subprocess(code, devices, timeout=300, args=()):
-    """Run ``code`` with ``devices`` CPU devices; its stdout. Once more when XLA:CPU aborted a stuck
-    all-reduce (:data:`STUCK_RENDEZVOUS`), a fault of the machine's load, not of the code under test."""
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    """Run ``code`` with ``devices`` CPU devices and a spare pool thread per device (as
+    :func:`funcnn.runtime.plan` gives); its stdout. Once more if XLA:CPU still aborted a stuck
+    all-reduce (:data:`STUCK_RENDEZVOUS`)."""
+    env = dict(
+        os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", PJRT_NPROC=str(2 * devices)
+    )
     for _attempt in range(2):
         done = subprocess.run(
             [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=timeout

@@ -67,6 +67,30 @@ def test_an_explicit_count_that_cannot_apply_says_why(facts, why):
     assert plan(facts, cpu_devices="auto").skipped == ()
 
 
+@pytest.mark.parametrize(
+    ("facts", "options", "threads"),
+    [
+        (Facts({}, cores=2), {"cpu_devices": 4}, "8"),  # the planned count
+        (Facts({}, cores=2), {"batch_size": 128}, None),  # one device per core: the cores' pool
+        (Facts({}, cores=8), {"cpu_devices": 3}, None),
+        (Facts({"XLA_FLAGS": f"{COUNT}=8"}, cores=2), {}, "16"),  # a count the user set
+        (Facts({"XLA_FLAGS": f"{COUNT}=8 {COUNT}=3"}, cores=2), {}, "6"),  # XLA reads the last
+        (Facts({"XLA_FLAGS": f"{COUNT}=8", "JAX_NUM_CPU_DEVICES": "3"}, cores=2), {}, "6"),  # JAX's wins
+        (Facts({"XLA_FLAGS": f"{COUNT}=8"}, cores=2), {"cpu_devices": None}, "16"),
+        (Facts({"XLA_FLAGS": f"{COUNT}=8"}, cores=8), {}, None),
+        (Facts({"JAX_NUM_CPU_DEVICES": "x"}, cores=1), {}, None),
+        (Facts({}, cores=2, jax_imported=True), {"cpu_devices": 4}, "8"),  # read when the backend starts
+        (Facts({}, cores=2, jax_imported=True, backend_started=True), {"cpu_devices": 4}, None),
+        (Facts({"PJRT_NPROC": "3"}, cores=2), {"cpu_devices": 4}, None),  # the user's own
+        (Facts({"NPROC": "3"}, cores=2), {"cpu_devices": 4}, None),
+    ],
+)  # fmt: skip
+def test_the_plan_gives_devices_beyond_the_cores_a_spare_thread(facts, options, threads):
+    """With one pool thread per device, XLA:CPU can deadlock an all-reduce on a busy machine; with
+    at most one device per core the spare threads would slow every step, so the pool is left."""
+    assert plan(facts, **options).environ.get("PJRT_NPROC") == threads
+
+
 def test_cpu_devices_for():
     assert [runtime.cpu_devices_for(b, cores=4) for b in (128, 6, 7, 1)] == [4, 3, 1, 1]
     assert runtime.cpu_devices_for(128, 4, cores=8) == 8 and runtime.cpu_devices_for(96, 8, cores=8) == 6

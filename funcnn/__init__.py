@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.2.0"
 
-_SUBMODULES = ("filters", "models", "ops", "shapes")
+_SUBMODULES = ("filters", "labels", "models", "ops", "shapes")
 _NAMES = {
     "funcnn.combinators": ("fan_in_concat", "fan_in_sum", "fan_out", "parallel", "residual", "serial"),
     "funcnn.core": ("ApplyFn", "InitFn", "Layer", "LayerConfigError", "Shape"),
@@ -34,8 +34,8 @@ __all__ = [
     "LayerConfigError", "LayerNorm", "LeakyRelu", "LogSigmoid", "LogSoftmax", "MaxPool", "MaxUnpool",
     "PRelu", "RMSNorm", "Relu", "Relu6", "Resize", "Selu", "Shape", "Sigmoid", "Silu", "Softmax",
     "Softplus", "Softsign", "SpatialDropout", "Tanh", "Upsample", "count_params", "fan_in_concat",
-    "fan_in_sum", "fan_out", "filters", "models", "num_neurons", "ops", "parallel", "residual", "serial",
-    "shapes", "summary",
+    "fan_in_sum", "fan_out", "filters", "labels", "models", "num_neurons", "ops", "parallel", "residual",
+    "serial", "shapes", "summary",
 ]  # fmt: skip
 
 
@@ -56,7 +56,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from funcnn import filters, models, ops, shapes
+    from funcnn import filters, labels, models, ops, shapes
     from funcnn.combinators import fan_in_concat, fan_in_sum, fan_out, parallel, residual, serial
     from funcnn.core import ApplyFn, InitFn, Layer, LayerConfigError, Shape
     from funcnn.layers import (

@@ -692,3 +692,22 @@ def label_range(where: str, argument: str, labels: Any, num_classes: int) -> Non
             f"{where}: argument `{argument}` labels must lie in [0, {num_classes}) for a model with "
             f"{num_classes} outputs, got labels from {values.min()} to {values.max()}"
         )
+
+
+def same_tree(where: str, argument: str, given: Any, expected: Any) -> None:
+    """``given`` has the structure, shapes and dtypes of ``expected`` (arrays or shape structs);
+    the error names the first leaf that differs, by its key path."""
+    given_leaves, given_structure = jax.tree_util.tree_flatten_with_path(given)
+    expected_leaves, expected_structure = jax.tree_util.tree_flatten_with_path(expected)
+    if given_structure != expected_structure:
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` has {len(given_leaves)} leaves of structure "
+            f"{given_structure}, but the model's has {len(expected_leaves)} of structure {expected_structure}"
+        )
+    for (path, leaf), (_, want) in zip(given_leaves, expected_leaves):
+        got = (tuple(np.shape(leaf)), jnp.result_type(leaf))
+        if got != (tuple(want.shape), want.dtype):
+            raise LayerConfigError(
+                f"{where}: argument `{argument}` leaf {jax.tree_util.keystr(path)} has shape {got[0]} and "
+                f"dtype {got[1]}, but the model's has shape {tuple(want.shape)} and dtype {want.dtype}"
+            )

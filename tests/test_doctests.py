@@ -9,6 +9,7 @@ import funcnn.combinators
 import funcnn.core
 import funcnn.distributed
 import funcnn.filters
+import funcnn.labels
 import funcnn.layers.adaptive_pool
 import funcnn.layers.conv
 import funcnn.layers.resize
@@ -24,7 +25,7 @@ ADAPTIVE = importlib.import_module("funcnn.ops.adaptive_pool")
     "module",
     [
         funcnn.core, funcnn.shapes, funcnn.combinators, funcnn.filters, funcnn.layers.conv, funcnn.testing, EPOCH,
-        funcnn.distributed, funcnn.layers.resize, RESIZE, funcnn.layers.adaptive_pool, ADAPTIVE,
+        funcnn.distributed, funcnn.layers.resize, RESIZE, funcnn.layers.adaptive_pool, ADAPTIVE, funcnn.labels,
     ],
 )
 def test_docstring_examples(module):

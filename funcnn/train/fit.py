@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import functools
+import operator
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
@@ -21,6 +22,7 @@ from jax.sharding import Mesh
 from funcnn import checkpoint, checks, distributed
 from funcnn.core import Layer, LayerConfigError
 from funcnn.data.batching import batch_indices, scale_images
+from funcnn.labels import freeze, trainable_mask
 from funcnn.train.callbacks import Callback, Checkpoints, ProgressBar, StopTraining, TrainStart, as_callback
 from funcnn.train.evaluate import evaluate
 from funcnn.train.loop import (
@@ -92,6 +94,8 @@ def fit(
     mesh: Mesh | None = None,
     shard_params: bool = False,
     callbacks: Sequence[Callback] = (),
+    trainable: Any = None,
+    initial: tuple[Any, Any] | None = None,
 ) -> FitResult:
     """Train ``model`` for ``epochs`` epochs, evaluating on ``test_data`` after each.
 
@@ -140,6 +144,13 @@ def fit(
         ``"data"`` axis too (each device keeps a slice of every large leaf),
         for models that do not fit one device; same numbers as replicated.
       callbacks: more :class:`funcnn.train.Callback` s, called in order.
+      trainable: the parameters to train, the others frozen (bit for bit as they
+        start, with no optimiser state): a pattern or patterns of their labels
+        (:func:`funcnn.labels.matching`, e.g. ``"*Dense/*"``), a predicate on a
+        label, or a mask of the parameters' structure; ``None`` trains all.
+      initial: ``(params, model_state)`` to start from instead of the model's
+        initialisation (fine-tuning a trained model); a resumed run continues
+        from its checkpoint instead.
 
     Returns:
       The final state and the per-epoch history.
@@ -183,6 +194,9 @@ def fit(
         steps = len(batches) if hasattr(batches, "__len__") else None
     input_shape = (-1, *jax.eval_shape(preprocess, images[:1]).shape[1:])
     num_classes = model_output_shape(model, input_shape)[-1]
+    if trainable is not None:
+        frozen = jax.tree.map(operator.not_, trainable_mask(model, input_shape, trainable))
+        optimizer = freeze(optimizer, frozen)
     if batches is None:
         checks.label_range("fit", "train_data", labels, num_classes)
     if test_data is not None:
@@ -205,7 +219,9 @@ def fit(
                 start = start._replace(state=resumed[0], history=list(resumed[1]))
         state, history = start.state, start.history
         if state is None:
-            state = init_train_state(model, optimizer, jax.random.key(seed), input_shape, shardings=shardings)
+            state = init_train_state(
+                model, optimizer, jax.random.key(seed), input_shape, shardings=shardings, initial=initial
+            )
         if batches is not None:
             mode = "loop"
         else:  # every device holds the whole data set; every process must run the same mode

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from funcnn import checks
 from funcnn.core import Layer, Params, Shape, State
 
 
@@ -37,6 +38,7 @@ def init_train_state(
     input_shape: Shape,
     *,
     shardings: Any = None,
+    initial: tuple[Params, State] | None = None,
 ) -> TrainState:
     """Initialise the model and optimiser, in one compiled program.
 
@@ -49,19 +51,27 @@ def init_train_state(
       shardings: where each leaf goes (e.g. :func:`funcnn.distributed.state_shardings`;
         every process of a multi-host run builds its own shards), or ``None`` for the
         default device.
+      initial: ``(params, model_state)`` to start from instead of ``model.init``'s (fine-tuning
+        a trained model); they must have the structure, shapes and dtypes ``init`` gives.
 
     Returns:
       The state before the first step.
+
+    Raises:
+      LayerConfigError: ``initial`` does not fit the model (the first leaf that differs is named).
     """
 
-    def build(key: jax.Array) -> TrainState:
+    def build(key: jax.Array, initial: tuple[Params, State] | None) -> TrainState:
         init_key, train_key = jax.random.split(key)
         params, model_state = model.init(init_key, tuple(input_shape))[1:]
+        if initial is not None:
+            checks.same_tree("init_train_state", "initial", initial, (params, model_state))
+            params, model_state = initial
         with jax.numpy_dtype_promotion("standard"):  # optax relies on implicit promotion
             opt_state = optimizer.init(params)
         return TrainState(params, model_state, opt_state, jnp.zeros((), jnp.int32), train_key)
 
-    return jax.jit(build, out_shardings=shardings)(key)
+    return jax.jit(build, out_shardings=shardings)(key, initial)
 
 
 def abstract_train_state(

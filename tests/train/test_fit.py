@@ -310,3 +310,29 @@ def test_evaluate_moves_parameters_trained_on_other_devices_onto_its_mesh(straig
     params = distributed.replicate(one, state.params)
     every = evaluate(model, params, state.model_state, *test_data, batch_size=8, mesh=distributed.data_mesh())
     assert every["accuracy"] == alone["accuracy"]
+
+
+def test_fine_tuning_trains_the_trainable_leaves_from_the_initial_ones_and_resumes(
+    straight, model, train_data, test_data, tmp_path
+):
+    """Frozen leaves stay bit for bit, hold no optimiser state, and a resumed run matches a straight one."""
+    trained = straight[0].state
+    initial = (trained.params, trained.model_state)
+    options = {"trainable": "Layer/b", "initial": initial, "epochs": 2}
+    tuned = run(model, train_data, test_data, **options)
+    np.testing.assert_array_equal(tuned.state.params["w"], trained.params["w"])
+    assert not np.array_equal(tuned.state.params["b"], trained.params["b"])
+    assert [leaf.shape for leaf in jax.tree.leaves(tuned.state.opt_state)] == [(), (3,), (3,)]  # adam: b only
+    run(model, train_data, test_data, out=tmp_path, **{**options, "epochs": 1})
+    resumed = run(model, train_data, test_data, out=tmp_path, resume=True, **options)
+    assert_trees_equal(tuned.state, resumed.state)
+
+
+def test_initial_parameters_of_another_model_are_named(model, train_data):
+    wrong_shape = ({"b": np.zeros(3, np.float32), "w": np.zeros((2, 3), np.float32)}, np.int32(0))
+    with pytest.raises(
+        fn.LayerConfigError, match=r"init_train_state: argument `initial` leaf \[0\]\['w'\] has shape \(2, 3\)"
+    ):
+        run(model, train_data, initial=wrong_shape)
+    with pytest.raises(fn.LayerConfigError, match=r"init_train_state: argument `initial` has 1 leaves"):
+        run(model, train_data, initial=({"w": np.zeros((2, 3), np.float32)}, ()))

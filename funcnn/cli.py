@@ -194,7 +194,7 @@ def _status(error: BaseException) -> int | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``funcnn`` argument parser with its four subcommands."""
+    """The ``funcnn`` argument parser with its subcommands."""
     parser = _Parser(
         prog="funcnn", description="Convolutional networks as pure functions in JAX.", epilog=EPILOG
     )
@@ -274,6 +274,38 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_cmd.add_argument("--out", type=Path, required=True, help="the training run's output folder")
     evaluate_cmd.add_argument("--data", type=Path, help="folder with the IDX files, or a .npz file")
     evaluate_cmd.set_defaults(command="evaluate_run", prog="funcnn evaluate")
+
+    export_cmd = commands.add_parser(
+        "export",
+        help="the trained model as a jax.export artifact",
+        description="Write the newest intact checkpoint's inference function (uint8 images to logits, any "
+        "batch size) as a jax.export artifact, which JAX alone loads and calls: "
+        "jax.export.deserialize(open(FILE, 'rb').read()).call(images).",
+        epilog=EPILOG,
+    )
+    export_cmd.add_argument("--out", type=Path, required=True, help="the training run's output folder")
+    export_cmd.add_argument("file", type=Path, metavar="FILE", help="the artifact to write, e.g. model.jax")
+    export_cmd.set_defaults(command="export_run", prog="funcnn export")
+
+    predict_cmd = commands.add_parser(
+        "predict",
+        help="the classes of images, by a trained model",
+        description="Print each image's three most likely classes and their probabilities, by the newest "
+        "intact checkpoint in --out.",
+        epilog=EPILOG,
+    )
+    predict_cmd.add_argument("--out", type=Path, required=True, help="the training run's output folder")
+    predict_cmd.add_argument(
+        "images",
+        type=Path,
+        nargs="*",
+        metavar="IMAGES",
+        help="PNG files, or a .npz file (its x_test); default: the run's test split",
+    )
+    predict_cmd.add_argument(
+        "--count", type=POSITIVE_INT.parse, default=10, help="how many images of a split; default: 10"
+    )
+    predict_cmd.set_defaults(command="predict", prog="funcnn predict")
 
     summary_cmd = commands.add_parser(
         "summary",

@@ -1,4 +1,5 @@
-"""The commands behind ``funcnn``: ``train``, ``evaluate``, ``summary`` and ``filters``.
+"""The commands behind ``funcnn``: ``train``, ``evaluate``, ``export``, ``predict``, ``summary``
+and ``filters``.
 
 Imported by :mod:`funcnn.cli` only once a command runs, so ``funcnn --help``
 and ``funcnn --version`` never load JAX.
@@ -17,7 +18,7 @@ import jax
 import numpy as np
 from matplotlib.figure import Figure
 
-from funcnn import checkpoint, distributed, filters, runtime, settings
+from funcnn import checkpoint, distributed, export, filters, runtime, settings
 from funcnn.core import Layer
 from funcnn.data import augment, load_dataset, load_test_split, scale_images
 from funcnn.data.fashion_mnist import CLASS_NAMES, NUM_CLASSES
@@ -139,29 +140,9 @@ def _devices_line(args: argparse.Namespace) -> str:
 def evaluate_run(args: argparse.Namespace) -> None:
     """Print the test accuracy of the newest intact checkpoint in --out.
 
-    Takes no lock: a run may be training into --out. Restores only the parameters
-    and the model state (no optimiser state) and reads only the test images. A step
-    still being written is skipped, and so is one pruned while it is read (the
-    folder is inspected again); only a damaged step is reported.
+    Takes no lock: a run may be training into --out. Reads only the test images.
     """
-    folder = RunFolder(args.out, writes=False)
-    for attempt in range(READ_ATTEMPTS):
-        inspection = folder.inspect()
-        step = folder.intact_step(inspection, doing="evaluating")
-        if step is None:
-            raise checkpoint.CheckpointNotFoundError(
-                f"{folder.checkpoints.absolute()}: no complete checkpoint found"
-            )
-        try:
-            model, part, meta = _restore_for_evaluation(folder, step)
-            break
-        except Exception:
-            if (
-                checkpoint.all_steps(folder.checkpoints) == list(inspection.steps)
-                or attempt == READ_ATTEMPTS - 1
-            ):
-                raise
-            folder.forget()  # a run saved or pruned a step meanwhile: look again
+    model, part, meta, step = _newest_model(args.out, doing="evaluating")
     config = meta["config"]
     data = args.data or (Path(config["data"]) if config.get("data") else None)  # the run's by default
     x_test, y_test = load_test_split(data)
@@ -173,6 +154,108 @@ def evaluate_run(args: argparse.Namespace) -> None:
         f"test accuracy: {result['accuracy']:.4f} (loss {result['loss']:.4f}; "
         f"epoch {meta['epoch']}, step {step}, {len(x_test)} images)"
     )
+
+
+def export_run(args: argparse.Namespace) -> None:
+    """Write the newest intact checkpoint's inference function (raw images to logits) as a
+    ``jax.export`` artifact (:mod:`funcnn.export`): callable with JAX alone, any batch size."""
+    model, part, meta, step = _newest_model(args.out, doing="exporting")
+    exported = export.export(model, part["params"], part["model_state"], _image_shape(meta["config"]))
+    path = export.save(exported, args.file)
+    shape = " x ".join(map(str, _image_shape(meta["config"])))
+    print(
+        f"wrote {path} ({path.stat().st_size:,} bytes): uint8 images (batch x {shape}) to "
+        f"{meta['config']['num_classes']} logits; epoch {meta['epoch']}, step {step}"
+    )
+
+
+def predict(args: argparse.Namespace) -> None:
+    """Print each image's most likely classes and their probabilities, by the newest intact
+    checkpoint in --out: PNG files, a ``.npz`` file's test images, or the run's test split."""
+    model, part, meta, step = _newest_model(args.out, doing="predicting")
+    config = meta["config"]
+    names, images = _images_to_predict(args, config)
+    expected = _image_shape(config)
+    if images.shape[1:] != expected:
+        raise UsageError(
+            f"the images are {' x '.join(map(str, images.shape[1:]))} but the run's model takes "
+            f"{' x '.join(map(str, expected))} images"
+        )
+    logits = export.inference(model, part["params"], part["model_state"])(images)
+    classes = _class_names(config)
+    for name, row in zip(names, export.probabilities(logits), strict=True):
+        best = np.argsort(row)[::-1][: min(3, len(row))]
+        ranked = ", ".join(f"{classes[i]} {row[i]:.3f}" for i in best)
+        print(f"{name}: {ranked}")
+
+
+def _image_shape(config: dict[str, Any]) -> tuple[int, ...]:
+    """One raw image's shape for a run's model: ``(H, W)`` for one channel (as Fashion-MNIST's
+    files hold them), else ``(H, W, C)``."""
+    height, width, channels = config["input_shape"][1:]
+    return (height, width) if channels == 1 else (height, width, channels)
+
+
+def _class_names(config: dict[str, Any]) -> tuple[str, ...]:
+    """Fashion-MNIST's class names for a run on it, else ``class 0``, ``class 1``, ..."""
+    if config.get("data") and _is_npz(Path(config["data"])) or config["num_classes"] != NUM_CLASSES:
+        return tuple(f"class {i}" for i in range(config["num_classes"]))
+    return CLASS_NAMES
+
+
+def _images_to_predict(args: argparse.Namespace, config: dict[str, Any]) -> tuple[list[str], np.ndarray]:
+    """The images ``predict`` was given, as ``uint8`` (names, images): PNG files, a ``.npz``
+    file's test images, or the run's own test split; the first ``--count`` of a split."""
+    paths = args.images
+    if paths and all(path.suffix.lower() == ".png" for path in paths):
+        from matplotlib.image import imread  # noqa: PLC0415 (only predict reads pictures)
+
+        pictures = []
+        for path in paths:
+            picture = imread(path)
+            picture = picture[..., :3] if picture.ndim == 3 else picture  # drop alpha
+            if picture.ndim == 3 and config["input_shape"][-1] == 1:
+                picture = picture.mean(axis=-1)  # colour to grey for a one-channel model
+            if picture.dtype.kind == "f":  # PNG pixels read as [0, 1]
+                picture = np.round(picture * 255).astype(np.uint8)
+            pictures.append(picture)
+        shapes = {picture.shape for picture in pictures}
+        if len(shapes) > 1:
+            raise UsageError(f"the PNG files have different sizes: {sorted(shapes)}")
+        return [str(path) for path in paths], np.stack(pictures)
+    if len(paths) > 1 or (paths and not _is_npz(paths[0])):
+        raise UsageError("IMAGES must be PNG files or one .npz file (its test images)")
+    data = paths[0] if paths else (Path(config["data"]) if config.get("data") else None)
+    x_test, _ = load_test_split(data)
+    count = min(args.count, len(x_test))
+    return [f"test image {i}" for i in range(count)], np.asarray(x_test[:count])
+
+
+def _newest_model(out: Path, *, doing: str) -> tuple[Layer, dict[str, Any], dict[str, Any], int]:
+    """The model of the newest intact checkpoint in ``out``, its ``params`` and ``model_state``,
+    its metadata and its step.
+
+    Takes no lock: a run may be training into ``out``. Restores no optimiser state. A step
+    still being written is skipped, and so is one pruned while it is read (the folder is
+    inspected again); only a damaged step is reported.
+    """
+    folder = RunFolder(out, writes=False)
+    attempts = 0
+    while True:
+        inspection = folder.inspect()
+        step = folder.intact_step(inspection, doing=doing)
+        if step is None:
+            raise checkpoint.CheckpointNotFoundError(
+                f"{folder.checkpoints.absolute()}: no complete checkpoint found"
+            )
+        try:
+            return (*_restore_for_evaluation(folder, step), step)
+        except Exception:
+            attempts += 1
+            unchanged = checkpoint.all_steps(folder.checkpoints) == list(inspection.steps)
+            if unchanged or attempts == READ_ATTEMPTS:
+                raise
+            folder.forget()  # a run saved or pruned a step meanwhile: look again
 
 
 def _restore_for_evaluation(folder: RunFolder, step: int) -> tuple[Layer, dict[str, Any], dict[str, Any]]:

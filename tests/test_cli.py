@@ -15,18 +15,20 @@ import sys
 import time
 
 import jax
+import matplotlib.image
 import numpy as np
 import pytest
 
 import funcnn as fn
 from funcnn import checkpoint
 from funcnn.cli import main
-from funcnn.data import write_idx
+from funcnn.data import load_test_split, scale_images, write_idx
+from funcnn.data.fashion_mnist import CLASS_NAMES
 from funcnn.models import INPUT_SHAPE, MODELS
 from funcnn.runtime import CPU_CONVOLUTIONS, HUGE_PAGES
 from funcnn.train import RunFolder, abstract_train_state, make_optimizer, read_jsonl
 
-COMMANDS = ["train", "evaluate", "summary", "filters"]
+COMMANDS = ["train", "evaluate", "export", "predict", "summary", "filters"]
 
 
 @pytest.fixture(scope="module")
@@ -757,3 +759,54 @@ def test_each_checkpoint_file_is_hashed_at_most_once_per_command(
         assert hashed and len(hashed) == len(set(hashed)), sorted(hashed)
         steps = {path.relative_to(out / "checkpoints").parts[0] for path in hashed}
         assert steps == ({"8", "12"} if argv[0] == "train" else {"12"})
+
+
+def test_export_writes_an_artifact_with_the_run_s_logits(two_epochs, data_dir, tmp_path, capsys):
+    target = tmp_path / "model.jax"
+    status, stdout, _ = run_main(["export", "--out", str(two_epochs), str(target)], capsys)
+    assert status == 0
+    assert re.fullmatch(r"wrote \S+model.jax \([\d,]+ bytes\): uint8 images \(batch x 28 x 28\) to 10 logits; "
+                        r"epoch 2, step 8\n", stdout)  # fmt: skip
+    folder = RunFolder(two_epochs, writes=False)
+    meta = folder.metadata(8)
+    model = MODELS[meta["config"]["model"]](10)
+    shapes = jax.eval_shape(lambda k: model.init(k, (-1, 28, 28, 1))[1:], jax.random.key(0))
+    part, _ = checkpoint.restore_part(folder.checkpoints, {"params": shapes[0], "model_state": shapes[1]}, 8)
+    images = load_test_split(data_dir)[0][:5]
+    want = model.apply(part["params"], part["model_state"], scale_images(images))[0]
+    loaded = jax.export.deserialize(bytearray(target.read_bytes()))
+    np.testing.assert_allclose(loaded.call(images), want, rtol=1e-5, atol=1e-5)
+
+
+def test_export_without_a_checkpoint_is_one_line(tmp_path, capsys):
+    status, _, err = run_main(["export", "--out", str(tmp_path), str(tmp_path / "m.jax")], capsys)
+    assert_one_line_error(status, err, "funcnn export: error: .*checkpoints: no complete checkpoint found")
+    assert not (tmp_path / "m.jax").exists()
+
+
+def test_predict_names_the_classes_of_the_test_split_and_of_png_files(two_epochs, data_dir, tmp_path, capsys):
+    status, stdout, _ = run_main(["predict", "--out", str(two_epochs), "--count", "3"], capsys)
+    assert status == 0
+    lines = stdout.splitlines()
+    assert len(lines) == 3 and lines[0].startswith("test image 0: ")
+    for line in lines:
+        ranked = re.findall(r"([A-Za-z/ -]+?) (\d\.\d{3})(?:, |$)", line.split(": ", 1)[1])
+        assert len(ranked) == 3 and {name for name, _ in ranked} <= set(CLASS_NAMES)
+        assert [float(p) for _, p in ranked] == sorted((float(p) for _, p in ranked), reverse=True)
+    images = load_test_split(data_dir)[0]
+    pngs = [tmp_path / f"{i}.png" for i in range(2)]
+    for path, image in zip(pngs, images):
+        matplotlib.image.imsave(path, image, cmap="gray", vmin=0, vmax=255)
+    status, stdout, _ = run_main(["predict", "--out", str(two_epochs), *map(str, pngs)], capsys)
+    assert status == 0
+    classes = [re.sub(r" \d\.\d{3}", "", line.split(": ")[1]) for line in stdout.splitlines()]
+    assert classes == [re.sub(r" \d\.\d{3}", "", line.split(": ")[1]) for line in lines[:2]]  # PNG rounds
+
+
+def test_predict_refuses_images_of_another_size(two_epochs, tmp_path, capsys):
+    path = tmp_path / "big.png"
+    matplotlib.image.imsave(path, np.zeros((32, 32)), cmap="gray")
+    status, _, err = run_main(["predict", "--out", str(two_epochs), str(path)], capsys)
+    assert_one_line_error(status, err, r"the images are 32 x 32 but the run's model takes 28 x 28 images")
+    status, _, err = run_main(["predict", "--out", str(two_epochs), str(tmp_path / "a.txt")], capsys)
+    assert_one_line_error(status, err, r"IMAGES must be PNG files or one .npz file")

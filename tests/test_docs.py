@@ -107,6 +107,8 @@ PUBLIC_MODULES = (
     "funcnn.labels",
     "funcnn.filters",
     "funcnn.models",
+    "funcnn.interop",
+    "funcnn.export",
     "funcnn.train",
     "funcnn.data",
     "funcnn.checkpoint",

@@ -43,10 +43,17 @@ _RANKS = (2, 3, 4, 5, 6)
 
 
 class BatchNormState(NamedTuple):
-    """Running per-channel statistics of ``BatchNorm``, used in evaluation."""
+    """Running per-channel statistics of ``BatchNorm``, used in evaluation.
+
+    Registered with ``jax.export`` (as ``funcnn.BatchNormState``), so a function taking or
+    returning a model's state serialises; the process that deserialises it imports funcnn.
+    """
 
     mean: jax.Array
     var: jax.Array
+
+
+jax.export.register_namedtuple_serialization(BatchNormState, serialized_name="funcnn.BatchNormState")
 
 
 class Affine(NamedTuple):
@@ -185,6 +192,14 @@ def BatchNorm(
     it normalises with the running statistics and returns the state
     unchanged, so evaluation is deterministic. Training needs more than one
     value per channel (as PyTorch): the variance of one value is 0.
+
+    The running variance follows the batch's biased variance
+    ``mean((x - mean)^2)``, the one training normalises with (as Flax and
+    Keras); PyTorch's ``running_var`` follows the unbiased one, larger by
+    ``n / (n - 1)`` for ``n`` values per channel. Evaluation normalises with
+    the stored value in both, so weights moved from PyTorch use its
+    ``running_var`` as is and give PyTorch's test-time outputs; only further
+    training moves it differently.
 
     The batch statistics are computed in at least float32 (a ``bfloat16``
     compute dtype keeps float32 statistics) and the running ones are kept in

@@ -1,0 +1,111 @@
+"""A trained model out of funcnn: its inference function as a ``jax.export`` artifact.
+
+:func:`export` traces ``images -> logits`` with the parameters and state baked
+in as constants, for any batch size (a symbolic batch dimension), and
+:func:`save` writes the serialised artifact. Loading and calling it needs JAX
+alone, not funcnn nor the model's code::
+
+    exported = jax.export.deserialize(open("model.jax", "rb").read())
+    logits = exported.call(images)  # (N, H, W) uint8, as the model was trained on
+
+The artifact is StableHLO: it runs on the platforms it was exported for
+(``platforms=``, this machine's by default) with any later jaxlib within
+JAX's compatibility window (six months).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import export as jax_export
+
+from funcnn import checks
+from funcnn.core import Layer, LayerConfigError, Params, Shape, State
+from funcnn.data.batching import scale_images
+from funcnn.train.step import Preprocess
+
+
+def inference(model: Layer, params: Params, state: State, *, preprocess: Preprocess = scale_images) -> Any:
+    """``images -> logits`` of ``model`` in evaluation mode, with ``params`` and ``state`` fixed.
+
+    Args:
+      model: the model.
+      params: its trained parameters.
+      state: its state (e.g. BatchNorm's running statistics).
+      preprocess: maps raw images to the model's inputs, as in training
+        (:func:`funcnn.data.scale_images` by default: ``uint8`` pixels to ``[0, 1]``).
+    """
+
+    def logits(images: jax.Array) -> jax.Array:
+        return model.apply(params, state, preprocess(images))[0]
+
+    return logits
+
+
+def export(
+    model: Layer,
+    params: Params,
+    state: State,
+    image_shape: Shape,
+    *,
+    dtype: Any = jnp.uint8,
+    preprocess: Preprocess = scale_images,
+    platforms: Sequence[str] | None = None,
+) -> jax_export.Exported:
+    """Export ``model``'s inference function (:func:`inference`) for images of ``image_shape``.
+
+    Args:
+      model: the model.
+      params: its trained parameters.
+      state: its state.
+      image_shape: one image's shape, without the batch (e.g. ``(28, 28)``); the batch
+        dimension is symbolic, so the artifact takes any batch size.
+      dtype: the images' dtype.
+      preprocess: maps raw images to the model's inputs (:func:`inference`).
+      platforms: the platforms to export for (``"cpu"``, ``"cuda"``, ``"rocm"``, ``"tpu"``);
+        ``None`` for the default backend's.
+
+    Returns:
+      The ``jax.export.Exported``; ``.call(images)`` runs it, ``.serialize()`` gives its bytes.
+
+    Raises:
+      LayerConfigError: ``image_shape`` is not a tuple of positive integers, or the model does
+        not take images of that shape after ``preprocess``.
+    """
+    model = checks.layer("export", "argument `model`", model)
+    if not isinstance(image_shape, (tuple, list)) or not all(checks.is_int(n) and n > 0 for n in image_shape):
+        raise LayerConfigError(
+            f"export: argument `image_shape` must be one image's shape (positive integers, no batch), "
+            f"got {image_shape!r}"
+        )
+    batch = jax_export.symbolic_shape("batch")
+    images = jax.ShapeDtypeStruct((*batch, *map(int, image_shape)), dtype)
+    function = jax.jit(inference(model, params, state, preprocess=preprocess))
+    return jax_export.export(function, platforms=platforms)(images)
+
+
+def save(exported: jax_export.Exported, path: str | os.PathLike) -> Path:
+    """Write ``exported``'s serialised bytes to ``path`` (a new file, or one replaced whole); the path."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(exported.serialize())
+    partial.replace(path)
+    return path
+
+
+def load(path: str | os.PathLike) -> jax_export.Exported:
+    """Read an artifact :func:`save` wrote (``jax.export.deserialize`` of its bytes)."""
+    return jax_export.deserialize(bytearray(Path(path).read_bytes()))
+
+
+def probabilities(logits: Any) -> np.ndarray:
+    """Softmax of ``logits`` over the last axis, on the host, in float64."""
+    logits = np.asarray(logits, np.float64)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)

@@ -191,7 +191,14 @@ def real(
 
 
 def boolean(where: str, argument: str, value: Any) -> bool:
-    """A Python or NumPy bool."""
+    """A Python or NumPy bool; a traced one (``jax.jit`` traces its non-static arguments) is
+    refused with the fix: make it static."""
+    if isinstance(value, jax.core.Tracer):
+        function = "apply" if argument == "train" else "f"
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` must be True or False, got a traced array ({_describe(value)}): "
+            f"under jax.jit pass it as a static argument, jax.jit({function}, static_argnames='{argument}')"
+        )
     if not isinstance(value, (bool, np.bool_)):
         raise LayerConfigError(
             f"{where}: argument `{argument}` must be True or False, got {_describe(value)}"
@@ -382,8 +389,14 @@ def input_shape(where: str, shape: Any, *, inputs: str = "one") -> Shape | tuple
     """Check an ``init`` input shape: a tuple (or list) of ints, only the batch may be ``-1``.
 
     ``inputs="one"``: one shape; ``"many"``: a non-empty tuple of shapes
-    (``parallel``, ``fan_in_*``); ``"any"``: either (``serial`` passes it on).
+    (``parallel``, ``fan_in_*``); ``"any"``: either (``serial`` passes it on). A shape
+    that ``jax.jit`` traced is refused with the fix: make it static.
     """
+    if _traced(shape):
+        raise LayerConfigError(
+            f"{where}: argument `input_shape` holds traced arrays, not ints: under jax.jit pass it as a "
+            "static argument, jax.jit(init, static_argnums=1)"
+        )
     is_many = (
         isinstance(shape, (tuple, list))
         and len(shape) > 0
@@ -415,6 +428,13 @@ def input_shape(where: str, shape: Any, *, inputs: str = "one") -> Shape | tuple
             "(the first entry) may be -1 (unknown)"
         )
     return shape
+
+
+def _traced(value: Any) -> bool:
+    """``value`` is a tracer or a tuple or list holding one, at any depth."""
+    if isinstance(value, (tuple, list)):
+        return any(_traced(v) for v in value)
+    return isinstance(value, jax.core.Tracer)
 
 
 @functools.cache

@@ -323,6 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("H", "W", "C"),
         help="the image shape the model takes, e.g. 32 32 3; default: 28 28 1 (Fashion-MNIST)",
     )
+    summary_cmd.add_argument(
+        "--labels",
+        action="store_true",
+        help="list each parameter's label (for --freeze) and shape instead of the layer tree",
+    )
     summary_cmd.set_defaults(command="print_summary", prog="funcnn summary")
 
     filters_cmd = commands.add_parser(

@@ -20,7 +20,8 @@ import jax.numpy as jnp
 
 from funcnn import checks
 from funcnn.core import Layer, LayerConfigError, Shape
-from funcnn.identity import layer_name, make_layer
+from funcnn.identity import layer_name, make_layer, registered
+from funcnn.shapes import num_neurons
 
 
 def _sub_key(combinator: str, key: jax.Array | None, index: int) -> jax.Array | None:
@@ -92,13 +93,13 @@ def serial(*layers: Layer) -> Layer:
 
     ``apply`` checks that every layer returns a state of the structure it was given.
     """
-    layers = checks.layers("serial", layers)
+    layers = tuple(map(registered, checks.layers("serial", layers)))
     return make_layer("serial", _serial_init(layers), _serial_apply("serial", layers), layers, inputs="any")
 
 
 def parallel(*layers: Layer) -> Layer:
     """Apply layer ``i`` to input ``i`` of a tuple: ``(x_1, ..., x_n) -> (f_1(x_1), ..., f_n(x_n))``."""
-    layers = checks.layers("parallel", layers)
+    layers = tuple(map(registered, checks.layers("parallel", layers)))
     if not layers:
         raise LayerConfigError("parallel: arguments `*layers` must hold at least one layer, got none")
 
@@ -183,7 +184,10 @@ def fan_in_sum() -> Layer:
         _check_same_shapes("fan_in_sum", "x", tuple(xi.shape for xi in x))
         return sum(x[1:], start=x[0]), state
 
-    return make_layer("fan_in_sum", init, apply, inputs="many")
+    def flops(input_shape, output_shape, params):  # one addition per element for each input after the first
+        return (len(input_shape) - 1) * num_neurons(output_shape[1:])
+
+    return make_layer("fan_in_sum", init, apply, inputs="many", flops=flops)
 
 
 def fan_in_concat(axis: int = -1) -> Layer:
@@ -213,7 +217,7 @@ def fan_in_concat(axis: int = -1) -> Layer:
 
 def residual(*layers: Layer) -> Layer:
     """A skip connection: ``x -> x + serial(*layers)(x)``; the body must keep the shape."""
-    layers = checks.layers("residual", layers)
+    layers = tuple(map(registered, checks.layers("residual", layers)))
     if not layers:
         raise LayerConfigError(
             "residual: arguments `*layers` must hold at least one layer (the body), got none"
@@ -239,4 +243,7 @@ def residual(*layers: Layer) -> Layer:
         dtype = checks.common_dtype([x.dtype, y.dtype])
         return x.astype(dtype) + y.astype(dtype), new_state
 
-    return make_layer("residual", init, apply, layers)
+    def flops(input_shape, output_shape, params):  # the skip connection's addition, its body's counted apart
+        return num_neurons(output_shape[1:])
+
+    return make_layer("residual", init, apply, layers, flops=flops)

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 from matplotlib.figure import Figure
 
-from funcnn import checkpoint, distributed, export, filters, runtime, settings
+from funcnn import checkpoint, checks, distributed, export, filters, labels, runtime, settings
 from funcnn.core import Layer
 from funcnn.data import augment, load_dataset, load_test_split, scale_images
 from funcnn.data.fashion_mnist import CLASS_NAMES, NUM_CLASSES
@@ -79,6 +79,7 @@ def train(args: argparse.Namespace) -> None:
         )
         if done is not None:
             say(f"resuming from epoch {done['epoch']} (step {done['step']})")
+        initial = _initial_from(config, model, input_shape) if done is None and config["init_from"] else None
         with distributed.reporting_lost_processes():
             result = fit(
                 model,
@@ -92,6 +93,8 @@ def train(args: argparse.Namespace) -> None:
                 augment=functools.partial(augment, crop_padding=2, flip=True) if config["augment"] else None,
                 shard_params=args.shard_params,
                 callbacks=[Checkpoints(folder, resume=args.resume, config=config), ProgressBar()],
+                trainable=_trainable(config, model, input_shape),
+                initial=initial,
             )
     last = result.history[-1]
     best = max(result.history, key=lambda r: r["test_accuracy"])
@@ -189,6 +192,25 @@ def predict(args: argparse.Namespace) -> None:
         print(f"{name}: {ranked}")
 
 
+def _trainable(config: dict[str, Any], model: Layer, input_shape: tuple[int, ...]) -> Any:
+    """``fit``'s ``trainable`` for ``--freeze``: the mask of the parameters no pattern matches."""
+    if config["freeze"] is None:
+        return None
+    patterns = [pattern.strip() for pattern in config["freeze"].split(",")]
+    frozen = labels.matching(labels.param_labels(model, input_shape), *patterns)
+    return jax.tree.map(lambda is_frozen: not is_frozen, frozen)
+
+
+def _initial_from(config: dict[str, Any], model: Layer, input_shape: tuple[int, ...]) -> tuple[Any, Any]:
+    """``--init-from``: the params and model state of that run's newest intact checkpoint, checked
+    against this run's model."""
+    _, part, _, _ = _newest_model(Path(config["init_from"]), doing="initialising from")
+    initial = (part["params"], part["model_state"])
+    expected = jax.eval_shape(lambda k: model.init(k, input_shape)[1:], jax.random.key(0))
+    checks.same_tree("funcnn train", "--init-from", initial, expected)
+    return initial
+
+
 def _image_shape(config: dict[str, Any]) -> tuple[int, ...]:
     """One raw image's shape for a run's model: ``(H, W)`` for one channel (as Fashion-MNIST's
     files hold them), else ``(H, W, C)``."""
@@ -275,8 +297,17 @@ READ_ATTEMPTS = 5
 
 
 def print_summary(args: argparse.Namespace) -> None:
-    """Print a model's per-layer output shapes and parameter counts for ``--input-shape`` images."""
-    print(summary(MODELS[args.model](), (-1, *args.input_shape)))
+    """Print a model's per-layer output shapes and parameter counts for ``--input-shape`` images;
+    with ``--labels``, each parameter's label (:mod:`funcnn.labels`) and shape instead."""
+    model, input_shape = MODELS[args.model](), (-1, *args.input_shape)
+    if not args.labels:
+        print(summary(model, input_shape))
+        return
+    params = jax.eval_shape(lambda k: model.init(k, input_shape)[1], jax.random.key(0))
+    names = jax.tree.leaves(labels.tree_labels(model, params))
+    width = max(map(len, names))
+    for name, leaf in zip(names, jax.tree.leaves(params), strict=True):
+        print(f"{name.ljust(width)}  {tuple(leaf.shape)}")
 
 
 def draw_filters(args: argparse.Namespace) -> None:

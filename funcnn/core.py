@@ -84,6 +84,13 @@ class Layer(NamedTuple):
     Its name and, for combinators, its children are kept beside it, in
     :mod:`funcnn.identity`; any ``Layer(init, apply)`` pair composes.
 
+    A layer is a pytree without leaves (its two functions are static data),
+    so it can be an argument of a jitted function: ``jax.jit(lambda layer,
+    params, state, x: layer.apply(params, state, x)[0])`` traces once per
+    layer. It is immutable, so ``copy.copy`` and ``copy.deepcopy`` return it
+    as is; it cannot be pickled (its functions are closures): save its
+    params and state with :mod:`funcnn.checkpoint` and rebuild it from code.
+
     Attributes:
       init: ``init(key, input_shape) -> (output_shape, params, state)``.
       apply: ``apply(params, state, x, *, key=None, train=False) -> (y, new_state)``.
@@ -91,3 +98,21 @@ class Layer(NamedTuple):
 
     init: InitFn
     apply: ApplyFn
+
+    def __copy__(self) -> Layer:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> Layer:
+        return self
+
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            "Layer: a model is a pair of functions (closures) and cannot be pickled; save its params and "
+            "state (funcnn.checkpoint.save, or orbax) and rebuild the model from code, e.g. "
+            "fn.models.<name>()"
+        )
+
+
+jax.tree_util.register_pytree_node(
+    Layer, lambda layer: ((), tuple(layer)), lambda functions, _: Layer(*functions)
+)

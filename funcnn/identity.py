@@ -5,13 +5,16 @@ as in stax), so the identity lives in a registry keyed by the layer's
 ``init`` function: :func:`make_layer` builds a layer and registers it;
 :func:`layer_name` and :func:`layer_children` read it back. A user's own
 ``Layer(init, apply)`` pair composes with everything and is called
-``"Layer"``, or what :func:`make_layer` names it.
+``"Layer"``, or what :func:`make_layer` names it; combinators hold it
+registered as ``"Layer"`` (:func:`registered`), so it has its own row in
+``summary`` like any other child.
 
 The ``init`` that :func:`make_layer` returns checks its ``key`` and
 ``input_shape`` (one place for every layer) and, while
 :func:`recording_inits` is active (in :func:`funcnn.shapes.summary` only),
-records each layer's output shape, parameters and state, nested as the
-calls are, much as Flax's ``tabulate`` intercepts module calls.
+records each layer's input and output shapes, parameters, state and
+FLOPs count, nested as the calls are, much as Flax's ``tabulate``
+intercepts module calls.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import contextlib
 import contextvars
 import math
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import jax
@@ -36,14 +39,27 @@ class LayerInfo(NamedTuple):
     children: tuple[Layer, ...] = ()
 
 
+FlopsFn = Callable[[Any, Any, Any], int]
+"""``flops(input_shape, output_shape, params) -> int``: a layer's own floating-point operations for
+one example of its forward pass, from its shapes (``params``' leaves need only ``.shape``)."""
+
+
 class InitRecord(NamedTuple):
-    """One ``init`` call seen while recording: its depth in the call tree and what it built."""
+    """One ``init`` call seen while recording: its depth in the call tree and what it built.
+
+    ``params`` and ``state`` count scalars; ``param_shapes`` is the params tree
+    with ``jax.ShapeDtypeStruct`` leaves; ``flops`` is the count the layer
+    registered (:func:`make_layer`), ``None`` when it registered none.
+    """
 
     depth: int
     name: str
     output_shape: Any
     params: int
     state: int
+    input_shape: Any = None
+    param_shapes: Any = ()
+    flops: FlopsFn | None = None
 
 
 _INFO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -56,7 +72,13 @@ def _size(tree: Any) -> int:
 
 
 def make_layer(
-    name: str, init: InitFn, apply: ApplyFn, children: tuple[Layer, ...] = (), *, inputs: str = "one"
+    name: str,
+    init: InitFn,
+    apply: ApplyFn,
+    children: tuple[Layer, ...] = (),
+    *,
+    inputs: str = "one",
+    flops: FlopsFn | None = None,
 ) -> Layer:
     """A named ``Layer`` whose ``init`` checks its arguments.
 
@@ -67,6 +89,9 @@ def make_layer(
       children: the sub-layers of a combinator.
       inputs: ``"one"`` shape, ``"many"`` (a tuple of shapes) or ``"any"``;
         see :func:`funcnn.checks.input_shape`.
+      flops: the layer's own FLOPs for one example (:data:`FlopsFn`, the
+        convention of :func:`funcnn.shapes.summary`), a combinator's without
+        its children's; ``None`` counts 0 (activations, normalisation, reshapes).
     """
 
     def checked_init(key: jax.Array, input_shape: Shape) -> tuple[Any, Any, Any]:
@@ -83,7 +108,12 @@ def make_layer(
             out_shape, params, state = init(key, shape)
         finally:
             _DEPTH.reset(token)
-        record[index] = InitRecord(depth, name, out_shape, _size(params), _size(state))
+        param_shapes = jax.tree_util.tree_map(
+            lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), params
+        )
+        record[index] = InitRecord(
+            depth, name, out_shape, _size(params), _size(state), shape, param_shapes, flops
+        )
         return out_shape, params, state
 
     checked_init.__doc__ = init.__doc__
@@ -93,10 +123,26 @@ def make_layer(
 
 def layer_info(layer: Layer) -> LayerInfo:
     """The registered name and children of ``layer``; ``LayerInfo("Layer")`` for an unregistered pair."""
+    return _INFO[layer.init] if _is_registered(layer) else LayerInfo("Layer")
+
+
+def registered(layer: Layer) -> Layer:
+    """``layer`` itself when :func:`make_layer` built it, else the pair registered as ``"Layer"``.
+
+    Combinators hold their children registered, so every child records its
+    ``init`` (its own row in :func:`funcnn.shapes.summary`) and checks its
+    key and input shape; the wrapper keeps ``layer``'s ``apply``.
+    """
+    if _is_registered(layer):
+        return layer
+    return make_layer("Layer", layer.init, layer.apply, inputs="any")
+
+
+def _is_registered(layer: Layer) -> bool:
     try:
-        return _INFO.get(layer.init, LayerInfo("Layer"))
+        return layer.init in _INFO
     except TypeError:  # an init that cannot be weakly referenced was never registered
-        return LayerInfo("Layer")
+        return False
 
 
 def layer_name(layer: Layer) -> str:

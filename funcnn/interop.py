@@ -482,7 +482,8 @@ def from_torch(
     >>> torch_weights = {"0.weight": np.ones((4, 1, 3, 3)), "0.bias": np.zeros(4),
     ...                  "3.weight": np.ones((2, 144)), "3.bias": np.zeros(2)}
     >>> params, state = from_torch(model, (-1, 8, 8, 1), torch_weights)
-    >>> params[0]["kernel"].shape, params[3]["kernel"].shape
+    >>> conv, _, _, dense = params
+    >>> conv["kernel"].shape, dense["kernel"].shape
     ((3, 3, 1, 4), (144, 2))
     """
     state_dict = _read(state_dict)

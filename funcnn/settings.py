@@ -68,6 +68,11 @@ def _parser(kind: type, what: str, valid: Callable[[Any], bool]) -> Callable[[st
     return parse
 
 
+def _patterns(value: Any) -> bool:
+    """Text of one or more non-empty patterns separated by commas."""
+    return isinstance(value, str) and all(part.strip() for part in value.split(","))
+
+
 def _kind(kind: type, what: str, valid: Callable[[Any], bool]) -> Kind:
     return Kind(what, valid, _parser(kind, what, valid))
 
@@ -105,6 +110,13 @@ INPUT_SHAPE = Kind(
 )
 """The model's input shape with an unknown batch, ``[-1, H, W, C]`` (stored, from the data)."""
 
+PATTERNS = Kind(
+    "shell-style patterns of parameter labels, separated by commas, or null",
+    lambda v: v is None or _patterns(v),
+    _parser(str, "shell-style patterns of parameter labels, separated by commas", lambda v: _patterns(v)),
+)
+"""Patterns of parameter labels (:func:`funcnn.labels.matching`), as one text: ``"*Conv/*,*BatchNorm/*"``."""
+
 
 class Setting(NamedTuple):
     """One training setting.
@@ -141,6 +153,20 @@ SETTINGS: dict[str, Setting] = {
         Setting("augment", False, BOOLEAN, "random crop and flip"),
         Setting("limit", None, OPTIONAL_POSITIVE_INT, "use only the first N training images"),
         Setting("num_classes", None, OPTIONAL_POSITIVE_INT, "model outputs; default: the largest label + 1"),
+        Setting(
+            "freeze",
+            None,
+            PATTERNS,
+            "parameters to keep as they start, by label patterns separated by commas (e.g. "
+            "'serial/[0-5]:*' or '*Conv/*'); `funcnn summary --labels` lists the labels",
+        ),
+        Setting(
+            "init_from",
+            None,
+            OPTIONAL_TEXT,
+            "start from the parameters of another run's newest intact checkpoint (a run folder) "
+            "instead of a random initialisation",
+        ),
         Setting("data", None, OPTIONAL_TEXT, None),
         Setting("input_shape", None, INPUT_SHAPE, None),
     )
@@ -159,6 +185,7 @@ def check_stored(source: str, config: Any) -> dict[str, Any]:
     """
     if not isinstance(config, Mapping) or not config:
         raise SettingsConflictError(f"{source} holds no settings of `funcnn train`")
+    config = {name: SETTINGS[name].default for name in ADDED_SINCE_0_2 if name not in config} | dict(config)
     bad = [
         f"{name}={config[name]!r} (must be {setting.kind.what})" if name in config else f"{name}=<missing>"
         for name, setting in SETTINGS.items()
@@ -167,6 +194,10 @@ def check_stored(source: str, config: Any) -> dict[str, Any]:
     if bad:
         raise SettingsConflictError(f"{source} holds settings this funcnn cannot use: {', '.join(bad)}")
     return {name: config[name] for name in SETTINGS}
+
+
+ADDED_SINCE_0_2 = ("freeze", "init_from")
+"""Settings that runs written by funcnn 0.2 lack; such a run has their defaults."""
 
 
 def _may_follow(name: str, newer: Any, older: Any) -> bool:

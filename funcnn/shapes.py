@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from funcnn import checks, identity
-from funcnn.core import Layer, LayerConfigError
+from funcnn.core import Layer, LayerConfigError, Shape
 
 
 def dilated_size(f: int, dilation: int = 1) -> int:
@@ -164,8 +164,70 @@ def count_params(params: Any) -> int:
     return sum(int(np.size(leaf)) for leaf in jax.tree_util.tree_leaves(params))
 
 
+def _first_shape(shape: Any) -> Shape:
+    """``shape``, or the first of a tuple of shapes (a pool's ``(y, indices)``, ``fan_in_sum``'s inputs)."""
+    return shape[0] if shape and isinstance(shape[0], (tuple, list)) else shape
+
+
+def _example_size(shape: Any) -> int:
+    """Scalars in one example of ``shape`` (of its first shape for a tuple of shapes)."""
+    return num_neurons(_first_shape(shape)[1:])
+
+
+def dot_flops(input_shape: Any, output_shape: Any, params: Any) -> int:
+    """``Conv`` and ``Dense``: 2 x multiply-accumulates, each output element a sum of
+    ``prod(kernel.shape[:-1])`` products (``kh kw C_in / groups`` for a convolution, padding taps
+    included; ``C_in`` for ``Dense``).
+
+    >>> dot_flops((-1, 28, 28, 1), (-1, 26, 26, 32), {"kernel": np.zeros((3, 3, 1, 32))})  # 2 * 26*26*32 * 9
+    389376
+    """
+    return 2 * _example_size(output_shape) * math.prod(params["kernel"].shape[:-1])
+
+
+def conv_transpose_flops(input_shape: Any, output_shape: Any, params: Any) -> int:
+    """``ConvTranspose``: 2 x multiply-accumulates, each input element times ``kh kw C_out / groups``
+    kernel taps: ``2 prod(input spatial) prod(kernel.shape)`` (no products with the zeros
+    that dilate the input)."""
+    return 2 * num_neurons(input_shape[1:-1]) * math.prod(params["kernel"].shape)
+
+
+def pool_flops(window: int | Sequence[int]) -> identity.FlopsFn:
+    """``MaxPool`` and ``AvgPool`` of ``window`` (an int or one entry per spatial axis): one
+    operation (compare or add) per window element per output element."""
+
+    def flops(input_shape: Any, output_shape: Any, params: Any) -> int:
+        out = _first_shape(output_shape)
+        sizes = (window,) * (len(out) - 2) if isinstance(window, int) else window
+        return math.prod(sizes) * num_neurons(out[1:])
+
+    return flops
+
+
+def input_size_flops(input_shape: Any, output_shape: Any, params: Any) -> int:
+    """One operation per input element: global pools (each input compared or added once)."""
+    return _example_size(input_shape)
+
+
+def adaptive_pool_flops(input_shape: Any, output_shape: Any, params: Any) -> int:
+    """``AdaptiveAvgPool`` and ``AdaptiveMaxPool``: one operation per window element per output
+    element, the windows' lengths along each axis as the op computes them."""
+    from funcnn.ops.adaptive_pool import axis_windows  # funcnn.ops imports this module
+
+    axes = zip(input_shape[1:-1], output_shape[1:-1])
+    return math.prod(int(axis_windows(n, o).length.sum()) for n, o in axes) * input_shape[-1]
+
+
+def _own_flops(entry: identity.InitRecord) -> int:
+    """A recorded layer's FLOPs, its children's apart: its registered count (``make_layer(..., flops=)``),
+    else 0."""
+    if entry.flops is None:
+        return 0
+    return int(entry.flops(entry.input_shape, entry.output_shape, entry.param_shapes))
+
+
 def summary(layer: Layer, input_shape: Any, key: jax.Array | None = None) -> str:
-    """A printable tree of the layers with output shapes, parameter counts and state sizes.
+    """A printable tree of the layers with output shapes, parameter counts, state sizes and FLOPs.
 
     Combinators (``serial``, ``parallel``, ``residual``, ...) show their
     children indented beneath them, each row counting its whole subtree;
@@ -173,49 +235,65 @@ def summary(layer: Layer, input_shape: Any, key: jax.Array | None = None) -> str
     statistics), like Flax's ``tabulate`` and Keras' ``summary``. Nothing
     is allocated: ``init`` runs under ``jax.eval_shape``.
 
+    FLOPs are counted analytically from the shapes, for one example (batch 1)
+    of the forward pass: ``Conv``, ``ConvTranspose`` and ``Dense`` count 2
+    per multiply-accumulate (:func:`dot_flops`, :func:`conv_transpose_flops`;
+    a convolution's taps on padding included, its bias not counted); pooling
+    one per window element per output element (:func:`pool_flops`, global
+    pools one per input element); ``residual`` and ``fan_in_sum`` one per
+    added element. Activations, normalisation, dropout, resizing and
+    reshapes count 0: they are a few operations per element, small beside
+    the convolutions and matrix products. A layer of one's own registers
+    its count with ``make_layer(..., flops=...)``
+    (:data:`funcnn.identity.FlopsFn`). XLA's ``cost_analysis()`` of the
+    compiled model counts the skipped elementwise operations too, and only
+    the taps that land on the input.
+
     >>> import funcnn as fn
     >>> print(fn.shapes.summary(fn.serial(fn.Dense(4), fn.Relu()), (-1, 3)))
     input (-1, 3)
-    layer       output shape  params  state
-    ----------  ------------  ------  -----
-    serial      (-1, 4)           16      0
-      0: Dense  (-1, 4)           16      0
-      1: Relu   (-1, 4)            0      0
+    layer       output shape  params  state  FLOPs
+    ----------  ------------  ------  -----  -----
+    serial      (-1, 4)           16      0     24
+      0: Dense  (-1, 4)           16      0     24
+      1: Relu   (-1, 4)            0      0      0
     trainable params: 16
     state values:     0
+    FLOPs, 1 example: 24
     """
     key = jax.random.key(0) if key is None else key
-    layer = checks.layer("summary", "argument `layer`", layer)
-    root = (
-        layer
-        if identity.layer_info(layer) != identity.LayerInfo("Layer")
-        else identity.make_layer("Layer", layer.init, layer.apply, inputs="any")
-    )
+    root = identity.registered(checks.layer("summary", "argument `layer`", layer))
     with identity.recording_inits() as record:
         jax.eval_shape(lambda k: root.init(k, input_shape)[1:], key)
+    own = [_own_flops(entry) for entry in record]
     rows = []
     position: list[int] = []
-    for entry in record:
+    for index, entry in enumerate(record):
         del position[entry.depth + 1 :]
         if len(position) <= entry.depth:
             position.append(0)
         else:
             position[entry.depth] += 1
         label = entry.name if entry.depth == 0 else f"{position[entry.depth]}: {entry.name}"
+        end = next((j for j in range(index + 1, len(record)) if record[j].depth <= entry.depth), len(record))
         rows.append(
-            ("  " * entry.depth + label, str(entry.output_shape), f"{entry.params:,}", f"{entry.state:,}")
-        )
-    header = ("layer", "output shape", "params", "state")
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(4)]
-    lines = [f"input {input_shape}"]
-    lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-    lines.append("  ".join("-" * w for w in widths))
-    for r in rows:
-        lines.append(
-            "  ".join(
-                (r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]), r[3].rjust(widths[3]))
+            (
+                "  " * entry.depth + label,
+                str(entry.output_shape),
+                f"{entry.params:,}",
+                f"{entry.state:,}",
+                f"{sum(own[index:end]):,}",
             )
         )
+    header = ("layer", "output shape", "params", "state", "FLOPs")
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    lines = [f"input {input_shape}"]
+    lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+    lines.append("  ".join("-" * w for w in widths))
+    for r in rows:
+        cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1])]
+        lines.append("  ".join(cells + [cell.rjust(width) for cell, width in zip(r[2:], widths[2:])]))
     lines.append(f"trainable params: {record[0].params:,}")
     lines.append(f"state values:     {record[0].state:,}")
+    lines.append(f"FLOPs, 1 example: {sum(own):,}")
     return "\n".join(lines)

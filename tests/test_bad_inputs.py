@@ -394,6 +394,10 @@ INITS = [
     (lambda: fn.fan_in_concat().init(KEY, (-1, 4)), lit("fan_in_concat: argument `input_shape` must be a tuple of shapes (one per branch), got (-1, 4)")),
     (lambda: fn.serial(fn.Dense(3), fn.fan_in_sum()).init(KEY, (-1, 4)), lit("fan_in_sum: argument `input_shape` must be a tuple of shapes (one per branch), got (-1, 3)")),
     (lambda: fn.parallel(fn.Dense(3), fn.Dense(3)).init(KEY, ((-1, 4), (-1, 0))), lit("parallel: argument `input_shape` (-1, 0) must have positive sizes")),
+    # input_shape: traced by jax.jit
+    (lambda: jax.jit(fn.Dense(3).init)(KEY, (-1, 4)), lit("Dense: argument `input_shape` holds traced arrays, not ints: under jax.jit pass it as a static argument, jax.jit(init, static_argnums=1)")),
+    (lambda: jax.jit(fn.serial(fn.Relu()).init)(KEY, (-1, 4)), lit("serial: argument `input_shape` holds traced arrays", "jax.jit(init, static_argnums=1)")),
+    (lambda: jax.jit(fn.parallel(fn.Relu()).init)(KEY, ((-1, 4),)), lit("parallel: argument `input_shape` holds traced arrays", "jax.jit(init, static_argnums=1)")),
     # ranks
     (lambda: fn.Dense(3).init(KEY, (-1,)), lit("Dense: argument `x` must have rank >= 2 (batch, ..., features), but has shape (-1,)")),
     (lambda: fn.BatchNorm().init(KEY, (-1,)), lit("BatchNorm: argument `x` must have rank 2, 3, 4, 5 or 6, but has shape (-1,) (rank 1)")),
@@ -585,6 +589,8 @@ APPLIES = [
     (lambda: applied(fn.BatchNorm(), (-1, 4), jax.ShapeDtypeStruct((1, 4), jnp.float32), train=True), lit("BatchNorm: argument `x` of shape (1, 4) has 1 value(s) per channel; training needs at least 2")),
     (lambda: applied(fn.BatchNorm(), (-1, 4), X2, train="yes"), lit("BatchNorm: argument `train` must be True or False, got 'yes' (str)")),
     (lambda: applied(fn.BatchNorm(), (-1, 4), X2, train=None), lit("BatchNorm: argument `train` must be True or False, got None (NoneType)")),
+    (lambda: jax.jit(fn.BatchNorm().apply)(*fn.BatchNorm().init(KEY, (-1, 4))[1:], X2, train=True), lit("BatchNorm: argument `train` must be True or False, got a traced array (an array of shape () and dtype bool): under jax.jit pass it as a static argument, jax.jit(apply, static_argnames='train')")),
+    (lambda: jax.jit(fn.serial(fn.Dense(3), fn.BatchNorm()).apply)(*fn.serial(fn.Dense(3), fn.BatchNorm()).init(KEY, (-1, 4))[1:], X2, train=False), lit("BatchNorm: argument `train` must be True or False, got a traced array", "jax.jit(apply, static_argnames='train')")),
     # Dropout keys
     (lambda: fn.Dropout(0.5).apply((), (), X2, train=True), lit("Dropout: argument `key` is required when train=True (rate=0.5, x.shape=(2, 4)); pass apply(..., key=jax.random.key(...), train=True)")),
     (lambda: jax.eval_shape(lambda x: fn.Dropout(0.5).apply((), (), x, train=True), X2), lit("Dropout: argument `key` is required when train=True (rate=0.5, x.shape=(2, 4))")),
@@ -594,6 +600,7 @@ APPLIES = [
     (lambda: fn.Dropout(0.5).apply((), (), X2, key=jax.random.split(KEY), train=True), lit("Dropout: argument `key` must be a PRNG key", "got an array of shape (2,) and dtype key<")),
     (lambda: fn.Dropout(0.5).apply((), (), X2, key=KEY, train="yes"), lit("Dropout: argument `train` must be True or False, got 'yes' (str)")),
     (lambda: fn.Dropout(0.5).apply((), (), X2, key=KEY, train=1), lit("Dropout: argument `train` must be True or False, got 1 (int)")),
+    (lambda: jax.jit(fn.Dropout(0.5).apply)((), (), X2, key=KEY, train=True), lit("Dropout: argument `train` must be True or False, got a traced array", "jax.jit(apply, static_argnames='train')")),
     # parameter-free layers given params
     (lambda: fn.Relu().apply({"w": jnp.ones(1)}, (), X2), lit("Relu: argument `params` must be empty (the layer has no parameters; init returns ()), got {'w': Array([1.], dtype=float32)} (dict)")),
     (lambda: fn.Relu().apply((jnp.ones(1),), (), X2), lit("Relu: argument `params` must be empty (the layer has no parameters; init returns ()), got (Array([1.], dtype=float32),) (tuple)")),

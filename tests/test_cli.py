@@ -810,3 +810,38 @@ def test_predict_refuses_images_of_another_size(two_epochs, tmp_path, capsys):
     assert_one_line_error(status, err, r"the images are 32 x 32 but the run's model takes 28 x 28 images")
     status, _, err = run_main(["predict", "--out", str(two_epochs), str(tmp_path / "a.txt")], capsys)
     assert_one_line_error(status, err, r"IMAGES must be PNG files or one .npz file")
+
+
+def test_init_from_another_run_with_frozen_layers(two_epochs, data_dir, tmp_path, capsys):
+    """The new run starts from the other's newest checkpoint; the frozen leaves end as they started."""
+    out = tmp_path / "tuned"
+    argv = ["train", *SMALL, "--epochs", "1", "--data", str(data_dir), "--out", str(out)]
+    status, _, err = run_main([*argv, "--init-from", str(two_epochs), "--freeze", "serial/0:*, *Dense/bias"], capsys)
+    assert status == 0, err
+    folder, start = RunFolder(out, writes=False), RunFolder(two_epochs, writes=False)
+    model = MODELS["seed_cnn"](10)
+    shapes = jax.eval_shape(lambda k: model.init(k, (-1, 28, 28, 1))[1], jax.random.key(0))
+    tuned = checkpoint.restore_part(folder.checkpoints, {"params": shapes}, 4)[0]["params"]
+    initial = checkpoint.restore_part(start.checkpoints, {"params": shapes}, 8)[0]["params"]
+    names = jax.tree.leaves(fn.labels.tree_labels(model, shapes))
+    for name, got, want in zip(names, jax.tree.leaves(tuned), jax.tree.leaves(initial), strict=True):
+        frozen = name.startswith("serial/0:") or (name.endswith("/bias") and "Dense" in name)
+        assert np.array_equal(got, want) == frozen, name
+    assert json.loads((out / "run.json").read_text())["freeze"] == "serial/0:*, *Dense/bias"
+
+
+@pytest.mark.parametrize(
+    ("extra", "pattern"),
+    [
+        (["--freeze", "*/weight"], r"matching: pattern '\*/weight' matches none of the \d+ labels"),
+        (["--freeze", "a,,b"], r"--freeze: must be shell-style patterns of parameter labels, separated by commas"),
+        (["--init-from", "{other}", "--model", "lenet5"], r"funcnn train: argument `--init-from` has \d+ leaves"),
+        (["--init-from", "{empty}"], r"no complete checkpoint found"),
+    ],
+)
+def test_bad_freeze_and_init_from_are_one_line(two_epochs, data_dir, tmp_path, capsys, extra, pattern):
+    extra = [e.format(other=two_epochs, empty=tmp_path) for e in extra]
+    argv = ["train", *SMALL, "--epochs", "1", "--data", str(data_dir), "--out", str(tmp_path / "o"), *extra]
+    status, _, err = run_main(argv, capsys)
+    assert_one_line_error(status, err, pattern)
+    assert not (tmp_path / "o" / "checkpoints").exists()

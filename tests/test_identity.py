@@ -60,3 +60,18 @@ def test_typed_legacy_and_traced_keys_are_all_accepted(key):
 def test_lists_are_accepted_as_shapes():
     shape, _, _ = fn.Dense(2).init(jax.random.key(0), [-1, 3])
     assert shape == (-1, 2)
+
+
+def test_combinators_hold_a_plain_pair_registered_as_layer_with_its_own_apply():
+    def init(key, shape):
+        return shape, (), ()
+
+    def apply(params, state, x, *, key=None, train=False):
+        return x, state
+
+    relu = fn.Relu()
+    for combinator in (fn.serial, fn.parallel, fn.residual):
+        children = layer_children(combinator(relu, fn.Layer(init, apply)))
+        assert children[0] == relu
+        assert layer_name(children[1]) == "Layer" and children[1].apply is apply
+        assert layer_children(children[1]) == ()

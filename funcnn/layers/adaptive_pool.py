@@ -25,6 +25,7 @@ from funcnn.ops.adaptive_pool import (
     apply_adaptive_max_pool,
     resolve_adaptive,
 )
+from funcnn.shapes import adaptive_pool_flops
 
 
 def _adaptive_layer(
@@ -39,7 +40,7 @@ def _adaptive_layer(
         x = checks.input_array(name, x, dtype)
         return pool(resolve_adaptive(name, output_size, x.shape), x), state
 
-    return make_layer(name, init, apply)
+    return make_layer(name, init, apply, flops=adaptive_pool_flops)
 
 
 def AdaptiveAvgPool(

@@ -29,6 +29,7 @@ from funcnn.ops.conv import (
     resolve_conv,
     resolve_conv_transpose,
 )
+from funcnn.shapes import conv_transpose_flops, dot_flops
 
 Initializer = Callable[..., jax.Array]
 
@@ -258,7 +259,7 @@ def Conv(
             config = config._replace(padding=((0, 0),) * len(config.padding))
         return apply_conv(config, x, p["kernel"], p.get("bias"), learned.grad), state
 
-    return make_layer(name, init, apply)
+    return make_layer(name, init, apply, flops=dot_flops)
 
 
 def ConvTranspose(
@@ -370,7 +371,7 @@ def ConvTranspose(
             y = y + lax.broadcast_to_rank(p["bias"], y.ndim)
         return y, state
 
-    return make_layer(name, init, apply)
+    return make_layer(name, init, apply, flops=conv_transpose_flops)
 
 
 def FixedConv(
@@ -409,4 +410,7 @@ def FixedConv(
         config = resolve(x.shape)
         return apply_conv(config, x, kernel.astype(x.dtype), None, grad), state
 
-    return make_layer(name, init, apply)
+    def flops(input_shape: Shape, output_shape: Shape, params: object) -> int:
+        return dot_flops(input_shape, output_shape, {"kernel": kernel})
+
+    return make_layer(name, init, apply, flops=flops)

@@ -12,6 +12,7 @@ from funcnn import checks
 from funcnn.core import Layer, LayerConfigError, Shape
 from funcnn.identity import make_layer
 from funcnn.ops.dense import apply_dense
+from funcnn.shapes import dot_flops
 
 
 def Dense(
@@ -78,4 +79,4 @@ def Dense(
         bias = params["bias"].astype(x.dtype) if use_bias else None
         return apply_dense(precision, x, params["kernel"].astype(x.dtype), bias, grad), state
 
-    return make_layer(name, init, apply)
+    return make_layer(name, init, apply, flops=dot_flops)

@@ -44,6 +44,7 @@ from funcnn.ops.pool import (
     unpool_args,
     unpool_indices,
 )
+from funcnn.shapes import input_size_flops, pool_flops
 
 
 def _pool_layer(
@@ -65,7 +66,7 @@ def _pool_layer(
         x = checks.input_array(name, x, dtype)
         return pool(resolve_pool(name, args, x.shape), x), state
 
-    return make_layer(name, init, apply)
+    return make_layer(name, init, apply, flops=pool_flops(args.window))
 
 
 def MaxPool(
@@ -168,7 +169,7 @@ def _global(
         config = resolve_pool(name, PoolArgs(tuple(x.shape[1:-1]), None, "VALID"), x.shape)
         return jnp.reshape(pool(config, x, grad), out_shape(x.shape)), state
 
-    return make_layer(name, init, apply)
+    return make_layer(name, init, apply, flops=input_size_flops)
 
 
 def GlobalMaxPool(*, keepdims: bool = False, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:

@@ -61,11 +61,16 @@ def init_train_state(
       LayerConfigError: ``initial`` does not fit the model (the first leaf that differs is named).
     """
 
+    if initial is not None:
+        expected = jax.eval_shape(lambda k: model.init(k, tuple(input_shape))[1:], key)
+        checks.same_tree("init_train_state", "initial", initial, expected)
+        if shardings is not None:
+            initial = jax.device_put(initial, (shardings.params, shardings.model_state))
+
     def build(key: jax.Array, initial: tuple[Params, State] | None) -> TrainState:
         init_key, train_key = jax.random.split(key)
         params, model_state = model.init(init_key, tuple(input_shape))[1:]
         if initial is not None:
-            checks.same_tree("init_train_state", "initial", initial, (params, model_state))
             params, model_state = initial
         with jax.numpy_dtype_promotion("standard"):  # optax relies on implicit promotion
             opt_state = optimizer.init(params)

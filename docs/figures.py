@@ -252,8 +252,48 @@ def upsampling_figure(out_dir: Path) -> Path:
     return _save(fig, out_dir, "upsampling.png")
 
 
+def feature_maps_figure(out_dir: Path) -> Path:
+    """What a trained first convolution sees: its eight 3x3 kernels and their ReLU feature maps on
+    one picture, read out with ``fn.features`` (one epoch on 6,000 Fashion-MNIST images)."""
+    import optax
+
+    from funcnn.data import DataNotFoundError, load_fashion_mnist
+    from funcnn.train import fit
+
+    picture, source = fashion_picture()
+    model = fn.serial(fn.Conv(8, 3, padding="SAME"), fn.Relu(), fn.MaxPool(2), fn.Flatten(), fn.Dense(10))
+    try:
+        x_train, y_train, _, _ = load_fashion_mnist()
+        state = fit(model, (x_train[:6000], y_train[:6000]), optimizer=optax.adam(3e-3), epochs=1,
+                    batch_size=100, seed=0).state  # fmt: skip
+        params, model_state, trained = state.params, state.model_state, "after one epoch on 6,000 images"
+    except DataNotFoundError:
+        _, params, model_state = model.init(jax.random.key(0), (-1, 28, 28, 1))
+        trained = "untrained (Fashion-MNIST not installed)"
+    x = jnp.asarray(picture)[None, :, :, None]
+    maps = fn.features(model, params, model_state, x, names="serial/1:Relu")["serial/1:Relu"][0]
+    kernels = np.asarray(params[0]["kernel"][:, :, 0, :])
+    fig = Figure(figsize=(12, 3.6), layout="constrained")
+    axes = fig.subplots(2, 9)
+    axes[0, 0].imshow(picture, cmap="gray")
+    axes[0, 0].set_title("input", fontsize=9)
+    axes[1, 0].axis("off")
+    limit = float(np.abs(kernels).max())
+    for k in range(8):
+        axes[0, k + 1].imshow(kernels[:, :, k], cmap="RdBu_r", vmin=-limit, vmax=limit)
+        axes[0, k + 1].set_title(f"kernel {k}", fontsize=9)
+        axes[1, k + 1].imshow(np.asarray(maps[:, :, k]), cmap="gray")
+        axes[1, k + 1].set_title(f"ReLU map {k}", fontsize=9)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"The first convolution's filters ({trained}) and what they see in a {source}")
+    return _save(fig, out_dir, "feature_maps.png")
+
+
 FIGURES = (
     filters_figure,
+    feature_maps_figure,
     convolution_steps_figure,
     padding_stride_figure,
     activations_figure,
@@ -263,7 +303,7 @@ FIGURES = (
 """Every figure, in the order of the course."""
 
 EXPECTED = (
-    "filters.png", "convolution_steps.png", "padding_stride.png", "activations.png", "pooling.png",
+    "filters.png", "feature_maps.png", "convolution_steps.png", "padding_stride.png", "activations.png", "pooling.png",
     "upsampling.png",
 )  # fmt: skip
 """The PNG files :func:`main` writes."""

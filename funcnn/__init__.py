@@ -24,6 +24,7 @@ _NAMES = {
         "Selu", "Sigmoid", "Silu", "Softmax", "Softplus", "Softsign", "SpatialDropout", "Tanh", "Upsample",
     ),
     "funcnn.shapes": ("count_params", "num_neurons", "summary"),
+    "funcnn.taps": ("features",),
 }  # fmt: skip
 _MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}
 
@@ -34,8 +35,8 @@ __all__ = [
     "LayerConfigError", "LayerNorm", "LeakyRelu", "LogSigmoid", "LogSoftmax", "MaxPool", "MaxUnpool",
     "PRelu", "RMSNorm", "Relu", "Relu6", "Resize", "Selu", "Shape", "Sigmoid", "Silu", "Softmax",
     "Softplus", "Softsign", "SpatialDropout", "Tanh", "Upsample", "count_params", "fan_in_concat",
-    "fan_in_sum", "fan_out", "filters", "labels", "models", "num_neurons", "ops", "parallel", "residual",
-    "serial", "shapes", "summary",
+    "fan_in_sum", "fan_out", "features", "filters", "labels", "models", "num_neurons", "ops", "parallel",
+    "residual", "serial", "shapes", "summary",
 ]  # fmt: skip
 
 
@@ -102,3 +103,4 @@ if TYPE_CHECKING:
         Upsample,
     )
     from funcnn.shapes import count_params, num_neurons, summary
+    from funcnn.taps import features

@@ -118,7 +118,70 @@ def make_layer(
 
     checked_init.__doc__ = init.__doc__
     _INFO[checked_init] = LayerInfo(name, tuple(children))
-    return Layer(checked_init, apply)
+    return Layer(checked_init, _tapped(name, apply))
+
+
+class Tap:
+    """What :func:`tapping` records: every registered layer's output, by its path.
+
+    A path is the layer's label prefix in :mod:`funcnn.labels`' form: the root's
+    name, then ``INDEX:NAME`` per level, the index counting the parent's calls
+    of its children (their positions, for ``serial``, ``parallel`` and
+    ``residual``, which call each child once, in order).
+    """
+
+    def __init__(self) -> None:
+        self.outputs: dict[str, Any] = {}
+        self._stack: list[list[Any]] = []  # [path, children called so far]
+
+    def enter(self, name: str) -> str:
+        """A layer's call begins: its path, entered in call order (parents before children)."""
+        if self._stack:
+            parent = self._stack[-1]
+            path = f"{parent[0]}/{parent[1]}:{name}"
+            parent[1] += 1
+        else:
+            path = name
+        self._stack.append([path, 0])
+        self.outputs[path] = None
+        return path
+
+    def leave(self) -> None:
+        """The innermost layer's call ends."""
+        self._stack.pop()
+
+
+_TAP: contextvars.ContextVar[Tap | None] = contextvars.ContextVar("funcnn_tap", default=None)
+
+
+def _tapped(name: str, apply: ApplyFn) -> ApplyFn:
+    """``apply``, recording its output while :func:`tapping` is active (a check at trace time only)."""
+
+    def tapped_apply(params: Any, state: Any, x: Any, *, key: Any = None, train: bool = False) -> Any:
+        tap = _TAP.get()
+        if tap is None:
+            return apply(params, state, x, key=key, train=train)
+        path = tap.enter(name)
+        try:
+            y, new_state = apply(params, state, x, key=key, train=train)
+        finally:
+            tap.leave()
+        tap.outputs[path] = y
+        return y, new_state
+
+    tapped_apply.__doc__ = apply.__doc__
+    return tapped_apply
+
+
+@contextlib.contextmanager
+def tapping() -> Iterator[Tap]:
+    """Record the output of every registered layer applied inside the block (:class:`Tap`)."""
+    tap = Tap()
+    token = _TAP.set(tap)
+    try:
+        yield tap
+    finally:
+        _TAP.reset(token)
 
 
 def layer_info(layer: Layer) -> LayerInfo:

@@ -105,6 +105,7 @@ PUBLIC_MODULES = (
     "funcnn.testing",
     "funcnn.shapes",
     "funcnn.labels",
+    "funcnn.taps",
     "funcnn.filters",
     "funcnn.models",
     "funcnn.interop",

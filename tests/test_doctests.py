@@ -14,6 +14,7 @@ import funcnn.layers.adaptive_pool
 import funcnn.layers.conv
 import funcnn.layers.resize
 import funcnn.shapes
+import funcnn.taps
 import funcnn.testing
 
 EPOCH = importlib.import_module("funcnn.train.epoch")  # funcnn.train.epoch the module, not a name
@@ -26,6 +27,7 @@ ADAPTIVE = importlib.import_module("funcnn.ops.adaptive_pool")
     [
         funcnn.core, funcnn.shapes, funcnn.combinators, funcnn.filters, funcnn.layers.conv, funcnn.testing, EPOCH,
         funcnn.distributed, funcnn.layers.resize, RESIZE, funcnn.layers.adaptive_pool, ADAPTIVE, funcnn.labels,
+        funcnn.taps,
     ],
 )
 def test_docstring_examples(module):

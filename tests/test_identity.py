@@ -67,11 +67,11 @@ def test_combinators_hold_a_plain_pair_registered_as_layer_with_its_own_apply():
         return shape, (), ()
 
     def apply(params, state, x, *, key=None, train=False):
-        return x, state
+        return 2 * x, state
 
     relu = fn.Relu()
     for combinator in (fn.serial, fn.parallel, fn.residual):
         children = layer_children(combinator(relu, fn.Layer(init, apply)))
         assert children[0] == relu
-        assert layer_name(children[1]) == "Layer" and children[1].apply is apply
+        assert layer_name(children[1]) == "Layer" and children[1].apply((), (), 3.0) == (6.0, ())
         assert layer_children(children[1]) == ()

@@ -15,7 +15,7 @@ __version__ = "0.2.0"
 _SUBMODULES = ("filters", "labels", "models", "ops", "shapes")
 _NAMES = {
     "funcnn.combinators": ("fan_in_concat", "fan_in_sum", "fan_out", "parallel", "residual", "serial"),
-    "funcnn.core": ("ApplyFn", "InitFn", "Layer", "LayerConfigError", "Shape"),
+    "funcnn.core": ("ApplyFn", "InitFn", "Layer", "LayerConfigError", "Shape", "grad_mode"),
     "funcnn.layers": (
         "AdaptiveAvgPool", "AdaptiveMaxPool", "AvgPool", "BatchNorm", "BatchNormState", "Celu", "Conv",
         "ConvTranspose", "Dense", "Dropout", "Elu", "FixedConv", "Flatten", "Gelu", "GlobalAvgPool",
@@ -35,8 +35,8 @@ __all__ = [
     "LayerConfigError", "LayerNorm", "LeakyRelu", "LogSigmoid", "LogSoftmax", "MaxPool", "MaxUnpool",
     "PRelu", "RMSNorm", "Relu", "Relu6", "Resize", "Selu", "Shape", "Sigmoid", "Silu", "Softmax",
     "Softplus", "Softsign", "SpatialDropout", "Tanh", "Upsample", "count_params", "fan_in_concat",
-    "fan_in_sum", "fan_out", "features", "filters", "labels", "models", "num_neurons", "ops", "parallel",
-    "residual", "serial", "shapes", "summary",
+    "fan_in_sum", "fan_out", "features", "filters", "grad_mode", "labels", "models", "num_neurons", "ops",
+    "parallel", "residual", "serial", "shapes", "summary",
 ]  # fmt: skip
 
 
@@ -59,7 +59,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from funcnn import filters, labels, models, ops, shapes
     from funcnn.combinators import fan_in_concat, fan_in_sum, fan_out, parallel, residual, serial
-    from funcnn.core import ApplyFn, InitFn, Layer, LayerConfigError, Shape
+    from funcnn.core import ApplyFn, InitFn, Layer, LayerConfigError, Shape, grad_mode
     from funcnn.layers import (
         AdaptiveAvgPool,
         AdaptiveMaxPool,

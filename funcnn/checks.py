@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from funcnn.core import Layer, LayerConfigError, Shape
+from funcnn.core import GRAD_MODES, Layer, LayerConfigError, Shape, default_grad
 from funcnn.settings import SETTINGS
 
 Padding = str | int | Sequence[int] | Sequence[tuple[int, int]]
@@ -144,12 +144,12 @@ def padding_spec(where: str, value: Any, *, allow_negative: bool = True) -> Padd
     return pads
 
 
-GRAD_MODES = ("custom", "autodiff")
-"""``"custom"``: the hand-written VJP; ``"autodiff"``: JAX differentiates the forward pass."""
-
 
 def grad_mode(where: str, grad: Any) -> str:
-    """``grad`` is ``"custom"`` or ``"autodiff"``."""
+    """``grad`` is ``"custom"`` or ``"autodiff"``; ``None`` is the mode in force
+    (:func:`funcnn.grad_mode`, ``"custom"`` outside it)."""
+    if grad is None:
+        return default_grad()
     if not isinstance(grad, str) or grad not in GRAD_MODES:
         raise LayerConfigError(f"{where}: argument `grad` must be one of {GRAD_MODES}, got {grad!r}")
     return grad

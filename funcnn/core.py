@@ -12,6 +12,9 @@ functions whose call signatures are documented as ``typing.Protocol`` s.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from typing import Any, NamedTuple, Protocol
 
 import jax
@@ -116,3 +119,41 @@ class Layer(NamedTuple):
 jax.tree_util.register_pytree_node(
     Layer, lambda layer: ((), tuple(layer)), lambda functions, _: Layer(*functions)
 )
+
+
+GRAD_MODES = ("custom", "autodiff")
+"""The ways a layer or op differentiates: its hand-written VJP, or JAX's autodiff of its forward pass."""
+
+_DEFAULT_GRAD: contextvars.ContextVar[str] = contextvars.ContextVar("funcnn_default_grad", default="custom")
+
+
+def default_grad() -> str:
+    """The gradient mode a layer built now (or an op called now) takes when given ``grad=None``."""
+    return _DEFAULT_GRAD.get()
+
+
+@contextlib.contextmanager
+def grad_mode(mode: str) -> Iterator[None]:
+    """Within the block, layers built and ops called without an explicit ``grad`` use ``mode``.
+
+    ``"autodiff"`` builds a whole model on JAX's own derivatives, as forward mode
+    (``jax.jvp``, ``jax.jacfwd``, ``jax.linearize``) needs, since a ``custom_vjp``
+    rule has no forward mode; ``"custom"`` (the default) the hand-written rules.
+    A layer keeps the mode it was built with; an explicit ``grad=`` wins.
+
+    >>> import jax, jax.numpy as jnp, funcnn as fn
+    >>> with fn.grad_mode("autodiff"):
+    ...     model = fn.models.lenet5()
+    >>> _, params, state = model.init(jax.random.key(0), (-1, 28, 28, 1))
+    >>> f = lambda x: model.apply(params, state, x)[0]
+    >>> x = jnp.ones((1, 28, 28, 1))
+    >>> jax.jvp(f, (x,), (x,))[1].shape
+    (1, 10)
+    """
+    if mode not in GRAD_MODES:
+        raise LayerConfigError(f"grad_mode: argument `mode` must be one of {GRAD_MODES}, got {mode!r}")
+    token = _DEFAULT_GRAD.set(mode)
+    try:
+        yield
+    finally:
+        _DEFAULT_GRAD.reset(token)

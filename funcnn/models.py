@@ -22,7 +22,7 @@ INPUT_SHAPE = (-1, 28, 28, 1)
 """The input shape every model here expects: a batch of 28x28 greyscale images."""
 
 
-def seed_cnn(num_classes: int = 10, *, dtype: DTypeLike | None = None, grad: str = "custom") -> Layer:
+def seed_cnn(num_classes: int = 10, *, dtype: DTypeLike | None = None, grad: str | None = None) -> Layer:
     """The course's CNN: conv -> activation -> pool -> flatten -> dense -> output.
 
     Conv 32 3x3 VALID (28 -> 26), ReLU, max-pool 2 (26 -> 13), flatten
@@ -39,7 +39,7 @@ def seed_cnn(num_classes: int = 10, *, dtype: DTypeLike | None = None, grad: str
     )
 
 
-def lenet5(num_classes: int = 10, *, dtype: DTypeLike | None = None, grad: str = "custom") -> Layer:
+def lenet5(num_classes: int = 10, *, dtype: DTypeLike | None = None, grad: str | None = None) -> Layer:
     """LeNet-5 (LeCun et al., 1998) for 28x28x1 inputs: tanh units and average pooling.
 
     Conv 6 5x5 SAME (28 -> 28, as the original's 32x32 input padded),
@@ -64,7 +64,7 @@ def lenet5(num_classes: int = 10, *, dtype: DTypeLike | None = None, grad: str =
 
 
 def fashion_mnist_cnn(
-    num_classes: int = 10, *, dtype: DTypeLike | None = None, grad: str = "custom"
+    num_classes: int = 10, *, dtype: DTypeLike | None = None, grad: str | None = None
 ) -> Layer:
     """Two conv blocks and a dense head, the benchmark and default training model.
 
@@ -97,7 +97,7 @@ def _residual_block(features: int, dtype: DTypeLike | None, grad: str) -> Layer:
     )
 
 
-def small_resnet(num_classes: int = 10, *, dtype: DTypeLike | None = None, grad: str = "custom") -> Layer:
+def small_resnet(num_classes: int = 10, *, dtype: DTypeLike | None = None, grad: str | None = None) -> Layer:
     """A small ResNet: stem conv 16, two residual stages (16, 32) split by max-pool, global average pool."""
     return serial(
         Conv(16, (3, 3), padding="SAME", dtype=dtype, grad=grad),
@@ -136,7 +136,7 @@ def _basic_block(features: int, strides: int, project: bool, dtype: DTypeLike | 
     return serial(fan_out(2), parallel(body, shortcut), fan_in_sum(), Relu(dtype=dtype, grad=grad))
 
 
-def resnet20(num_classes: int = 10, *, dtype: DTypeLike | None = None, grad: str = "custom") -> Layer:
+def resnet20(num_classes: int = 10, *, dtype: DTypeLike | None = None, grad: str | None = None) -> Layer:
     """ResNet-20 (He et al., 2016, the CIFAR-10 network): 6n + 2 layers with n = 3.
 
     Conv 16 3x3 + BatchNorm + ReLU, three stages of three basic blocks with

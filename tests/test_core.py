@@ -5,6 +5,7 @@ import pickle
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import funcnn as fn
@@ -80,3 +81,28 @@ def test_the_jit_fixes_the_messages_name_work():
     shape, params, state = jax.jit(model.init, static_argnums=1)(jax.random.key(0), (-1, 2))
     y, _ = jax.jit(model.apply, static_argnames="train")(params, state, jnp.ones((4, 2)), train=True)
     assert y.shape == (4, 3) and tuple(int(d) for d in shape) == (-1, 3)
+
+
+def test_grad_mode_builds_a_whole_model_on_autodiff_for_forward_mode():
+    x = jnp.ones((1, 28, 28, 1))
+    with fn.grad_mode("autodiff"):
+        model = fn.models.lenet5()
+        explicit = fn.Conv(2, 3, grad="custom")  # an explicit grad wins
+    custom = fn.models.lenet5()  # outside the block: the hand-written rules
+    _, params, state = model.init(jax.random.key(0), (-1, 28, 28, 1))
+    tangent = jax.jvp(lambda x: model.apply(params, state, x)[0], (x,), (x,))[1]
+    linear = jax.jvp(lambda t: model.apply(params, state, x * t)[0], (1.0,), (1.0,))[1]
+    np.testing.assert_allclose(tangent, linear, rtol=1e-4, atol=1e-5)  # f(x t) at t = 1 moves along x
+    with pytest.raises(TypeError, match="can't apply forward-mode autodiff"):
+        jax.jvp(lambda x: custom.apply(params, state, x)[0], (x,), (x,))
+    _, conv_params, _ = explicit.init(jax.random.key(0), (-1, 5, 5, 1))
+    with pytest.raises(TypeError, match="can't apply forward-mode autodiff"):
+        jax.jvp(lambda x: explicit.apply(conv_params, (), x)[0], (x[:, :5, :5],), (x[:, :5, :5],))
+    with fn.grad_mode("autodiff"):  # ops read the mode when called
+        jax.jvp(lambda x: fn.ops.conv(x, conv_params["kernel"]), (x,), (x,))
+
+
+def test_grad_mode_refuses_an_unknown_mode():
+    match = r"grad_mode: argument `mode` must be one of \('custom', 'autodiff'\), got 'fwd'"
+    with pytest.raises(fn.LayerConfigError, match=match), fn.grad_mode("fwd"):
+        pass

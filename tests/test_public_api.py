@@ -10,8 +10,8 @@ PUBLIC = {
     "LayerConfigError", "LayerNorm", "LeakyRelu", "LogSigmoid", "LogSoftmax", "MaxPool", "MaxUnpool",
     "PRelu", "RMSNorm", "Relu", "Relu6", "Resize", "Selu", "Shape", "Sigmoid", "Silu", "Softmax",
     "Softplus", "Softsign", "SpatialDropout", "Tanh", "Upsample", "count_params", "fan_in_concat",
-    "fan_in_sum", "fan_out", "features", "filters", "labels", "models", "num_neurons", "ops", "parallel",
-    "residual", "serial", "shapes", "summary",
+    "fan_in_sum", "fan_out", "features", "filters", "grad_mode", "labels", "models", "num_neurons", "ops",
+    "parallel", "residual", "serial", "shapes", "summary",
 }  # fmt: skip
 
 OPS = {

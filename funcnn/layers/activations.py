@@ -42,51 +42,53 @@ def _activation(
     return make_layer(name, init, apply)
 
 
-def Relu(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+def Relu(*, dtype: jnp.dtype | None = None, grad: str | None = None) -> Layer:
     """``max(x, 0)``."""
     return _activation("Relu", dtype, grad, lambda x, grad: activations.relu(x, grad=grad))
 
 
-def Sigmoid(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+def Sigmoid(*, dtype: jnp.dtype | None = None, grad: str | None = None) -> Layer:
     """``1 / (1 + e^-x)``."""
     return _activation("Sigmoid", dtype, grad, lambda x, grad: activations.sigmoid(x, grad=grad))
 
 
-def Tanh(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+def Tanh(*, dtype: jnp.dtype | None = None, grad: str | None = None) -> Layer:
     """``tanh(x)``."""
     return _activation("Tanh", dtype, grad, lambda x, grad: activations.tanh(x, grad=grad))
 
 
-def LeakyRelu(negative_slope: float = 0.01, *, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+def LeakyRelu(
+    negative_slope: float = 0.01, *, dtype: jnp.dtype | None = None, grad: str | None = None
+) -> Layer:
     """``x`` if ``x > 0`` else ``negative_slope * x``."""
     slope = checks.real("LeakyRelu", "negative_slope", negative_slope)
     return _activation("LeakyRelu", dtype, grad, lambda x, grad: activations.leaky_relu(x, slope, grad=grad))
 
 
-def Elu(alpha: float = 1.0, *, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+def Elu(alpha: float = 1.0, *, dtype: jnp.dtype | None = None, grad: str | None = None) -> Layer:
     """``x`` if ``x > 0`` else ``alpha (e^x - 1)``."""
     alpha = checks.real("Elu", "alpha", alpha)
     return _activation("Elu", dtype, grad, lambda x, grad: activations.elu(x, alpha, grad=grad))
 
 
-def Gelu(approximate: bool = True, *, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+def Gelu(approximate: bool = True, *, dtype: jnp.dtype | None = None, grad: str | None = None) -> Layer:
     """``x Phi(x)``, by default with the tanh approximation (as ``jax.nn.gelu``)."""
     approximate = checks.boolean("Gelu", "approximate", approximate)
     return _activation("Gelu", dtype, grad, lambda x, grad: activations.gelu(x, approximate, grad=grad))
 
 
-def Relu6(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+def Relu6(*, dtype: jnp.dtype | None = None, grad: str | None = None) -> Layer:
     """``min(max(x, 0), 6)``, as PyTorch's ``ReLU6``."""
     return _activation("Relu6", dtype, grad, lambda x, grad: activations.relu6(x, grad=grad))
 
 
-def Silu(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+def Silu(*, dtype: jnp.dtype | None = None, grad: str | None = None) -> Layer:
     """``x sigma(x)`` (swish), as PyTorch's ``SiLU``."""
     return _activation("Silu", dtype, grad, lambda x, grad: activations.silu(x, grad=grad))
 
 
 def Softplus(
-    beta: float = 1.0, threshold: float = 20.0, *, dtype: jnp.dtype | None = None, grad: str = "custom"
+    beta: float = 1.0, threshold: float = 20.0, *, dtype: jnp.dtype | None = None, grad: str | None = None
 ) -> Layer:
     """``log(1 + e^(beta x)) / beta``, and ``x`` where ``beta x > threshold``, as PyTorch's ``Softplus``.
 
@@ -104,33 +106,33 @@ def Softplus(
     )
 
 
-def Softsign(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+def Softsign(*, dtype: jnp.dtype | None = None, grad: str | None = None) -> Layer:
     """``x / (1 + |x|)``."""
     return _activation("Softsign", dtype, grad, lambda x, grad: activations.softsign(x, grad=grad))
 
 
-def Selu(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+def Selu(*, dtype: jnp.dtype | None = None, grad: str | None = None) -> Layer:
     """``lambda elu(x, alpha)`` with the self-normalising constants, as PyTorch's ``SELU``."""
     return _activation("Selu", dtype, grad, lambda x, grad: activations.selu(x, grad=grad))
 
 
-def Celu(alpha: float = 1.0, *, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+def Celu(alpha: float = 1.0, *, dtype: jnp.dtype | None = None, grad: str | None = None) -> Layer:
     """``x`` if ``x > 0`` else ``alpha (e^(x / alpha) - 1)``; ``alpha`` nonzero."""
     alpha = activations.celu_alpha("Celu", alpha)
     return _activation("Celu", dtype, grad, lambda x, grad: activations.celu(x, alpha, grad=grad))
 
 
-def LogSigmoid(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+def LogSigmoid(*, dtype: jnp.dtype | None = None, grad: str | None = None) -> Layer:
     """``log sigma(x) = -log(1 + e^-x)``, computed stably."""
     return _activation("LogSigmoid", dtype, grad, lambda x, grad: activations.log_sigmoid(x, grad=grad))
 
 
-def HardSigmoid(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+def HardSigmoid(*, dtype: jnp.dtype | None = None, grad: str | None = None) -> Layer:
     """``relu6(x + 3) / 6``, as PyTorch's ``Hardsigmoid``, ``jax.nn.hard_sigmoid`` and Keras 3."""
     return _activation("HardSigmoid", dtype, grad, lambda x, grad: activations.hard_sigmoid(x, grad=grad))
 
 
-def HardSilu(*, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+def HardSilu(*, dtype: jnp.dtype | None = None, grad: str | None = None) -> Layer:
     """``x relu6(x + 3) / 6``, as PyTorch's ``Hardswish`` and ``jax.nn.hard_silu``."""
     return _activation("HardSilu", dtype, grad, lambda x, grad: activations.hard_silu(x, grad=grad))
 
@@ -141,7 +143,7 @@ def PRelu(
     *,
     dtype: jnp.dtype | None = None,
     param_dtype: jnp.dtype = jnp.float32,
-    grad: str = "custom",
+    grad: str | None = None,
 ) -> Layer:
     """Parametric ReLU: ``x`` if ``x > 0`` else ``slope * x``, the slope learned.
 
@@ -205,11 +207,11 @@ def _along_axis(name: str, axis: int, dtype, grad: str, op: Callable[..., jax.Ar
     return _activation(name, dtype, grad, lambda x, grad: op(x, axis, grad=grad), check_shape)
 
 
-def Softmax(axis: int = -1, *, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+def Softmax(axis: int = -1, *, dtype: jnp.dtype | None = None, grad: str | None = None) -> Layer:
     """``e^x / sum(e^x)`` along ``axis``: class probabilities from logits."""
     return _along_axis("Softmax", axis, dtype, grad, activations.softmax)
 
 
-def LogSoftmax(axis: int = -1, *, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+def LogSoftmax(axis: int = -1, *, dtype: jnp.dtype | None = None, grad: str | None = None) -> Layer:
     """``x - log sum(e^x)`` along ``axis``."""
     return _along_axis("LogSoftmax", axis, dtype, grad, activations.log_softmax)

@@ -44,7 +44,7 @@ def _adaptive_layer(
 
 
 def AdaptiveAvgPool(
-    output_size: int | Sequence[int | None], *, dtype: jnp.dtype | None = None, grad: str = "custom"
+    output_size: int | Sequence[int | None], *, dtype: jnp.dtype | None = None, grad: str | None = None
 ) -> Layer:
     """Average pooling to a given spatial size: ``(N, *spatial, C) -> (N, *output_size, C)``.
 
@@ -73,7 +73,7 @@ def AdaptiveAvgPool(
 
 
 def AdaptiveMaxPool(
-    output_size: int | Sequence[int | None], *, dtype: jnp.dtype | None = None, grad: str = "custom"
+    output_size: int | Sequence[int | None], *, dtype: jnp.dtype | None = None, grad: str | None = None
 ) -> Layer:
     """Max pooling to a given spatial size: ``(N, *spatial, C) -> (N, *output_size, C)``.
 

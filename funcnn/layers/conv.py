@@ -199,7 +199,7 @@ def Conv(
     dtype: jnp.dtype | None = None,
     param_dtype: jnp.dtype = jnp.float32,
     precision: lax.Precision | None = None,
-    grad: str = "custom",
+    grad: str | None = None,
 ) -> Layer:
     """N-D convolution layer, channels last (NHWC input, HWIO kernel).
 
@@ -279,7 +279,7 @@ def ConvTranspose(
     dtype: jnp.dtype | None = None,
     param_dtype: jnp.dtype = jnp.float32,
     precision: lax.Precision | None = None,
-    grad: str = "custom",
+    grad: str | None = None,
 ) -> Layer:
     """Transposed convolution layer (the gradient-shaped "deconvolution"), channels last.
 
@@ -381,7 +381,7 @@ def FixedConv(
     dilation: int | Sequence[int] = 1,
     groups: int = 1,
     *,
-    grad: str = "custom",
+    grad: str | None = None,
 ) -> Layer:
     """A convolution with a fixed, untrained kernel (no parameters), e.g. a classic filter.
 

@@ -24,7 +24,7 @@ def Dense(
     dtype: jnp.dtype | None = None,
     param_dtype: jnp.dtype = jnp.float32,
     precision: lax.Precision | None = None,
-    grad: str = "custom",
+    grad: str | None = None,
 ) -> Layer:
     """``y = x W + b`` over the last axis of ``x``; ``W`` is ``(n_in, features)``.
 

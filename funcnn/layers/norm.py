@@ -298,7 +298,7 @@ def LayerNorm(
     axis: int | tuple[int, ...] = -1,
     dtype: jnp.dtype | None = None,
     param_dtype: jnp.dtype = jnp.float32,
-    grad: str = "custom",
+    grad: str | None = None,
 ) -> Layer:
     """Layer normalisation over the feature axes ``axis`` of each example (Ba et al., 2016).
 
@@ -334,7 +334,7 @@ def RMSNorm(
     *,
     dtype: jnp.dtype | None = None,
     param_dtype: jnp.dtype = jnp.float32,
-    grad: str = "custom",
+    grad: str | None = None,
 ) -> Layer:
     """Root-mean-square normalisation over ``axis`` of each example (Zhang and Sennrich, 2019).
 
@@ -392,7 +392,7 @@ def GroupNorm(
     *,
     dtype: jnp.dtype | None = None,
     param_dtype: jnp.dtype = jnp.float32,
-    grad: str = "custom",
+    grad: str | None = None,
 ) -> Layer:
     """Group normalisation: channels split into ``num_groups`` groups, each normalised
     over its channels and the spatial axes, per example (Wu and He, 2018).
@@ -431,7 +431,7 @@ def InstanceNorm(
     *,
     dtype: jnp.dtype | None = None,
     param_dtype: jnp.dtype = jnp.float32,
-    grad: str = "custom",
+    grad: str | None = None,
 ) -> Layer:
     """Instance normalisation: each channel of each example normalised over the spatial axes
     (Ulyanov et al., 2016); :func:`GroupNorm` with one channel per group.

@@ -78,7 +78,7 @@ def MaxPool(
     ceil_mode: bool = False,
     return_indices: bool = False,
     dtype: jnp.dtype | None = None,
-    grad: str = "custom",
+    grad: str | None = None,
 ) -> Layer:
     """Max pooling over the spatial axes; ``strides`` defaults to ``window``.
 
@@ -121,7 +121,7 @@ def AvgPool(
     ceil_mode: bool = False,
     count_include_pad: bool = True,
     dtype: jnp.dtype | None = None,
-    grad: str = "custom",
+    grad: str | None = None,
 ) -> Layer:
     """Average pooling over the spatial axes; ``strides`` defaults to ``window``.
 
@@ -172,7 +172,9 @@ def _global(
     return make_layer(name, init, apply, flops=input_size_flops)
 
 
-def GlobalMaxPool(*, keepdims: bool = False, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+def GlobalMaxPool(
+    *, keepdims: bool = False, dtype: jnp.dtype | None = None, grad: str | None = None
+) -> Layer:
     """Maximum over all spatial positions: ``(N, *spatial, C) -> (N, C)``.
 
     A max pool whose window is the whole image, so it shares its backward rule.
@@ -185,7 +187,9 @@ def GlobalMaxPool(*, keepdims: bool = False, dtype: jnp.dtype | None = None, gra
     return _global("GlobalMaxPool", keepdims, dtype, grad, apply_max_pool)
 
 
-def GlobalAvgPool(*, keepdims: bool = False, dtype: jnp.dtype | None = None, grad: str = "custom") -> Layer:
+def GlobalAvgPool(
+    *, keepdims: bool = False, dtype: jnp.dtype | None = None, grad: str | None = None
+) -> Layer:
     """Mean over all spatial positions: ``(N, *spatial, C) -> (N, C)``.
 
     Args:
@@ -219,7 +223,7 @@ def MaxUnpool(
     *,
     output_size: int | Sequence[int] | None = None,
     dtype: jnp.dtype | None = None,
-    grad: str = "custom",
+    grad: str | None = None,
 ) -> Layer:
     """Max unpooling (SegNet): ``(values, indices) -> (N, *output_size, C)``, each value put at
     its index in zeros; ``torch.nn.MaxUnpool{1,2,3}d`` in channels-last.

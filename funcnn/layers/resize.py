@@ -37,7 +37,7 @@ def Upsample(
     method: str = "nearest",
     *,
     dtype: jnp.dtype | None = None,
-    grad: str = "custom",
+    grad: str | None = None,
 ) -> Layer:
     """Upsample the spatial axes by integer factors: ``(N, *spatial, C) -> (N, *(n * scale), C)``.
 
@@ -74,7 +74,7 @@ def Resize(
     method: str = "nearest",
     *,
     dtype: jnp.dtype | None = None,
-    grad: str = "custom",
+    grad: str | None = None,
 ) -> Layer:
     """Resize the spatial axes to ``shape``, up or down: ``(N, *spatial, C) -> (N, *shape, C)``.
 

@@ -120,7 +120,7 @@ def _elementwise(
 _relu = _elementwise("relu", jax.nn.relu, lambda x, y: (x > 0, 1.0), "x")
 
 
-def relu(x: jax.Array, *, grad: str = "custom") -> jax.Array:
+def relu(x: jax.Array, *, grad: str | None = None) -> jax.Array:
     """``max(x, 0)``; VJP ``g * [x > 0]``."""
     return _relu(x, grad)
 
@@ -128,7 +128,7 @@ def relu(x: jax.Array, *, grad: str = "custom") -> jax.Array:
 _relu6 = _elementwise("relu6", jax.nn.relu6, lambda x, y: ((x > 0) & (x < 6), 1.0), "x")
 
 
-def relu6(x: jax.Array, *, grad: str = "custom") -> jax.Array:
+def relu6(x: jax.Array, *, grad: str | None = None) -> jax.Array:
     """``min(max(x, 0), 6)``; VJP ``g * [0 < x < 6]``.
 
     The derivative is 0 at both kinks (``x = 0`` and ``x = 6``), as PyTorch's
@@ -146,7 +146,7 @@ def relu6(x: jax.Array, *, grad: str = "custom") -> jax.Array:
 _sigmoid = _elementwise("sigmoid", jax.nn.sigmoid, lambda x, y: y * (1 - y), "y")
 
 
-def sigmoid(x: jax.Array, *, grad: str = "custom") -> jax.Array:
+def sigmoid(x: jax.Array, *, grad: str | None = None) -> jax.Array:
     """``1 / (1 + e^-x)``; VJP ``g * sigma (1 - sigma)``."""
     return _sigmoid(x, grad)
 
@@ -154,7 +154,7 @@ def sigmoid(x: jax.Array, *, grad: str = "custom") -> jax.Array:
 _tanh = _elementwise("tanh", jnp.tanh, lambda x, y: 1 - y * y, "y")
 
 
-def tanh(x: jax.Array, *, grad: str = "custom") -> jax.Array:
+def tanh(x: jax.Array, *, grad: str | None = None) -> jax.Array:
     """``tanh(x)``; VJP ``g * (1 - tanh^2 x)``."""
     return _tanh(x, grad)
 
@@ -162,7 +162,7 @@ def tanh(x: jax.Array, *, grad: str = "custom") -> jax.Array:
 _log_sigmoid = _elementwise("log_sigmoid", jax.nn.log_sigmoid, lambda x, y: jax.nn.sigmoid(-x), "x")
 
 
-def log_sigmoid(x: jax.Array, *, grad: str = "custom") -> jax.Array:
+def log_sigmoid(x: jax.Array, *, grad: str | None = None) -> jax.Array:
     """``log sigma(x) = -log(1 + e^-x)``, computed stably; VJP ``g * sigma(-x)``.
 
     Equals PyTorch's ``logsigmoid`` and ``jax.nn.log_sigmoid``.
@@ -186,7 +186,7 @@ _leaky_relu = _elementwise(
 )
 
 
-def leaky_relu(x: jax.Array, negative_slope: float = 0.01, *, grad: str = "custom") -> jax.Array:
+def leaky_relu(x: jax.Array, negative_slope: float = 0.01, *, grad: str | None = None) -> jax.Array:
     """``x`` if ``x > 0`` else ``negative_slope * x``; VJP ``g`` or ``negative_slope * g``."""
     return _leaky_relu(x, grad, checks.real("leaky_relu", "negative_slope", negative_slope))
 
@@ -199,7 +199,7 @@ def _elu_forward(x: jax.Array, alpha: float) -> jax.Array:
 _elu = _elementwise("elu", _elu_forward, lambda x, y, alpha: jnp.where(x > 0, 1.0, y + alpha), "xy")
 
 
-def elu(x: jax.Array, alpha: float = 1.0, *, grad: str = "custom") -> jax.Array:
+def elu(x: jax.Array, alpha: float = 1.0, *, grad: str | None = None) -> jax.Array:
     """``x`` if ``x > 0`` else ``alpha (e^x - 1)``; VJP ``g`` or ``g (y + alpha)``."""
     return _elu(x, grad, checks.real("elu", "alpha", alpha))
 
@@ -218,7 +218,7 @@ _selu = _elementwise(
 )
 
 
-def selu(x: jax.Array, *, grad: str = "custom") -> jax.Array:
+def selu(x: jax.Array, *, grad: str | None = None) -> jax.Array:
     """``lambda x`` if ``x > 0`` else ``lambda alpha (e^x - 1)``, with ``alpha`` and ``lambda`` the
     constants :data:`SELU_ALPHA` and :data:`SELU_SCALE`; VJP ``g lambda`` or ``g (y + lambda alpha)``.
 
@@ -250,7 +250,7 @@ def celu_alpha(where: str, value: Any) -> float:
     return alpha
 
 
-def celu(x: jax.Array, alpha: float = 1.0, *, grad: str = "custom") -> jax.Array:
+def celu(x: jax.Array, alpha: float = 1.0, *, grad: str | None = None) -> jax.Array:
     """``x`` if ``x > 0`` else ``alpha (e^(x / alpha) - 1)``; VJP ``g`` or ``g (y / alpha + 1)``.
 
     Equals ``jax.nn.celu`` and PyTorch's ``celu``; continuously
@@ -284,7 +284,7 @@ _gelu = _elementwise(
 )
 
 
-def gelu(x: jax.Array, approximate: bool = True, *, grad: str = "custom") -> jax.Array:
+def gelu(x: jax.Array, approximate: bool = True, *, grad: str | None = None) -> jax.Array:
     """``x Phi(x)`` (or its tanh approximation, as ``jax.nn.gelu``); VJP ``g f'(x)``."""
     return _gelu(x, grad, checks.boolean("gelu", "approximate", approximate))
 
@@ -297,7 +297,7 @@ def _silu_derivative(x: jax.Array, y: None) -> jax.Array:
 _silu = _elementwise("silu", jax.nn.silu, _silu_derivative, "x")
 
 
-def silu(x: jax.Array, *, grad: str = "custom") -> jax.Array:
+def silu(x: jax.Array, *, grad: str | None = None) -> jax.Array:
     """``x sigma(x)`` (swish); VJP ``g sigma(x) (1 + x (1 - sigma(x)))``.
 
     Equals ``jax.nn.silu`` and PyTorch's ``silu``.
@@ -324,7 +324,9 @@ _softplus = _elementwise(
 )
 
 
-def softplus(x: jax.Array, beta: float = 1.0, threshold: float = 20.0, *, grad: str = "custom") -> jax.Array:
+def softplus(
+    x: jax.Array, beta: float = 1.0, threshold: float = 20.0, *, grad: str | None = None
+) -> jax.Array:
     """``log(1 + e^(beta x)) / beta``, and ``x`` where ``beta x > threshold``; VJP
     ``g sigma(beta x)``, and ``g`` above the threshold.
 
@@ -351,7 +353,7 @@ def _softsign_forward(x: jax.Array) -> jax.Array:
 _softsign = _elementwise("softsign", _softsign_forward, lambda x, y: 1 / jnp.square(1 + jnp.abs(x)), "x")
 
 
-def softsign(x: jax.Array, *, grad: str = "custom") -> jax.Array:
+def softsign(x: jax.Array, *, grad: str | None = None) -> jax.Array:
     """``x / (1 + |x|)``; VJP ``g / (1 + |x|)^2``.
 
     Equals ``jax.nn.soft_sign`` and PyTorch's ``softsign``.
@@ -370,7 +372,7 @@ _hard_sigmoid = _elementwise(
 )
 
 
-def hard_sigmoid(x: jax.Array, *, grad: str = "custom") -> jax.Array:
+def hard_sigmoid(x: jax.Array, *, grad: str | None = None) -> jax.Array:
     """``relu6(x + 3) / 6``: 0 below -3, 1 above 3, ``x / 6 + 1/2`` between; VJP ``g [-3 < x < 3] / 6``.
 
     The same function as PyTorch's ``hardsigmoid``, ``jax.nn.hard_sigmoid``
@@ -394,7 +396,7 @@ def _hard_silu_derivative(x: jax.Array, y: None) -> tuple[jax.Array, jax.Array]:
 _hard_silu = _elementwise("hard_silu", jax.nn.hard_silu, _hard_silu_derivative, "x")
 
 
-def hard_silu(x: jax.Array, *, grad: str = "custom") -> jax.Array:
+def hard_silu(x: jax.Array, *, grad: str | None = None) -> jax.Array:
     """``x relu6(x + 3) / 6`` (hard swish); VJP ``g`` times 0 for ``x <= -3``, ``x / 3 + 1/2``
     for ``-3 < x < 3``, 1 for ``x >= 3``.
 
@@ -440,7 +442,7 @@ def _prelu_bwd(saved, g):
 _prelu_custom.defvjp(_prelu_fwd, _prelu_bwd)
 
 
-def prelu(x: jax.Array, slope: jax.Array, *, grad: str = "custom") -> jax.Array:
+def prelu(x: jax.Array, slope: jax.Array, *, grad: str | None = None) -> jax.Array:
     """Parametric ReLU: ``x`` if ``x > 0`` else ``slope * x``, with a learned ``slope``.
 
     Backward (``g = dL/dy``)::
@@ -493,7 +495,7 @@ def _softmax_bwd(axis, y, g):
 _softmax_custom.defvjp(_softmax_fwd, _softmax_bwd)
 
 
-def softmax(x: jax.Array, axis: int = -1, *, grad: str = "custom") -> jax.Array:
+def softmax(x: jax.Array, axis: int = -1, *, grad: str | None = None) -> jax.Array:
     """``e^x / sum(e^x)`` along ``axis``; VJP ``y (g - sum(g y))``."""
     checks.grad_mode("softmax", grad)
     x = checks.input_array("softmax", x)
@@ -523,7 +525,7 @@ def _log_softmax_bwd(axis, y, g):
 _log_softmax_custom.defvjp(_log_softmax_fwd, _log_softmax_bwd)
 
 
-def log_softmax(x: jax.Array, axis: int = -1, *, grad: str = "custom") -> jax.Array:
+def log_softmax(x: jax.Array, axis: int = -1, *, grad: str | None = None) -> jax.Array:
     """``x - log sum(e^x)`` along ``axis``; VJP ``g - softmax(x) sum(g)``."""
     checks.grad_mode("log_softmax", grad)
     x = checks.input_array("log_softmax", x)

@@ -440,7 +440,7 @@ def apply_adaptive_max_pool(config: AdaptiveConfig, x: jax.Array, grad: str) -> 
 
 
 def adaptive_avg_pool(
-    x: jax.Array, output_size: int | Sequence[int | None], *, grad: str = "custom"
+    x: jax.Array, output_size: int | Sequence[int | None], *, grad: str | None = None
 ) -> jax.Array:
     """Adaptive average pooling of ``x`` ``(N, *spatial, C)`` to ``output_size``, as PyTorch's
     ``AdaptiveAvgPool{1,2,3}d``.
@@ -468,7 +468,7 @@ def adaptive_avg_pool(
 
 
 def adaptive_max_pool(
-    x: jax.Array, output_size: int | Sequence[int | None], *, grad: str = "custom"
+    x: jax.Array, output_size: int | Sequence[int | None], *, grad: str | None = None
 ) -> jax.Array:
     """Adaptive max pooling of ``x`` ``(N, *spatial, C)`` to ``output_size``, as PyTorch's
     ``AdaptiveMaxPool{1,2,3}d``.

@@ -386,7 +386,7 @@ def conv(
     groups: int = 1,
     precision: lax.Precision | None = None,
     preferred_element_type: jax.typing.DTypeLike | None = None,
-    grad: str = "custom",
+    grad: str | None = None,
 ) -> jax.Array:
     """N-D convolution (cross-correlation, as in deep learning), channels last.
 
@@ -611,7 +611,7 @@ def conv_transpose(
     groups: int = 1,
     precision: lax.Precision | None = None,
     preferred_element_type: jax.typing.DTypeLike | None = None,
-    grad: str = "custom",
+    grad: str | None = None,
 ) -> jax.Array:
     """Transposed convolution: a convolution whose input is dilated by ``strides``.
 

@@ -76,7 +76,7 @@ def dense(
     bias: jax.Array | None = None,
     *,
     precision: lax.Precision | None = None,
-    grad: str = "custom",
+    grad: str | None = None,
 ) -> jax.Array:
     """``x @ kernel + bias`` over the last axis of ``x``.
 

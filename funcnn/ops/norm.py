@@ -126,7 +126,7 @@ def standardize(
     *,
     epsilon: float = 1e-5,
     center: bool = True,
-    grad: str = "custom",
+    grad: str | None = None,
 ) -> jax.Array:
     """``(x - mean) / sqrt(var + epsilon)`` over ``axis`` (``center=True``, as ``jax.nn.standardize``),
     or ``x / sqrt(mean(x^2) + epsilon)`` (``center=False``, RMS), without scale or bias.

@@ -581,7 +581,7 @@ def max_pool(
     dilation: int | Sequence[int] = 1,
     ceil_mode: bool = False,
     return_indices: bool = False,
-    grad: str = "custom",
+    grad: str | None = None,
 ) -> jax.Array | tuple[jax.Array, jax.Array]:
     """Max pooling over the spatial axes of ``x`` ``(N, *spatial, C)``.
 
@@ -627,7 +627,7 @@ def avg_pool(
     *,
     ceil_mode: bool = False,
     count_include_pad: bool = True,
-    grad: str = "custom",
+    grad: str | None = None,
 ) -> jax.Array:
     """Average pooling over the spatial axes of ``x`` ``(N, *spatial, C)``.
 
@@ -826,7 +826,7 @@ def max_unpool(
     padding: int | Sequence[int] | Sequence[tuple[int, int]] = 0,
     output_size: int | Sequence[int] | None = None,
     *,
-    grad: str = "custom",
+    grad: str | None = None,
 ) -> jax.Array:
     """Max unpooling (SegNet): put each value of ``x`` ``(N, *spatial, C)`` at its index of
     ``max_pool(..., return_indices=True)`` in a zero ``(N, *output_size, C)`` array.

@@ -336,7 +336,7 @@ def apply_resize(config: ResizeConfig, x: jax.Array, grad: str) -> jax.Array:
 
 
 def upsample(
-    x: jax.Array, scale: int | Sequence[int], method: str = "nearest", *, grad: str = "custom"
+    x: jax.Array, scale: int | Sequence[int], method: str = "nearest", *, grad: str | None = None
 ) -> jax.Array:
     """Upsample the spatial axes of ``x`` ``(N, *spatial, C)`` by integer factors: ``n -> n * scale``.
 
@@ -365,7 +365,7 @@ def upsample(
 
 
 def resize(
-    x: jax.Array, shape: int | Sequence[int], method: str = "nearest", *, grad: str = "custom"
+    x: jax.Array, shape: int | Sequence[int], method: str = "nearest", *, grad: str | None = None
 ) -> jax.Array:
     """Resize the spatial axes of ``x`` ``(N, *spatial, C)`` to ``shape``, up or down.
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import jax
 from jax import lax
-from jax.sharding import AxisType
+from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
 
 def select(grad: str, custom: Callable, autodiff: Callable) -> Callable:
@@ -44,17 +44,25 @@ def _varying_axes(x: jax.Array) -> frozenset:
     return manual.varying if manual is not None else frozenset(getattr(aval, "vma", ()))
 
 
-def _explicit_axes(arrays: tuple) -> tuple[str, ...]:
-    """The Explicit mesh axes of the arrays' shardings (empty without a mesh or with Auto axes)."""
+def _on_mesh(sharding: Any, mesh: Any) -> Any:
+    """``sharding``, or replicated on ``mesh`` for a value not placed on any mesh (parameters that
+    were never put on the mesh enter the rule unsharded; their cotangent is summed to every device)."""
+    return NamedSharding(mesh, PartitionSpec()) if sharding.mesh.empty else sharding
+
+
+def _explicit_axes(arrays: tuple) -> tuple[Any, tuple[str, ...]]:
+    """The mesh of the arrays' shardings and its Explicit axes (``(None, ())`` without a mesh or
+    with Auto axes only)."""
     for x in arrays:
         mesh = jax.typeof(x).sharding.mesh
         if not mesh.empty:
-            return tuple(
+            explicit = tuple(
                 name
                 for name, kind in zip(mesh.axis_names, mesh.axis_types, strict=True)
                 if kind == AxisType.Explicit
             )
-    return ()
+            return mesh, explicit
+    return None, ()
 
 
 def cotangents_like(rule: Callable[..., tuple], primals: tuple, *operands: Any) -> tuple:
@@ -67,9 +75,9 @@ def cotangents_like(rule: Callable[..., tuple], primals: tuple, *operands: Any) 
     axes its primal does not is ``psum``-ed over them.
     """
     present = tuple(p for p in primals if p is not None)
-    explicit = _explicit_axes(present)
+    mesh, explicit = _explicit_axes(present)
     if explicit:
-        shardings = tuple(None if p is None else jax.typeof(p).sharding for p in primals)
+        shardings = tuple(None if p is None else _on_mesh(jax.typeof(p).sharding, mesh) for p in primals)
         rule = jax.sharding.auto_axes(rule, axes=explicit, out_sharding=shardings)
     cotangents = rule(*operands)
     return tuple(

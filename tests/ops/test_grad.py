@@ -47,7 +47,7 @@ BLOCKS = {
     ),  # fmt: skip
 }
 
-MODES = ["auto", "explicit", "shard_map"]
+MODES = ["auto", "explicit", "explicit, params unplaced", "shard_map"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -69,7 +69,9 @@ def _gradients(block, mode):
     mesh = jax.make_mesh((4,), ("data",), axis_types=(kind,))
     with jax.set_mesh(mesh):
         xs = jax.device_put(x, NamedSharding(mesh, P("data")))
-        ps = jax.device_put(params, NamedSharding(mesh, P()))
+        # unplaced: parameters never put on the mesh enter the rules unsharded (the gradient comes
+        # back replicated on the mesh)
+        ps = params if mode.endswith("unplaced") else jax.device_put(params, NamedSharding(mesh, P()))
         if mode == "shard_map":
             # the cotangent of the unvaried params comes back summed over "data", i.e. the global gradient
             fun = jax.shard_map(jax.grad(loss), mesh=mesh, in_specs=(P(), P("data")), out_specs=P())

@@ -40,6 +40,7 @@ import shutil
 import sys
 import time
 import traceback
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -122,11 +123,14 @@ def save(
     metadata: dict[str, Any] | None = None,
     *,
     keep: int = DEFAULT_KEEP,
+    protect: Collection[int] = (),
 ) -> None:
     """Atomically write ``pytree`` and JSON ``metadata`` as checkpoint ``step``.
 
-    Older checkpoints beyond the newest ``keep`` are deleted, and so are
-    temporary folders left by interrupted writes.
+    Older checkpoints beyond the newest ``keep`` are deleted (:func:`prunable`), except
+    those in ``protect``, and so are temporary folders left by interrupted writes. The
+    deletion starts only once the new step is proved (its manifest written), oldest first,
+    so a process killed at any point keeps every protected step and the newest intact one.
 
     Args:
       directory: the checkpoint directory (created if missing).
@@ -136,6 +140,7 @@ def save(
         writes the manifest and prunes.
       metadata: a JSON-serialisable dict saved next to the arrays.
       keep: how many of the newest checkpoints to keep.
+      protect: older steps never deleted (e.g. the best epoch's, :class:`funcnn.train.RunFolder`).
 
     Raises:
       CheckpointError: ``pytree`` holds a NaN or infinity (a diverged
@@ -172,9 +177,19 @@ def save(
             remove_partial(directory, step)
         raise failure from None
     if jax.process_index() == 0:
-        for old in all_steps(directory)[:-keep]:  # only once the new step proves itself
+        for old in prunable(all_steps(directory), keep, protect):  # only once the new step proves itself
             shutil.rmtree(directory / str(old), ignore_errors=True)
     sync_processes(f"funcnn-checkpoint-{step}")
+
+
+def prunable(steps: list[int], keep: int, protect: Collection[int] = ()) -> list[int]:
+    """The steps :func:`save` deletes: all but the newest ``keep`` of ``steps`` (ascending) and
+    those in ``protect``, oldest first.
+
+    >>> prunable([2, 4, 6, 8], keep=2, protect={2})
+    [4]
+    """
+    return [step for step in steps[:-keep] if step not in protect]
 
 
 class _quiet_orbax:  # noqa: N801 (a context manager used as a function)

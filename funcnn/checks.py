@@ -144,7 +144,6 @@ def padding_spec(where: str, value: Any, *, allow_negative: bool = True) -> Padd
     return pads
 
 
-
 def grad_mode(where: str, grad: Any) -> str:
     """``grad`` is ``"custom"`` or ``"autodiff"``; ``None`` is the mode in force
     (:func:`funcnn.grad_mode`, ``"custom"`` outside it)."""

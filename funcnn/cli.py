@@ -212,7 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         if setting.kind is BOOLEAN:
             train_cmd.add_argument(
-                setting.option, action=argparse.BooleanOptionalAction, help=f"{setting.help}; default: off"
+                setting.option,
+                action=argparse.BooleanOptionalAction,
+                help=f"{setting.help}; default: {'on' if setting.default else 'off'}",
             )
         else:
             train_cmd.add_argument(

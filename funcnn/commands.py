@@ -27,14 +27,19 @@ from funcnn.ops import conv
 from funcnn.settings import UsageError
 from funcnn.shapes import count_params, summary
 from funcnn.train import (
+    EMA,
     PRECISIONS,
+    Callback,
     Checkpoints,
+    EarlyStopping,
     Inspection,
     ProgressBar,
     RunFolder,
+    TensorBoard,
     evaluate,
     fit,
     make_optimizer,
+    with_ema,
 )
 
 
@@ -44,8 +49,8 @@ def train(args: argparse.Namespace) -> None:
     The steps, in order: give JAX its devices (before its backend starts), join the
     other processes of a multi-process run, take the run folder's lock, inspect it
     once and merge the settings once, load the data, build the model, and call
-    ``fit`` with the run folder and the progress bar as callbacks. Only process 0
-    prints.
+    ``fit`` with the run folder, the progress bar and the callbacks the settings ask for
+    (:func:`_train_callbacks`) as callbacks. Only process 0 prints.
     """
     start = time.perf_counter()
     folder = RunFolder(args.out)
@@ -69,7 +74,17 @@ def train(args: argparse.Namespace) -> None:
                 "to train longer, add --resume with a larger --epochs"
             )
             return
+        stopped = _stopped_early(config, done)
+        if stopped is not None:
+            folder.write_outputs(done["history"], config["model"])
+            say(
+                f"already finished: {args.out} stopped early after epoch {done['epoch']} ({stopped}); "
+                "to train on, add --resume with a larger --patience"
+            )
+            return
         model, optimizer = _model_and_optimizer(config, len(x_train))
+        if config["ema"] is not None:
+            optimizer = with_ema(optimizer, config["ema"])
         input_shape = tuple(config["input_shape"])
         params = count_params(jax.eval_shape(lambda k: model.init(k, input_shape)[1], jax.random.key(0)))
         say(
@@ -80,6 +95,7 @@ def train(args: argparse.Namespace) -> None:
         if done is not None:
             say(f"resuming from epoch {done['epoch']} (step {done['step']})")
         initial = _initial_from(config, model, input_shape) if done is None and config["init_from"] else None
+        callbacks = _train_callbacks(config, args, folder, model, (x_test, y_test))
         with distributed.reporting_lost_processes():
             result = fit(
                 model,
@@ -92,7 +108,7 @@ def train(args: argparse.Namespace) -> None:
                 mode=args.mode,
                 augment=functools.partial(augment, crop_padding=2, flip=True) if config["augment"] else None,
                 shard_params=args.shard_params,
-                callbacks=[Checkpoints(folder, resume=args.resume, config=config), ProgressBar()],
+                callbacks=callbacks,
                 trainable=_trainable(config, model, input_shape),
                 initial=initial,
             )
@@ -104,7 +120,51 @@ def train(args: argparse.Namespace) -> None:
         f"final test accuracy {last['test_accuracy']:.4f} (loss {last['test_loss']:.4f}), "
         f"best {best['test_accuracy']:.4f} (epoch {best['epoch']})"
     )
+    for callback in callbacks if last["epoch"] < config["epochs"] else ():
+        if isinstance(callback, EarlyStopping) and callback.stopped is not None:
+            say(f"stopped early after epoch {last['epoch']}: {callback.stopped} (--patience)")
     say(f"wrote {folder.metrics_path}, {folder.curves_path} and checkpoints in {folder.checkpoints}")
+
+
+MONITOR = "test_accuracy"
+"""What ``--patience`` and ``--keep-best`` watch."""
+
+
+def _train_callbacks(
+    config: dict[str, Any],
+    args: argparse.Namespace,
+    folder: RunFolder,
+    model: Layer,
+    test_data: tuple[np.ndarray, np.ndarray],
+) -> list[Callback]:
+    """``fit``'s callbacks for a run's settings, in the order they must run: the EMA's
+    evaluation (``--ema``) completes each epoch's record before :class:`Checkpoints` saves it;
+    early stopping (``--patience``) and TensorBoard (``--tensorboard``, in ``OUT/tensorboard``)
+    read it after, TensorBoard knowing the epochs restored; the progress bar shows it last.
+
+    Raises:
+      UsageError: ``--tensorboard`` without the tensorboardX package.
+    """
+    callbacks: list[Callback] = []
+    if config["ema"] is not None:
+        callbacks.append(EMA(model, test_data, mesh=distributed.data_mesh()))
+    best = MONITOR if config["keep_best"] else None
+    callbacks.append(Checkpoints(folder, resume=args.resume, config=config, keep_best=best))
+    if config["patience"] is not None:
+        callbacks.append(EarlyStopping(config["patience"], monitor=MONITOR))
+    if config["tensorboard"]:
+        try:
+            callbacks.append(TensorBoard(folder.path / "tensorboard"))
+        except ImportError as error:
+            raise UsageError(f"--tensorboard: {error}") from None
+    return [*callbacks, ProgressBar()]
+
+
+def _stopped_early(config: dict[str, Any], done: dict[str, Any] | None) -> str | None:
+    """Why a resumed run already stopped early (its history and ``--patience`` say so), or ``None``."""
+    if done is None or config["patience"] is None:
+        return None
+    return EarlyStopping(config["patience"], monitor=MONITOR).reason(done["history"])
 
 
 def _set_up_devices(args: argparse.Namespace, recorded_batch: Any) -> int | None:

@@ -96,6 +96,12 @@ BOOLEAN = Kind("True or False", lambda v: isinstance(v, bool), str)
 """``True`` or ``False`` (``augment``: ``--augment`` / ``--no-augment`` on the command line)."""
 OPTIONAL_POSITIVE_INT = Kind("a positive integer or null", lambda v: v is None or POSITIVE_INT.valid(v), int)
 """An integer >= 1 or ``None`` (``limit``, ``num_classes``)."""
+OPTIONAL_DECAY = Kind(
+    "a number between 0 and 1 (exclusive) or null",
+    lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1),
+    _parser(float, "a number between 0 and 1 (exclusive)", lambda v: 0 < v < 1),
+)
+"""A decay in ``(0, 1)`` or ``None`` (``ema``)."""
 OPTIONAL_TEXT = Kind("a path or null", lambda v: v is None or isinstance(v, str), str)
 """A path as text or ``None`` (``data``, stored)."""
 INPUT_SHAPE = Kind(
@@ -167,6 +173,26 @@ SETTINGS: dict[str, Setting] = {
             "start from the parameters of another run's newest intact checkpoint (a run folder) "
             "instead of a random initialisation",
         ),
+        Setting(
+            "ema",
+            None,
+            OPTIONAL_DECAY,
+            "keep an exponential moving average of the parameters with this decay (e.g. 0.999) and "
+            "evaluate it every epoch (ema_test_loss, ema_test_accuracy in metrics.jsonl)",
+        ),
+        Setting(
+            "patience",
+            None,
+            OPTIONAL_POSITIVE_INT,
+            "stop early once the test accuracy has not improved for N epochs (may change on --resume)",
+        ),
+        Setting(
+            "keep_best",
+            True,
+            BOOLEAN,
+            "keep the checkpoint of the best test accuracy besides the last 3, never pruned",
+        ),
+        Setting("tensorboard", False, BOOLEAN, "write TensorBoard scalars to OUT/tensorboard"),
         Setting("data", None, OPTIONAL_TEXT, None),
         Setting("input_shape", None, INPUT_SHAPE, None),
     )
@@ -196,14 +222,19 @@ def check_stored(source: str, config: Any) -> dict[str, Any]:
     return {name: config[name] for name in SETTINGS}
 
 
-ADDED_SINCE_0_2 = ("freeze", "init_from")
+ADDED_SINCE_0_2 = ("freeze", "init_from", "ema", "patience", "keep_best", "tensorboard")
 """Settings that runs written by funcnn 0.2 lack; such a run has their defaults."""
+
+MAY_CHANGE = ("data", "patience", "keep_best", "tensorboard")
+"""Settings a run may go on with changed: ``data`` (the same data moved; its shapes are checked
+against the model), and those that decide only when to stop, which checkpoints to keep and
+what to log, none of which is in the training state (``ema`` is: it adds to the optimiser state)."""
 
 
 def _may_follow(name: str, newer: Any, older: Any) -> bool:
     """Whether a run may go on with ``newer`` after ``older``: a larger ``epochs`` (an extension),
-    or other ``data`` (the same data moved; its shapes are checked against the model)."""
-    return (name == "epochs" and newer > older) or name == "data"
+    or any change of a setting in :data:`MAY_CHANGE`."""
+    return (name == "epochs" and newer > older) or name in MAY_CHANGE
 
 
 def merge(

@@ -845,3 +845,38 @@ def test_bad_freeze_and_init_from_are_one_line(two_epochs, data_dir, tmp_path, c
     status, _, err = run_main(argv, capsys)
     assert_one_line_error(status, err, pattern)
     assert not (tmp_path / "o" / "checkpoints").exists()
+
+
+def test_train_with_ema_patience_and_keep_best_stops_early_and_resumes_by_the_rules(
+    data_dir, tmp_path, capsys
+):
+    import importlib.util
+
+    out = tmp_path / "run"
+    board = ["--tensorboard"] if importlib.util.find_spec("tensorboardX") else []
+    settings = ["--lr", "1e-9", "--schedule", "constant", "--data", str(data_dir), "--out", str(out)]
+    features = ["--ema", "0.9", "--patience", "1", "--keep-best", *board]
+    argv = ["train", *SMALL, "--epochs", "4", *settings, *features]
+    status, stdout, err = run_main(argv, capsys)  # the accuracy cannot move at this rate: epoch 2 stops
+    assert status == 0, err
+    assert re.search(
+        r"stopped early after epoch 2: test_accuracy has not improved on [\d.]+ \(epoch 1\) for 1 epoch "
+        r"\(patience 1\) \(--patience\)",
+        stdout,
+    ), stdout
+    records = read_jsonl(out / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == [1, 2] and all(0 <= r["ema_test_accuracy"] <= 1 for r in records)
+    assert not board or list((out / "tensorboard").glob("events.out.tfevents.*"))
+
+    status, stdout, err = run_main(["train", "--resume", "--out", str(out)], capsys)
+    assert status == 0 and "already finished:" in stdout and "stopped early after epoch 2" in stdout, err
+    status, _, err = run_main(["train", "--resume", "--ema", "0.5", "--out", str(out)], capsys)
+    assert_one_line_error(
+        status, err, r"cannot resume with different settings: --ema 0\.5 \(.*run\.json: 0\.9\)"
+    )
+
+    status, stdout, err = run_main(["train", "--resume", "--patience", "5", "--out", str(out)], capsys)
+    assert status == 0, err
+    records = read_jsonl(out / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4] and "stopped" not in stdout
+    assert json.loads((out / "run.json").read_text())["patience"] == 5

@@ -17,6 +17,7 @@ import funcnn.shapes
 import funcnn.taps
 import funcnn.testing
 
+EMA = importlib.import_module("funcnn.train.ema")
 EPOCH = importlib.import_module("funcnn.train.epoch")  # funcnn.train.epoch the module, not a name
 RESIZE = importlib.import_module("funcnn.ops.resize")  # the module, not the op funcnn.ops.resize
 ADAPTIVE = importlib.import_module("funcnn.ops.adaptive_pool")
@@ -27,7 +28,7 @@ ADAPTIVE = importlib.import_module("funcnn.ops.adaptive_pool")
     [
         funcnn.core, funcnn.shapes, funcnn.combinators, funcnn.filters, funcnn.layers.conv, funcnn.testing, EPOCH,
         funcnn.distributed, funcnn.layers.resize, RESIZE, funcnn.layers.adaptive_pool, ADAPTIVE, funcnn.labels,
-        funcnn.taps,
+        funcnn.taps, EMA,
     ],
 )
 def test_docstring_examples(module):

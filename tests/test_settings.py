@@ -1,5 +1,7 @@
 """The settings table and the merge of a run's settings on --resume."""
 
+import argparse
+
 import pytest
 
 from funcnn.settings import SETTINGS, TRAIN_DEFAULTS, SettingsConflictError, UsageError, check_stored, merge
@@ -63,3 +65,36 @@ def test_every_option_parses_what_is_valid():
     for setting in SETTINGS.values():
         assert setting.kind.valid(setting.default) or setting.default is None
     assert SETTINGS["lr"].kind.parse("0.5") == 0.5 and SETTINGS["model"].option == "--model"
+
+
+NEW = ("ema", "patience", "keep_best", "tensorboard")
+
+
+def test_a_run_written_before_the_newer_settings_resumes_with_their_defaults():
+    older = {name: value for name, value in STORED.items() if name not in NEW}
+    assert check_stored("src", older) == STORED
+    assert {name: STORED[name] for name in NEW} == {
+        "ema": None, "patience": None, "keep_best": True, "tensorboard": False,
+    }  # fmt: skip
+
+
+def test_patience_keep_best_and_tensorboard_may_change_on_resume_but_not_the_ema():
+    run = ("OUT/run.json", STORED | {"ema": 0.9, "patience": 2})
+    changed = {"patience": 5, "keep_best": False, "tensorboard": True}
+    assert merge(changed, run) == STORED | {"ema": 0.9} | changed
+    assert merge({}, ("OUT/run.json", STORED | changed), ("checkpoint step 8", STORED))["patience"] == 5
+    with pytest.raises(
+        UsageError, match=r"^cannot resume with different settings: --ema 0\.5 \(OUT/run\.json: 0\.9\)$"
+    ):
+        merge({"ema": 0.5}, run)
+    with pytest.raises(UsageError, match=r"--ema 0\.9 \(OUT/run\.json: None\)"):
+        merge({"ema": 0.9}, ("OUT/run.json", STORED))
+    with pytest.raises(SettingsConflictError, match=r"ema 0\.9 \(the checkpoint: None\)"):
+        merge({}, run, ("checkpoint step 8", STORED))
+
+
+@pytest.mark.parametrize("text", ["0", "1", "1.5", "-0.1", "nan", "x"])
+def test_an_ema_decay_outside_zero_to_one_is_refused(text):
+    with pytest.raises(argparse.ArgumentTypeError, match=r"must be a number between 0 and 1 \(exclusive\)"):
+        SETTINGS["ema"].kind.parse(text)
+    assert SETTINGS["ema"].kind.parse("0.999") == 0.999 and not SETTINGS["ema"].kind.valid(1.0)

@@ -1,8 +1,19 @@
 """Training: the train state, the jitted step, scanned or looped epochs, the pure training loop
 (:mod:`funcnn.train.loop`), ``fit`` and its callbacks (:mod:`funcnn.train.callbacks`), the run's
-output folder (:mod:`funcnn.train.run_folder`) and ``evaluate``."""
+output folder (:mod:`funcnn.train.run_folder`), ``evaluate`` and the moving average of the
+parameters (:mod:`funcnn.train.ema`)."""
 
-from funcnn.train.callbacks import Callback, Checkpoints, ProgressBar, StopTraining, TrainStart
+from funcnn.train.callbacks import (
+    EMA,
+    Callback,
+    Checkpoints,
+    EarlyStopping,
+    ProgressBar,
+    StopTraining,
+    TensorBoard,
+    TrainStart,
+)
+from funcnn.train.ema import EmaState, ema_params, with_ema
 from funcnn.train.epoch import make_scan_epoch, run_loop_epoch
 from funcnn.train.evaluate import evaluate
 from funcnn.train.fit import FitResult, fit
@@ -22,8 +33,14 @@ from funcnn.train.step import (
 )
 
 __all__ = [
+    "EMA",
     "Callback",
     "Checkpoints",
+    "EarlyStopping",
+    "EmaState",
+    "TensorBoard",
+    "ema_params",
+    "with_ema",
     "FolderInUseError",
     "Inspection",
     "ProgressBar",

@@ -12,6 +12,11 @@ other object with some of these methods works too, the others doing nothing);
 - ``on_train_end(state, history)`` once the last epoch ran;
 - ``close(error)`` always, last: ``error`` is ``None``, or what ended training.
 
+Besides :class:`Checkpoints` and :class:`ProgressBar`: :class:`EMA` (evaluates the moving
+average of :func:`funcnn.train.with_ema`), :class:`EarlyStopping` and :class:`TensorBoard`.
+Order matters where one writes what another reads: a callback that adds to the epoch's
+record (:class:`EMA`) comes before :class:`Checkpoints`, which saves the record.
+
 An example, stopping when the test accuracy passes a target::
 
     class StopAt(fn.train.Callback):
@@ -25,18 +30,24 @@ An example, stopping when the test accuracy passes a target::
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from funcnn import checkpoint, checks
-from funcnn.core import LayerConfigError
-from funcnn.train.run_folder import RunFolder
+from funcnn import checkpoint, checks, distributed
+from funcnn.core import Layer, LayerConfigError
+from funcnn.data.batching import scale_images
+from funcnn.train.ema import EmaState, ema_params
+from funcnn.train.evaluate import evaluate
+from funcnn.train.run_folder import RunFolder, best_indices, higher_is_better
 from funcnn.train.state import TrainState
-from funcnn.train.step import StepMetrics
+from funcnn.train.step import DEFAULT_LOSS, Loss, Preprocess, StepMetrics
 
 
 class TrainStart(NamedTuple):
@@ -128,6 +139,14 @@ class Checkpoints(Callback):
       keep: how many checkpoints to keep.
       config: a JSON-serialisable dict stored in ``run.json`` and every checkpoint (e.g. the
         command-line settings), returned by ``checkpoint.read_metadata``.
+      keep_best: a metric of the epoch records (``"test_accuracy"``, ``"test_loss"``, ...) whose
+        best epoch's checkpoint is never pruned, besides the last ``keep``; ``None`` for none.
+        The newest intact checkpoint is still the one resumed, evaluated and exported;
+        :meth:`RunFolder.best_step` finds the best one.
+
+    Raises:
+      LayerConfigError: a bad ``keep`` or ``keep_best``; from ``on_epoch_end``, a record without
+        the ``keep_best`` metric (no test data).
 
     Raises (from ``on_train_begin``):
       FileExistsError: the folder holds checkpoints and ``resume`` is false.
@@ -142,11 +161,15 @@ class Checkpoints(Callback):
         resume: bool = False,
         keep: int = checkpoint.DEFAULT_KEEP,
         config: dict[str, Any] | None = None,
+        keep_best: str | None = None,
     ) -> None:
         self.folder = out if isinstance(out, RunFolder) else RunFolder(out)
         self.resume = checks.boolean("Checkpoints", "resume", resume)
         self.keep = checks.positive_int("Checkpoints", "keep", keep)
         self.config = config
+        if keep_best is not None:
+            higher_is_better("Checkpoints: argument `keep_best`", keep_best)
+        self.keep_best = keep_best
         self._meta: dict[str, Any] = {}
         self._took_lock = False
 
@@ -179,11 +202,198 @@ class Checkpoints(Callback):
         return None if restored.step is None else (restored.state, restored.history)
 
     def on_epoch_end(self, state: TrainState, history: list[dict[str, Any]]) -> None:
-        self.folder.save(state, history, {"epoch": history[-1]["epoch"], **self._meta}, self.keep)
+        meta = {"epoch": history[-1]["epoch"], **self._meta}
+        self.folder.save(state, history, meta, self.keep, best=self.keep_best)
 
     def close(self, error: BaseException | None) -> None:
         if self._took_lock:
             self.folder.release(failed=error is not None)
+
+
+class EMA(Callback):
+    """After each epoch, evaluate the moving average of the parameters (kept by an optimiser
+    wrapped in :func:`funcnn.train.with_ema`) on ``test_data`` and add ``ema_test_loss`` and
+    ``ema_test_accuracy`` to the epoch's record.
+
+    Place it before :class:`Checkpoints` (and ``fit``'s ``out=``, which is one: pass
+    ``callbacks=[EMA(...), Checkpoints(out)]`` instead), so the record it completes is the one
+    saved and written to ``metrics.jsonl``. The average of the parameters is evaluated with
+    the model's current state (e.g. batch-norm statistics).
+
+    Args:
+      model: the model being trained.
+      test_data: ``(images, labels)`` to evaluate on.
+      batch_size: examples per evaluation call.
+      loss: per-example ``loss(logits, labels)``, as given to ``fit``.
+      preprocess: maps a raw batch to model inputs, as given to ``fit``.
+      mesh: the devices to evaluate on, as given to ``fit`` (``None``: every device, as ``fit``).
+
+    Raises:
+      LayerConfigError: (from ``on_train_begin``) the optimiser keeps no moving average.
+    """
+
+    def __init__(
+        self,
+        model: Layer,
+        test_data: tuple[np.ndarray, np.ndarray],
+        *,
+        batch_size: int = 1000,
+        loss: Loss = DEFAULT_LOSS,
+        preprocess: Preprocess = scale_images,
+        mesh: Mesh | None = None,
+    ) -> None:
+        self.model = checks.layer("EMA", "argument `model`", model)
+        self.test_data = checks.labelled_data("EMA", "test_data", test_data)
+        self.batch_size = checks.positive_int("EMA", "batch_size", batch_size)
+        self.loss, self.preprocess, self.mesh = loss, preprocess, mesh
+
+    def on_train_begin(self, start: TrainStart) -> None:
+        averages = jax.tree.leaves(start.template.opt_state, is_leaf=lambda n: isinstance(n, EmaState))
+        if not any(isinstance(node, EmaState) for node in averages):
+            raise LayerConfigError(
+                "EMA: the optimiser keeps no moving average of the parameters; train with "
+                "optimizer=funcnn.train.with_ema(optimizer, decay)"
+            )
+        if self.mesh is None:
+            self.mesh = distributed.data_mesh()
+
+    def on_epoch_end(self, state: TrainState, history: list[dict[str, Any]]) -> None:
+        result = evaluate(
+            self.model, ema_params(state), state.model_state, *self.test_data, batch_size=self.batch_size,
+            loss=self.loss, preprocess=self.preprocess, mesh=self.mesh,
+        )  # fmt: skip
+        history[-1]["ema_test_loss"] = result["loss"]
+        history[-1]["ema_test_accuracy"] = result["accuracy"]
+
+
+class EarlyStopping(Callback):
+    """Stop training once ``monitor`` has not improved for ``patience`` epochs.
+
+    An epoch improves when it beats the best so far by more than ``min_delta`` (an
+    accuracy higher, a loss lower). The decision is a function of the history alone, which
+    every checkpoint holds, so a resumed run stops after the same epoch as an uninterrupted
+    one. A run that has already stopped is told by :meth:`reason` of its history.
+
+    Args:
+      patience: epochs without improvement to allow; the run stops after the ``patience``-th.
+      monitor: a metric of the epoch records: ``"test_accuracy"``, ``"test_loss"``,
+        ``"ema_test_accuracy"`` (after :class:`EMA`), ...
+      min_delta: the least change that counts as an improvement.
+
+    Attributes:
+      stopped: why it stopped training (a sentence), ``None`` while it has not.
+
+    Raises:
+      LayerConfigError: a bad argument; from ``on_epoch_end``, a record without ``monitor``.
+    """
+
+    def __init__(self, patience: int, *, monitor: str = "test_accuracy", min_delta: float = 0.0) -> None:
+        self.patience = checks.positive_int("EarlyStopping", "patience", patience)
+        self.where = "EarlyStopping: argument `monitor`"
+        higher_is_better(self.where, monitor)
+        self.monitor = monitor
+        self.min_delta = checks.real("EarlyStopping", "min_delta", min_delta, low=0.0)
+        self.stopped: str | None = None
+
+    def reason(self, history: list[dict[str, Any]]) -> str | None:
+        """Why a run with ``history`` stops here, or ``None`` when it goes on.
+
+        Raises:
+          LayerConfigError: a record has no value for ``monitor``.
+        """
+        if not history:
+            return None
+        bests = best_indices(self.where, history, self.monitor, self.min_delta)
+        waited = len(history) - 1 - bests[-1]
+        if waited < self.patience:
+            return None
+        best = history[bests[-1]]
+        return (
+            f"{self.monitor} has not improved on {best[self.monitor]:.4f} (epoch {best['epoch']}) for "
+            f"{waited} epoch{'s' if waited > 1 else ''} (patience {self.patience})"
+        )
+
+    def on_epoch_end(self, state: TrainState, history: list[dict[str, Any]]) -> None:
+        self.stopped = self.reason(history)
+        if self.stopped is not None:
+            raise StopTraining(self.stopped)
+
+
+TENSORBOARD_INSTALL = "pip install 'funcnn[tensorboard]'"
+"""How to install what :class:`TensorBoard` needs."""
+
+
+class TensorBoard(Callback):
+    """Write each epoch's record as TensorBoard scalars under ``logdir`` (process 0 only), at
+    the epoch's last step: ``loss/train``, ``loss/test``, ``accuracy/train``, ``accuracy/test``
+    (and ``loss/ema_test``, ``accuracy/ema_test`` after :class:`EMA`), ``images_per_second``
+    and, when given, ``learning_rate``. Needs the ``tensorboardX`` package (no TensorFlow).
+
+    Place it after :class:`Checkpoints`: on a resumed run it then knows the epochs restored,
+    and what an earlier, killed process logged after them is dropped from view
+    (TensorBoard's ``purge_step``).
+
+    Args:
+      logdir: the folder of the event files (``OUT/tensorboard`` from ``funcnn train``).
+      learning_rate: the learning rate, a number or a schedule of the step (as given to
+        optax), logged at the rate of each epoch's last step; ``None`` to leave it out.
+
+    Raises:
+      ImportError: ``tensorboardX`` is not installed; the message says how to install it.
+    """
+
+    def __init__(
+        self, logdir: str | os.PathLike, *, learning_rate: float | Callable[[int], Any] | None = None
+    ) -> None:
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            raise ImportError(f"TensorBoard needs the tensorboardX package: {TENSORBOARD_INSTALL}") from None
+        self.make_writer = SummaryWriter
+        self.logdir = os.fspath(logdir)
+        self.learning_rate = learning_rate
+        self.writer: Any = None
+
+    def on_train_begin(self, start: TrainStart) -> None:
+        if jax.process_index() == 0:
+            purge = start.history[-1]["step"] + 1 if start.history else None
+            self.writer = self.make_writer(self.logdir, purge_step=purge)
+
+    def on_epoch_end(self, state: TrainState, history: list[dict[str, Any]]) -> None:
+        if self.writer is None:
+            return
+        record = history[-1]
+        for tag, value in tensorboard_scalars(record, self.learning_rate).items():
+            self.writer.add_scalar(tag, value, record["step"])
+        self.writer.flush()
+
+    def close(self, error: BaseException | None) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def tensorboard_scalars(
+    record: dict[str, Any], learning_rate: float | Callable[[int], Any] | None = None
+) -> dict[str, float]:
+    """The scalars :class:`TensorBoard` writes for an epoch's ``record``: each ``<split>_loss``
+    and ``<split>_accuracy`` as ``loss/<split>`` and ``accuracy/<split>``, the images per second,
+    and the learning rate of the epoch's last step (``learning_rate(step - 1)``)."""
+    scalars = {}
+    for name, value in record.items():
+        split, _, metric = name.rpartition("_")
+        if metric in ("loss", "accuracy") and split and _is_number(value):
+            scalars[f"{metric}/{split}"] = float(value)
+    if _is_number(record.get("images_per_second")):
+        scalars["images_per_second"] = float(record["images_per_second"])
+    if learning_rate is not None:
+        rate = learning_rate(record["step"] - 1) if callable(learning_rate) else learning_rate
+        scalars["learning_rate"] = float(rate)
+    return scalars
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class ProgressBar(Callback):
@@ -234,4 +444,6 @@ def epoch_line(record: dict[str, Any], epochs: int) -> str:
     )
     if record["test_accuracy"] is not None:
         line += f", test loss {record['test_loss']:.4f} acc {record['test_accuracy']:.4f}"
+    if record.get("ema_test_accuracy") is not None:
+        line += f", EMA test loss {record['ema_test_loss']:.4f} acc {record['ema_test_accuracy']:.4f}"
     return line + f", {record['seconds']:.1f} s, {record['images_per_second']:.0f} img/s"

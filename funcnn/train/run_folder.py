@@ -2,7 +2,8 @@
 
 ``OUT`` holds:
 
-- ``checkpoints/``: one verified step per saved epoch (:mod:`funcnn.checkpoint`);
+- ``checkpoints/``: one verified step per saved epoch (:mod:`funcnn.checkpoint`): the newest
+  ``keep``, and with ``best`` the best epoch's too (:func:`best_indices`);
 - ``damaged-checkpoints/``: steps found damaged, moved aside, never deleted;
 - ``metrics.jsonl`` and ``curves.png``: the history, rewritten after every checkpoint;
 - ``run.json``: the run's settings, written before its first step (an extended run
@@ -36,6 +37,7 @@ import jax
 
 from funcnn import checkpoint, interrupts
 from funcnn.checkpoint import Damage, Problem, WriteError
+from funcnn.core import LayerConfigError
 from funcnn.train.loop import NonFiniteLossError
 from funcnn.train.metrics import plot_curves, write_jsonl
 
@@ -44,6 +46,63 @@ METRICS = "metrics.jsonl"
 CURVES = "curves.png"
 SETTINGS = "run.json"
 LOCK = "run.lock"
+
+
+def higher_is_better(where: str, monitor: str) -> bool:
+    """Whether a larger value of the epoch-record metric ``monitor`` is better: an accuracy
+    (``test_accuracy``, ``ema_test_accuracy``, ...) yes, a loss (``test_loss``, ...) no.
+
+    Raises:
+      LayerConfigError: ``monitor`` names neither; ``where`` says who asked.
+    """
+    if isinstance(monitor, str) and monitor.endswith("accuracy"):
+        return True
+    if isinstance(monitor, str) and monitor.endswith("loss"):
+        return False
+    raise LayerConfigError(
+        f"{where} must name a loss or an accuracy of the epoch records (e.g. test_accuracy, "
+        f"test_loss), got {monitor!r}"
+    )
+
+
+def best_indices(
+    where: str, history: list[dict[str, Any]], monitor: str, min_delta: float = 0.0
+) -> list[int]:
+    """For each epoch ``i``, the index of the best of ``history[: i + 1]`` by ``monitor``.
+
+    An epoch is better than the best so far when it improves on it by more than
+    ``min_delta``; the first epoch is the first best, and of equal ones the earliest stays.
+    A pure function of the history, which every checkpoint holds: a resumed run finds
+    the same bests as an uninterrupted one.
+
+    >>> best_indices("x", [{"test_loss": 3.0}, {"test_loss": 1.0}, {"test_loss": 2.0}], "test_loss")
+    [0, 1, 1]
+
+    Raises:
+      LayerConfigError: ``monitor`` is neither a loss nor an accuracy, or an epoch's record
+        has no number for it (e.g. ``fit`` without ``test_data``).
+    """
+    higher = higher_is_better(where, monitor)
+    bests: list[int] = []
+    for i, record in enumerate(history):
+        value = record.get(monitor)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise LayerConfigError(
+                f"{where} {monitor!r}: epoch {record.get('epoch', i + 1)}'s record has no value for it "
+                f"({value!r}; fit without test_data?)"
+            )
+        best = history[bests[-1]][monitor] if bests else None
+        improves = best is None or (value > best + min_delta if higher else value < best - min_delta)
+        bests.append(i if improves else bests[-1])
+    return bests
+
+
+def protected_steps(history: list[dict[str, Any]], best: str, keep: int) -> set[int]:
+    """The steps a save keeps besides the newest ``keep``: the best by ``best`` of each of the
+    last ``keep`` epochs' histories, so each kept checkpoint's best is kept too (a resume
+    from an older one, after the newest is found damaged, still has its best)."""
+    bests = best_indices("Checkpoints: argument `keep_best`", history, best)
+    return {history[i]["step"] for i in bests[-keep:]}
 
 
 class FolderInUseError(RuntimeError):
@@ -261,6 +320,26 @@ class RunFolder:
             )
         return inspection.intact
 
+    def best_step(self, monitor: str = "test_accuracy", inspection: Inspection | None = None) -> int | None:
+        """The step of the best epoch by ``monitor`` in the newest intact checkpoint's history, when
+        that step is intact (kept by ``save(..., best=monitor)``); ``None`` when there is none.
+
+        Raises:
+          LayerConfigError: ``monitor`` is neither a loss nor an accuracy, or a record lacks it.
+        """
+        inspection = self.inspect() if inspection is None else inspection
+        if inspection.intact is None:
+            return None
+        history = self.metadata(inspection.intact).get("history") or []
+        if not history:
+            return None
+        step = history[best_indices("RunFolder.best_step: argument `monitor`", history, monitor)[-1]]["step"]
+        if step not in inspection.steps:
+            return None
+        if step not in self._verified:
+            self._verified[step] = checkpoint.problems(self.checkpoints, step)
+        return None if self._verified[step] else step
+
     def forget(self) -> None:
         """Forget every step not found intact, so the next :meth:`inspect` looks at them afresh
         (a reader's view of a folder that a run is saving into changes)."""
@@ -315,16 +394,37 @@ class RunFolder:
             temporary.write_text(json.dumps(settings, indent=1))
             os.replace(temporary, path)
 
-    def save(self, state: Any, history: list[dict[str, Any]], meta: dict[str, Any], keep: int) -> None:
+    def save(
+        self,
+        state: Any,
+        history: list[dict[str, Any]],
+        meta: dict[str, Any],
+        keep: int,
+        *,
+        best: str | None = None,
+    ) -> None:
         """Checkpoint ``state`` with ``history`` in its metadata, then rewrite the metrics and curves.
 
         Stop signals wait until the step is written and proved (or removed after a failed
-        write). A state with non-finite values is a diverged run: it is never saved.
+        write). A state with non-finite values is a diverged run: it is never saved. Older
+        steps beyond the newest ``keep`` are deleted, except, with ``best``, the best epoch's
+        (:func:`protected_steps`); each deletion comes after the new step is proved, so a
+        kill at any point leaves the best step and the newest intact one.
+
+        Args:
+          state: the train state (its ``step`` names the checkpoint).
+          history: every epoch's record so far, the last one this state's.
+          meta: more metadata (``epoch``, ``config``, ...).
+          keep: how many of the newest steps to keep.
+          best: the metric of the records (e.g. ``test_accuracy``) whose best epoch's step is kept
+            besides them, or ``None``.
 
         Raises:
           NonFiniteLossError: the state holds a NaN or infinity.
           WriteError: a file could not be written; older steps are intact, the partial one removed.
+          LayerConfigError: ``best`` is neither a loss nor an accuracy, or a record lacks it.
         """
+        protect = set() if best is None else protected_steps(history, best, keep)
         bad = checkpoint.non_finite_paths(state)
         if bad:
             raise NonFiniteLossError(
@@ -337,7 +437,9 @@ class RunFolder:
                     self.checkpoints.mkdir(parents=True, exist_ok=True)
             checkpoint.sync_processes("funcnn-out-folder")
             step = int(state.step)
-            checkpoint.save(self.checkpoints, step, state, {**meta, "history": history}, keep=keep)
+            checkpoint.save(
+                self.checkpoints, step, state, {**meta, "history": history}, keep=keep, protect=protect
+            )
             self._verified[step] = []  # its manifest was just written from these files
             self.write_outputs(history, (meta.get("config") or {}).get("model", "model"))
 

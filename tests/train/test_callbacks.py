@@ -1,11 +1,26 @@
-"""fit's callbacks: the protocol, the progress bar, the run folder as a callback, stopping early."""
+"""fit's callbacks: the protocol, the progress bar, the run folder as a callback, stopping early,
+TensorBoard."""
 
+import struct
+import sys
+
+import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 
 from funcnn.core import LayerConfigError
-from funcnn.train import Callback, Checkpoints, ProgressBar, StopTraining, TrainStart, fit
+from funcnn.train import (
+    Callback,
+    Checkpoints,
+    EarlyStopping,
+    ProgressBar,
+    StopTraining,
+    TensorBoard,
+    TrainStart,
+    fit,
+)
 from funcnn.train.callbacks import epoch_line
 
 OPTIMIZER = optax.adam(1e-2)
@@ -135,3 +150,115 @@ def test_progress_bar_counts_steps_and_epoch_lines_read_well(capsys):
         {"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.8, "test_loss": None, "test_accuracy": None,
          "seconds": 2.0, "images_per_second": 100.0}, 3)  # fmt: skip
     assert line == "epoch 1/3: train loss 0.5000 acc 0.8000, 2.0 s, 100 img/s"
+
+
+# --- early stopping, TensorBoard ----------------------------------------------------------------
+
+TIMING = ("seconds", "images_per_second")
+
+
+def _without_timing(history):
+    return [{k: v for k, v in record.items() if k not in TIMING} for record in history]
+
+
+def test_early_stopping_stops_once_the_metric_has_not_improved_for_patience_epochs(
+    model, train_data, test_data
+):
+    stopping = EarlyStopping(2, min_delta=1.0)  # no accuracy can improve by 1: the best stays epoch 1
+    result = fit(model, train_data, test_data, **(OPTIONS | {"epochs": 6}), callbacks=[stopping])
+    assert len(result.history) == 3
+    first = result.history[0]["test_accuracy"]
+    assert (
+        stopping.stopped
+        == f"test_accuracy has not improved on {first:.4f} (epoch 1) for 2 epochs (patience 2)"
+    )
+    assert EarlyStopping(3, min_delta=1.0).reason(result.history) is None
+    assert EarlyStopping(1, monitor="test_loss").reason(result.history) is None  # the loss still falls
+
+
+def test_a_resumed_run_stops_after_the_same_epoch_bit_for_bit(model, train_data, test_data, tmp_path):
+    def run(out, epochs, resume=False):
+        callbacks = [Checkpoints(out, resume=resume), EarlyStopping(2, min_delta=1.0)]
+        return fit(model, train_data, test_data, **(OPTIONS | {"epochs": epochs}), callbacks=callbacks)
+
+    straight = run(tmp_path / "straight", 6)
+    run(tmp_path / "resumed", 1)
+    resumed = run(tmp_path / "resumed", 6, resume=True)
+    assert len(resumed.history) == len(straight.history) == 3
+    assert _without_timing(resumed.history) == _without_timing(straight.history)
+    for a, b in zip(
+        jax.tree.leaves(straight.state.params), jax.tree.leaves(resumed.state.params), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: EarlyStopping(0), r"^EarlyStopping: argument `patience` must be a positive integer, got 0"),
+        (
+            lambda: EarlyStopping(2, monitor="seconds"),
+            r"^EarlyStopping: argument `monitor` must name a loss or",
+        ),
+        (lambda: EarlyStopping(2, min_delta=-0.1), r"^EarlyStopping: argument `min_delta` must be >= 0"),
+    ],
+)
+def test_early_stopping_checks_its_arguments(make, match):
+    with pytest.raises(LayerConfigError, match=match):
+        make()
+
+
+def test_early_stopping_without_test_data_is_named(model, train_data):
+    with pytest.raises(
+        LayerConfigError, match=r"'test_accuracy': epoch 1's record has no value for it \(None"
+    ):
+        fit(model, train_data, **OPTIONS, callbacks=[EarlyStopping(1)])
+
+
+def _events(logdir):
+    """``{tag: [(step, value), ...]}`` from the TFRecord event files under ``logdir``."""
+    event_pb2 = pytest.importorskip("tensorboardX.proto.event_pb2")
+    scalars = {}
+    for path in sorted(logdir.glob("events.out.tfevents.*")):
+        data, at = path.read_bytes(), 0
+        while at < len(data):
+            (length,) = struct.unpack("<Q", data[at : at + 8])
+            event = event_pb2.Event.FromString(data[at + 12 : at + 12 + length])
+            at += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
+
+
+def test_tensorboard_writes_each_epochs_scalars_at_its_last_step(model, train_data, test_data, tmp_path):
+    pytest.importorskip("tensorboardX")
+    board = TensorBoard(tmp_path / "tb", learning_rate=optax.linear_schedule(0.1, 0.0, 18))
+    result = fit(model, train_data, test_data, **OPTIONS, callbacks=[board])
+    scalars = _events(tmp_path / "tb")
+    assert set(scalars) == {
+        "loss/train", "loss/test", "accuracy/train", "accuracy/test", "images_per_second", "learning_rate",
+    }  # fmt: skip
+    assert [step for step, _ in scalars["accuracy/test"]] == [6, 12, 18]
+    assert [v for _, v in scalars["accuracy/test"]] == pytest.approx(
+        [r["test_accuracy"] for r in result.history]
+    )
+    assert [v for _, v in scalars["learning_rate"]] == pytest.approx(
+        [0.1 * (1 - s / 18) for s in (5, 11, 17)]
+    )
+
+
+def test_tensorboard_names_the_extra_to_install_when_it_is_missing(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)
+    with pytest.raises(
+        ImportError, match=r"TensorBoard needs the tensorboardX package: pip install 'funcnn\[tensorboard\]'"
+    ):
+        TensorBoard(tmp_path)
+
+
+def test_the_epoch_line_shows_the_moving_averages_accuracy():
+    record = {"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.8, "test_loss": 0.25, "test_accuracy": 0.9,
+              "ema_test_loss": 0.2, "ema_test_accuracy": 0.95, "seconds": 2.0, "images_per_second": 100.0}  # fmt: skip
+    assert epoch_line(record, 3) == (
+        "epoch 1/3: train loss 0.5000 acc 0.8000, test loss 0.2500 acc 0.9000, EMA test loss 0.2000 acc 0.9500, "
+        "2.0 s, 100 img/s"
+    )

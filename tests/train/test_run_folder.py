@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -13,7 +14,10 @@ import pytest
 
 from funcnn import checkpoint
 from funcnn.checkpoint import Damage, WriteError
+from funcnn.core import LayerConfigError
 from funcnn.train import (
+    Callback,
+    Checkpoints,
     FolderInUseError,
     NonFiniteLossError,
     RunFolder,
@@ -21,6 +25,7 @@ from funcnn.train import (
     fit,
     init_train_state,
 )
+from funcnn.train.run_folder import best_indices, protected_steps
 
 OPTIMIZER = optax.adam(1e-2)
 
@@ -189,3 +194,85 @@ def test_without_the_lock_restore_moves_nothing_aside(model, train_data, tmp_pat
     template = abstract_train_state(model, OPTIMIZER, (-1, 6, 6))
     assert RunFolder(out).restore(template).step == 6
     assert (out / "checkpoints" / "12").is_dir() and not (out / checkpoint.DAMAGED).exists()
+
+
+# --- the best checkpoint, kept besides the last `keep` ------------------------------------------
+
+
+def _history(*accuracies):
+    return [{"epoch": i + 1, "step": 10 * (i + 1), "test_accuracy": a} for i, a in enumerate(accuracies)]
+
+
+@pytest.mark.parametrize(
+    ("accuracies", "keep", "protected", "pruned"),
+    [
+        ((0.5, 0.9, 0.7, 0.6), 1, {20}, [10, 30]),  # the best, two epochs back, stays
+        ((0.5, 0.9, 0.7, 0.6), 2, {20}, [10]),
+        ((0.9, 0.5, 0.6, 0.95), 2, {10, 40}, [20]),  # epoch 3's checkpoint keeps its best (epoch 1)
+        ((0.5, 0.6, 0.7), 1, {30}, [10, 20]),  # the newest is the best: nothing more is kept
+        ((0.7, 0.7, 0.7), 1, {10}, [20]),  # of equal ones the earliest stays best
+    ],
+)
+def test_the_best_step_of_every_kept_checkpoints_history_is_never_pruned(accuracies, keep, protected, pruned):
+    history = _history(*accuracies)
+    assert protected_steps(history, "test_accuracy", keep) == protected
+    assert checkpoint.prunable([r["step"] for r in history], keep, protected) == pruned
+
+
+def test_best_indices_follow_the_metrics_direction_and_min_delta():
+    history = [{"test_loss": v, "test_accuracy": 1 - v} for v in (0.5, 0.45, 0.2, 0.19)]
+    assert best_indices("w", history, "test_loss") == [0, 1, 2, 3]
+    assert best_indices("w", history, "test_accuracy", min_delta=0.1) == [0, 0, 2, 2]
+
+
+@pytest.mark.parametrize(
+    ("monitor", "history", "match"),
+    [
+        ("epoch", [{"epoch": 1}], r"^w must name a loss or an accuracy of the epoch records .*got 'epoch'$"),
+        (
+            "test_accuracy",
+            [{"epoch": 1, "test_accuracy": None}],
+            r"^w 'test_accuracy': epoch 1's record has no value",
+        ),
+    ],
+)
+def test_a_monitor_that_is_no_metric_of_the_records_is_named(monitor, history, match):
+    with pytest.raises(LayerConfigError, match=match):
+        best_indices("w", history, monitor)
+
+
+def test_a_save_killed_while_pruning_keeps_the_best_and_the_newest_step(tmp_path, monkeypatch):
+    tree = {"w": jnp.ones(2)}
+    for step in (1, 2, 3):
+        checkpoint.save(tmp_path, step, tree, keep=5)
+    removed, rmtree = [], shutil.rmtree
+
+    def killed_after_one(path, **kwargs):  # the process dies after pruning one step
+        if os.path.basename(path).isdigit():
+            if removed:
+                raise KeyboardInterrupt
+            removed.append(path)
+        rmtree(path, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(tmp_path, 4, tree, keep=1, protect={2})
+    monkeypatch.undo()
+    assert checkpoint.all_steps(tmp_path) == [2, 3, 4] and checkpoint.latest_intact_step(tmp_path)[0] == 4
+    checkpoint.save(tmp_path, 5, tree, keep=1, protect={2})  # the next save finishes the pruning
+    assert checkpoint.all_steps(tmp_path) == [2, 5]
+
+
+def test_checkpoints_keep_the_best_epoch_and_the_folder_finds_it(model, train_data, tmp_path):
+    class Scores(Callback):  # a made-up metric whose best is epoch 2, before the checkpoints save
+        def on_epoch_end(self, state, history):
+            history[-1]["made_up_accuracy"] = (0.5, 0.9, 0.7, 0.6)[len(history) - 1]
+
+    best = Checkpoints(tmp_path, keep=1, keep_best="made_up_accuracy")
+    fit(model, train_data, optimizer=OPTIMIZER, epochs=4, batch_size=16, seed=3, callbacks=[Scores(), best])
+    assert checkpoint.all_steps(tmp_path / "checkpoints") == [12, 24]
+    folder = RunFolder(tmp_path)
+    assert folder.inspect().intact == 24 and folder.best_step("made_up_accuracy") == 12
+    assert folder.best_step("train_loss") == 24  # another metric's best was pruned with the rest: its newest
+    with pytest.raises(LayerConfigError, match=r"^Checkpoints: argument `keep_best` must name a loss or"):
+        Checkpoints(tmp_path, keep_best="epoch")

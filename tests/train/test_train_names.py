@@ -8,7 +8,8 @@ TRAIN = {
     "TrainState", "abstract_train_state", "accuracy", "build_train_step", "evaluate", "fit", "forward", "init_train_state",
     "make_optimizer", "make_scan_epoch", "make_train_step", "plot_curves", "read_jsonl", "run_loop_epoch",
     "write_jsonl", "Callback", "Checkpoints", "ProgressBar", "StopTraining", "TrainStart", "RunFolder",
-    "FolderInUseError", "Inspection", "Restored",
+    "FolderInUseError", "Inspection", "Restored", "EMA", "EarlyStopping", "EmaState", "TensorBoard",
+    "ema_params", "with_ema",
 }  # fmt: skip
 
 DATA = {

@@ -161,7 +161,7 @@ CONSTRUCTORS = [
     (lambda: fn.GlobalMaxPool(dtype="uint8"), lit("GlobalMaxPool: argument `dtype` must be a floating-point dtype", "got 'uint8' (str)")),
     (lambda: fn.GlobalMaxPool(grad="auto"), lit("GlobalMaxPool: argument `grad` must be one of ('custom', 'autodiff'), got 'auto'")),
     (lambda: fn.GlobalAvgPool(dtype=jnp.int32), lit("GlobalAvgPool: argument `dtype` must be a floating-point dtype such as jnp.float32, got the class jax.numpy.int32")),
-    (lambda: fn.GlobalAvgPool(grad=None), lit("GlobalAvgPool: argument `grad` must be one of ('custom', 'autodiff'), got None")),
+    (lambda: fn.GlobalAvgPool(grad=False), lit("GlobalAvgPool: argument `grad` must be one of ('custom', 'autodiff'), got False")),
     # Activations
     (lambda: fn.Relu(dtype="int32"), lit("Relu: argument `dtype` must be a floating-point dtype", "got 'int32' (str)")),
     (lambda: fn.Relu(grad="numeric"), lit("Relu: argument `grad` must be one of ('custom', 'autodiff'), got 'numeric'")),
@@ -271,7 +271,7 @@ CONSTRUCTORS = [
     (lambda: fn.RMSNorm(use_scale="yes"), lit("RMSNorm: argument `use_scale` must be True or False, got 'yes' (str)")),
     (lambda: fn.RMSNorm(scale_init=1.0), lit("RMSNorm: argument `scale_init` must be an initializer", "got 1.0 (float)")),
     (lambda: fn.RMSNorm(param_dtype="int8"), lit("RMSNorm: argument `param_dtype` must be a floating-point dtype", "got 'int8' (str)")),
-    (lambda: fn.RMSNorm(grad=None), lit("RMSNorm: argument `grad` must be one of ('custom', 'autodiff'), got None")),
+    (lambda: fn.RMSNorm(grad=False), lit("RMSNorm: argument `grad` must be one of ('custom', 'autodiff'), got False")),
     # InstanceNorm, GroupNorm's grad
     (lambda: fn.InstanceNorm(epsilon=-1.0), lit("InstanceNorm: argument `epsilon` must be > 0, got -1.0")),
     (lambda: fn.InstanceNorm(use_bias=None), lit("InstanceNorm: argument `use_bias` must be True or False, got None (NoneType)")),
@@ -725,7 +725,7 @@ OPS = [
     (lambda: fn.ops.conv_transpose(IMG, K33, groups=-1), lit("conv_transpose: argument `groups` must be a positive integer, got -1 (int)")),
     (lambda: fn.ops.conv_transpose(IMG, K33, padding="same-ish"), lit("conv_transpose: argument `padding` must be 'VALID', 'SAME'", "got 'same-ish'")),
     (lambda: fn.ops.conv_transpose(IMG, K33, preferred_element_type=jnp.int8), lit("conv_transpose: argument `preferred_element_type` must be a floating-point dtype such as jnp.float32, got the class jax.numpy.int8")),
-    (lambda: fn.ops.conv_transpose(IMG, K33, grad=None), lit("conv_transpose: argument `grad` must be one of ('custom', 'autodiff'), got None")),
+    (lambda: fn.ops.conv_transpose(IMG, K33, grad=False), lit("conv_transpose: argument `grad` must be one of ('custom', 'autodiff'), got False")),
     # dense
     (lambda: fn.ops.dense(jnp.ones((2, 5)), W), lit("dense: argument `x` has shape (2, 5) but the kernel has shape (4, 3); expected x.shape[-1] == kernel.shape[0] and a 2-D kernel")),
     (lambda: jax.jit(fn.ops.dense).lower(jax.ShapeDtypeStruct((2, 7), jnp.float32), W), lit("dense: argument `x` has shape (2, 7) but the kernel has shape (4, 3)")),
@@ -837,7 +837,7 @@ OPS = [
     (lambda: fn.ops.celu(X2, 0.0), lit("celu: argument `alpha` must be nonzero (CELU divides x by it), got 0.0")),
     (lambda: fn.ops.celu(X2, None), lit("celu: argument `alpha` must be a real number, got None (NoneType)")),
     (lambda: fn.ops.log_sigmoid(np.array(["a"])), lit("log_sigmoid: argument `x` has non-numeric dtype <U1 (shape (1,))")),
-    (lambda: fn.ops.hard_sigmoid(X2, grad=None), lit("hard_sigmoid: argument `grad` must be one of ('custom', 'autodiff'), got None")),
+    (lambda: fn.ops.hard_sigmoid(X2, grad=False), lit("hard_sigmoid: argument `grad` must be one of ('custom', 'autodiff'), got False")),
     (lambda: fn.ops.hard_silu([1.0]), lit("hard_silu: argument `x` must be an array, got a list of 1 entries; convert it with jnp.asarray")),
     (lambda: fn.ops.prelu(X2, jnp.ones(3)), lit("prelu: argument `slope` has shape (3,) but x has shape (2, 4); expected () (one slope) or (4,) (one per channel)")),
     (lambda: fn.ops.prelu(X2, jnp.ones((1, 4))), lit("prelu: argument `slope` has shape (1, 4) but x has shape (2, 4); expected () (one slope) or (4,) (one per channel)")),

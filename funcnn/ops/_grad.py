@@ -18,6 +18,7 @@ textbook equations.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -25,16 +26,40 @@ import jax
 from jax import lax
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
+from funcnn.core import default_grad
 
-def select(grad: str, custom: Callable, autodiff: Callable) -> Callable:
+
+def select(grad: str | None, custom: Callable, autodiff: Callable) -> Callable:
     """Return ``custom`` (the ``jax.custom_vjp`` function) or ``autodiff`` (the plain forward).
 
-    ``grad`` was checked by :func:`funcnn.checks.grad_mode` where the user gave it.
-    ``grad="custom"`` differentiates with the hand-written rule; ``"autodiff"``
-    lets JAX differentiate the forward pass, which is the reference and the
-    way to forward mode (``jvp``, ``jacfwd``), which ``custom_vjp`` cannot do.
+    ``grad`` was checked by :func:`funcnn.checks.grad_mode` where the user gave it;
+    ``None`` is the mode in force (:func:`funcnn.grad_mode`). ``grad="custom"``
+    differentiates with the hand-written rule; ``"autodiff"`` lets JAX
+    differentiate the forward pass, which is the reference and the way to
+    forward mode (``jvp``, ``jacfwd``), which ``custom_vjp`` cannot do: the
+    custom function's forward-mode error says so (:data:`FORWARD_MODE_HINT`).
     """
-    return custom if grad == "custom" else autodiff
+    if (default_grad() if grad is None else grad) != "custom":
+        return autodiff
+
+    @functools.wraps(custom)
+    def hand_written(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return custom(*args, **kwargs)
+        except TypeError as error:
+            if "forward-mode" not in str(error):
+                raise
+            raise TypeError(f"{error} {FORWARD_MODE_HINT}") from None
+
+    return hand_written
+
+
+FORWARD_MODE_HINT = (
+    "funcnn's hand-written rules are reverse mode only: for jax.jvp, jax.jacfwd, jax.linearize or "
+    "jax.hessian, build the model inside `with funcnn.grad_mode('autodiff'):` (or give the layer or op "
+    "grad='autodiff')"
+)
+"""What the forward-mode error of a hand-written rule adds: how to get JAX's own derivatives."""
 
 
 def _varying_axes(x: jax.Array) -> frozenset:

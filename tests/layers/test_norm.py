@@ -338,7 +338,7 @@ def test_summary_counts_the_feature_shaped_params():
         (lambda: RMSNorm(scale_init=1.0), r"RMSNorm: argument `scale_init` must be an initializer"),
         (lambda: InstanceNorm(epsilon=-1.0), r"InstanceNorm: argument `epsilon` must be > 0, got -1.0"),
         (lambda: InstanceNorm(use_bias=None), r"InstanceNorm: argument `use_bias` must be True or False, got None \(NoneType\)"),
-        (lambda: InstanceNorm(grad=None), r"InstanceNorm: argument `grad` must be one of \('custom', 'autodiff'\), got None"),
+        (lambda: InstanceNorm(grad=False), r"InstanceNorm: argument `grad` must be one of \('custom', 'autodiff'\), got False"),
         (lambda: GroupNorm(2, grad="fast"), r"GroupNorm: argument `grad` must be one of \('custom', 'autodiff'\), got 'fast'"),
         # init: the axes against the input's rank
         (lambda: LayerNorm(axis=(1, 4)).init(KEY, (-1, 4, 4, 3)), r"LayerNorm: argument `axis`=\(1, 4\) is out of range \(or repeated\) for an input of shape \(-1, 4, 4, 3\)"),

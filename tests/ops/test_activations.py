@@ -409,7 +409,7 @@ def test_prelu_composes_with_jit_and_vmap():
         (lambda: activations.celu(jnp.ones(2), None), "celu: argument `alpha` must be a real number, got None (NoneType)"),
         (lambda: jax.jit(activations.celu).lower(jnp.ones(2), 1.0), "celu: argument `alpha` must be a static number (Python or NumPy), not a traced value"),
         (lambda: activations.hard_silu([1.0]), "hard_silu: argument `x` must be an array, got a list of 1 entries; convert it with jnp.asarray"),
-        (lambda: activations.hard_sigmoid(jnp.ones(2), grad=None), "hard_sigmoid: argument `grad` must be one of ('custom', 'autodiff'), got None"),
+        (lambda: activations.hard_sigmoid(jnp.ones(2), grad=False), "hard_sigmoid: argument `grad` must be one of ('custom', 'autodiff'), got False"),
         (lambda: activations.log_sigmoid(np.array(["a"])), "log_sigmoid: argument `x` has non-numeric dtype <U1 (shape (1,))"),
         (lambda: activations.softsign(None), "softsign: argument `x` must be an array, got None (NoneType)"),
         (lambda: activations.prelu(jnp.ones((2, 4)), jnp.ones(3)), "prelu: argument `slope` has shape (3,) but x has shape (2, 4); expected () (one slope) or (4,) (one per channel)"),

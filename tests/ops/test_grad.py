@@ -107,8 +107,20 @@ def test_the_parameter_cotangent_is_unvaried_inside_shard_map():
     np.testing.assert_allclose(np.asarray(grads["bias"]), np.full(2, 8.0))
 
 
-def test_select_picks_the_rule():
-    assert select("custom", "c", "a") == "c" and select("autodiff", "c", "a") == "a"
+def test_select_picks_the_rule_and_its_forward_mode_error_names_the_fix():
+    def custom(x):
+        return f"custom {x}"
+
+    assert select("custom", custom, "a")(1) == "custom 1" and select("autodiff", custom, "a") == "a"
+    assert select(None, custom, "a")(1) == "custom 1"
+    with fn.grad_mode("autodiff"):
+        assert select(None, custom, "a") == "a"
+    conv = fn.Conv(2, 3)
+    _, params, _ = conv.init(jax.random.key(0), (-1, 5, 5, 1))
+    x = np.ones((1, 5, 5, 1), np.float32)
+    with pytest.raises(TypeError, match=r"can't apply forward-mode autodiff .* build the model inside `with "
+                                        r"funcnn.grad_mode\('autodiff'\):`"):  # fmt: skip
+        jax.jvp(lambda x: conv.apply(params, (), x)[0], (x,), (x,))
 
 
 @pytest.mark.parametrize("name", sorted(BLOCKS))

@@ -68,6 +68,22 @@ def stop_signals() -> Iterator[None]:
         _State.received, _State.raised = None, False
 
 
+def raise_pending() -> None:
+    """At a safe point: raise the stop signal received within :func:`stop_signals` again.
+
+    The handler's :class:`Interrupted` can be lost: Python runs a signal handler
+    between any two bytecodes, also inside a ``__del__`` method or a weakref
+    callback run by the garbage collector, where an exception is printed as
+    "ignored" and dropped. The run would then go on to its end, exit 0. The
+    training loop calls this after each chunk of steps, so such a signal still
+    stops the run there. Nothing happens when no signal was received, or when
+    it is held by :func:`deferred`.
+    """
+    if _State.received is not None and not _State.deferring:
+        _State.raised = True
+        raise Interrupted(_State.received)
+
+
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
     """Hold a stop signal that arrives within the block until the block ends, then raise it.

@@ -53,3 +53,23 @@ def test_a_signal_the_process_ignores_stays_ignored():
 def test_outside_stop_signals_a_deferred_block_changes_nothing():
     with interrupts.deferred():
         pass
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the lost raise, printed
+def test_a_signal_whose_raise_was_lost_in_a_destructor_stops_at_the_next_safe_point():
+    """Python drops an exception raised inside ``__del__`` ("Exception ignored in"); the signal
+    stays received, and :func:`interrupts.raise_pending` raises it at the loop's next safe point."""
+
+    class Sends:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, and its raise is lost
+            for _ in range(1000):
+                pass
+
+    with interrupts.stop_signals():
+        Sends()  # collected at once
+        for _ in range(1000):
+            pass
+        with pytest.raises(interrupts.Interrupted, match="SIGTERM"):
+            interrupts.raise_pending()
+    interrupts.raise_pending()  # outside stop_signals: nothing received, nothing raised

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from funcnn import checkpoint, checks, distributed
+from funcnn import checkpoint, checks, distributed, interrupts
 from funcnn.core import Layer, LayerConfigError
 from funcnn.data.batching import batch_indices, scale_images
 from funcnn.labels import freeze, trainable_mask
@@ -248,6 +248,7 @@ def fit(
             )  # fmt: skip
 
         def on_steps(steps: int, metrics: Any) -> None:
+            interrupts.raise_pending()  # a stop signal whose first raise was lost stops the run here
             for callback in callbacks:
                 callback.on_steps(steps, metrics)
 

@@ -262,10 +262,20 @@ def _trainable(config: dict[str, Any], model: Layer, input_shape: tuple[int, ...
 
 
 def _initial_from(config: dict[str, Any], model: Layer, input_shape: tuple[int, ...]) -> tuple[Any, Any]:
-    """``--init-from``: the params and model state of that run's newest intact checkpoint, checked
+    """``--init-from``: the params and model state of that run's newest intact checkpoint, or of a
+    PyTorch ``state_dict`` file (``.pt``/``.pth``, :func:`funcnn.interop.from_torch`), checked
     against this run's model."""
-    _, part, _, _ = _newest_model(Path(config["init_from"]), doing="initialising from")
-    initial = (part["params"], part["model_state"])
+    source = Path(config["init_from"])
+    if source.suffix in TORCH_SUFFIXES:
+        from funcnn.interop import from_torch  # noqa: PLC0415 (torch loads only for its files)
+
+        try:
+            initial = from_torch(model, input_shape, source)
+        except ImportError as error:
+            raise UsageError(f"--init-from {source}: {error}") from None
+    else:
+        _, part, _, _ = _newest_model(source, doing="initialising from")
+        initial = (part["params"], part["model_state"])
     expected = jax.eval_shape(lambda k: model.init(k, input_shape)[1:], jax.random.key(0))
     checks.same_tree("funcnn train", "--init-from", initial, expected)
     return initial
@@ -351,6 +361,9 @@ def _restore_for_evaluation(folder: RunFolder, step: int) -> tuple[Layer, dict[s
     part, _ = checkpoint.restore_part(folder.checkpoints, target, step, verify=False)
     return model, part, meta | {"config": config}
 
+
+TORCH_SUFFIXES = (".pt", ".pth")
+"""The suffixes ``--init-from`` reads as a PyTorch ``state_dict`` rather than a run folder."""
 
 READ_ATTEMPTS = 5
 """How often ``evaluate`` looks again when a run saving into the folder changes it while it reads."""

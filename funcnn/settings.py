@@ -170,8 +170,8 @@ SETTINGS: dict[str, Setting] = {
             "init_from",
             None,
             OPTIONAL_TEXT,
-            "start from the parameters of another run's newest intact checkpoint (a run folder) "
-            "instead of a random initialisation",
+            "start from the parameters of another run's newest intact checkpoint (a run folder), or "
+            "of a PyTorch state_dict (.pt/.pth, the same layers in order), instead of a random one",
         ),
         Setting(
             "ema",

@@ -880,3 +880,26 @@ def test_train_with_ema_patience_and_keep_best_stops_early_and_resumes_by_the_ru
     records = read_jsonl(out / "metrics.jsonl")
     assert [r["epoch"] for r in records] == [1, 2, 3, 4] and "stopped" not in stdout
     assert json.loads((out / "run.json").read_text())["patience"] == 5
+
+
+def test_init_from_a_pytorch_state_dict(data_dir, tmp_path, capsys):
+    """``--init-from weights.pt`` fills the model through ``funcnn.interop.from_torch``; with every
+    parameter frozen the run's checkpoint holds exactly those weights."""
+    torch = pytest.importorskip("torch")
+    from funcnn.interop import from_torch
+
+    rng = np.random.default_rng(0)
+    shapes = {"0.weight": (32, 1, 3, 3), "0.bias": (32,), "4.weight": (128, 5408), "4.bias": (128,),
+              "6.weight": (10, 128), "6.bias": (10,)}  # seed_cnn's layers, in PyTorch's layouts  # fmt: skip
+    state_dict = {name: torch.tensor(rng.normal(size=shape).astype(np.float32)) for name, shape in shapes.items()}
+    torch.save(state_dict, tmp_path / "weights.pt")
+    out = tmp_path / "run"
+    argv = ["train", *SMALL, "--epochs", "1", "--data", str(data_dir), "--out", str(out)]
+    status, _, err = run_main([*argv, "--init-from", str(tmp_path / "weights.pt"), "--freeze", "*"], capsys)
+    assert status == 0, err
+    model = MODELS["seed_cnn"](10)
+    want = from_torch(model, (-1, 28, 28, 1), {k: v.numpy() for k, v in state_dict.items()})[0]
+    shapes = jax.eval_shape(lambda k: model.init(k, (-1, 28, 28, 1))[1], jax.random.key(0))
+    got = checkpoint.restore_part(out / "checkpoints", {"params": shapes}, 4)[0]["params"]
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -75,14 +75,16 @@ class TrainStart(NamedTuple):
 
 class StopTraining(Exception):  # noqa: N818 (a signal to fit, not a failure)
     """Raised by a callback's ``on_epoch_end`` to end ``fit`` after that epoch, as if it were the
-    last (the other callbacks still see the epoch end); from another hook it is an error."""
+    last (the other callbacks still see the epoch end), or by its ``on_train_begin`` to train no
+    epoch at all (a resumed run that had already stopped); from another hook it is an error."""
 
 
 class Callback:
     """A hook into :func:`funcnn.train.fit`; every method does nothing unless overridden."""
 
     def on_train_begin(self, start: TrainStart) -> tuple[TrainState, list[dict[str, Any]]] | None:
-        """Before the first step; return ``(state, history)`` to resume from them."""
+        """Before the first step; return ``(state, history)`` to resume from them, or raise
+        :class:`StopTraining` to train no further epoch (the later callbacks still begin)."""
         return None
 
     def on_steps(self, steps: int, metrics: StepMetrics) -> None:
@@ -312,6 +314,12 @@ class EarlyStopping(Callback):
             f"{self.monitor} has not improved on {best[self.monitor]:.4f} (epoch {best['epoch']}) for "
             f"{waited} epoch{'s' if waited > 1 else ''} (patience {self.patience})"
         )
+
+    def on_train_begin(self, start: TrainStart) -> None:
+        """A resumed run that had already stopped early trains no further epoch."""
+        self.stopped = self.reason(start.history)
+        if self.stopped is not None:
+            raise StopTraining(self.stopped)
 
     def on_epoch_end(self, state: TrainState, history: list[dict[str, Any]]) -> None:
         self.stopped = self.reason(history)

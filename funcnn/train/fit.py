@@ -212,9 +212,14 @@ def fit(
         shardings,
     )
     start = TrainStart(template, None, [], epochs, steps, batch_size, seed)
+    stopped = False  # a callback's StopTraining at the start: a resumed run that had already stopped
     try:
         for callback in callbacks:
-            resumed = callback.on_train_begin(start)
+            try:
+                resumed = callback.on_train_begin(start)
+            except StopTraining:
+                stopped = True
+                continue
             if resumed is not None:
                 start = start._replace(state=resumed[0], history=list(resumed[1]))
         state, history = start.state, start.history
@@ -256,7 +261,7 @@ def fit(
             run_epoch,
             state,
             first_epoch=len(history),
-            epochs=epochs,
+            epochs=len(history) if stopped else epochs,
             plan=plan,
             batch_size=batch_size,
             evaluate_test=evaluate_test,

@@ -190,6 +190,9 @@ def test_a_resumed_run_stops_after_the_same_epoch_bit_for_bit(model, train_data,
         jax.tree.leaves(straight.state.params), jax.tree.leaves(resumed.state.params), strict=True
     ):
         np.testing.assert_array_equal(a, b)
+    again = run(tmp_path / "resumed", 6, resume=True)  # already stopped: no further epoch
+    assert _without_timing(again.history) == _without_timing(straight.history)
+    assert int(again.state.step) == int(straight.state.step)
 
 
 @pytest.mark.parametrize(

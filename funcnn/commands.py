@@ -38,6 +38,7 @@ from funcnn.train import (
     TensorBoard,
     evaluate,
     fit,
+    learning_rate_schedule,
     make_optimizer,
     with_ema,
 )
@@ -82,7 +83,7 @@ def train(args: argparse.Namespace) -> None:
                 "to train on, add --resume with a larger --patience"
             )
             return
-        model, optimizer = _model_and_optimizer(config, len(x_train))
+        model, optimizer, learning_rate = _model_and_optimizer(config, len(x_train))
         if config["ema"] is not None:
             optimizer = with_ema(optimizer, config["ema"])
         input_shape = tuple(config["input_shape"])
@@ -95,7 +96,7 @@ def train(args: argparse.Namespace) -> None:
         if done is not None:
             say(f"resuming from epoch {done['epoch']} (step {done['step']})")
         initial = _initial_from(config, model, input_shape) if done is None and config["init_from"] else None
-        callbacks = _train_callbacks(config, args, folder, model, (x_test, y_test))
+        callbacks = _train_callbacks(config, args, folder, model, (x_test, y_test), learning_rate)
         with distributed.reporting_lost_processes():
             result = fit(
                 model,
@@ -136,6 +137,7 @@ def _train_callbacks(
     folder: RunFolder,
     model: Layer,
     test_data: tuple[np.ndarray, np.ndarray],
+    learning_rate: Any,
 ) -> list[Callback]:
     """``fit``'s callbacks for a run's settings, in the order they must run: the EMA's
     evaluation (``--ema``) completes each epoch's record before :class:`Checkpoints` saves it;
@@ -154,7 +156,7 @@ def _train_callbacks(
         callbacks.append(EarlyStopping(config["patience"], monitor=MONITOR))
     if config["tensorboard"]:
         try:
-            callbacks.append(TensorBoard(folder.path / "tensorboard"))
+            callbacks.append(TensorBoard(folder.path / "tensorboard", learning_rate=learning_rate))
         except ImportError as error:
             raise UsageError(f"--tensorboard: {error}") from None
     return [*callbacks, ProgressBar()]
@@ -496,9 +498,11 @@ def _is_npz(path: Path | None) -> bool:
     return path is not None and path.suffix == ".npz"
 
 
-def _model_and_optimizer(config: dict[str, Any], n_train: int) -> tuple[Layer, Any]:
-    """The model and optimiser a training config describes, for ``n_train`` training images."""
+def _model_and_optimizer(config: dict[str, Any], n_train: int) -> tuple[Layer, Any, Any]:
+    """The model, optimiser and learning-rate schedule a training config describes, for
+    ``n_train`` training images."""
     steps = n_train // config["batch_size"] * config["epochs"]
     decay_steps = max(steps, 1) if config["schedule"] == "cosine" else None
     model = MODELS[config["model"]](config["num_classes"], dtype=PRECISIONS[config["precision"]])
-    return model, make_optimizer(config["optimizer"], config["lr"], decay_steps=decay_steps)
+    optimizer = make_optimizer(config["optimizer"], config["lr"], decay_steps=decay_steps)
+    return model, optimizer, learning_rate_schedule(config["lr"], decay_steps)

@@ -866,7 +866,8 @@ def test_train_with_ema_patience_and_keep_best_stops_early_and_resumes_by_the_ru
     ), stdout
     records = read_jsonl(out / "metrics.jsonl")
     assert [r["epoch"] for r in records] == [1, 2] and all(0 <= r["ema_test_accuracy"] <= 1 for r in records)
-    assert not board or list((out / "tensorboard").glob("events.out.tfevents.*"))
+    events = b"".join(path.read_bytes() for path in (out / "tensorboard").glob("events.out.tfevents.*"))
+    assert not board or (b"accuracy/test" in events and b"learning_rate" in events)  # the run's schedule too
 
     status, stdout, err = run_main(["train", "--resume", "--out", str(out)], capsys)
     assert status == 0 and "already finished:" in stdout and "stopped early after epoch 2" in stdout, err

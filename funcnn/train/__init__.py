@@ -19,7 +19,7 @@ from funcnn.train.evaluate import evaluate
 from funcnn.train.fit import FitResult, fit
 from funcnn.train.loop import MODES, NonFiniteLossError
 from funcnn.train.metrics import plot_curves, read_jsonl, write_jsonl
-from funcnn.train.optimizers import OPTIMIZERS, make_optimizer
+from funcnn.train.optimizers import OPTIMIZERS, learning_rate_schedule, make_optimizer
 from funcnn.train.run_folder import FolderInUseError, Inspection, Restored, RunFolder
 from funcnn.train.state import TrainState, abstract_train_state, init_train_state
 from funcnn.train.step import (
@@ -63,6 +63,7 @@ __all__ = [
     "fit",
     "forward",
     "init_train_state",
+    "learning_rate_schedule",
     "make_optimizer",
     "make_scan_epoch",
     "make_train_step",

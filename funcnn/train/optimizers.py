@@ -30,9 +30,15 @@ def make_optimizer(
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
     if not learning_rate > 0:
         raise ValueError(f"learning rate must be positive, got {learning_rate}")
-    rate = learning_rate if decay_steps is None else optax.cosine_decay_schedule(learning_rate, decay_steps)
+    rate = learning_rate_schedule(learning_rate, decay_steps)
     if name == "adam":
         return optax.adam(rate)
     if name == "adamw":
         return optax.adamw(rate, weight_decay=weight_decay)
     return optax.sgd(rate, momentum=0.9, nesterov=True)
+
+
+def learning_rate_schedule(learning_rate: float, decay_steps: int | None = None) -> optax.ScalarOrSchedule:
+    """The rate :func:`make_optimizer` uses: ``learning_rate``, or with ``decay_steps`` a cosine
+    decay from it to 0 over that many steps (``optax.cosine_decay_schedule``)."""
+    return learning_rate if decay_steps is None else optax.cosine_decay_schedule(learning_rate, decay_steps)

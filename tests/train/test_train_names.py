@@ -9,7 +9,7 @@ TRAIN = {
     "make_optimizer", "make_scan_epoch", "make_train_step", "plot_curves", "read_jsonl", "run_loop_epoch",
     "write_jsonl", "Callback", "Checkpoints", "ProgressBar", "StopTraining", "TrainStart", "RunFolder",
     "FolderInUseError", "Inspection", "Restored", "EMA", "EarlyStopping", "EmaState", "TensorBoard",
-    "ema_params", "with_ema",
+    "ema_params", "with_ema", "learning_rate_schedule",
 }  # fmt: skip
 
 DATA = {

@@ -97,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = _run(args)
         except interrupts.Interrupted as stop:  # while JAX loads, or between the command's end and its line
             status = _fail(args.prog, _interrupted(args, stop), stop.exit_status)
+        if argv is None:  # from a shell: a stop signal during the interpreter's exit changes nothing
+            interrupts.ignore_stop_signals()
         if argv is None and status != EXIT_STATUS["success"]:
             sys.stdout.flush()  # then end at once: threads of JAX, XLA or orbax may still run, and
             sys.stderr.flush()  # the interpreter's teardown under them can crash or print theirs

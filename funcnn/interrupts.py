@@ -64,8 +64,18 @@ def stop_signals() -> Iterator[None]:
         yield
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            if signal.getsignal(signum) is _handle:  # not replaced within the block
+                signal.signal(signum, handler)
         _State.received, _State.raised = None, False
+
+
+def ignore_stop_signals() -> None:
+    """From now on the stop signals change nothing: the command has ended, and only the process's
+    exit remains (a signal there would otherwise kill it with the default action, after a run
+    that completed). Within :func:`stop_signals` the ignoring outlasts the block. Main thread only."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def raise_pending() -> None:

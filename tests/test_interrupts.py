@@ -73,3 +73,18 @@ def test_a_signal_whose_raise_was_lost_in_a_destructor_stops_at_the_next_safe_po
         with pytest.raises(interrupts.Interrupted, match="SIGTERM"):
             interrupts.raise_pending()
     interrupts.raise_pending()  # outside stop_signals: nothing received, nothing raised
+
+
+def test_stop_signals_ignored_after_the_command_ends_stay_ignored_past_the_block():
+    before = {signum: signal.getsignal(signum) for signum in interrupts.STOP_SIGNALS}
+    try:
+        with interrupts.stop_signals():
+            interrupts.ignore_stop_signals()
+        assert all(signal.getsignal(s) is signal.SIG_IGN for s in interrupts.STOP_SIGNALS)
+        os.kill(os.getpid(), signal.SIGTERM)  # ignored: neither raised nor the default action
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+    with interrupts.stop_signals():  # a block that leaves the handlers alone restores them
+        pass
+    assert {signum: signal.getsignal(signum) for signum in interrupts.STOP_SIGNALS} == before

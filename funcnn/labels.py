@@ -142,6 +142,13 @@ def freeze(optimizer: optax.GradientTransformation, frozen: Mask) -> optax.Gradi
 
     def partition(params: Any) -> Any:
         mask = frozen(params) if callable(frozen) else frozen
+        if jax.tree.structure(mask) != jax.tree.structure(params) or not all(
+            isinstance(leaf, bool) for leaf in jax.tree.leaves(mask)
+        ):
+            raise LayerConfigError(
+                f"freeze: argument `frozen` must be a mask of bools of the parameters' structure "
+                f"{jax.tree.structure(params)}, got {_describe(mask)}"
+            )
         return jax.tree.map(lambda is_frozen: "frozen" if is_frozen else "trained", mask)
 
     return optax.multi_transform({"trained": optimizer, "frozen": optax.set_to_zero()}, partition)

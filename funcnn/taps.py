@@ -56,7 +56,11 @@ def features(
     {'serial/0:Conv': (1, 4, 4, 4)}
     """
     model = checks.layer("features", "argument `model`", model)
-    patterns = (names,) if isinstance(names, str) else tuple(names)
+    patterns = (names,) if isinstance(names, str) else names
+    if not isinstance(patterns, (tuple, list)) or not patterns:
+        raise LayerConfigError(
+            f"features: argument `names` must be a pattern or a non-empty tuple of patterns, got {names!r}"
+        )
     with tapping() as tap:
         model.apply(params, state, x, key=key, train=train)
     paths = list(tap.outputs)

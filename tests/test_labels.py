@@ -125,3 +125,11 @@ def test_trainable_takes_patterns_a_predicate_or_a_mask():
     by_predicate = fn.labels.trainable_mask(model, SHAPE, lambda label: "Dense" in label)
     assert by_pattern == by_predicate == fn.labels.trainable_mask(model, SHAPE, by_pattern)
     assert jax.tree.leaves(by_pattern) == [False] * 4 + [True] * 4
+
+
+@pytest.mark.parametrize("frozen", ["x", {"bias": True}, ({"bias": 1, "kernel": 0},)])
+def test_freeze_refuses_a_mask_of_another_structure_or_not_of_bools(frozen):
+    model = fn.serial(fn.Dense(2))
+    params = model.init(jax.random.key(0), (-1, 3))[1]
+    with pytest.raises(LayerConfigError, match=r"freeze: argument `frozen` must be a mask of bools of the parameters"):
+        fn.labels.freeze(optax.adam(0.1), frozen).init(params)

@@ -70,3 +70,11 @@ def test_a_pattern_that_matches_no_layer_is_named(names, match):
     _, params, state = model.init(jax.random.key(0), (-1, 8, 8, 1))
     with pytest.raises(fn.LayerConfigError, match=match):
         fn.features(model, params, state, jnp.ones((1, 8, 8, 1)), names=names)
+
+
+@pytest.mark.parametrize("names", [None, (), 3])
+def test_names_that_are_no_patterns_are_named(names):
+    model = fn.serial(fn.Dense(2))
+    _, params, state = model.init(jax.random.key(0), (-1, 3))
+    with pytest.raises(fn.LayerConfigError, match=r"features: argument `names` must be a pattern or a non-empty"):
+        fn.features(model, params, state, jnp.ones((1, 3)), names=names)

@@ -121,8 +121,10 @@ jax.tree_util.register_pytree_node(
 )
 
 
-GRAD_MODES = ("custom", "autodiff")
-"""The ways a layer or op differentiates: its hand-written VJP, or JAX's autodiff of its forward pass."""
+GRAD_MODES = ("custom", "custom_vjp", "autodiff")
+"""The ways a layer or op differentiates: its hand-written rules (the VJP for reverse mode, the JVP
+for forward mode), the same VJP through ``jax.custom_vjp`` (reverse mode only), or JAX's autodiff of
+its forward pass."""
 
 _DEFAULT_GRAD: contextvars.ContextVar[str] = contextvars.ContextVar("funcnn_default_grad", default="custom")
 

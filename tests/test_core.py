@@ -83,26 +83,30 @@ def test_the_jit_fixes_the_messages_name_work():
     assert y.shape == (4, 3) and tuple(int(d) for d in shape) == (-1, 3)
 
 
-def test_grad_mode_builds_a_whole_model_on_autodiff_for_forward_mode():
+def test_grad_mode_builds_a_whole_model_on_one_mechanism():
     x = jnp.ones((1, 28, 28, 1))
-    with fn.grad_mode("autodiff"):
-        model = fn.models.lenet5()
+    with fn.grad_mode("custom_vjp"):
+        reverse_only = fn.models.lenet5()
         explicit = fn.Conv(2, 3, grad="custom")  # an explicit grad wins
-    custom = fn.models.lenet5()  # outside the block: the hand-written rules
-    _, params, state = model.init(jax.random.key(0), (-1, 28, 28, 1))
-    tangent = jax.jvp(lambda x: model.apply(params, state, x)[0], (x,), (x,))[1]
-    linear = jax.jvp(lambda t: model.apply(params, state, x * t)[0], (1.0,), (1.0,))[1]
-    np.testing.assert_allclose(tangent, linear, rtol=1e-4, atol=1e-5)  # f(x t) at t = 1 moves along x
+    with fn.grad_mode("autodiff"):
+        autodiff = fn.models.lenet5()
+    custom = fn.models.lenet5()  # outside the blocks: the hand-written rules, forward mode included
+    _, params, state = custom.init(jax.random.key(0), (-1, 28, 28, 1))
+    tangents = {}
+    for name, model in (("custom", custom), ("autodiff", autodiff)):
+        tangents[name] = jax.jvp(lambda x: model.apply(params, state, x)[0], (x,), (x,))[1]
+    linear = jax.jvp(lambda t: custom.apply(params, state, x * t)[0], (1.0,), (1.0,))[1]
+    np.testing.assert_allclose(tangents["custom"], linear, rtol=1e-4, atol=1e-5)  # f(x t) at t = 1 moves along x
+    np.testing.assert_allclose(tangents["custom"], tangents["autodiff"], rtol=1e-5, atol=1e-6)
     with pytest.raises(TypeError, match="can't apply forward-mode autodiff"):
-        jax.jvp(lambda x: custom.apply(params, state, x)[0], (x,), (x,))
+        jax.jvp(lambda x: reverse_only.apply(params, state, x)[0], (x,), (x,))
     _, conv_params, _ = explicit.init(jax.random.key(0), (-1, 5, 5, 1))
-    with pytest.raises(TypeError, match="can't apply forward-mode autodiff"):
-        jax.jvp(lambda x: explicit.apply(conv_params, (), x)[0], (x[:, :5, :5],), (x[:, :5, :5],))
-    with fn.grad_mode("autodiff"):  # ops read the mode when called
-        jax.jvp(lambda x: fn.ops.conv(x, conv_params["kernel"]), (x,), (x,))
+    jax.jvp(lambda x: explicit.apply(conv_params, (), x)[0], (x[:, :5, :5],), (x[:, :5, :5],))
+    with fn.grad_mode("custom_vjp"), pytest.raises(TypeError, match="can't apply forward-mode autodiff"):
+        jax.jvp(lambda x: fn.ops.conv(x, conv_params["kernel"]), (x,), (x,))  # ops read the mode when called
 
 
 def test_grad_mode_refuses_an_unknown_mode():
-    match = r"grad_mode: argument `mode` must be one of \('custom', 'autodiff'\), got 'fwd'"
+    match = r"grad_mode: argument `mode` must be one of \('custom', 'custom_vjp', 'autodiff'\), got 'fwd'"
     with pytest.raises(fn.LayerConfigError, match=match), fn.grad_mode("fwd"):
         pass

@@ -29,18 +29,17 @@ from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from funcnn.core import default_grad
 
 
-def select(grad: str | None, custom: Callable, autodiff: Callable) -> Callable:
-    """Return ``custom`` (the ``jax.custom_vjp`` function) or ``autodiff`` (the plain forward).
+def resolve(grad: str | None) -> str:
+    """``grad``, or for ``None`` the mode in force (:func:`funcnn.grad_mode`).
 
-    ``grad`` was checked by :func:`funcnn.checks.grad_mode` where the user gave it;
-    ``None`` is the mode in force (:func:`funcnn.grad_mode`). ``grad="custom"``
-    differentiates with the hand-written rule; ``"autodiff"`` lets JAX
-    differentiate the forward pass, which is the reference and the way to
-    forward mode (``jvp``, ``jacfwd``), which ``custom_vjp`` cannot do: the
-    custom function's forward-mode error says so (:data:`FORWARD_MODE_HINT`).
+    ``grad`` was checked by :func:`funcnn.checks.grad_mode` where the user gave it.
     """
-    if (default_grad() if grad is None else grad) != "custom":
-        return autodiff
+    return default_grad() if grad is None else grad
+
+
+def with_forward_mode_hint(custom: Callable) -> Callable:
+    """``custom`` (a ``jax.custom_vjp`` function), whose forward-mode error also says how to get
+    forward mode (:data:`FORWARD_MODE_HINT`)."""
 
     @functools.wraps(custom)
     def hand_written(*args: Any, **kwargs: Any) -> Any:
@@ -55,11 +54,12 @@ def select(grad: str | None, custom: Callable, autodiff: Callable) -> Callable:
 
 
 FORWARD_MODE_HINT = (
-    "funcnn's hand-written rules are reverse mode only: for jax.jvp, jax.jacfwd, jax.linearize or "
-    "jax.hessian, build the model inside `with funcnn.grad_mode('autodiff'):` (or give the layer or op "
-    "grad='autodiff')"
+    "funcnn's hand-written rules ran through jax.custom_vjp (grad='custom_vjp', or grad='custom' on a "
+    "JAX without the primitive extension points), which is reverse mode only: for jax.jvp, jax.jacfwd, "
+    "jax.linearize or jax.hessian, give the layer or op grad='custom' (the hand-written JVPs) or "
+    "grad='autodiff', or build the whole model inside `with funcnn.grad_mode('autodiff'):`"
 )
-"""What the forward-mode error of a hand-written rule adds: how to get JAX's own derivatives."""
+"""What the forward-mode error of a ``custom_vjp`` rule adds: how to get forward mode."""
 
 
 def _varying_axes(x: jax.Array) -> frozenset:

@@ -55,7 +55,6 @@ primitives, so it can itself be differentiated (``grad`` of ``grad``, ``hessian`
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -66,7 +65,8 @@ from jax import lax
 
 from funcnn import checks
 from funcnn.core import LayerConfigError
-from funcnn.ops._grad import cotangents_like, select
+from funcnn.ops._grad import cotangents_like
+from funcnn.ops._rules import HandWritten
 
 Derivative = Callable[..., Any]
 """``derivative(x, y, *hyper)`` -> ``f'`` as an array, or a pair ``(where, f')`` meaning
@@ -86,8 +86,7 @@ def _elementwise(
       saves: ``"x"``, ``"y"`` or ``"xy"``: the residuals ``derivative`` reads.
     """
 
-    @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-    def custom(hyper: tuple, x: jax.Array) -> jax.Array:
+    def primal(hyper: tuple, x: jax.Array) -> jax.Array:
         return forward(x, *hyper)
 
     def custom_fwd(hyper, x):
@@ -103,14 +102,15 @@ def _elementwise(
             return (jnp.where(where, g * fprime, jnp.zeros((), g.dtype)).astype(dtype),)
         return ((g * fprime).astype(dtype),)
 
-    custom.defvjp(custom_fwd, custom_bwd)
+    def custom_jvp(hyper, saved, tangents):
+        # The Jacobian is diagonal, f'(x), so symmetric: the JVP dy = f'(x) dx is the VJP's product.
+        return custom_bwd(hyper, saved, tangents[0])[0]
 
-    def autodiff(hyper: tuple, x: jax.Array) -> jax.Array:
-        return forward(x, *hyper)
+    rules = HandWritten(name, primal, custom_fwd, custom_bwd, custom_jvp)
 
     def apply(x: Any, grad: str, *hyper: Any) -> jax.Array:
         checks.grad_mode(name, grad)
-        return select(grad, custom, autodiff)(hyper, checks.input_array(name, x))
+        return rules.select(grad)(hyper, checks.input_array(name, x))
 
     return apply
 
@@ -417,16 +417,11 @@ def _prelu_forward(x: jax.Array, slope: jax.Array) -> jax.Array:
     return jnp.where(x > 0, x, lax.broadcast_to_rank(slope, x.ndim) * x)
 
 
-@jax.custom_vjp
-def _prelu_custom(x: jax.Array, slope: jax.Array) -> jax.Array:
-    return _prelu_forward(x, slope)
-
-
-def _prelu_fwd(x, slope):
+def _prelu_fwd(_, x, slope):
     return _prelu_forward(x, slope), (x, slope)
 
 
-def _prelu_bwd(saved, g):
+def _prelu_bwd(_, saved, g):
     x, slope = saved
 
     def rule(x, slope, g):
@@ -439,7 +434,22 @@ def _prelu_bwd(saved, g):
     return cotangents_like(rule, (x, slope), x, slope, g)
 
 
-_prelu_custom.defvjp(_prelu_fwd, _prelu_bwd)
+def _prelu_jvp(_, saved, tangents):
+    """``dy = dx`` where ``x > 0``, else ``slope dx + x dslope`` (a zero tangent's term left out)."""
+    x, slope = saved
+    dx, dslope = tangents
+    negative = jnp.zeros_like(x)
+    if dx is not None:
+        negative = lax.broadcast_to_rank(slope, x.ndim) * dx
+    if dslope is not None:
+        negative = negative + x * lax.broadcast_to_rank(dslope, x.ndim)
+    return jnp.where(x > 0, jnp.zeros_like(x) if dx is None else dx, negative)
+
+
+PRELU_RULES = HandWritten(
+    "prelu", lambda _, x, slope: _prelu_forward(x, slope), _prelu_fwd, _prelu_bwd, _prelu_jvp
+)
+"""PReLU's hand-written rules (no static configuration: the first argument is ``None``)."""
 
 
 def prelu(x: jax.Array, slope: jax.Array, *, grad: str | None = None) -> jax.Array:
@@ -468,7 +478,7 @@ def prelu(x: jax.Array, slope: jax.Array, *, grad: str | None = None) -> jax.Arr
             f"prelu: argument `slope` has shape {tuple(slope.shape)} but x has shape {tuple(x.shape)}; "
             f"expected {expected}"
         )
-    return select(grad, _prelu_custom, _prelu_forward)(x, slope)
+    return PRELU_RULES.select(grad)(None, x, slope)
 
 
 # --- softmax and log-softmax ----------------------------------------------------
@@ -476,11 +486,6 @@ def prelu(x: jax.Array, slope: jax.Array, *, grad: str | None = None) -> jax.Arr
 
 def _softmax_forward(axis: int, x: jax.Array) -> jax.Array:
     return jax.nn.softmax(x, axis=axis)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _softmax_custom(axis: int, x: jax.Array) -> jax.Array:
-    return _softmax_forward(axis, x)
 
 
 def _softmax_fwd(axis, x):
@@ -492,7 +497,13 @@ def _softmax_bwd(axis, y, g):
     return ((y * (g - jnp.sum(g * y, axis=axis, keepdims=True))).astype(y.dtype),)
 
 
-_softmax_custom.defvjp(_softmax_fwd, _softmax_bwd)
+def _softmax_jvp(axis, y, tangents):
+    """``dy = y (dx - sum(y dx))``: the Jacobian ``diag(y) - y y^T`` is symmetric: the VJP's map."""
+    return _softmax_bwd(axis, y, tangents[0])[0]
+
+
+SOFTMAX_RULES = HandWritten("softmax", _softmax_forward, _softmax_fwd, _softmax_bwd, _softmax_jvp)
+"""Softmax's hand-written rules."""
 
 
 def softmax(x: jax.Array, axis: int = -1, *, grad: str | None = None) -> jax.Array:
@@ -501,16 +512,11 @@ def softmax(x: jax.Array, axis: int = -1, *, grad: str | None = None) -> jax.Arr
     x = checks.input_array("softmax", x)
     axis = checks.axes("softmax", "axis", axis)
     checks.axis_in_range("softmax", "axis", axis, x.shape)
-    return select(grad, _softmax_custom, _softmax_forward)(axis, x)
+    return SOFTMAX_RULES.select(grad)(axis, x)
 
 
 def _log_softmax_forward(axis: int, x: jax.Array) -> jax.Array:
     return jax.nn.log_softmax(x, axis=axis)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _log_softmax_custom(axis: int, x: jax.Array) -> jax.Array:
-    return _log_softmax_forward(axis, x)
 
 
 def _log_softmax_fwd(axis, x):
@@ -522,7 +528,16 @@ def _log_softmax_bwd(axis, y, g):
     return ((g - jnp.exp(y) * jnp.sum(g, axis=axis, keepdims=True)).astype(y.dtype),)
 
 
-_log_softmax_custom.defvjp(_log_softmax_fwd, _log_softmax_bwd)
+def _log_softmax_jvp(axis, y, tangents):
+    """``dy = dx - sum(softmax(x) dx)``: the Jacobian ``I - 1 softmax(x)^T``, whose transpose is the VJP."""
+    dx = tangents[0]
+    return (dx - jnp.sum(jnp.exp(y) * dx, axis=axis, keepdims=True)).astype(y.dtype)
+
+
+LOG_SOFTMAX_RULES = HandWritten(
+    "log_softmax", _log_softmax_forward, _log_softmax_fwd, _log_softmax_bwd, _log_softmax_jvp
+)
+"""Log-softmax's hand-written rules."""
 
 
 def log_softmax(x: jax.Array, axis: int = -1, *, grad: str | None = None) -> jax.Array:
@@ -531,4 +546,4 @@ def log_softmax(x: jax.Array, axis: int = -1, *, grad: str | None = None) -> jax
     x = checks.input_array("log_softmax", x)
     axis = checks.axes("log_softmax", "axis", axis)
     checks.axis_in_range("log_softmax", "axis", axis, x.shape)
-    return select(grad, _log_softmax_custom, _log_softmax_forward)(axis, x)
+    return LOG_SOFTMAX_RULES.select(grad)(axis, x)

@@ -47,7 +47,7 @@ from jax import lax
 
 from funcnn import checks
 from funcnn.core import LayerConfigError
-from funcnn.ops._grad import select
+from funcnn.ops._rules import HandWritten
 from funcnn.ops.pool import max_identity
 
 OutputSize = int | tuple[int | None, ...]
@@ -227,12 +227,6 @@ def adaptive_avg_pool_forward(config: AdaptiveConfig, x: jax.Array) -> jax.Array
     return x
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def adaptive_avg_pool_custom(config: AdaptiveConfig, x: jax.Array) -> jax.Array:
-    """:func:`adaptive_avg_pool_forward` differentiated by the hand-written rule ``_avg_bwd``."""
-    return adaptive_avg_pool_forward(config, x)
-
-
 def _avg_fwd(config: AdaptiveConfig, x: jax.Array) -> tuple[jax.Array, tuple[()]]:
     return adaptive_avg_pool_forward(config, x), ()
 
@@ -250,7 +244,13 @@ def _avg_bwd(config: AdaptiveConfig, residuals: tuple[()], g: jax.Array) -> tupl
     return (g,)
 
 
-adaptive_avg_pool_custom.defvjp(_avg_fwd, _avg_bwd)
+def _avg_jvp(config: AdaptiveConfig, residuals: tuple[()], tangents: tuple[jax.Array]) -> jax.Array:
+    """``dY = A dX``: the map is linear, so its JVP is the map itself."""
+    return adaptive_avg_pool_forward(config, tangents[0])
+
+
+ADAPTIVE_AVG_RULES = HandWritten("adaptive_avg_pool", adaptive_avg_pool_forward, _avg_fwd, _avg_bwd, _avg_jvp)
+"""Adaptive average pooling's hand-written rules."""
 
 
 # --- max ----------------------------------------------------------------------------
@@ -396,9 +396,8 @@ def adaptive_max_pool_forward(config: AdaptiveConfig, x: jax.Array) -> jax.Array
     return _max_and_winners(config, x)[0]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def adaptive_max_pool_custom(config: AdaptiveConfig, x: jax.Array) -> jax.Array:
-    """Each window's maximum along each pooled axis, differentiated by the hand-written rule ``_max_bwd``."""
+def _max_values(config: AdaptiveConfig, x: jax.Array) -> jax.Array:
+    """Each window's maximum along each pooled axis, as reductions: the primal of the hand-written rules."""
     for axis, w in _pooled_axes(config):
         x = _max_along(x, axis, w)
     return x
@@ -426,17 +425,29 @@ def _max_bwd(config: AdaptiveConfig, winners: tuple[jax.Array, ...], g: jax.Arra
     return (g,)
 
 
-adaptive_max_pool_custom.defvjp(_max_fwd, _max_bwd)
+def _max_jvp(config: AdaptiveConfig, winners: tuple[jax.Array, ...], tangents: tuple[jax.Array]) -> jax.Array:
+    """``dY[i] = dX[s_i + k*_i]`` along each pooled axis, last axis first: each window's winner's
+    tangent (the transpose of ``_max_bwd``'s routing)."""
+    t = tangents[0]
+    for (axis, w), winner in zip(_pooled_axes(config), winners):
+        t = _at_winners(t, winner, axis, w)
+    return t
+
+
+ADAPTIVE_MAX_RULES = HandWritten(
+    "adaptive_max_pool", _max_values, _max_fwd, _max_bwd, _max_jvp, autodiff=adaptive_max_pool_forward
+)
+"""Adaptive max pooling's hand-written rules."""
 
 
 def apply_adaptive_avg_pool(config: AdaptiveConfig, x: jax.Array, grad: str) -> jax.Array:
     """Adaptive average pooling for a resolved ``config`` of a floating ``x``."""
-    return select(grad, adaptive_avg_pool_custom, adaptive_avg_pool_forward)(config, x)
+    return ADAPTIVE_AVG_RULES.select(grad)(config, x)
 
 
 def apply_adaptive_max_pool(config: AdaptiveConfig, x: jax.Array, grad: str) -> jax.Array:
     """Adaptive max pooling for a resolved ``config`` of a floating ``x``."""
-    return select(grad, adaptive_max_pool_custom, adaptive_max_pool_forward)(config, x)
+    return ADAPTIVE_MAX_RULES.select(grad)(config, x)
 
 
 def adaptive_avg_pool(

@@ -25,7 +25,8 @@ from jax import lax
 
 from funcnn import checks, shapes
 from funcnn.core import LayerConfigError
-from funcnn.ops._grad import cotangents_like, select
+from funcnn.ops._grad import cotangents_like
+from funcnn.ops._rules import HandWritten
 from funcnn.shapes import conv_output_size, dilated_size
 
 _SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
@@ -306,14 +307,25 @@ def conv_kernel_grad_chunk(
     return grad.transpose(*range(1, rank + 1), 0, rank + 1)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def conv_custom(config: ConvConfig, x: jax.Array, kernel: jax.Array, bias: jax.Array | None) -> jax.Array:
-    """``conv_forward`` differentiated by the hand-written rule ``_conv_bwd``."""
-    return conv_forward(config, x, kernel, bias)
-
-
 def _conv_fwd(config, x, kernel, bias):
     return conv_forward(config, x, kernel, bias), (x, kernel, bias)
+
+
+def _conv_jvp(config, saved, tangents):
+    """The forward equation differentiated: convolution is bilinear in ``(X, K)`` and the bias adds,
+    so ``dY = conv(dX, K) + conv(X, dK) + dB`` (the terms of the zero tangents left out)."""
+    x, kernel, _ = saved
+    dx, dkernel, dbias = tangents
+    terms = []
+    if dx is not None:
+        terms.append(conv_forward(config, dx, kernel, None))
+    if dkernel is not None:
+        terms.append(conv_forward(config, x, dkernel, None))
+    if not terms:  # only the bias moves: dY = dB at every position
+        shape = jax.eval_shape(functools.partial(conv_forward, config), x, kernel, None).shape
+        return lax.broadcast_in_dim(dbias, shape, (len(shape) - 1,))
+    dy = functools.reduce(lax.add, terms)
+    return dy if dbias is None else dy + lax.broadcast_to_rank(dbias.astype(dy.dtype), dy.ndim)
 
 
 def _conv_bwd(config, saved, g):
@@ -361,7 +373,8 @@ def _conv_cotangents(config, x, kernel, bias, g):
     return dx, dkernel, dbias
 
 
-conv_custom.defvjp(_conv_fwd, _conv_bwd)
+CONV_RULES = HandWritten("conv", conv_forward, _conv_fwd, _conv_bwd, _conv_jvp)
+"""The convolution's hand-written rules (the VJP ``_conv_bwd``, the JVP ``_conv_jvp``)."""
 
 
 def apply_conv(
@@ -371,7 +384,7 @@ def apply_conv(
 
     ``grad="custom"`` differentiates with the hand-written rule, ``"autodiff"`` with JAX's.
     """
-    return select(grad, conv_custom, conv_forward)(config, x, kernel, bias)
+    return CONV_RULES.select(grad)(config, x, kernel, bias)
 
 
 def conv(

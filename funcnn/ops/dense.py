@@ -20,18 +20,14 @@ from jax import lax
 
 from funcnn import checks
 from funcnn.core import LayerConfigError
-from funcnn.ops._grad import cotangents_like, select
+from funcnn.ops._grad import cotangents_like
+from funcnn.ops._rules import HandWritten
 from funcnn.ops.conv import check_bias
 
 
 def _dense_forward(precision, x, kernel, bias):
     y = lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())), precision=precision)
     return y if bias is None else y + lax.broadcast_to_rank(bias, y.ndim)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _dense_custom(precision, x, kernel, bias):
-    return _dense_forward(precision, x, kernel, bias)
 
 
 def _dense_fwd(precision, x, kernel, bias):
@@ -52,7 +48,23 @@ def _dense_cotangents(precision, x, kernel, bias, g):
     return dx.astype(x.dtype), dw.astype(kernel.dtype), db
 
 
-_dense_custom.defvjp(_dense_fwd, _dense_bwd)
+def _dense_jvp(precision, saved, tangents):
+    """``dY = dX W + X dW + dB``: the product is bilinear and the bias adds (zero tangents left out)."""
+    x, kernel, bias = saved
+    dx, dkernel, dbias = tangents
+    terms = []
+    if dx is not None:
+        terms.append(_dense_forward(precision, dx, kernel, None))
+    if dkernel is not None:
+        terms.append(_dense_forward(precision, x, dkernel, None))
+    if not terms:  # only the bias moves
+        return jnp.broadcast_to(dbias, (*x.shape[:-1], kernel.shape[1]))
+    dy = functools.reduce(lax.add, terms)
+    return dy if dbias is None else dy + lax.broadcast_to_rank(dbias, dy.ndim)
+
+
+DENSE_RULES = HandWritten("dense", _dense_forward, _dense_fwd, _dense_bwd, _dense_jvp)
+"""The dense layer's hand-written rules."""
 
 
 def check_dense(op: str, x_shape: tuple[int, ...], kernel_shape: tuple[int, ...], bias_shape) -> None:
@@ -67,7 +79,7 @@ def check_dense(op: str, x_shape: tuple[int, ...], kernel_shape: tuple[int, ...]
 
 def apply_dense(precision, x: jax.Array, kernel: jax.Array, bias: jax.Array | None, grad: str) -> jax.Array:
     """``x @ kernel + bias`` for checked operands of one dtype."""
-    return select(grad, _dense_custom, _dense_forward)(precision, x, kernel, bias)
+    return DENSE_RULES.select(grad)(precision, x, kernel, bias)
 
 
 def dense(

@@ -36,7 +36,6 @@ forward mode.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -45,7 +44,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from funcnn import checks
-from funcnn.ops._grad import select
+from funcnn.ops._rules import HandWritten
 
 
 class NormConfig(NamedTuple):
@@ -84,12 +83,6 @@ def standardize_forward(config: NormConfig, x: jax.Array) -> jax.Array:
     return _statistics(config, x)[0].astype(x.dtype)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def standardize_custom(config: NormConfig, x: jax.Array) -> jax.Array:
-    """``standardize_forward`` differentiated by the hand-written rule ``_standardize_bwd``."""
-    return standardize_forward(config, x)
-
-
 def _standardize_fwd(config: NormConfig, x: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     xhat, r = _statistics(config, x)
     return xhat.astype(x.dtype), (xhat, r)
@@ -112,12 +105,23 @@ def _standardize_bwd(
     return (dx.astype(g.dtype),)
 
 
-standardize_custom.defvjp(_standardize_fwd, _standardize_bwd)
+def _standardize_jvp(
+    config: NormConfig, residuals: tuple[jax.Array, jax.Array], tangents: tuple[jax.Array]
+) -> jax.Array:
+    """``dx^ = r (dx - mean_A(dx) - x^ mean_A(dx x^))``: the same map as the VJP, since the Jacobian
+    ``J = r (I - 11^T / n - x^ x^T / n)`` is symmetric (``J^T = J``)."""
+    return _standardize_bwd(config, residuals, tangents[0])[0]
+
+
+STANDARDIZE_RULES = HandWritten(
+    "standardize", standardize_forward, _standardize_fwd, _standardize_bwd, _standardize_jvp
+)
+"""Standardisation's hand-written rules."""
 
 
 def apply_standardize(config: NormConfig, x: jax.Array, grad: str) -> jax.Array:
     """Standardise a floating ``x`` for a resolved ``config`` (``grad`` checked by the caller)."""
-    return select(grad, standardize_custom, standardize_forward)(config, x)
+    return STANDARDIZE_RULES.select(grad)(config, x)
 
 
 def standardize(

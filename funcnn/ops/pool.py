@@ -48,7 +48,8 @@ from jax import lax
 
 from funcnn import checks, shapes
 from funcnn.core import LayerConfigError
-from funcnn.ops._grad import _explicit_axes, cotangents_like, select
+from funcnn.ops._grad import _explicit_axes, cotangents_like
+from funcnn.ops._rules import HandWritten
 
 INDEX_DTYPE = jnp.int32
 """The dtype of max-pool indices, whatever ``jax_enable_x64`` says (PyTorch's are int64)."""
@@ -214,13 +215,17 @@ def max_pool_forward(config: PoolConfig, x: jax.Array) -> jax.Array:
     )
 
 
-def _window_elements(config: PoolConfig, x: jax.Array, out_shape: Sequence[int]) -> list[jax.Array]:
+def _window_elements(
+    config: PoolConfig, x: jax.Array, out_shape: Sequence[int], pad: Any = None
+) -> list[jax.Array]:
     """Every window's element at offset ``k``, one array per ``k`` in scan order.
 
     For all windows ``o`` at once it is the strided slice
-    ``X_pad[d k : d k + s (m - 1) + 1 : s]`` of the ``-inf``-padded input.
+    ``X_pad[d k : d k + s (m - 1) + 1 : s]`` of the input padded with ``pad``
+    (``-inf``, the identity of the maximum, by default).
     """
-    padded = lax.pad(x, max_identity(x.dtype), [(lo, hi, 0) for lo, hi in config.padding])
+    pad = max_identity(x.dtype) if pad is None else pad
+    padded = lax.pad(x, pad, [(lo, hi, 0) for lo, hi in config.padding])
     span = _window_span(config, out_shape)
     dilation = window_dilation(config)
     starts = [[k_a * d for k_a, d in zip(k, dilation)] for k in _window_offsets(config.window)]
@@ -241,11 +246,32 @@ def max_pool_sliced(config: PoolConfig, x: jax.Array) -> jax.Array:
     """
     out_shape = _out_shape(config, x.shape)
     winner = lax.stop_gradient(first_max_offset(config, lax.stop_gradient(x), out_shape))
-    elements = _window_elements(config, x, out_shape)
+    return _at_winners_sliced(config, winner, x, out_shape, max_identity(x.dtype))
+
+
+def _at_winners_sliced(
+    config: PoolConfig, winner: jax.Array, t: jax.Array, out_shape: Sequence[int], pad: Any
+) -> jax.Array:
+    """``T_pad[s o + d k*(o)]``: each window's element at its winner, by a chain of selects over the
+    offsets' strided slices (:func:`_window_elements`, padded with ``pad``, which never wins)."""
+    elements = _window_elements(config, t, out_shape, pad)
     y = elements[0]
     for k, element in enumerate(elements[1:], start=1):
         y = jnp.where(winner == k, element, y)
     return y
+
+
+def _at_winners_tiled(
+    config: PoolConfig, winner: jax.Array, t: jax.Array, out_shape: Sequence[int]
+) -> jax.Array:
+    """``T[o f + k*(o)]`` when the windows tile the input: the tiles of :func:`_first_max_offset_tiled`,
+    offsets last, read at the winner by one gather."""
+    covered = [m * f for m, f in zip(out_shape, config.window)]
+    tiles = lax.slice(t, [0] * t.ndim, covered)
+    tiles = tiles.reshape(tuple(size for m, f in zip(out_shape, config.window) for size in (m, f)))
+    offsets_last = (*range(0, 2 * t.ndim, 2), *range(1, 2 * t.ndim, 2))
+    tiles = tiles.transpose(offsets_last).reshape(*out_shape, math.prod(config.window))
+    return jnp.take_along_axis(tiles, winner[..., None].astype(jnp.int32), axis=-1)[..., 0]
 
 
 def max_pool_autodiff(config: PoolConfig, x: jax.Array) -> jax.Array:
@@ -442,12 +468,6 @@ def _to_winners_general(
     return lax.pad(d_padded, zero, [(-lo, -hi, 0) for lo, hi in config.padding])
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def max_pool_custom(config: PoolConfig, x: jax.Array) -> jax.Array:
-    """``max_pool_forward`` differentiated by the hand-written rule ``_max_pool_bwd``."""
-    return max_pool_forward(config, x)
-
-
 def _max_pool_fwd(config: PoolConfig, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     return max_pool_forward(config, x), x
 
@@ -478,7 +498,24 @@ def _max_pool_cotangent(config: PoolConfig, x: jax.Array, g: jax.Array) -> tuple
     return (to_winners(config, winner, g, x.shape).astype(x.dtype),)
 
 
-max_pool_custom.defvjp(_max_pool_fwd, _max_pool_bwd)
+def _max_pool_jvp(config: PoolConfig, x: jax.Array, tangents: tuple[jax.Array]) -> jax.Array:
+    """``dY[o] = dX_pad[s o + d k*(o)]``: each window's winner's tangent, the winner and tie rule
+    of ``_max_pool_bwd`` (whose routing is this map's transpose)."""
+    return _sharded_like(x, functools.partial(_max_pool_tangent, config), x, tangents[0])
+
+
+def _max_pool_tangent(config: PoolConfig, x: jax.Array, t: jax.Array) -> jax.Array:
+    out_shape = _out_shape(config, x.shape)
+    winner = first_max_offset(config, x, out_shape)
+    if windows_tile_input(config):
+        return _at_winners_tiled(config, winner, t, out_shape)
+    return _at_winners_sliced(config, winner, t, out_shape, jnp.zeros((), t.dtype))
+
+
+MAX_POOL_RULES = HandWritten(
+    "max_pool", max_pool_forward, _max_pool_fwd, _max_pool_bwd, _max_pool_jvp, autodiff=max_pool_autodiff
+)
+"""Max pooling's hand-written rules."""
 
 
 def max_pool_indices(config: PoolConfig, x: jax.Array) -> jax.Array:
@@ -518,20 +555,16 @@ def _sharded_like(like: jax.Array, f, *args: jax.Array) -> jax.Array:
 # --- avg-pool VJP -------------------------------------------------------------
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def avg_pool_custom(config: PoolConfig, count_include_pad: bool, x: jax.Array) -> jax.Array:
-    """``avg_pool_forward`` differentiated by the hand-written rule ``_avg_pool_bwd``."""
-    return avg_pool_forward(config, count_include_pad, x)
+def _avg_pool_primal(static: tuple[PoolConfig, bool], x: jax.Array) -> jax.Array:
+    return avg_pool_forward(*static, x)
 
 
-def _avg_pool_fwd(config: PoolConfig, count_include_pad: bool, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _avg_pool_fwd(static: tuple[PoolConfig, bool], x: jax.Array) -> tuple[jax.Array, jax.Array]:
     # Residuals must be arrays: a zero-size one carries x's shape and dtype without keeping x alive.
-    return avg_pool_forward(config, count_include_pad, x), jnp.zeros((0, *x.shape), x.dtype)
+    return avg_pool_forward(*static, x), jnp.zeros((0, *x.shape), x.dtype)
 
 
-def _avg_pool_bwd(
-    config: PoolConfig, count_include_pad: bool, x_like: jax.Array, g: jax.Array
-) -> tuple[jax.Array]:
+def _avg_pool_bwd(static: tuple[PoolConfig, bool], x_like: jax.Array, g: jax.Array) -> tuple[jax.Array]:
     """``dL/dX[i] = sum_{o : 0 <= i + lo - s o < f} G[o] / count[o]``.
 
     Each output spreads ``G[o] / count[o]`` evenly over its window (``count`` as
@@ -543,6 +576,7 @@ def _avg_pool_bwd(
     (stride 1). The result has length ``n``; negative pads crop, and ceil
     mode's padding (part of ``hi``) is cropped like any other.
     """
+    config, count_include_pad = static
     shape = x_like.shape[1:]
     count = avg_divisor(config, count_include_pad, shape, g.dtype)
     spread = [
@@ -555,7 +589,13 @@ def _avg_pool_bwd(
     return (dx.astype(x_like.dtype),)
 
 
-avg_pool_custom.defvjp(_avg_pool_fwd, _avg_pool_bwd)
+def _avg_pool_jvp(static: tuple[PoolConfig, bool], x_like: jax.Array, tangents: tuple) -> jax.Array:
+    """``dY = avg_pool(dX)``: the map is linear, so its JVP is the map itself."""
+    return avg_pool_forward(*static, tangents[0])
+
+
+AVG_POOL_RULES = HandWritten("avg_pool", _avg_pool_primal, _avg_pool_fwd, _avg_pool_bwd, _avg_pool_jvp)
+"""Average pooling's hand-written rules (the static part is ``(config, count_include_pad)``)."""
 
 
 def apply_max_pool(
@@ -563,13 +603,13 @@ def apply_max_pool(
 ) -> jax.Array | tuple[jax.Array, jax.Array]:
     """Max pooling for a resolved ``config`` (from :func:`resolve_pool`) of a floating ``x``;
     with ``return_indices``, the pair ``(y, indices)`` (:func:`max_pool_indices`)."""
-    y = select(grad, max_pool_custom, max_pool_autodiff)(config, x)
+    y = MAX_POOL_RULES.select(grad)(config, x)
     return (y, max_pool_indices(config, x)) if return_indices else y
 
 
 def apply_avg_pool(config: PoolConfig, count_include_pad: bool, x: jax.Array, grad: str) -> jax.Array:
     """Average pooling for a resolved ``config`` (from :func:`resolve_pool`) of a floating ``x``."""
-    return select(grad, avg_pool_custom, avg_pool_forward)(config, count_include_pad, x)
+    return AVG_POOL_RULES.select(grad)((config, count_include_pad), x)
 
 
 def max_pool(
@@ -779,12 +819,6 @@ def _scatter_to_indices(out_spatial: tuple[int, ...], x: jax.Array, indices: jax
     return z.reshape(n, *out_spatial, c)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def max_unpool_custom(out_spatial: tuple[int, ...], x: jax.Array, indices: jax.Array) -> jax.Array:
-    """``max_unpool_forward`` differentiated by the hand-written rule ``_max_unpool_bwd``."""
-    return max_unpool_forward(out_spatial, x, indices)
-
-
 def _max_unpool_fwd(out_spatial, x, indices):
     # x is kept for its type (shape, dtype and sharding), which its cotangent must have.
     return max_unpool_forward(out_spatial, x, indices), (x, indices)
@@ -810,12 +844,22 @@ def _max_unpool_cotangent(indices: jax.Array, g: jax.Array) -> tuple[jax.Array]:
     return (dx.reshape(indices.shape),)
 
 
-max_unpool_custom.defvjp(_max_unpool_fwd, _max_unpool_bwd)
+def _max_unpool_jvp(out_spatial, residuals, tangents):
+    """``dZ[n, I[n, o, c], c] = dX[n, o, c]``: the map is linear in ``X``, so its JVP is the map itself
+    (where two indices coincide the forward pass keeps one value, and so does this)."""
+    _, indices = residuals
+    return max_unpool_forward(out_spatial, tangents[0], indices)
+
+
+MAX_UNPOOL_RULES = HandWritten(
+    "max_unpool", max_unpool_forward, _max_unpool_fwd, _max_unpool_bwd, _max_unpool_jvp
+)
+"""Max unpooling's hand-written rules."""
 
 
 def apply_max_unpool(out_spatial: tuple[int, ...], x: jax.Array, indices: jax.Array, grad: str) -> jax.Array:
     """Max unpooling to the spatial shape ``out_spatial`` (from :func:`resolve_unpool`)."""
-    return select(grad, max_unpool_custom, max_unpool_forward)(out_spatial, x, indices)
+    return MAX_UNPOOL_RULES.select(grad)(out_spatial, x, indices)
 
 
 def max_unpool(

@@ -70,7 +70,7 @@ from jax import lax
 
 from funcnn import checks
 from funcnn.core import LayerConfigError
-from funcnn.ops._grad import select
+from funcnn.ops._rules import HandWritten
 
 METHODS = ("nearest", "nearest-exact", "linear", "bilinear", "trilinear", "bicubic")
 """The accepted ``method`` names; ``"linear"``, ``"bilinear"`` and ``"trilinear"`` are one method
@@ -295,12 +295,6 @@ def resize_forward(config: ResizeConfig, x: jax.Array) -> jax.Array:
     return x
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def resize_custom(config: ResizeConfig, x: jax.Array) -> jax.Array:
-    """``resize_forward`` differentiated by the hand-written rule ``_resize_bwd``."""
-    return resize_forward(config, x)
-
-
 def _resize_fwd(config: ResizeConfig, x: jax.Array) -> tuple[jax.Array, tuple]:
     # The map is linear in x: the rule needs nothing of x, so nothing is saved.
     return resize_forward(config, x), ()
@@ -327,12 +321,18 @@ def _resize_bwd(config: ResizeConfig, saved: tuple, g: jax.Array) -> tuple[jax.A
     return (g,)
 
 
-resize_custom.defvjp(_resize_fwd, _resize_bwd)
+def _resize_jvp(config: ResizeConfig, saved: tuple, tangents: tuple[jax.Array]) -> jax.Array:
+    """``dY = A_k ... A_1 dX``: the map is linear, so its JVP is the map itself."""
+    return resize_forward(config, tangents[0])
+
+
+RESIZE_RULES = HandWritten("resize", resize_forward, _resize_fwd, _resize_bwd, _resize_jvp)
+"""Resizing's hand-written rules."""
 
 
 def apply_resize(config: ResizeConfig, x: jax.Array, grad: str) -> jax.Array:
     """Resize a floating ``x`` by a resolved ``config`` (:func:`resolve_upsample`, :func:`resolve_resize`)."""
-    return select(grad, resize_custom, resize_forward)(config, x)
+    return RESIZE_RULES.select(grad)(config, x)
 
 
 def upsample(

@@ -122,7 +122,7 @@ KIND = "a positive integer or 1, 2 or 3 entries each a positive integer or None"
         (lambda: AdaptiveAvgPool((2, 2, 2, 2)), _lit(f"AdaptiveAvgPool: argument `output_size` must be {KIND}, got (2, 2, 2, 2)")),
         (lambda: AdaptiveAvgPool(()), _lit(f"AdaptiveAvgPool: argument `output_size` must be {KIND}, got ()")),
         (lambda: AdaptiveAvgPool(2, dtype="int32"), _lit("AdaptiveAvgPool: argument `dtype` must be a floating-point dtype", "got 'int32' (str)")),
-        (lambda: AdaptiveMaxPool(2, grad="auto"), _lit("AdaptiveMaxPool: argument `grad` must be one of ('custom', 'autodiff'), got 'auto'")),
+        (lambda: AdaptiveMaxPool(2, grad="auto"), _lit("AdaptiveMaxPool: argument `grad` must be one of ('custom', 'custom_vjp', 'autodiff'), got 'auto'")),
         (lambda: AdaptiveMaxPool(2).init(KEY, (-1, 4)), _lit("AdaptiveMaxPool: argument `x` must have rank 3, 4 or 5, but has shape (-1, 4) (rank 2)")),
         (lambda: AdaptiveAvgPool((7, 7)).init(KEY, (-1, 28, 1)), _lit("AdaptiveAvgPool: argument `output_size` has 2 entries (7, 7) but the input has 1 spatial dimensions (input shape (-1, 28, 1))")),
         (lambda: AdaptiveMaxPool((2, None, 2)).init(KEY, (-1, 4, 4, 1)), _lit("AdaptiveMaxPool: argument `output_size` has 3 entries (2, None, 2) but the input has 2 spatial dimensions (input shape (-1, 4, 4, 1))")),

@@ -111,7 +111,7 @@ def test_init_errors(make, input_shape, match):
         (lambda: fn.filters.box_blur(-1), r"box_blur: argument `size` must be a positive integer, got -1"),
         (
             lambda: fn.Conv(2, 3, grad="numeric"),
-            r"Conv: argument `grad` must be one of \('custom', 'autodiff'\), got 'numeric'",
+            r"Conv: argument `grad` must be one of \('custom', 'custom_vjp', 'autodiff'\), got 'numeric'",
         ),
         (lambda: fn.Relu(grad="numeric"), r"Relu: argument `grad` must be one of \(.*\), got 'numeric'"),
         (lambda: fn.MaxPool(2, grad="jvp"), r"MaxPool: argument `grad` must be one of \(.*\), got 'jvp'"),

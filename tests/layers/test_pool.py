@@ -203,7 +203,7 @@ def test_a_segnet_encoder_decoder_builds_trains_and_summarises():
         (lambda: MaxUnpool(0), r"MaxUnpool: argument `window` must be a positive integer, got 0"),
         (lambda: MaxUnpool(2, output_size=(4, 0)), r"MaxUnpool: argument `output_size` must be a positive integer or 1 or 2 or 3 of them, got \(4, 0\)"),
         (lambda: MaxUnpool(2, padding="SAME"), r"MaxUnpool: argument `padding` 'SAME' depends on the pooled input's size"),
-        (lambda: MaxUnpool(2, grad="fast"), r"MaxUnpool: argument `grad` must be one of \('custom', 'autodiff'\), got 'fast'"),
+        (lambda: MaxUnpool(2, grad="fast"), r"MaxUnpool: argument `grad` must be one of \('custom', 'custom_vjp', 'autodiff'\), got 'fast'"),
         (lambda: MaxUnpool(2, dtype="int8"), r"MaxUnpool: argument `dtype` must be a floating-point dtype"),
         (lambda: MaxUnpool(2).init(KEY, (-1, 4, 4, 1)), r"MaxUnpool: argument `input_shape` must be a tuple of shapes \(one per branch\)"),
         (lambda: MaxUnpool(2).init(KEY, ((-1, 4, 4, 1),) * 3), r"MaxUnpool: argument `input_shape` must be the pair of shapes \(values, indices\), got 3 shapes"),

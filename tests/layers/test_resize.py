@@ -98,7 +98,7 @@ def _lit(text):
         (lambda: Upsample(2, "area"), "Upsample: argument `method` must be one of ('nearest', 'nearest-exact', 'linear', 'bilinear', 'trilinear', 'bicubic'), got 'area'"),
         (lambda: Upsample(2, "cubic"), "Upsample: argument `method` must be one of ('nearest', 'nearest-exact', 'linear', 'bilinear', 'trilinear', 'bicubic'), got 'cubic'"),
         (lambda: Upsample(2, dtype="int8"), "Upsample: argument `dtype` must be a floating-point dtype such as jnp.float32, got 'int8' (str)"),
-        (lambda: Upsample(2, grad="auto"), "Upsample: argument `grad` must be one of ('custom', 'autodiff'), got 'auto'"),
+        (lambda: Upsample(2, grad="auto"), "Upsample: argument `grad` must be one of ('custom', 'custom_vjp', 'autodiff'), got 'auto'"),
         (lambda: Resize((0, 4)), "Resize: argument `shape` must be a positive integer or 1 or 2 or 3 of them, got (0, 4)"),
         (lambda: Resize(-1), "Resize: argument `shape` must be a positive integer, got -1"),
         (lambda: Resize((4, 4, 4, 4)), "Resize: argument `shape` must be a positive integer or 1 or 2 or 3 of them, got (4, 4, 4, 4)"),

@@ -397,7 +397,7 @@ def test_prelu_composes_with_jit_and_vmap():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: activations.relu6(jnp.ones(2), grad="fast"), "relu6: argument `grad` must be one of ('custom', 'autodiff'), got 'fast'"),
+        (lambda: activations.relu6(jnp.ones(2), grad="fast"), "relu6: argument `grad` must be one of ('custom', 'custom_vjp', 'autodiff'), got 'fast'"),
         (lambda: activations.silu(jnp.ones(2, jnp.complex64)), "silu: argument `x` has complex dtype complex64 (shape (2,))"),
         (lambda: activations.selu("x"), "selu: argument `x` must be an array, got 'x' (str)"),
         (lambda: activations.softplus(jnp.ones(2), beta=0.0), "softplus: argument `beta` must be > 0, got 0.0"),
@@ -409,7 +409,7 @@ def test_prelu_composes_with_jit_and_vmap():
         (lambda: activations.celu(jnp.ones(2), None), "celu: argument `alpha` must be a real number, got None (NoneType)"),
         (lambda: jax.jit(activations.celu).lower(jnp.ones(2), 1.0), "celu: argument `alpha` must be a static number (Python or NumPy), not a traced value"),
         (lambda: activations.hard_silu([1.0]), "hard_silu: argument `x` must be an array, got a list of 1 entries; convert it with jnp.asarray"),
-        (lambda: activations.hard_sigmoid(jnp.ones(2), grad=False), "hard_sigmoid: argument `grad` must be one of ('custom', 'autodiff'), got False"),
+        (lambda: activations.hard_sigmoid(jnp.ones(2), grad=False), "hard_sigmoid: argument `grad` must be one of ('custom', 'custom_vjp', 'autodiff'), got False"),
         (lambda: activations.log_sigmoid(np.array(["a"])), "log_sigmoid: argument `x` has non-numeric dtype <U1 (shape (1,))"),
         (lambda: activations.softsign(None), "softsign: argument `x` must be an array, got None (NoneType)"),
         (lambda: activations.prelu(jnp.ones((2, 4)), jnp.ones(3)), "prelu: argument `slope` has shape (3,) but x has shape (2, 4); expected () (one slope) or (4,) (one per channel)"),
@@ -417,7 +417,7 @@ def test_prelu_composes_with_jit_and_vmap():
         (lambda: activations.prelu(1.0, jnp.ones(1)), "prelu: argument `slope` has shape (1,) but x has shape (); expected ()"),
         (lambda: activations.prelu(jnp.ones(2), None), "prelu: argument `slope` must be an array, got None"),
         (lambda: activations.prelu(jnp.ones(2), jnp.ones((), jnp.complex64)), "prelu: argument `slope` has complex dtype complex64"),
-        (lambda: activations.prelu(jnp.ones(2), 0.25, grad="auto"), "prelu: argument `grad` must be one of ('custom', 'autodiff'), got 'auto'"),
+        (lambda: activations.prelu(jnp.ones(2), 0.25, grad="auto"), "prelu: argument `grad` must be one of ('custom', 'custom_vjp', 'autodiff'), got 'auto'"),
     ],
 )  # fmt: skip
 def test_bad_arguments_are_named(call, message):

@@ -9,7 +9,6 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import funcnn as fn
-from funcnn.ops._grad import select
 
 BLOCKS = {
     "dense": lambda: fn.serial(fn.Flatten(), fn.Dense(3)),
@@ -107,19 +106,12 @@ def test_the_parameter_cotangent_is_unvaried_inside_shard_map():
     np.testing.assert_allclose(np.asarray(grads["bias"]), np.full(2, 8.0))
 
 
-def test_select_picks_the_rule_and_its_forward_mode_error_names_the_fix():
-    def custom(x):
-        return f"custom {x}"
-
-    assert select("custom", custom, "a")(1) == "custom 1" and select("autodiff", custom, "a") == "a"
-    assert select(None, custom, "a")(1) == "custom 1"
-    with fn.grad_mode("autodiff"):
-        assert select(None, custom, "a") == "a"
-    conv = fn.Conv(2, 3)
+def test_the_custom_vjp_mechanisms_forward_mode_error_names_the_fix():
+    conv = fn.Conv(2, 3, grad="custom_vjp")
     _, params, _ = conv.init(jax.random.key(0), (-1, 5, 5, 1))
     x = np.ones((1, 5, 5, 1), np.float32)
-    with pytest.raises(TypeError, match=r"can't apply forward-mode autodiff .* build the model inside `with "
-                                        r"funcnn.grad_mode\('autodiff'\):`"):  # fmt: skip
+    with pytest.raises(TypeError, match=r"can't apply forward-mode autodiff .* give the layer or op grad='custom' "
+                                        r".* `with funcnn.grad_mode\('autodiff'\):`"):  # fmt: skip
         jax.jvp(lambda x: conv.apply(params, (), x)[0], (x,), (x,))
 
 

@@ -162,7 +162,7 @@ def test_resolve_axes_sorts_and_makes_non_negative():
         (lambda: standardize(jnp.ones((2, 3)), ()), r"standardize: argument `axis` must be an integer or a tuple of integers, got \(\) \(tuple\)"),
         (lambda: standardize(jnp.ones((2, 3)), epsilon=0.0), r"standardize: argument `epsilon` must be > 0, got 0.0"),
         (lambda: standardize(jnp.ones((2, 3)), center=1), r"standardize: argument `center` must be True or False, got 1 \(int\)"),
-        (lambda: standardize(jnp.ones((2, 3)), grad="fast"), r"standardize: argument `grad` must be one of \('custom', 'autodiff'\), got 'fast'"),
+        (lambda: standardize(jnp.ones((2, 3)), grad="fast"), r"standardize: argument `grad` must be one of \('custom', 'custom_vjp', 'autodiff'\), got 'fast'"),
         (lambda: standardize(jnp.ones((2, 3), jnp.complex64)), r"standardize: argument `x` has complex dtype complex64"),
     ],
 )  # fmt: skip

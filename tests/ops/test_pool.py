@@ -294,7 +294,7 @@ _Y, _I = jnp.ones((2, 3, 3, 1)), jnp.zeros((2, 3, 3, 1), jnp.int32)
         (lambda: max_unpool(_Y, _I, 2, padding=-1), r"max_unpool: argument `padding` must be non-negative, got -1"),
         (lambda: max_unpool(_Y, _I + 36, 2), r"max_unpool: argument `indices` holds values from 36 to 36, outside \[0, 36\) for the output spatial shape \(6, 6\); were they taken from another shape\?"),
         (lambda: max_unpool(_Y, _I - 1, 2), r"max_unpool: argument `indices` holds values from -1 to -1, outside \[0, 36\)"),
-        (lambda: max_unpool(_Y, _I, 2, grad="auto"), r"max_unpool: argument `grad` must be one of \('custom', 'autodiff'\), got 'auto'"),
+        (lambda: max_unpool(_Y, _I, 2, grad="auto"), r"max_unpool: argument `grad` must be one of \('custom', 'custom_vjp', 'autodiff'\), got 'auto'"),
         (lambda: max_unpool(_Y[:, :1, :1], _I[:, :1, :1], 2, padding=1), r"max_unpool: argument `padding` \(\(1, 1\), \(1, 1\)\) leaves no output for `x` of spatial shape \(1, 1\)"),
     ],
 )  # fmt: skip

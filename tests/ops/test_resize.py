@@ -263,7 +263,7 @@ def test_gradients_of_a_sharded_batch_equal_the_single_device_ones(kind, method)
         (lambda x: upsample(x, 2.5), r"^upsample: argument `scale` must be a positive integer or a sequence of them, got 2.5 \(float\)"),
         (lambda x: resize(x, (0, 4)), r"^resize: argument `shape` must be a positive integer or 1 or 2 or 3 of them, got \(0, 4\)"),
         (lambda x: resize(x, 4, "area"), r"^resize: argument `method` must be one of \('nearest', 'nearest-exact', 'linear', 'bilinear', 'trilinear', 'bicubic'\), got 'area'"),
-        (lambda x: upsample(x, 2, grad="manual"), r"^upsample: argument `grad` must be one of \('custom', 'autodiff'\), got 'manual'"),
+        (lambda x: upsample(x, 2, grad="manual"), r"^upsample: argument `grad` must be one of \('custom', 'custom_vjp', 'autodiff'\), got 'manual'"),
         (lambda x: resize(x[0], (4, 4)), r"^resize: argument `shape` has 2 entries \(4, 4\) but the input has 1 spatial dimensions \(input shape \(5, 6, 3\)\)"),
         (lambda x: upsample(x[:, :, 0, 0], 2), r"^upsample: argument `x` must have rank 3, 4 or 5, but has shape \(2, 5\) \(rank 2\)"),
         (lambda x: upsample(x[:, :0], 2), r"^upsample: argument `x` has an empty spatial axis: shape \(2, 0, 6, 3\)"),

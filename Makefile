@@ -31,6 +31,29 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m slow -q
 
+# The newest JAX on the newest Python: JAX's newest releases need Python >= 3.12, so they get their own
+# venv (.venv keeps the 3.11 that pyproject.toml's floor allows, where pip's newest jax is older).
+# scripts/newest_python.sh finds python3.13, else python3.12, on PATH or under ~/.pyenv/versions, and
+# fails loudly when there is neither. The subset (about 7 min of one core, so ~4 min with -n 2): every
+# op's hand-written VJP/JVP against autodiff (test_rules), sharded and mixed-mode gradients (test_grad),
+# grad modes, the gradient-check helpers, a training step and the models. Override with NEWEST_TESTS=...
+NEWEST_VENV := .venv-newest
+NEWEST_N ?= 2
+NEWEST_TESTS ?= tests/ops/test_rules.py tests/ops/test_grad.py tests/test_core.py tests/test_testing.py \
+	tests/train/test_step.py tests/test_models.py
+
+.PHONY: test-newest-jax
+test-newest-jax:
+	@python=$$(bash scripts/newest_python.sh) || { echo "test-newest-jax: FAILED, no Python >= 3.12 to run the newest JAX" >&2; exit 1; }; \
+	if [ ! -x $(NEWEST_VENV)/bin/python ]; then \
+		echo "test-newest-jax: creating $(NEWEST_VENV) with $$python" && $$python -m venv $(NEWEST_VENV) \
+		&& $(NEWEST_VENV)/bin/python -m pip install --quiet --upgrade pip; \
+	fi
+	$(NEWEST_VENV)/bin/python -m pip install --quiet --upgrade -e '.[test]' jax jaxlib
+	@$(NEWEST_VENV)/bin/python -c "import sys, jax, jaxlib; \
+		print(f'test-newest-jax: Python {sys.version.split()[0]}, jax {jax.__version__}, jaxlib {jaxlib.__version__}')"
+	$(NEWEST_VENV)/bin/python -m pytest -n $(NEWEST_N) -m "not slow" -q $(NEWEST_TESTS)
+
 # --resume: a second `make train` continues an interrupted run, or reports the finished one.
 train: $(STAMP) data
 	$(BIN)/funcnn train --model fashion_mnist_cnn --epochs $(EPOCHS) --data "$(DATA_DIR)" --out "$(OUT)" --resume

@@ -138,10 +138,12 @@ def default_grad() -> str:
 def grad_mode(mode: str) -> Iterator[None]:
     """Within the block, layers built and ops called without an explicit ``grad`` use ``mode``.
 
-    ``"autodiff"`` builds a whole model on JAX's own derivatives, as forward mode
-    (``jax.jvp``, ``jax.jacfwd``, ``jax.linearize``) needs, since a ``custom_vjp``
-    rule has no forward mode; ``"custom"`` (the default) the hand-written rules.
-    A layer keeps the mode it was built with; an explicit ``grad=`` wins.
+    ``"custom"`` (the default) builds a whole model on the hand-written rules:
+    the VJPs for reverse mode and the JVPs for forward mode (``jax.jvp``,
+    ``jax.jacfwd``, ``jax.linearize``); ``"custom_vjp"`` on the same VJPs
+    through ``jax.custom_vjp``, which has no forward mode; ``"autodiff"`` on
+    JAX's own derivatives. A layer keeps the mode it was built with; an
+    explicit ``grad=`` wins.
 
     >>> import jax, jax.numpy as jnp, funcnn as fn
     >>> with fn.grad_mode("autodiff"):

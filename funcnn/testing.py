@@ -1,4 +1,4 @@
-"""Check hand-written VJPs against a reference, finite differences, or the adjoint identity.
+"""Check hand-written VJPs and JVPs against a reference, finite differences, or the adjoint identity.
 
 A VJP rule maps a cotangent ``u`` of the output to ``J^T u``, one cotangent
 per argument. Three ways to check one:
@@ -11,6 +11,17 @@ per argument. Three ways to check one:
 * ``check_adjoint(f, *args)``: the same identity with the exact
   ``J v = f(v) - f(0)``, for functions affine in each argument (convolution,
   dense layers, average pooling).
+
+A JVP rule maps a tangent ``v`` of an argument to ``J v``, shaped like the
+output. Two more checks:
+
+* ``check_jvp(f, *args, reference=g)`` or ``check_jvp(f, *args)``: ``J v``,
+  per argument and entry by entry, against JAX's autodiff of ``g``, or against
+  central finite differences in float64.
+* ``check_jvp_vjp(f, *args)``: the JVP and the VJP are each other's
+  transpose, ``<J^T u, v> = <u, J v>`` with both sides from ``f``'s own rules
+  (``jax.vjp`` and ``jax.jvp``), in the arguments' dtype: the identity that
+  lets JAX run reverse mode by transposing the JVP.
 
 On a mismatch they raise ``AssertionError`` with a report naming the argument
 (position, parameter name, pytree path), the largest absolute and relative
@@ -39,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Mismatch", "Tolerance", "check_adjoint", "check_vjp", "compare"]
+__all__ = ["Mismatch", "Tolerance", "check_adjoint", "check_jvp", "check_jvp_vjp", "check_vjp", "compare"]
 
 PyTree = Any
 Directional = Callable[[tuple, int, PyTree], PyTree]
@@ -282,6 +293,76 @@ def check_adjoint(
     )
 
 
+def check_jvp(
+    f: Callable,
+    *args: PyTree,
+    reference: Callable | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    eps: float = 1e-6,
+    seed: int = 0,
+    num_tangents: int = 2,
+) -> None:
+    """Check the JVP of ``f`` at ``args`` (``jax.jvp(f, args, tangents)``, custom rules included).
+
+    For ``num_tangents`` random tangents ``v`` of each argument in turn (the
+    others' tangents zero), compares ``J v`` entry by entry with the JVP of
+    ``reference`` (JAX autodiff of a plain implementation), or, without one,
+    with the central difference ``(f(x + eps v) - f(x - eps v)) / (2 eps)`` in
+    float64 (the arguments are converted).
+
+    Args and Raises: as ``check_vjp`` (``num_tangents`` for ``num_cotangents``).
+
+    >>> import jax.numpy as jnp
+    >>> check_jvp(jnp.tanh, jnp.linspace(-1.0, 1.0, 5), reference=jnp.tanh)
+    >>> check_jvp(jnp.tanh, jnp.linspace(-1.0, 1.0, 5))
+    """
+    name = _function_name(f)
+    args = _as_arrays(args)
+    if reference is not None:
+        tolerance = _tolerance(atol, rtol)
+        failures = _jvp_against(f, args, _jvp_of(reference), "reference", tolerance, seed, num_tangents)
+        _raise(f"check_jvp: `{name}` disagrees with the JVP of `{_function_name(reference)}`:", failures)
+        return
+    tolerance = _tolerance(atol, rtol) or _DIRECTIONAL_TOLERANCE
+    with jax.enable_x64(True):
+        args64 = _to_float64(args)
+        failures = _jvp_against(
+            f, args64, _central_difference(f, eps), "central differences", tolerance, seed, num_tangents
+        )
+    _raise(f"check_jvp: `{name}` disagrees with central finite differences (float64, eps {eps:g}):", failures)
+
+
+def check_jvp_vjp(
+    f: Callable,
+    *args: PyTree,
+    atol: float | None = None,
+    rtol: float | None = None,
+    seed: int = 0,
+    num_cotangents: int = 2,
+    localize_limit: int = 4096,
+) -> None:
+    """Check that ``f``'s VJP is the transpose of its JVP: ``<J^T u, v> = <u, J v>``.
+
+    ``J^T u`` is ``jax.vjp(f, *args)`` applied to a random ``u``, ``J v`` is
+    ``jax.jvp(f, args, v)`` for a random ``v`` in one argument: both from
+    ``f``'s own rules, so a hand-written JVP and a hand-written VJP are checked
+    against each other, in the arguments' dtype, with no reference and no
+    finite differences.
+
+    Args and Raises: as ``check_adjoint``.
+
+    >>> import jax.numpy as jnp
+    >>> check_jvp_vjp(lambda x, w: jnp.tanh(x @ w), jnp.ones((2, 3)), jnp.ones((3, 4)))
+    """
+    args = _as_arrays(args)
+    tolerance = _tolerance(atol, rtol) or _narrowest_tolerance(args)
+    failures = _against_directional(
+        f, args, _jvp_of(f), "jvp", tolerance, seed, num_cotangents, localize_limit
+    )
+    _raise(f"check_jvp_vjp: `{_function_name(f)}` fails <J^T u, v> = <u, J v> with J v by jax.jvp:", failures)
+
+
 def _tolerance(atol: float | None, rtol: float | None) -> Tolerance | None:
     """The caller's tolerance; ``None`` (the defaults) when neither is given, 0 for the one left out."""
     if atol is None and rtol is None:
@@ -332,7 +413,13 @@ def _against_reference(
 
 
 def _compare_trees(
-    label: str, suffix: str, tree: PyTree, tree_ref: PyTree, got_name: str, tolerance: Tolerance | None
+    label: str,
+    suffix: str,
+    tree: PyTree,
+    tree_ref: PyTree,
+    got_name: str,
+    tolerance: Tolerance | None,
+    expected_name: str = "reference",
 ) -> list[str]:
     """Report lines for each inexact leaf of ``tree`` that disagrees with ``tree_ref``'s."""
     failures = []
@@ -342,12 +429,12 @@ def _compare_trees(
             continue
         where = _leaf_description(label, path, got) + suffix
         if np.shape(got) != np.shape(expected):
-            failures.append(f"  {where}: the reference has shape {np.shape(expected)}")
+            failures.append(f"  {where}: the {expected_name} has shape {np.shape(expected)}")
             continue
         leaf_tolerance = tolerance or _reference_tolerance(jnp.result_type(got))
         mismatch = compare(got, expected, leaf_tolerance)
         if mismatch:
-            failures += [f"  {where}:", "    " + mismatch.describe(got_name, "reference", leaf_tolerance)]
+            failures += [f"  {where}:", "    " + mismatch.describe(got_name, expected_name, leaf_tolerance)]
     return failures
 
 
@@ -380,6 +467,50 @@ def _affine_difference(f: Callable) -> Directional:
         return jax.tree_util.tree_map(jnp.subtract, at(args, index, v, 1.0), at(args, index, v, 0.0))
 
     return directional
+
+
+def _jvp_of(f: Callable) -> Directional:
+    """``J v`` by ``jax.jvp`` of ``f``, ``v`` in one argument and zero tangents in the others."""
+
+    def directional(args: tuple, index: int, v: PyTree) -> PyTree:
+        tangents = tuple(v if i == index else _zeros_like(arg) for i, arg in enumerate(args))
+        return jax.jvp(f, args, tangents)[1]
+
+    return directional
+
+
+def _zeros_like(tree: PyTree) -> PyTree:
+    """Zero tangents for ``tree``: zeros for inexact leaves, ``float0`` for the others."""
+    return jax.tree_util.tree_map(
+        lambda x: jnp.zeros_like(x) if _is_inexact(x) else np.zeros(np.shape(x), jax.dtypes.float0), tree
+    )
+
+
+def _jvp_against(
+    f: Callable,
+    args: tuple,
+    expected: Directional,
+    method: str,
+    tolerance: Tolerance | None,
+    seed: int,
+    num_tangents: int,
+) -> list[str]:
+    """Report lines for each argument, tangent and output leaf where ``jax.jvp`` of ``f`` and
+    ``expected`` disagree."""
+    jvp = _jvp_of(f)
+    labels = _argument_labels(f, len(args))
+    failures = []
+    for c in range(num_tangents):
+        key = jax.random.fold_in(jax.random.key(seed), c)
+        for i, arg in enumerate(args):
+            if not any(_is_inexact(leaf) for leaf in jax.tree_util.tree_leaves(arg)):
+                continue
+            v = _random_like(jax.random.fold_in(key, i), arg)
+            failures += _compare_trees(
+                "output", f" along {labels[i]}, tangent {c}", jvp(args, i, v), expected(args, i, v), "jvp",
+                tolerance, method,
+            )  # fmt: skip
+    return failures
 
 
 class _Trial(NamedTuple):

@@ -12,7 +12,7 @@ from jax import lax
 
 import funcnn.testing
 from funcnn import ops
-from funcnn.testing import Tolerance, check_adjoint, check_vjp, compare
+from funcnn.testing import Tolerance, check_adjoint, check_jvp, check_jvp_vjp, check_vjp, compare
 
 DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
@@ -298,3 +298,58 @@ def test_docstring_examples():
     result = doctest.testmod(funcnn.testing)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+# --- forward mode: check_jvp and check_jvp_vjp ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "op, args",
+    [
+        (conv_custom, (X, KERNEL, BIAS)),
+        (lambda x: ops.max_pool(x, 3, 2, "SAME"), (X,)),
+        (lambda x: ops.gelu(x), (X,)),
+        (lambda x: ops.standardize(x, axis=(1, 2)), (X,)),
+    ],
+)
+def test_hand_written_jvps_pass_every_forward_mode_check(op, args):
+    check_jvp(op, *args, num_tangents=1)
+    check_jvp_vjp(op, *args, num_cotangents=1)
+
+
+def test_check_jvp_passes_against_a_reference():
+    check_jvp(conv_custom, X, KERNEL, BIAS, reference=conv_autodiff)
+
+
+@pytest.fixture
+def scaled_rules():
+    """``y = x^3`` with the right VJP and a JVP 1.5x too large, as funcnn's rules are written."""
+    from funcnn.ops import _rules
+
+    rules = _rules.HandWritten(
+        "test_cube",
+        lambda _, x: x**3,
+        lambda _, x: (x**3, x),
+        lambda _, x, g: (3 * x**2 * g,),
+        lambda _, x, t: 4.5 * x**2 * t[0],
+    )
+    yield rules
+    del _rules.RULES["test_cube"]
+
+
+def test_a_wrong_jvp_is_caught_by_both_checks_with_a_report(scaled_rules):
+    def cube(x):
+        return scaled_rules.primitive(None, x)
+
+    x = jnp.linspace(0.5, 1.5, 4)
+    with pytest.raises(AssertionError, match=r"(?s)check_jvp: `cube` disagrees with the JVP of `<lambda>`:\n"
+                                             r"  output \(shape \(4,\), float32\) along argument 0 `x`, tangent 0:\n"
+                                             r"    max abs error .* jvp .* reference"):  # fmt: skip
+        check_jvp(cube, x, reference=lambda x: x**3)
+    with pytest.raises(AssertionError, match=r"(?s)check_jvp: `cube` disagrees with central finite differences .*\n"
+                                             r".* jvp .*, central differences"):  # fmt: skip
+        check_jvp(cube, x)
+    with pytest.raises(AssertionError, match=r"check_jvp_vjp: `cube` fails <J\^T u, v> = <u, J v> with J v by "
+                                             r"jax.jvp:\n  argument 0 `x`, cotangent 0: <vjp\(u\), v> = .* by jvp"):  # fmt: skip
+        check_jvp_vjp(cube, x)
+    check_vjp(cube, x, reference=lambda x: x**3)  # the VJP alone is right

@@ -97,7 +97,7 @@ def Softplus(
       threshold: the value of ``beta x`` above which the layer is the identity
         (:func:`funcnn.ops.activations.softplus`).
       dtype: computation dtype; ``None`` keeps a floating input's dtype.
-      grad: ``"custom"`` (hand-written VJP) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
     """
     beta = checks.real("Softplus", "beta", beta, low=0.0, low_open=True)
     threshold = checks.real("Softplus", "threshold", threshold)

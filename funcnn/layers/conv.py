@@ -224,7 +224,7 @@ def Conv(
         keeps a floating input's dtype and computes integer inputs in ``param_dtype``.
       param_dtype: dtype of the parameters.
       precision: passed to ``lax.conv_general_dilated`` forward and backward.
-      grad: ``"custom"`` (hand-written VJP) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
 
     >>> import jax
     >>> shape, params, _ = Conv(8, 3, padding="SAME").init(jax.random.key(0), (-1, 28, 28, 1))

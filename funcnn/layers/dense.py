@@ -37,7 +37,7 @@ def Dense(
         computes integer inputs in ``param_dtype``.
       param_dtype: dtype of the parameters.
       precision: passed to ``lax.dot_general`` forward and backward.
-      grad: ``"custom"`` (hand-written VJP) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
     """
     name = "Dense"
     features = checks.positive_int(name, "features", features)

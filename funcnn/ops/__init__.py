@@ -1,7 +1,10 @@
-"""Pure array functions, each with a hand-written ``jax.custom_vjp`` rule.
+"""Pure array functions, each with hand-written derivative rules: a VJP and a JVP.
 
-Every op takes ``grad="custom"`` (the hand-written VJP, default) or
-``grad="autodiff"`` (JAX differentiates the forward pass).
+Every op takes ``grad="custom"`` (default: the hand-written JVP for forward
+mode, the hand-written VJP, its transpose, for reverse mode;
+:mod:`funcnn.ops._rules`), ``grad="custom_vjp"`` (the same VJP through
+``jax.custom_vjp``, reverse mode only) or ``grad="autodiff"`` (JAX
+differentiates the forward pass).
 """
 
 from funcnn.ops.activations import (

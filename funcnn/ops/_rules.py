@@ -66,12 +66,10 @@ the ``custom_vjp`` mechanism (reverse mode only)."""
 
 @dataclasses.dataclass(frozen=True)
 class Level:
-    """One ``vmap`` of ``L``: each operand's batch axis (0 or ``None``) and the map's axis."""
+    """One ``vmap`` of ``L``: each operand's batch axis (0 or ``None``) and the map's size."""
 
     dims: tuple[int | None, ...]
     size: int
-    name: Any
-    spmd_name: Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,10 +112,7 @@ class Linear:
         """``dy``, with each ``vmap`` level applied by ``jax.vmap``."""
         function = self.unbatched_apply
         for level in self.levels:
-            function = jax.vmap(
-                function, in_axes=level.dims, axis_size=level.size, axis_name=level.name,
-                spmd_axis_name=level.spmd_name,
-            )  # fmt: skip
+            function = jax.vmap(function, in_axes=level.dims, axis_size=level.size)
         return function(*operands)
 
     def transpose(self, residuals: tuple, g: jax.Array) -> list[jax.Array]:
@@ -129,9 +124,10 @@ class Linear:
         return function(*residuals, g)
 
     def aval(self) -> Any:
+        """``dy``'s abstract value: the unbatched one with each level's batch axis in front."""
         out = self.out
         for level in self.levels:
-            out = unmapped_aval(level.size, 0, out, level.spmd_name)
+            out = unmapped_aval(level.size, 0, out)
         return out
 
 
@@ -139,10 +135,7 @@ def _batched_transpose(function: Callable, level: Level, count: int) -> Callable
     tangent_dims = level.dims[count:]
 
     def transposed(*operands: Any) -> list[jax.Array]:
-        cotangents = jax.vmap(
-            function, in_axes=(*level.dims[:count], 0), axis_size=level.size, axis_name=level.name,
-            spmd_axis_name=level.spmd_name,
-        )(*operands)  # fmt: skip
+        cotangents = jax.vmap(function, in_axes=(*level.dims[:count], 0), axis_size=level.size)(*operands)
         return [c if d is not None else c.sum(0) for c, d in zip(cotangents, tangent_dims, strict=True)]
 
     return transposed
@@ -184,7 +177,7 @@ if PRIMITIVES:
     def _batch(operands: tuple, dims: tuple, *, linear: Linear) -> tuple[jax.Array, int]:
         size = next(x.shape[d] for x, d in zip(operands, dims, strict=True) if d is not None)
         moved = tuple(x if d is None else jnp.moveaxis(x, d, 0) for x, d in zip(operands, dims, strict=True))
-        level = Level(tuple(None if d is None else 0 for d in dims), size, None, None)
+        level = Level(tuple(None if d is None else 0 for d in dims), size)
         batched = dataclasses.replace(linear, levels=(*linear.levels, level))
         return hand_written_linear_p.bind(*moved, linear=batched), 0
 

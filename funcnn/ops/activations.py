@@ -1,8 +1,9 @@
-"""Elementwise activations, PReLU and softmax, each with a hand-written VJP.
+"""Elementwise activations, PReLU and softmax, each with a hand-written VJP and JVP.
 
-For ``y = f(x)`` applied elementwise, the VJP is ``dL/dx = dL/dy * f'(x)``.
+For ``y = f(x)`` applied elementwise, the VJP is ``dL/dx = dL/dy * f'(x)``
+and the JVP ``dy = f'(x) dx``, the same product (the Jacobian is diagonal).
 One helper, :func:`_elementwise`, turns a forward function and a one-line
-derivative into the ``jax.custom_vjp`` rule and the op; each derivative is
+derivative into both rules and the op; each derivative is
 written in terms of what the forward pass saves (``x`` or ``y``):
 
 * ReLU ``max(x, 0)``: ``f' = [x > 0]`` (0 at ``x = 0``, as ``jax.nn.relu`` and PyTorch).
@@ -136,7 +137,7 @@ def relu6(x: jax.Array, *, grad: str | None = None) -> jax.Array:
 
     Args:
       x: any array.
-      grad: ``"custom"`` (hand-written VJP) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
     """
     return _relu6(x, grad)
 
@@ -169,7 +170,7 @@ def log_sigmoid(x: jax.Array, *, grad: str | None = None) -> jax.Array:
 
     Args:
       x: any array.
-      grad: ``"custom"`` (hand-written VJP) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
     """
     return _log_sigmoid(x, grad)
 
@@ -227,7 +228,7 @@ def selu(x: jax.Array, *, grad: str | None = None) -> jax.Array:
 
     Args:
       x: any array.
-      grad: ``"custom"`` (hand-written VJP) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
     """
     return _selu(x, grad)
 
@@ -259,7 +260,7 @@ def celu(x: jax.Array, alpha: float = 1.0, *, grad: str | None = None) -> jax.Ar
     Args:
       x: any array.
       alpha: the negative branch's scale, a nonzero real number.
-      grad: ``"custom"`` (hand-written VJP) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
     """
     return _celu(x, grad, celu_alpha("celu", alpha))
 
@@ -304,7 +305,7 @@ def silu(x: jax.Array, *, grad: str | None = None) -> jax.Array:
 
     Args:
       x: any array.
-      grad: ``"custom"`` (hand-written VJP) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
     """
     return _silu(x, grad)
 
@@ -340,7 +341,7 @@ def softplus(
       x: any array.
       beta: the sharpness, ``> 0``.
       threshold: the value of ``beta x`` above which the function is ``x``.
-      grad: ``"custom"`` (hand-written VJP) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
     """
     beta = checks.real("softplus", "beta", beta, low=0.0, low_open=True)
     return _softplus(x, grad, beta, checks.real("softplus", "threshold", threshold))
@@ -360,7 +361,7 @@ def softsign(x: jax.Array, *, grad: str | None = None) -> jax.Array:
 
     Args:
       x: any array.
-      grad: ``"custom"`` (hand-written VJP) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
     """
     return _softsign(x, grad)
 
@@ -382,7 +383,7 @@ def hard_sigmoid(x: jax.Array, *, grad: str | None = None) -> jax.Array:
 
     Args:
       x: any array.
-      grad: ``"custom"`` (hand-written VJP) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
     """
     return _hard_sigmoid(x, grad)
 
@@ -405,7 +406,7 @@ def hard_silu(x: jax.Array, *, grad: str | None = None) -> jax.Array:
 
     Args:
       x: any array.
-      grad: ``"custom"`` (hand-written VJP) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
     """
     return _hard_silu(x, grad)
 
@@ -468,7 +469,7 @@ def prelu(x: jax.Array, slope: jax.Array, *, grad: str | None = None) -> jax.Arr
     Args:
       x: a channels-last array ``(..., C)``.
       slope: shape ``()`` (one slope) or ``(C,)`` (one per channel).
-      grad: ``"custom"`` (hand-written VJP) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
     """
     checks.grad_mode("prelu", grad)
     x, slope = checks.promote_operands("prelu", ("x", "slope"), x, slope)

@@ -417,7 +417,7 @@ def conv(
         the backward convolutions.
       preferred_element_type: passed to ``lax.conv_general_dilated`` in the
         forward and the backward convolutions.
-      grad: ``"custom"`` (hand-written VJP) or ``"autodiff"`` (JAX's).
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"`` (JAX's).
 
     Integer or bool operands are promoted to the floating operands' dtype
     (the default float when there is none); complex operands are refused.

@@ -97,7 +97,7 @@ def dense(
       kernel: weights, shape ``(n_in, n_out)``.
       bias: optional, shape ``(n_out,)``.
       precision: passed to ``lax.dot_general`` in the forward and backward passes.
-      grad: ``"custom"`` (hand-written VJP) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
 
     Integer or bool operands are promoted to the floating operands' dtype;
     complex operands are refused.

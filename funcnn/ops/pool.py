@@ -546,7 +546,7 @@ def _sharded_like(like: jax.Array, f, *args: jax.Array) -> jax.Array:
     """``f(*args)``, an array of ``like``'s rank, sharded as ``like``. With Explicit mesh axes ``f``
     runs with them made Auto (as :func:`funcnn.ops._grad.cotangents_like` runs the rules): its
     reshapes and scatters need no sharding annotations."""
-    explicit = _explicit_axes((like,))
+    _, explicit = _explicit_axes((like,))
     if not explicit:
         return f(*args)
     return jax.sharding.auto_axes(f, axes=explicit, out_sharding=jax.typeof(like).sharding)(*args)

@@ -1,6 +1,7 @@
-"""The hand-written VJPs under sharding: gradients of a batch split over four devices equal the
-single-device gradients (float64), under ``jit`` with Auto and with Explicit mesh axes and inside
-``shard_map``, where each rule sums its parameter cotangents over the devices as JAX's own rules do."""
+"""The hand-written rules under sharding: gradients (the VJPs) and forward-mode tangents (the JVPs)
+of a batch split over four devices equal the single-device ones (float64), under ``jit`` with Auto
+and with Explicit mesh axes and inside ``shard_map``, where each VJP sums its parameter cotangents
+over the devices as JAX's own rules do."""
 
 import jax
 import numpy as np
@@ -54,16 +55,23 @@ def double(x64):
     """float64: the sharded and single-device sums differ only in their order."""
 
 
-def _gradients(block, mode):
+def _gradient(model, state):
+    return jax.grad(lambda p, x: (model.apply(p, state, x)[0] ** 2).sum())
+
+
+def _tangent(model, state):
+    """The outputs' tangent along the parameters and the input (forward mode, the hand-written JVPs)."""
+    return lambda p, x: jax.jvp(lambda p, x: model.apply(p, state, x)[0], (p, x), (p, x))[1]
+
+
+def _on_mesh(block, mode, derivative, out_spec):
+    """``derivative(model, state)(params, x)`` on one device, and on four under ``mode``."""
     model = block()
     x = np.random.default_rng(0).normal(size=(8, 6, 6, 2))
     _, params, state = model.init(jax.random.key(0), x.shape)
     params = jax.tree.map(lambda a: a.astype(np.float64), params)
-
-    def loss(p, x):
-        return (model.apply(p, state, x)[0] ** 2).sum()
-
-    reference = jax.grad(loss)(params, x)
+    fun = derivative(model, state)
+    reference = fun(params, x)
     kind = AxisType.Auto if mode == "auto" else AxisType.Explicit
     mesh = jax.make_mesh((4,), ("data",), axis_types=(kind,))
     with jax.set_mesh(mesh):
@@ -73,19 +81,25 @@ def _gradients(block, mode):
         ps = params if mode.endswith("unplaced") else jax.device_put(params, NamedSharding(mesh, P()))
         if mode == "shard_map":
             # the cotangent of the unvaried params comes back summed over "data", i.e. the global gradient
-            fun = jax.shard_map(jax.grad(loss), mesh=mesh, in_specs=(P(), P("data")), out_specs=P())
-        else:
-            fun = jax.grad(loss)
+            fun = jax.shard_map(fun, mesh=mesh, in_specs=(P(), P("data")), out_specs=out_spec)
         return jax.jit(fun)(ps, xs), reference
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", sorted(BLOCKS))
 def test_sharded_gradients_equal_the_single_device_ones(name, mode):
-    sharded, reference = _gradients(BLOCKS[name], mode)
+    sharded, reference = _on_mesh(BLOCKS[name], mode, _gradient, P())
     for got, want in zip(jax.tree.leaves(sharded), jax.tree.leaves(reference), strict=True):
         assert got.dtype == want.dtype == np.float64
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_sharded_forward_mode_equals_the_single_device_one(name, mode):
+    sharded, reference = _on_mesh(BLOCKS[name], mode, _tangent, P("data"))
+    assert sharded.dtype == reference.dtype == np.float64
+    np.testing.assert_allclose(np.asarray(sharded), np.asarray(reference), rtol=1e-12, atol=1e-12)
 
 
 def test_the_parameter_cotangent_is_unvaried_inside_shard_map():

@@ -10,6 +10,8 @@ second order.
 """
 
 import contextlib
+import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -139,7 +141,9 @@ def test_hessian_equals_autodiff(case):
         return lambda *a: jnp.sum(jnp.sin(f(*a)))
 
     with counting(_rule(case)) as calls:
-        _close(jax.hessian(scalar(custom), argnums)(*primals), jax.hessian(scalar(autodiff), argnums)(*primals))
+        _close(
+            jax.hessian(scalar(custom), argnums)(*primals), jax.hessian(scalar(autodiff), argnums)(*primals)
+        )
     assert calls["bwd"] >= 1, calls  # jacfwd over jacrev: the inner reverse pass is the hand-written VJP
 
 
@@ -162,7 +166,9 @@ REVERSE = {
 
 
 @pytest.mark.parametrize("transformation", sorted(REVERSE))
-@pytest.mark.parametrize("case", ["conv", "dense", "max_pool overlapping padded", "standardize", "softmax", "gelu"])
+@pytest.mark.parametrize(
+    "case", ["conv", "dense", "max_pool overlapping padded", "standardize", "softmax", "gelu"]
+)
 def test_reverse_mode_runs_the_hand_written_vjp(case, transformation):
     """``t -> sum(sin(op(t x)))`` differentiated in ``t``: each transformation of reverse mode calls
     the hand-written VJP (and, but for forward over reverse, not the JVP)."""
@@ -203,3 +209,37 @@ def test_without_the_primitive_extension_points_custom_is_the_custom_vjp_mechani
 def test_two_rules_of_one_name_are_refused():
     with pytest.raises(ValueError, match="two ops' hand-written rules are both named 'conv'"):
         _rules.HandWritten("conv", *(lambda: None,) * 4)
+
+
+COMPILED = {
+    **CASES,
+    "max_pool 3-D overlapping": (lambda g, x: fn.ops.max_pool(x, 3, 2, "SAME", grad=g), [(2, 7, 6, 5, 3)]),
+    "max_pool 3-D dilated": (lambda g, x: fn.ops.max_pool(x, 2, 1, dilation=2, grad=g), [(1, 6, 6, 6, 2)]),
+    "avg_pool 3-D": (lambda g, x: fn.ops.avg_pool(x, 2, grad=g), [(2, 6, 4, 4, 3)]),
+    "adaptive_max_pool 3-D": (lambda g, x: fn.ops.adaptive_max_pool(x, (2, 3, 2), grad=g), [(1, 5, 7, 4, 2)]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(COMPILED))
+def test_compiled_rules_equal_autodiff_under_the_default_cpu_compiler_flags(case):
+    """The CPU compiler guard: each op's jitted VJP and JVP, in float32 (what XLA:CPU's YNNPACK
+    fusions, on by default in jaxlib 0.10, take), equal autodiff's. The 3-D max pool's rules build
+    rank-8 to rank-10 intermediates, where YNNPACK's fusions have had crash reports; the README
+    names the flag that turns the fusions off."""
+    assert "ynn" not in os.environ.get("XLA_FLAGS", ""), "this guard runs under jaxlib's default XLA flags"
+    op, shapes = COMPILED[case]
+    with jax.enable_x64(False):
+        primals = tuple(
+            jnp.asarray(np.random.default_rng(i).normal(size=s), jnp.float32) for i, s in enumerate(shapes)
+        )
+        cotangent = jnp.cos(op("autodiff", *primals))
+        results = {}
+        for grad in ("custom", "autodiff"):
+            f = functools.partial(op, grad)
+            vjp = jax.jit(lambda *a, f=f: jax.vjp(f, *a)[1](cotangent))(*primals)
+            jvp = jax.jit(lambda *a, f=f: jax.jvp(f, a, a)[1])(*primals)
+            results[grad] = (vjp, jvp)
+    for got, expected in zip(
+        jax.tree.leaves(results["custom"]), jax.tree.leaves(results["autodiff"]), strict=True
+    ):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

@@ -94,7 +94,7 @@ def test_grad_mode_builds_a_whole_model_on_one_mechanism():
     _, params, state = custom.init(jax.random.key(0), (-1, 28, 28, 1))
     tangents = {}
     for name, model in (("custom", custom), ("autodiff", autodiff)):
-        tangents[name] = jax.jvp(lambda x: model.apply(params, state, x)[0], (x,), (x,))[1]
+        tangents[name] = jax.jvp(lambda x, model=model: model.apply(params, state, x)[0], (x,), (x,))[1]
     linear = jax.jvp(lambda t: custom.apply(params, state, x * t)[0], (1.0,), (1.0,))[1]
     np.testing.assert_allclose(tangents["custom"], linear, rtol=1e-4, atol=1e-5)  # f(x t) at t = 1 moves along x
     np.testing.assert_allclose(tangents["custom"], tangents["autodiff"], rtol=1e-5, atol=1e-6)

@@ -80,29 +80,31 @@ def _close(actual, expected):
         np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=1e-12, atol=1e-12 * scale)
 
 
-def _check_forward_mode(factory, shape, batch=2, hessian=True):
-    custom, autodiff, params, x = _pair(factory, shape, batch)
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_every_layer_jvp_linearize_and_jacfwd_equal_autodiff(name):
+    custom, autodiff, params, x = _pair(*LAYERS[name])
     tangents = jax.tree.map(lambda a: jnp.cos(a + 1.0), (params, x))
     _close(jax.jvp(custom, (params, x), tangents), jax.jvp(autodiff, (params, x), tangents))
     y, linear = jax.linearize(custom, params, x)
     _close((y, linear(*tangents)), jax.jvp(autodiff, (params, x), tangents))
     _close(jax.jacfwd(custom, (0, 1))(params, x), jax.jacfwd(autodiff, (0, 1))(params, x))
-    if hessian:
-
-        def scalar(f):
-            return lambda p, x: jnp.sum(jnp.sin(f(p, x)))
-
-        _close(
-            jax.hessian(scalar(custom), (0, 1))(params, x), jax.hessian(scalar(autodiff), (0, 1))(params, x)
-        )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(LAYERS))
-def test_every_layer_forward_mode_equals_autodiff(name):
-    _check_forward_mode(*LAYERS[name])
+def test_every_layer_hessian_equals_autodiff(name):
+    custom, autodiff, params, x = _pair(*LAYERS[name])
+
+    def scalar(f):
+        return lambda p, x: jnp.sum(jnp.sin(f(p, x)))
+
+    _close(jax.hessian(scalar(custom), (0, 1))(params, x), jax.hessian(scalar(autodiff), (0, 1))(params, x))
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(name, marks=pytest.mark.slow) if name == "resnet20" else name for name in sorted(MODELS)],
+)
 def test_ready_models_jvp_and_linearize_equal_autodiff(name):
     factory, shape = MODELS[name]
     custom, autodiff, params, x = _pair(factory, shape)

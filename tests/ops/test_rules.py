@@ -131,6 +131,7 @@ def test_forward_mode_equals_autodiff_and_runs_the_hand_written_jvp(case):
     assert calls["jvp"] >= 4 and calls["bwd"] == 0, calls
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_hessian_equals_autodiff(case):
     custom, autodiff = _functions(case)

@@ -34,7 +34,7 @@ failing argument (for arguments of at most ``localize_limit`` entries).
 >>> @jax.custom_vjp
 ... def square(x):
 ...     return x * x
->>> square.defvjp(lambda x: (x * x, x), lambda x, g: (2 * x * g,))
+>>> _ = square.defvjp(lambda x: (x * x, x), lambda x, g: (2 * x * g,))
 >>> check_vjp(square, jnp.arange(3.0), reference=lambda x: x * x)
 >>> check_vjp(square, jnp.arange(3.0))
 """

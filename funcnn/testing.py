@@ -283,13 +283,9 @@ def check_adjoint(
     >>> import jax.numpy as jnp
     >>> check_adjoint(lambda x, w: x @ w, jnp.ones((2, 3)), jnp.ones((3, 4)))
     """
-    args = _as_arrays(args)
-    tolerance = _tolerance(atol, rtol) or _narrowest_tolerance(args)
-    failures = _against_directional(
-        f, args, _affine_difference(f), "f(v) - f(0)", tolerance, seed, num_cotangents, localize_limit
-    )
-    _raise(
-        f"check_adjoint: `{_function_name(f)}` fails <J^T u, v> = <u, J v> with J v = f(v) - f(0):", failures
+    title = f"check_adjoint: `{_function_name(f)}` fails <J^T u, v> = <u, J v> with J v = f(v) - f(0):"
+    _check_identity(
+        f, args, _affine_difference(f), "f(v) - f(0)", title, atol, rtol, seed, num_cotangents, localize_limit
     )
 
 
@@ -355,12 +351,29 @@ def check_jvp_vjp(
     >>> import jax.numpy as jnp
     >>> check_jvp_vjp(lambda x, w: jnp.tanh(x @ w), jnp.ones((2, 3)), jnp.ones((3, 4)))
     """
+    title = f"check_jvp_vjp: `{_function_name(f)}` fails <J^T u, v> = <u, J v> with J v by jax.jvp:"
+    _check_identity(f, args, _jvp_of(f), "jvp", title, atol, rtol, seed, num_cotangents, localize_limit)
+
+
+def _check_identity(
+    f: Callable,
+    args: tuple,
+    directional: Directional,
+    method: str,
+    title: str,
+    atol: float | None,
+    rtol: float | None,
+    seed: int,
+    num_cotangents: int,
+    localize_limit: int,
+) -> None:
+    """``<J^T u, v> = <u, J v>`` (arguments' dtype), ``J v`` by ``directional``; raises with ``title``."""
     args = _as_arrays(args)
     tolerance = _tolerance(atol, rtol) or _narrowest_tolerance(args)
-    failures = _against_directional(
-        f, args, _jvp_of(f), "jvp", tolerance, seed, num_cotangents, localize_limit
+    _raise(
+        title,
+        _against_directional(f, args, directional, method, tolerance, seed, num_cotangents, localize_limit),
     )
-    _raise(f"check_jvp_vjp: `{_function_name(f)}` fails <J^T u, v> = <u, J v> with J v by jax.jvp:", failures)
 
 
 def _tolerance(atol: float | None, rtol: float | None) -> Tolerance | None:

@@ -12,6 +12,7 @@ No JAX here.
 from __future__ import annotations
 
 import contextlib
+import gc
 import signal
 import threading
 from collections.abc import Iterator
@@ -42,10 +43,22 @@ class _State:
 def _handle(signum: int, frame: FrameType | None) -> None:
     if _State.received is None:
         _State.received = signum
-    if _State.deferring or _State.raised:
+    if _State.deferring or _State.raised or _swallowed_at(frame):
         return
     _State.raised = True
     raise Interrupted(_State.received)
+
+
+def _swallowed_at(frame: FrameType | None) -> bool:
+    """Whether an exception raised at ``frame`` would be printed as "Exception ignored" and dropped:
+    inside a ``__del__`` method or a garbage-collector callback (JAX registers one). The signal
+    then stays received for :func:`raise_pending` at the next safe point."""
+    callbacks = {getattr(callback, "__code__", None) for callback in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in callbacks or frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 @contextlib.contextmanager
@@ -81,13 +94,14 @@ def ignore_stop_signals() -> None:
 def raise_pending() -> None:
     """At a safe point: raise the stop signal received within :func:`stop_signals` again.
 
-    The handler's :class:`Interrupted` can be lost: Python runs a signal handler
-    between any two bytecodes, also inside a ``__del__`` method or a weakref
-    callback run by the garbage collector, where an exception is printed as
-    "ignored" and dropped. The run would then go on to its end, exit 0. The
-    training loop calls this after each chunk of steps, so such a signal still
-    stops the run there. Nothing happens when no signal was received, or when
-    it is held by :func:`deferred`.
+    The handler's :class:`Interrupted` would be lost where Python runs a signal
+    handler inside a ``__del__`` method or a garbage-collector callback: an
+    exception there is printed as "ignored" and dropped, and the run would go
+    on to its end, exit 0. The handler does not raise there (it cannot see
+    every weakref callback, which may still drop one). The training loop calls
+    this after each chunk of steps, so such a signal stops the run there.
+    Nothing happens when no signal was received, or when it is held by
+    :func:`deferred`.
     """
     if _State.received is not None and not _State.deferring:
         _State.raised = True

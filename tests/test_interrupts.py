@@ -1,7 +1,9 @@
 """Stop signals: raised once at a safe point, held in a deferred block, ignored ones left alone."""
 
+import gc
 import os
 import signal
+import sys
 
 import pytest
 
@@ -56,22 +58,41 @@ def test_outside_stop_signals_a_deferred_block_changes_nothing():
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the lost raise, printed
-def test_a_signal_whose_raise_was_lost_in_a_destructor_stops_at_the_next_safe_point():
-    """Python drops an exception raised inside ``__del__`` ("Exception ignored in"); the signal
+class Sends:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here
+        for _ in range(1000):
+            pass
+
+
+def _send_from_a_gc_callback(phase, info):
+    if phase == "start":
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):
+            pass
+
+
+@pytest.mark.parametrize("where", ["__del__", "gc callback"])
+def test_a_signal_inside_a_destructor_or_gc_callback_stops_at_the_next_safe_point(where, monkeypatch):
+    """Python would drop an exception raised inside ``__del__`` or a garbage-collector callback,
+    printing "Exception ignored in" with a traceback; the handler does not raise there, the signal
     stays received, and :func:`interrupts.raise_pending` raises it at the loop's next safe point."""
-
-    class Sends:
-        def __del__(self):
-            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, and its raise is lost
-            for _ in range(1000):
-                pass
-
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
     with interrupts.stop_signals():
-        Sends()  # collected at once
+        if where == "__del__":
+            Sends()  # collected at once
+        else:
+            gc.callbacks.append(_send_from_a_gc_callback)  # the collector's own list, as JAX's
+            try:
+                gc.collect()
+            finally:
+                gc.callbacks.remove(_send_from_a_gc_callback)
         for _ in range(1000):
             pass
         with pytest.raises(interrupts.Interrupted, match="SIGTERM"):
             interrupts.raise_pending()
+    assert unraisable == []
     interrupts.raise_pending()  # outside stop_signals: nothing received, nothing raised
 
 

@@ -81,19 +81,19 @@ def _close(actual, expected):
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))
-def test_every_layer_jvp_linearize_and_jacfwd_equal_autodiff(name):
+def test_every_layer_jvp_and_linearize_equal_autodiff(name):
     custom, autodiff, params, x = _pair(*LAYERS[name])
     tangents = jax.tree.map(lambda a: jnp.cos(a + 1.0), (params, x))
     _close(jax.jvp(custom, (params, x), tangents), jax.jvp(autodiff, (params, x), tangents))
     y, linear = jax.linearize(custom, params, x)
     _close((y, linear(*tangents)), jax.jvp(autodiff, (params, x), tangents))
-    _close(jax.jacfwd(custom, (0, 1))(params, x), jax.jacfwd(autodiff, (0, 1))(params, x))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(LAYERS))
-def test_every_layer_hessian_equals_autodiff(name):
+def test_every_layer_jacfwd_and_hessian_equal_autodiff(name):
     custom, autodiff, params, x = _pair(*LAYERS[name])
+    _close(jax.jacfwd(custom, (0, 1))(params, x), jax.jacfwd(autodiff, (0, 1))(params, x))
 
     def scalar(f):
         return lambda p, x: jnp.sum(jnp.sin(f(p, x)))

@@ -10,6 +10,7 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import funcnn as fn
+from funcnn.ops._rules import RULES
 
 BLOCKS = {
     "dense": lambda: fn.serial(fn.Flatten(), fn.Dense(3)),
@@ -100,6 +101,17 @@ def test_sharded_forward_mode_equals_the_single_device_one(name, mode):
     sharded, reference = _on_mesh(BLOCKS[name], mode, _tangent, P("data"))
     assert sharded.dtype == reference.dtype == np.float64
     np.testing.assert_allclose(np.asarray(sharded), np.asarray(reference), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_on_a_mesh_reverse_mode_runs_the_hand_written_vjp_and_forward_mode_the_jvp(mode, rule_calls):
+    """Counted while tracing: once for the single-device reference, once on the mesh."""
+    with rule_calls(RULES["conv"]) as calls:
+        _on_mesh(BLOCKS["conv"], mode, _gradient, P())
+    assert calls["bwd"] >= 2 and calls["jvp"] == 0, calls
+    with rule_calls(RULES["conv"]) as calls:
+        _on_mesh(BLOCKS["conv"], mode, _tangent, P("data"))
+    assert calls["jvp"] >= 2 and calls["bwd"] == 0, calls
 
 
 def test_the_parameter_cotangent_is_unvaried_inside_shard_map():

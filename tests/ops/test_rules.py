@@ -9,7 +9,6 @@ hand-written JVP only, reverse mode the hand-written VJP only, under ``jit``,
 second order.
 """
 
-import contextlib
 import functools
 import os
 
@@ -87,39 +86,16 @@ def _close(actual, expected):
         np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=1e-12, atol=1e-12)
 
 
-@contextlib.contextmanager
-def counting(rule):
-    """Count the calls of ``rule``'s JVP and VJP while tracing (JAX's caches cleared first)."""
-    calls = {"jvp": 0, "bwd": 0}
-    originals = {"jvp": rule.jvp, "bwd": rule.bwd}
-
-    def counted(kind):
-        def call(*args):
-            calls[kind] += 1
-            return originals[kind](*args)
-
-        return call
-
-    jax.clear_caches()
-    for kind in calls:
-        object.__setattr__(rule, kind, counted(kind))
-    try:
-        yield calls
-    finally:
-        for kind, original in originals.items():
-            object.__setattr__(rule, kind, original)
-
-
 def test_every_rule_has_a_case():
     assert {_rule(case).name for case in CASES} == set(RULES)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_forward_mode_equals_autodiff_and_runs_the_hand_written_jvp(case):
+def test_forward_mode_equals_autodiff_and_runs_the_hand_written_jvp(case, rule_calls):
     custom, autodiff = _functions(case)
     primals, tangents = _operands(case), _operands(case, seed=10)
     argnums = tuple(range(len(primals)))
-    with counting(_rule(case)) as calls:
+    with rule_calls(_rule(case)) as calls:
         _close(jax.jvp(custom, primals, tangents), jax.jvp(autodiff, primals, tangents))
         _close(jax.jacfwd(custom, argnums)(*primals), jax.jacfwd(autodiff, argnums)(*primals))
         y, linear = jax.linearize(custom, *primals)
@@ -133,7 +109,7 @@ def test_forward_mode_equals_autodiff_and_runs_the_hand_written_jvp(case):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_hessian_equals_autodiff(case):
+def test_hessian_equals_autodiff(case, rule_calls):
     custom, autodiff = _functions(case)
     primals = _operands(case)
     argnums = tuple(range(len(primals)))
@@ -141,7 +117,7 @@ def test_hessian_equals_autodiff(case):
     def scalar(f):
         return lambda *a: jnp.sum(jnp.sin(f(*a)))
 
-    with counting(_rule(case)) as calls:
+    with rule_calls(_rule(case)) as calls:
         _close(
             jax.hessian(scalar(custom), argnums)(*primals), jax.hessian(scalar(autodiff), argnums)(*primals)
         )
@@ -170,7 +146,7 @@ REVERSE = {
 @pytest.mark.parametrize(
     "case", ["conv", "dense", "max_pool overlapping padded", "standardize", "softmax", "gelu"]
 )
-def test_reverse_mode_runs_the_hand_written_vjp(case, transformation):
+def test_reverse_mode_runs_the_hand_written_vjp(case, transformation, rule_calls):
     """``t -> sum(sin(op(t x)))`` differentiated in ``t``: each transformation of reverse mode calls
     the hand-written VJP (and, but for forward over reverse, not the JVP)."""
     custom, autodiff = _functions(case)
@@ -179,18 +155,18 @@ def test_reverse_mode_runs_the_hand_written_vjp(case, transformation):
     def along(f):
         return lambda t: jnp.sum(jnp.sin(f(*(t * p for p in primals))))
 
-    with counting(_rule(case)) as calls:
+    with rule_calls(_rule(case)) as calls:
         _close(REVERSE[transformation](along(custom))(1.3), REVERSE[transformation](along(autodiff))(1.3))
     assert calls["bwd"] >= 1, calls
     if transformation != "jvp of grad":
         assert calls["jvp"] == 0, calls
 
 
-def test_the_custom_vjp_mechanism_runs_the_same_vjp():
+def test_the_custom_vjp_mechanism_runs_the_same_vjp(rule_calls):
     rule = RULES["conv"]
     x, k, b = _operands("conv")
     f = jax.grad(lambda k, g: jnp.sum(jnp.sin(fn.ops.conv(x, k, b, strides=2, padding="SAME", grad=g))))
-    with counting(rule) as calls:
+    with rule_calls(rule) as calls:
         _close(f(k, "custom_vjp"), f(k, "custom"))
     assert calls == {"jvp": 0, "bwd": 2}
 

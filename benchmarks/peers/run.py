@@ -58,6 +58,8 @@ CONFIGS = {
     "funcnn default malloc": ("funcnn", ["step", "scan", "infer"], "per-core", ("CPU convolutions",)),
     "funcnn YNNPACK convolutions": ("funcnn", ["step", "scan", "infer"], "per-core", ("huge pages",)),
     "funcnn 1 device": ("funcnn", ["step", "scan"], 1, AS_FUNCNN_TRAIN),
+    "funcnn from a script, default settings": ("funcnn", ["step", "scan"], None, ()),
+    "funcnn after the runtime call": ("funcnn", ["step", "scan"], None, ("runtime call",)),
     "funcnn autodiff": ("funcnn-autodiff", ["step", "scan"], "per-core", AS_FUNCNN_TRAIN),
     "raw JAX": ("jax", ["step", "scan"], 1, ()),
     "Flax linen": ("flax-linen", ["step", "scan"], 1, ()),
@@ -70,7 +72,9 @@ CONFIGS = {
     "torch.compile": ("torch-compile", ["step", "infer"], 1, ()),
 }
 """Row name -> (implementation, modes, JAX devices, settings made before the process starts:
-``"huge pages"`` for malloc, ``"CPU convolutions"`` for XLA:CPU's own convolutions)."""
+``"huge pages"`` for malloc, ``"CPU convolutions"`` for XLA:CPU's own convolutions, ``"runtime
+call"`` for a process that calls :func:`funcnn.runtime.configure` itself, as a script would). JAX
+devices ``None``: JAX's default (one CPU device), what a script gets that sets nothing."""
 
 QUICK = ["funcnn", "raw JAX", "PyTorch eager"]
 """The rows of ``--quick`` (``make bench``)."""
@@ -85,7 +89,13 @@ NEEDS = {
 
 
 def worker(impl: str, mode: str, model: str, batch: int, steps: int, windows: int) -> dict:
-    """In this process: build, compile (first run), then time ``windows`` runs of ``steps`` steps."""
+    """In this process: build, compile (first run), then time ``windows`` runs of ``steps`` steps.
+
+    With ``FUNCNN_BENCH_RUNTIME_CALL`` set, the process first makes the one call a script makes
+    for ``funcnn train``'s set-up, :func:`funcnn.runtime.configure` (which re-executes it once).
+    """
+    if os.environ.pop(RUNTIME_CALL, None):
+        runtime.configure(batch_size=batch)
     if impl.startswith("torch"):
         from torch_peer import build_torch
 
@@ -114,10 +124,15 @@ def worker(impl: str, mode: str, model: str, batch: int, steps: int, windows: in
     }
 
 
-def worker_env(devices: int, settings: tuple[str, ...]) -> dict[str, str]:
-    """This process's environment for a worker on ``devices`` JAX CPU devices, with ``settings``
-    (:data:`CONFIGS`) applied by :func:`funcnn.runtime.plan`, as ``funcnn train`` applies them,
-    after every other such setting of this process's environment is removed."""
+RUNTIME_CALL = "FUNCNN_BENCH_RUNTIME_CALL"
+"""Set in a worker's environment: the worker calls :func:`funcnn.runtime.configure` itself."""
+
+
+def worker_env(devices: int | None, settings: tuple[str, ...]) -> dict[str, str]:
+    """This process's environment for a worker on ``devices`` JAX CPU devices (``None``: JAX's
+    default), with ``settings`` (:data:`CONFIGS`) applied by :func:`funcnn.runtime.plan`, as
+    ``funcnn train`` applies them, after every other such setting of this process's environment
+    is removed. With ``"runtime call"``, nothing is applied: the worker makes the call itself."""
     env = {
         key: value
         for key, value in os.environ.items()
@@ -125,6 +140,8 @@ def worker_env(devices: int, settings: tuple[str, ...]) -> dict[str, str]:
     }
     drop = r"--xla_force_host_platform_device_count=\S*|--xla_cpu_experimental_ynn_fusion_type=\S*"
     env["XLA_FLAGS"] = re.sub(drop, "", env.get("XLA_FLAGS", "")).strip()
+    if "runtime call" in settings:
+        return env | {RUNTIME_CALL: "1"}
     plan = runtime.plan(
         runtime.facts()._replace(environ=env, jax_imported=False, backend_started=False),
         cpu_devices=devices,
@@ -135,7 +152,12 @@ def worker_env(devices: int, settings: tuple[str, ...]) -> dict[str, str]:
 
 
 def run_worker(
-    impl: str, mode: str, devices: int | str, settings: tuple[str, ...], model: str, args: argparse.Namespace
+    impl: str,
+    mode: str,
+    devices: int | str | None,
+    settings: tuple[str, ...],
+    model: str,
+    args: argparse.Namespace,
 ) -> dict:
     count = (
         runtime.cpu_devices_for(args.batch, cores=runtime.facts().cores) if devices == "per-core" else devices

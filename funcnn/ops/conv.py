@@ -254,8 +254,12 @@ def conv_kernel_grad(
     convolution at the same speed within noise. The chunks take strided rows
     so that each one is spread over the devices of a batch-sharded ``x`` like
     the batch itself, and each device sums its own rows. Elsewhere, or for a batch
-    that does not split so, one convolution.
+    that does not split so, one convolution. A stride-1 convolution of an
+    input-dilated ``X`` (a transposed convolution) takes
+    :func:`conv_kernel_grad_dilated_input` instead.
     """
+    if all(s == 1 for s in config.strides) and any(dl > 1 for dl in config.lhs_dilation):
+        return conv_kernel_grad_dilated_input(config, g, x, kernel_shape)
     batch = x.shape[0]
     if jax.default_backend() != "cpu" or batch % KERNEL_GRAD_ROWS or batch <= KERNEL_GRAD_ROWS:
         return conv_kernel_grad_chunk(config, g, x, kernel_shape)
@@ -305,6 +309,67 @@ def conv_kernel_grad_chunk(
     )
     # (C_in/G, *K, C_out) -> (*K, C_in/G, C_out).
     return grad.transpose(*range(1, rank + 1), 0, rank + 1)
+
+
+def conv_kernel_grad_dilated_input(
+    config: ConvConfig, g: jax.Array, x: jax.Array, kernel_shape: Sequence[int]
+) -> jax.Array:
+    """``dL/dK`` of a stride-1 convolution of an input dilated by ``l > 1`` (a transposed
+    convolution): ``dL/dY`` correlated with the undilated ``X``, read backwards.
+
+    Per spatial axis, with input dilation ``l``, kernel dilation ``d``, low
+    padding ``lo`` and stride 1, the forward pass pairs ``X[i]`` with
+    ``K[k]`` at output ``o = l i + lo - d k``, so::
+
+        dL/dK[k] = sum_{n, i} X[n, i] dL/dY[n, l i + lo - d k]
+
+    :func:`conv_kernel_grad_chunk` computes this with the dilated ``X`` as the
+    input and ``dL/dY`` as the "kernel": a window the size of the whole output
+    slid over an input that is mostly zeros (``l^2`` of them per real value in
+    2-D), 20-50x slower on XLA:CPU for a U-Net decoder's layers
+    (``benchmarks/conv_transpose.py``). Here ``dL/dY`` is the input and the
+    undilated ``X`` the kernel, dilated by ``l`` (``rhs_dilation``), with
+    window stride ``d`` and ``dL/dY`` padded by ``(d (K - 1) - lo,
+    d (K - 1) + l (N - 1) + 1 - O - (d (K - 1) - lo))`` (``O`` the output
+    length): output ``m`` is ``dL/dK[K - 1 - m]``, so the result is reversed.
+    The batch is the contraction ("feature") axis as there, ``dL/dY`` laid out
+    ``(C_out/G, *out_spatial, G N)`` and ``X`` ``(*spatial, N, C_in)``; with
+    ``feature_group_count=G`` group ``j`` of ``dL/dY``'s channels meets group
+    ``j`` of ``X``'s. Returns ``(*kernel_spatial, C_in/G, C_out)``.
+    """
+    rank = x.ndim - 2
+    batch, *spatial, _ = x.shape
+    *kernel_spatial, group_in, c_out = kernel_shape
+    groups, out_spatial = config.groups, g.shape[1:-1]
+    # (N, *out_spatial, C_out) -> (C_out/G, *out_spatial, G N).
+    lhs = g.reshape(batch, *out_spatial, groups, c_out // groups)
+    lhs = lhs.transpose(rank + 2, *range(1, rank + 1), rank + 1, 0)
+    lhs = lhs.reshape(c_out // groups, *out_spatial, groups * batch)
+    # (N, *spatial, C_in) -> (*spatial, N, C_in).
+    rhs = x.astype(g.dtype).transpose(*range(1, rank + 1), 0, rank + 1)
+    padding = []
+    for n, f, dl, d, (lo, _), o in zip(
+        spatial, kernel_spatial, config.lhs_dilation, config.rhs_dilation, config.padding, out_spatial,
+        strict=True,
+    ):  # fmt: skip
+        low = d * (f - 1) - lo
+        padding.append((low, d * (f - 1) + dilated_size(n, dl) - o - low))
+    grad = lax.conv_general_dilated(
+        lhs,
+        rhs,
+        window_strides=config.rhs_dilation,
+        padding=padding,
+        rhs_dilation=config.lhs_dilation,
+        dimension_numbers=dimension_numbers(rank),
+        feature_group_count=groups,
+        precision=config.precision,
+        preferred_element_type=config.preferred_element_type,
+    )
+    # (C_out/G, *K, G C_in/G) -> (*K, C_in/G, C_out), then K read backwards.
+    grad = grad.reshape(c_out // groups, *kernel_spatial, groups, group_in)
+    grad = grad.transpose(*range(1, rank + 1), rank + 2, rank + 1, 0)
+    grad = grad.reshape(*kernel_spatial, group_in, c_out)
+    return lax.rev(grad, tuple(range(rank)))
 
 
 def _conv_fwd(config, x, kernel, bias):

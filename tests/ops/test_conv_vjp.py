@@ -349,6 +349,25 @@ def test_conv_transpose_same_output_padding_and_output_shape_vjp_equals_autodiff
     assert _max_error(x, kernel, bias, op=ops.conv_transpose, **kwargs) <= TOLERANCE
 
 
+@pytest.mark.parametrize("ksize, padding", [((2, 2), "VALID"), ((3, 3), "SAME"), ((3, 2), ((1, 2), (0, 1)))])
+def test_a_transposed_convolution_kernel_gradient_convolves_the_undilated_input(ksize, padding):
+    """The weight gradient of a stride-2 transposed convolution takes ``X`` as the kernel, dilated
+    by the stride (``rhs_dilation``), never the zero-filled input dilation, and equals autodiff's."""
+    x, kernel = _random((3, 4, 5, 4), 0), _random((*ksize, 2, 6), 1)
+
+    def loss(grad):
+        return lambda kernel: jnp.sum(jnp.sin(ops.conv_transpose(x, kernel, strides=2, padding=padding,
+                                                                 groups=2, grad=grad)))  # fmt: skip
+
+    jaxpr = jax.make_jaxpr(jax.grad(loss("custom")))(kernel)
+    forward, *backward = [e.params for e in jaxpr.eqns if e.primitive.name == "conv_general_dilated"]
+    assert forward["lhs_dilation"] == (2, 2)
+    assert [p["lhs_dilation"] for p in backward] == [(1, 1)] * 2  # input and kernel gradients
+    assert backward[-1]["rhs_dilation"] == (2, 2)
+    np.testing.assert_allclose(jax.grad(loss("custom"))(kernel), jax.grad(loss("autodiff"))(kernel),
+                               rtol=TOLERANCE, atol=TOLERANCE)  # fmt: skip
+
+
 @pytest.mark.parametrize("batch", [0, 16, 32, 48, 40])
 @pytest.mark.parametrize(
     "options",

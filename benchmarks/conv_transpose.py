@@ -37,7 +37,10 @@ kernel there) is the others' shifted by one pixel, ``y_torch[:, :-1, :-1]
 
 Method: for each size, kernel and mode, every contender is built and run
 once (the first call, timed: "compile s"), then the contenders are
-interleaved over ``--repeats`` rounds, each timing ``--iters`` calls in a
+interleaved over ``--repeats`` rounds in an order rotated by one each round
+(PyTorch's OpenMP threads spin for a while after its calls and slow whatever
+runs next: over ``--repeats`` rounds a multiple of the contender count, each
+follows it equally often), each timing ``--iters`` calls in a
 row (the JAX results blocked on, CUDA synchronised, after the last). The
 tables give the median milliseconds per call over the rounds, the spread
 (min–max) and "vs PyTorch eager", PyTorch's time / the contender's (above 1
@@ -287,9 +290,12 @@ def benchmark(case: Case, names: list[str], modes: list[str], args: argparse.Nam
             start = time.perf_counter()
             contender.sync(contender.runners[mode]())
             results[mode, name] = {"seconds": [], "compile": time.perf_counter() - start}
-        for _ in range(args.repeats):  # interleaved, so drift hits every contender alike
-            for name, contender in contenders.items():
-                results[mode, name]["seconds"].append(time_calls(contender, mode, args.iters))
+        order = list(contenders)
+        for round_ in range(args.repeats):  # interleaved, so drift hits every contender alike, and
+            # rotated: PyTorch's OpenMP threads spin on after its calls, slowing whoever runs next.
+            shift = round_ % len(order)
+            for name in order[shift:] + order[:shift]:
+                results[mode, name]["seconds"].append(time_calls(contenders[name], mode, args.iters))
     return results
 
 

@@ -2,7 +2,8 @@
 
 Runners run ``steps`` training steps (Adam, lr 1e-3, cross-entropy) or
 ``steps`` inference calls (``torch.inference_mode``) on the same synthetic
-batches as the JAX implementations.
+batches as the JAX implementations, on the GPU when PyTorch sees one (the
+runners end with ``.item()``, which waits for the device).
 """
 
 from __future__ import annotations
@@ -35,13 +36,15 @@ def build_net(model: str) -> nn.Module:
 
 def build_torch(model: str, batch: int, steps: int, compile: bool = False) -> dict[str, Callable[[], None]]:
     torch.manual_seed(0)
-    net = build_net(model).to(memory_format=torch.channels_last)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    net = build_net(model).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     images, labels = synthetic(model, batch, steps)
     images = [
-        torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last) for x in images
+        torch.from_numpy(x).permute(0, 3, 1, 2).to(device).contiguous(memory_format=torch.channels_last)
+        for x in images
     ]
-    labels = [torch.from_numpy(y).long() for y in labels]
+    labels = [torch.from_numpy(y).long().to(device) for y in labels]
     loss_fn = nn.CrossEntropyLoss()
 
     def train_step(x, y):

@@ -38,10 +38,9 @@ kernel there) is the others' shifted by one pixel, ``y_torch[:, :-1, :-1]
 Method: for each size, kernel and mode, every contender is built and run
 once (the first call, timed: "compile s"), then the contenders are
 interleaved over ``--repeats`` rounds in an order rotated by one each round
-(PyTorch's OpenMP threads spin for a while after its calls and slow whatever
-runs next: over ``--repeats`` rounds a multiple of the contender count, each
-follows it equally often), each timing ``--iters`` calls in a
-row (the JAX results blocked on, CUDA synchronised, after the last). The
+(so that no contender always runs right after the same one: over a multiple
+of the contender count, each takes every place equally often), each timing
+``--iters`` calls in a row (the JAX results blocked on, CUDA synchronised, after the last). The
 tables give the median milliseconds per call over the rounds, the spread
 (min–max) and "vs PyTorch eager", PyTorch's time / the contender's (above 1
 is faster than PyTorch). Each library runs with its own defaults
@@ -292,7 +291,7 @@ def benchmark(case: Case, names: list[str], modes: list[str], args: argparse.Nam
             results[mode, name] = {"seconds": [], "compile": time.perf_counter() - start}
         order = list(contenders)
         for round_ in range(args.repeats):  # interleaved, so drift hits every contender alike, and
-            # rotated: PyTorch's OpenMP threads spin on after its calls, slowing whoever runs next.
+            # rotated, so no contender always runs right after the same one.
             shift = round_ % len(order)
             for name in order[shift:] + order[:shift]:
                 results[mode, name]["seconds"].append(time_calls(contenders[name], mode, args.iters))

@@ -33,7 +33,7 @@ CONV_K = np.array([[1, 0, -1], [2, 1, 0], [0, 1, 1]], np.float32)
 CONV_B = 1.0
 
 # The global pooling example of docs/course/pooling.md: max 9, mean 40/9.
-POOL_X = np.array([[1, 3, 2], [9, 7, 4], [5, 6, 3]], np.float32)
+POOL_X = np.array([[2, 4, 3], [1, 5, 6], [8, 2, 9]], np.float32)  # the seed's own matrix
 # A 4x4 input pooled with 2x2 windows, stride 2.
 POOL_X4 = np.array([[1, 3, 2, 1], [4, 6, 5, 0], [7, 2, 9, 8], [1, 0, 3, 4]], np.float32)
 

@@ -104,9 +104,11 @@ def same_padding(n: int, f: int, stride: int = 1, dilation: int = 1) -> tuple[in
     split with the extra element on the high side (as XLA and TensorFlow do).
     For ``s = 1`` and odd ``f`` this is ``p = (f - 1) / 2`` on each side.
 
-    Note: the course's printed SAME formula, ``n + 2p - f + 1`` with a
-    further ``+1``, carries a stray ``+1``: with ``p = (f - 1) / 2`` the
-    output length is ``n + 2p - f + 1 = n``, and nothing is added after.
+    Note: the course's seed prints the output size as
+    ``[(n + 2p - f + 1)/s] + 1``; its inner ``+ 1`` is stray (the outer one
+    counts the first window). With it, SAME at stride 1 would give ``n + 1``;
+    the output length is ``floor((n + 2p - f) / s) + 1``, which with
+    ``p = (f - 1) / 2`` and ``s = 1`` is ``n``.
 
     >>> same_padding(28, 3)
     (1, 1)

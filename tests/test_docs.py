@@ -163,10 +163,24 @@ def build_site(out: Path) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mkdocstrings") is None, reason="needs the docs extra")
-def test_the_site_builds_strictly_with_every_public_name_in_the_api_reference(tmp_path):
-    built = build_site(tmp_path / "site")
+needs_docs_extra = pytest.mark.skipif(
+    importlib.util.find_spec("mkdocstrings") is None or importlib.util.find_spec("mathjax") is None,
+    reason="needs the docs extra",
+)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The site, built once for this module's tests."""
+    out = tmp_path_factory.mktemp("docs") / "site"
+    built = build_site(out)
     assert built.returncode == 0, built.stderr[-5000:]
+    return out
+
+
+@needs_docs_extra
+def test_the_site_builds_strictly_with_every_public_name_in_the_api_reference(site):
+    tmp_path = site.parent
     documented = inventory(tmp_path / "site")
     missing = [f"{module}.{name}" for module in PUBLIC_MODULES for name in public_names(module)
                if not {f"{module}.{name}", defined_at(module, name)} & documented]  # fmt: skip
@@ -177,3 +191,22 @@ def test_the_site_builds_strictly_with_every_public_name_in_the_api_reference(tm
     assert all(f"{funcnn._MODULE_OF[name]}.{name}" in documented for name in top_level)
     for page in ["index", "quickstart", "course/convolution", "guides/performance", "api", "changelog"]:
         assert (tmp_path / "site" / page / "index.html").is_file() or page == "index"
+
+
+@needs_docs_extra
+def test_the_site_renders_its_math_offline(site):
+    """MathJax ships with the site and no page loads a script or a style sheet from another site (a CDN,
+    a font service); the course's formulas reach MathJax as arithmatex math."""
+    pages = list(site.rglob("*.html"))
+    assert pages
+    for page in pages:
+        html = page.read_text(encoding="utf-8")
+        fetched = re.findall(r"<script[^>]+src=\"([^\"]+)\"", html)
+        fetched += re.findall(r"<link[^>]+rel=\"stylesheet\"[^>]+href=\"([^\"]+)\"", html)
+        assert not [url for url in fetched if "://" in url], (page, fetched)
+    assert (site / "javascripts" / "mathjax" / "tex-chtml.js").is_file()
+    assert (site / "javascripts" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
+    course = (site / "course" / "padding_stride" / "index.html").read_text(encoding="utf-8")
+    assert 'src="../../javascripts/mathjax/tex-chtml.js"' in course
+    assert '<div class="arithmatex">\\[' in course and '<span class="arithmatex">\\(' in course
+    assert r"\left\lfloor \frac{n + 2p - f}{s} \right\rfloor + 1" in course

@@ -176,10 +176,10 @@ def conv_forward(config: ConvConfig, x: jax.Array, kernel: jax.Array, bias: jax.
 
 
 def unreached_input(config: ConvConfig, spatial: Sequence[int], kernel: Sequence[int]) -> tuple[int, ...]:
-    """``r = (N' + lo + hi - Kd) mod s`` per axis: padded input past the last window.
+    """``r = (n' + lo + hi - f_d) mod s`` per axis: padded input past the last window.
 
-    ``N' = l (N - 1) + 1`` is the input length after input (``lhs``) dilation
-    ``l`` and ``Kd = d (K - 1) + 1`` the dilated kernel span; the last window
+    ``n' = l (n - 1) + 1`` is the input length after input (``lhs``) dilation
+    ``l`` and ``f_d = d (f - 1) + 1`` the dilated kernel span; the last window
     ends ``r`` elements before the end of the padded input.
     """
     return tuple(
@@ -197,10 +197,10 @@ def unreached_input(config: ConvConfig, spatial: Sequence[int], kernel: Sequence
 
 
 def conv_input_grad(config: ConvConfig, g: jax.Array, kernel: jax.Array, x_shape: Sequence[int]) -> jax.Array:
-    """``dL/dX``: the full convolution of the stride-dilated ``g`` with the rotated kernel.
+    """``dL/dX``: the full cross-correlation of the stride-dilated ``g`` with the rotated kernel.
 
     ``rot180(K)`` with in/out channels swapped (per group), ``g`` dilated by the
-    stride ``s``, padded by ``(Kd - 1 - lo, Kd - 1 - hi + r)``, kernel dilation
+    stride ``s``, padded by ``(f_d - 1 - lo, f_d - 1 - hi + r)``, kernel dilation
     ``d``, then strided by the input dilation ``l`` (``window_strides=l``).
     Returns ``(N, *spatial, C_in)`` in ``g``'s dtype (or ``preferred_element_type``).
     """
@@ -321,7 +321,7 @@ def conv_kernel_grad_dilated_input(
     padding ``lo`` and stride 1, the forward pass pairs ``X[i]`` with
     ``K[k]`` at output ``o = l i + lo - d k``, so::
 
-        dL/dK[k] = sum_{n, i} X[n, i] dL/dY[n, l i + lo - d k]
+        dL/dK[k] = sum_{β, i} X[β, i] dL/dY[β, l i + lo - d k]
 
     :func:`conv_kernel_grad_chunk` computes this with the dilated ``X`` as the
     input and ``dL/dY`` as the "kernel": a window the size of the whole output
@@ -329,9 +329,10 @@ def conv_kernel_grad_dilated_input(
     2-D), 20-50x slower on XLA:CPU for a U-Net decoder's layers
     (``benchmarks/conv_transpose.py``). Here ``dL/dY`` is the input and the
     undilated ``X`` the kernel, dilated by ``l`` (``rhs_dilation``), with
-    window stride ``d`` and ``dL/dY`` padded by ``(d (K - 1) - lo,
-    d (K - 1) + l (N - 1) + 1 - O - (d (K - 1) - lo))`` (``O`` the output
-    length): output ``m`` is ``dL/dK[K - 1 - m]``, so the result is reversed.
+    window stride ``d`` and ``dL/dY`` padded by ``(d (f - 1) - lo,
+    d (f - 1) + n' - O - (d (f - 1) - lo))`` (``f`` the kernel length, ``n'``
+    the dilated input length, ``O`` the output length): output ``m`` is
+    ``dL/dK[f - 1 - m]``, so the result is reversed.
     The batch is the contraction ("feature") axis as there, ``dL/dY`` laid out
     ``(C_out/G, *out_spatial, G N)`` and ``X`` ``(*spatial, N, C_in)``; with
     ``feature_group_count=G`` group ``j`` of ``dL/dY``'s channels meets group
@@ -401,12 +402,12 @@ def _conv_bwd(config, saved, g):
 
         dL/dB    = sum_ab dL/dY_ab
         dL/dK_ij = sum_ab X_{i+a, j+b} dL/dY_ab        (X cross-correlated with dL/dY)
-        dL/dX    = full_conv(dL/dY, rot180(K))         (pad dL/dY by K - 1 on each side)
+        dL/dX    = full_xcorr(dL/dY, rot180(K))        (pad dL/dY by K - 1 on each side)
 
     Generalised per spatial axis, with stride ``s``, padding ``(lo, hi)`` (may
     be negative), kernel dilation ``d``, input dilation ``l``, ``G`` groups,
-    input length ``N``, ``N' = l (N - 1) + 1``, kernel length ``K``, dilated
-    kernel span ``Kd = d (K - 1) + 1`` and ``r = (N' + lo + hi - Kd) mod s``,
+    input length ``n``, ``n' = l (n - 1) + 1``, kernel length ``f``, dilated
+    kernel span ``f_d = d (f - 1) + 1`` and ``r = (n' + lo + hi - f_d) mod s``,
     the padded input the forward pass never reached:
 
     * ``dL/dB = dL/dY`` summed over batch and space.
@@ -417,9 +418,9 @@ def _conv_bwd(config, saved, g):
       channels (in XLA terms ``batch_group_count=G`` with the channels as the
       batch; here ``feature_group_count=G`` on ``X`` laid out as
       ``(C_in/G, *spatial, G N)``, the fast path on XLA:CPU).
-    * ``dL/dX`` = full convolution of the stride-dilated ``dL/dY`` with the
+    * ``dL/dX`` = full cross-correlation of the stride-dilated ``dL/dY`` with the
       180-degree-rotated kernel, in/out channels swapped within each group,
-      kernel dilation ``d``, padding ``(Kd - 1 - lo, Kd - 1 - hi + r)``; with
+      kernel dilation ``d``, padding ``(f_d - 1 - lo, f_d - 1 - hi + r)``; with
       input dilation ``l`` the result is then strided by ``l``
       (``window_strides=l``): only the real inputs get a gradient.
 
@@ -594,12 +595,12 @@ def conv_transpose_geometry(
 ) -> ConvTransposeGeometry:
     """The forward convolution a transposed convolution transposes, for these shapes.
 
-    Per axis, with input length ``n``, stride ``s``, dilated kernel span ``Kd`` and output
-    padding ``p``: explicit padding ``(lo, hi)`` gives ``L = (n - 1) s + Kd - lo - hi + p``
+    Per axis, with input length ``n``, stride ``s``, dilated kernel span ``f_d`` and output
+    padding ``p``: explicit padding ``(lo, hi)`` gives ``L = (n - 1) s + f_d - lo - hi + p``
     and ``r = p``; ``"SAME"`` gives ``L = n s - p`` (``p < s``), ``(lo, hi)`` the SAME
     padding of a length-``L`` input (:func:`funcnn.shapes.same_padding`), so the SAME
     convolution of stride ``s`` maps ``L`` back to ``ceil(L / s) = n``, and
-    ``r = max(s - p - Kd, 0)``. An ``output_shape`` target ``L`` fixes ``p`` instead.
+    ``r = max(s - p - f_d, 0)``. An ``output_shape`` target ``L`` fixes ``p`` instead.
     """
     rank = check_kernel(op, x_shape, kernel_shape, args.conv.groups)
     strides = checks.broadcast(op, "strides", args.conv.strides, rank)
@@ -643,12 +644,12 @@ def resolve_conv_transpose(
 
     ``padding`` names the padding ``(lo, hi)`` of the forward convolution being
     transposed (:func:`conv_transpose_geometry`). The transposed convolution pads
-    its stride-dilated input by ``(Kd - 1 - lo, Kd - 1 - hi + r)``, giving the
-    output length ``L = (n - 1) s + Kd - lo - hi + r``: for explicit padding
+    its stride-dilated input by ``(f_d - 1 - lo, f_d - 1 - hi + r)``, giving the
+    output length ``L = (n - 1) s + f_d - lo - hi + r``: for explicit padding
     ``r = output_padding``; for ``"SAME"``, ``L = n s - output_padding``.
 
     ``crop=False`` transposes the forward convolution's VALID part only (pads
-    ``(Kd - 1, Kd - 1 + r)``), giving the ``L + lo + hi`` rows of the padded
+    ``(f_d - 1, f_d - 1 + r)``), giving the ``L + lo + hi`` rows of the padded
     input, for the padding modes, which fold the ``(lo, hi)`` border back.
     """
     geometry = conv_transpose_geometry(op, args, x_shape, kernel_shape)

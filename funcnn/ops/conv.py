@@ -330,9 +330,9 @@ def conv_kernel_grad_dilated_input(
     (``benchmarks/conv_transpose.py``). Here ``dL/dY`` is the input and the
     undilated ``X`` the kernel, dilated by ``l`` (``rhs_dilation``), with
     window stride ``d`` and ``dL/dY`` padded by ``(d (f - 1) - lo,
-    d (f - 1) + n' - O - (d (f - 1) - lo))`` (``f`` the kernel length, ``n'``
-    the dilated input length, ``O`` the output length): output ``m`` is
-    ``dL/dK[f - 1 - m]``, so the result is reversed.
+    d (f - 1) + n' - m - (d (f - 1) - lo))`` (``f`` the kernel length, ``n'``
+    the dilated input length, ``m`` the output length): output ``j`` is
+    ``dL/dK[f - 1 - j]``, so the result is reversed.
     The batch is the contraction ("feature") axis as there, ``dL/dY`` laid out
     ``(C_out/G, *out_spatial, G N)`` and ``X`` ``(*spatial, N, C_in)``; with
     ``feature_group_count=G`` group ``j`` of ``dL/dY``'s channels meets group

@@ -210,3 +210,11 @@ def test_the_site_renders_its_math_offline(site):
     assert 'src="../../javascripts/mathjax/tex-chtml.js"' in course
     assert '<div class="arithmatex">\\[' in course and '<span class="arithmatex">\\(' in course
     assert r"\left\lfloor \frac{n + 2p - f}{s} \right\rfloor + 1" in course
+
+
+def test_the_examples_page_shows_every_example_script():
+    page = (ROOT / "docs" / "examples.md").read_text(encoding="utf-8")
+    scripts = sorted(path.name for path in (ROOT / "examples").glob("*.py"))
+    assert scripts
+    missing = [name for name in scripts if f'--8<-- "examples/{name}"' not in page or f"## `{name}`" not in page]
+    assert not missing, f"examples without a section and their source in docs/examples.md: {missing}"

@@ -3,28 +3,30 @@
 A checkpoint directory holds one sub-folder per step. orbax writes each step
 into a temporary folder and renames it when complete, so a process killed
 mid-write leaves the previous checkpoints intact (the unfinished temporary
-folder is ignored, and removed by the next :func:`save`). Arrays go to
+folder is ignored, and removed by the next [`save`][funcnn.checkpoint.save]). Arrays go to
 TensorStore files, the metadata to JSON.
 
 Every step then gets a manifest, ``MANIFEST``: the format version and, per
 file as written, its size and SHA-256 digest. Per-file digests need no
 single pass over the whole state, so they still work when a later version
 writes params sharded over devices and processes (each process lists the
-files it wrote). :func:`restore` and :func:`read_metadata` verify the step
-first and raise :class:`CheckpointDamagedError` naming the step and the
+files it wrote). [`restore`][funcnn.checkpoint.restore] and [`read_metadata`][funcnn.checkpoint.read_metadata]
+verify the step
+first and raise [`CheckpointDamagedError`][funcnn.checkpoint.CheckpointDamagedError] naming the step and the
 first problem; a step without its manifest (a write killed before it, or
-an older format) is not intact. :func:`latest_intact_step` finds the newest
-intact step and :func:`move_aside` moves a damaged one into a folder of
+an older format) is not intact. [`latest_intact_step`][funcnn.checkpoint.latest_intact_step] finds the newest
+intact step and [`move_aside`][funcnn.checkpoint.move_aside] moves a damaged one into a folder of
 damaged steps, never deleting it.
 
->>> import jax.numpy as jnp, tempfile
->>> d = tempfile.mkdtemp()
->>> save(d, 10, {"w": jnp.ones(3)}, {"epoch": 1})
->>> latest_step(d)
-10
->>> tree, meta = restore(d, {"w": jnp.zeros(3)})
->>> meta
-{'epoch': 1}
+Examples:
+    >>> import jax.numpy as jnp, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> save(d, 10, {"w": jnp.ones(3)}, {"epoch": 1})
+    >>> latest_step(d)
+    10
+    >>> tree, meta = restore(d, {"w": jnp.zeros(3)})
+    >>> meta
+    {'epoch': 1}
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 DEFAULT_KEEP = 3
-"""How many of the newest checkpoints :func:`save` keeps by default."""
+"""How many of the newest checkpoints [`save`][funcnn.checkpoint.save] keeps by default."""
 
 FORMAT_VERSION = 1
 """The checkpoint format this version writes and reads; another version is incompatible."""
@@ -92,7 +94,7 @@ class WriteError(OSError):
 
 
 class Damage(enum.Enum):
-    """What kind of problem a checkpoint step has (:attr:`Problem.kind`)."""
+    """What kind of problem a checkpoint step has (``Problem.kind``)."""
 
     UNFINISHED = "its write did not finish"
     """No manifest: the write was cut before it proved itself, or another version wrote it."""
@@ -106,7 +108,8 @@ class Damage(enum.Enum):
 
 
 class Problem(str):
-    """One problem of a checkpoint step: the sentence, with its :class:`Damage` as ``kind``."""
+    """One problem of a checkpoint step: the sentence, with its [`Damage`][funcnn.checkpoint.Damage] as
+    ``kind``."""
 
     kind: Damage
 
@@ -127,7 +130,8 @@ def save(
 ) -> None:
     """Atomically write ``pytree`` and JSON ``metadata`` as checkpoint ``step``.
 
-    Older checkpoints beyond the newest ``keep`` are deleted (:func:`prunable`), except
+    Older checkpoints beyond the newest ``keep`` are deleted ([`prunable`][funcnn.checkpoint.prunable]),
+    except
     those in ``protect``, and so are temporary folders left by interrupted writes. The
     deletion starts only once the new step is proved (its manifest written), oldest first,
     so a process killed at any point keeps every protected step and the newest intact one.
@@ -140,7 +144,8 @@ def save(
         writes the manifest and prunes.
       metadata: a JSON-serialisable dict saved next to the arrays.
       keep: how many of the newest checkpoints to keep.
-      protect: older steps never deleted (e.g. the best epoch's, :class:`funcnn.train.RunFolder`).
+      protect: older steps never deleted (e.g. the best epoch's,
+        [`funcnn.train.RunFolder`][funcnn.train.RunFolder]).
 
     Raises:
       CheckpointError: ``pytree`` holds a NaN or infinity (a diverged
@@ -183,18 +188,21 @@ def save(
 
 
 def prunable(steps: list[int], keep: int, protect: Collection[int] = ()) -> list[int]:
-    """The steps :func:`save` deletes: all but the newest ``keep`` of ``steps`` (ascending) and
+    """The steps [`save`][funcnn.checkpoint.save] deletes: all but the newest ``keep`` of ``steps``
+    (ascending) and
     those in ``protect``, oldest first.
 
-    >>> prunable([2, 4, 6, 8], keep=2, protect={2})
-    [4]
+    Examples:
+        >>> prunable([2, 4, 6, 8], keep=2, protect={2})
+        [4]
     """
     return [step for step in steps[:-keep] if step not in protect]
 
 
 class _quiet_orbax:  # noqa: N801 (a context manager used as a function)
     """Quiet orbax during the block: its ``absl`` log shows only critical records (a failed write
-    logs a traceback per writing thread, and the exception :func:`save` raises says it all), and
+    logs a traceback per writing thread, and the exception [`save`][funcnn.checkpoint.save] raises says it
+    all), and
     unraisable errors of its threads are held, shown when the block succeeds. After a failed
     write, TensorStore reports "Event loop is closed" for each write still under way once it
     ends; those reports (from asyncio's ``call_soon_threadsafe``) are dropped from then on."""
@@ -238,7 +246,8 @@ _OS_ERROR_CODE = re.compile(r"os_error_code='?(\d+)")
 
 
 def write_error(error: BaseException, path: Path) -> WriteError | None:
-    """``error`` as a :class:`WriteError` naming ``path`` when an OS error caused it (an
+    """``error`` as a [`WriteError`][funcnn.checkpoint.WriteError] naming ``path`` when an OS error caused it
+    (an
     ``OSError``, or TensorStore's message carrying ``os_error_code``); ``None`` otherwise."""
     if isinstance(error, WriteError):
         return error
@@ -324,10 +333,10 @@ def read_metadata(
       directory: the checkpoint directory.
       step: the step to read, or ``None`` for the latest.
       verify: check the step's files against its manifest first (``False`` when the
-        caller has just done so, e.g. :class:`funcnn.train.RunFolder`).
+        caller has just done so, e.g. [`funcnn.train.RunFolder`][funcnn.train.RunFolder]).
 
     Returns:
-      The metadata dict given to :func:`save`.
+      The metadata dict given to [`save`][funcnn.checkpoint.save].
 
     Raises:
       CheckpointNotFoundError: there is no such checkpoint.
@@ -353,7 +362,8 @@ def restore(
         e.g. from ``jax.eval_shape``. Arrays come back with the target's
         sharding, by default on the first device.
       step: the step to restore, or ``None`` for the latest.
-      verify: check the step's files against its manifest first (as :func:`read_metadata`).
+      verify: check the step's files against its manifest first (as
+        [`read_metadata`][funcnn.checkpoint.read_metadata]).
 
     Returns:
       ``(pytree, metadata)``: the saved arrays in ``target``'s structure, and
@@ -401,13 +411,14 @@ def restore_part(
       target: a dict from top-level names of the saved tree (a NamedTuple's
         fields) to pytrees with their structure, shapes and dtypes.
       step: the step to restore, or ``None`` for the latest.
-      verify: check the step's files against its manifest first (as :func:`read_metadata`).
+      verify: check the step's files against its manifest first (as
+        [`read_metadata`][funcnn.checkpoint.read_metadata]).
 
     Returns:
       ``(part, metadata)``: the requested entries, and the saved metadata dict.
 
     Raises:
-      CheckpointNotFoundError, CheckpointDamagedError: as :func:`restore`.
+      CheckpointNotFoundError, CheckpointDamagedError: as [`restore`][funcnn.checkpoint.restore].
       CheckpointMismatchError: a requested leaf is missing or differs in shape or dtype.
     """
     directory = Path(directory).absolute()
@@ -446,7 +457,7 @@ def _manager(directory: Path, *, writing: bool = False) -> ocp.CheckpointManager
     """A synchronous orbax ``CheckpointManager`` for ``directory``.
 
     Only a writing manager creates the directory and removes the temporary
-    folders of interrupted writes. It deletes no step: :func:`save` removes old
+    folders of interrupted writes. It deletes no step: [`save`][funcnn.checkpoint.save] removes old
     steps itself, after the new one's manifest is written. A reading manager
     writes no root metadata, whose barrier would make every process of a
     multi-process run wait for one that only reads.
@@ -537,8 +548,8 @@ def problems(directory: str | os.PathLike, step: int) -> list[Problem]:
 
     Checks the manifest's format version, then every listed file's size and
     SHA-256 digest. Files the manifest does not list are ignored. Each problem
-    is a sentence whose ``kind`` (:class:`Damage`) says what it is; a step whose
-    folder disappears while it is read is :attr:`Damage.GONE`, not damaged.
+    is a sentence whose ``kind`` ([`Damage`][funcnn.checkpoint.Damage]) says what it is; a step whose
+    folder disappears while it is read is [`Damage.GONE`][funcnn.checkpoint.Damage.GONE], not damaged.
     """
     folder = Path(directory).absolute() / str(step)
     try:
@@ -588,7 +599,8 @@ def problems(directory: str | os.PathLike, step: int) -> list[Problem]:
 
 
 def check_intact(directory: str | os.PathLike, step: int) -> None:
-    """Raise :class:`CheckpointDamagedError` unless checkpoint ``step`` is intact."""
+    """Raise [`CheckpointDamagedError`][funcnn.checkpoint.CheckpointDamagedError] unless checkpoint ``step``
+    is intact."""
     found = problems(directory, step)
     if found:
         more = f" (and {len(found) - 1} more problems)" if len(found) > 1 else ""

@@ -1,22 +1,27 @@
 """Argument parsing and checks shared by ops, layers, combinators and training: one place each.
 
 Every function here either returns the argument in a canonical form or raises
-:class:`funcnn.core.LayerConfigError` with a message of the form
+[`funcnn.core.LayerConfigError`][funcnn.core.LayerConfigError] with a message of the form
 ``"<where>: argument `<name>` <what is wrong> (<the values and shapes involved>)"``.
 
 Two stages, as in the ops' resolvers:
 
-* **parse** (constructor time, no shapes): :func:`positive_int`,
-  :func:`sizes`, :func:`padding_spec`, :func:`real`, :func:`boolean`,
-  :func:`dtype_or_none`, :func:`initializer`, :func:`precision`;
-* **resolve** (``init`` or trace time, with shapes): :func:`broadcast`,
-  :func:`input_shape`, :func:`check_rank`, :func:`check_width`,
-  :func:`check_leaves`, :func:`as_array`, :func:`input_array`, :func:`check_key`.
+* **parse** (constructor time, no shapes): [`positive_int`][funcnn.checks.positive_int],
+  [`sizes`][funcnn.checks.sizes], [`padding_spec`][funcnn.checks.padding_spec], [`real`][funcnn.checks.real],
+  [`boolean`][funcnn.checks.boolean],
+  [`dtype_or_none`][funcnn.checks.dtype_or_none], [`initializer`][funcnn.checks.initializer],
+  [`precision`][funcnn.checks.precision];
+* **resolve** (``init`` or trace time, with shapes): [`broadcast`][funcnn.checks.broadcast],
+  [`input_shape`][funcnn.checks.input_shape], [`check_rank`][funcnn.checks.check_rank],
+  [`check_width`][funcnn.checks.check_width],
+  [`check_leaves`][funcnn.checks.check_leaves], [`as_array`][funcnn.checks.as_array],
+  [`input_array`][funcnn.checks.input_array], [`check_key`][funcnn.checks.check_key].
 
 The padding formulas that turn a parsed padding into ``(low, high)`` pairs
-live with the other formulas, in :func:`funcnn.shapes.padding_pairs`.
+live with the other formulas, in [`funcnn.shapes.padding_pairs`][funcnn.shapes.padding_pairs].
 
-The dtype policy (:func:`compute_dtype`, :func:`input_array`): integer and
+The dtype policy ([`compute_dtype`][funcnn.checks.compute_dtype], [`input_array`][funcnn.checks.input_array]):
+integer and
 bool inputs are promoted to the layer's compute dtype before any
 arithmetic; floating inputs keep their dtype unless the layer names one;
 complex inputs are refused.
@@ -61,7 +66,8 @@ def is_int(value: Any) -> bool:
 
 
 def setting(where: str, name: str, value: Any) -> Any:
-    """A training setting's value, checked by its kind in :data:`funcnn.settings.SETTINGS` (the
+    """A training setting's value, checked by its kind in
+    [`funcnn.settings.SETTINGS`][funcnn.settings.SETTINGS] (the
     rule the command line and a run's stored settings follow too); NumPy integers as ``int``."""
     kind = SETTINGS[name].kind
     if not kind.valid(value):
@@ -146,7 +152,7 @@ def padding_spec(where: str, value: Any, *, allow_negative: bool = True) -> Padd
 
 def grad_mode(where: str, grad: Any) -> str:
     """``grad`` is ``"custom"`` or ``"autodiff"``; ``None`` is the mode in force
-    (:func:`funcnn.grad_mode`, ``"custom"`` outside it)."""
+    ([`funcnn.grad_mode`][funcnn.grad_mode], ``"custom"`` outside it)."""
     if grad is None:
         return default_grad()
     if not isinstance(grad, str) or grad not in GRAD_MODES:
@@ -358,7 +364,7 @@ def layer(where: str, label: str, value: Any) -> Layer:
 
 
 def layers(where: str, values: Sequence[Any]) -> tuple[Layer, ...]:
-    """Every positional argument of a combinator is a layer (:func:`layer`)."""
+    """Every positional argument of a combinator is a layer ([`layer`][funcnn.checks.layer])."""
     return tuple(layer(where, f"argument {index}", value) for index, value in enumerate(values))
 
 
@@ -473,7 +479,8 @@ def check_rank(where: str, argument: str, shape: Shape, ranks: Sequence[int]) ->
 def check_width(where: str, x_shape: Shape, tree: Any, leaf: str, axis: int, per: int = 1) -> None:
     """``x``'s last axis has the width ``tree[leaf]`` was initialised for (``shape[axis] * per``).
 
-    Skipped when the leaf is missing or not an array: :func:`check_leaves` reports that.
+    Skipped when the leaf is missing or not an array: [`check_leaves`][funcnn.checks.check_leaves] reports
+    that.
     """
     value = tree.get(leaf) if isinstance(tree, Mapping) else getattr(tree, leaf, None)
     shape = getattr(value, "shape", None)
@@ -571,8 +578,9 @@ def input_array(
     fallback: jnp.dtype | None = None,
     argument: str = "x",
 ) -> jax.Array:
-    """Check an input array (:func:`as_array`) and apply the dtype policy: the result is in
-    :func:`compute_dtype` ``(x.dtype, dtype, fallback)``."""
+    """Check an input array ([`as_array`][funcnn.checks.as_array]) and apply the dtype policy: the result is
+    in
+    [`compute_dtype`][funcnn.checks.compute_dtype] ``(x.dtype, dtype, fallback)``."""
     x = as_array(where, x, argument)
     target = compute_dtype(x.dtype, dtype, fallback)
     return x if x.dtype == target else jnp.asarray(x).astype(target)

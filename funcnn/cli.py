@@ -70,7 +70,7 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line.
 
-    ``train`` and ``evaluate`` first set up the process (:func:`funcnn.runtime.plan`:
+    ``train`` and ``evaluate`` first set up the process ([`funcnn.runtime.plan`][funcnn.runtime.plan]:
     XLA:CPU's convolutions, and from a shell huge pages by re-executing), then run
     with Ctrl-C, SIGTERM and SIGHUP stopping them at a safe point. Failed or stopped
     from a shell, the process ends at once after its line (no interpreter teardown,
@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       argv: the arguments after the program name; ``None`` reads ``sys.argv`` (a shell).
 
     Returns:
-      The exit status (:data:`EXIT_STATUS`; 128 + the signal's number when stopped).
+      The exit status ([`EXIT_STATUS`][funcnn.cli.EXIT_STATUS]; 128 + the signal's number when stopped).
     """
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -4,11 +4,12 @@ Each combinator derives a sub-layer's key as ``jax.random.fold_in(key, index)``,
 so adding a layer never changes the keys of the layers before it. Parameters
 and state of a combinator are tuples with one entry per sub-layer.
 
->>> import jax, funcnn as fn
->>> model = fn.serial(fn.Conv(8, 3), fn.Relu(), fn.Flatten(), fn.Dense(10))
->>> shape, params, state = model.init(jax.random.key(0), (-1, 28, 28, 1))
->>> shape
-(-1, 10)
+Examples:
+    >>> import jax, funcnn as fn
+    >>> model = fn.serial(fn.Conv(8, 3), fn.Relu(), fn.Flatten(), fn.Dense(10))
+    >>> shape, params, state = model.init(jax.random.key(0), (-1, 28, 28, 1))
+    >>> shape
+    (-1, 10)
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def fan_out(n: int) -> Layer:
 
 def _branches(combinator: str, x: Any) -> tuple[jax.Array, ...]:
     """``fan_in_*``'s input: a non-empty tuple of arrays, brought to one dtype
-    (:func:`funcnn.checks.common_dtype`)."""
+    ([`funcnn.checks.common_dtype`][funcnn.checks.common_dtype])."""
     if not isinstance(x, (tuple, list)) or not x:
         kind = f"an array of shape {tuple(x.shape)}" if hasattr(x, "shape") else type(x).__name__
         raise LayerConfigError(

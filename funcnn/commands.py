@@ -1,7 +1,7 @@
 """The commands behind ``funcnn``: ``train``, ``evaluate``, ``export``, ``predict``, ``summary``
 and ``filters``.
 
-Imported by :mod:`funcnn.cli` only once a command runs, so ``funcnn --help``
+Imported by [`funcnn.cli`][funcnn.cli] only once a command runs, so ``funcnn --help``
 and ``funcnn --version`` never load JAX.
 """
 
@@ -51,7 +51,7 @@ def train(args: argparse.Namespace) -> None:
     other processes of a multi-process run, take the run folder's lock, inspect it
     once and merge the settings once, load the data, build the model, and call
     ``fit`` with the run folder, the progress bar and the callbacks the settings ask for
-    (:func:`_train_callbacks`) as callbacks. Only process 0 prints.
+    (``_train_callbacks``) as callbacks. Only process 0 prints.
     """
     start = time.perf_counter()
     folder = RunFolder(args.out)
@@ -140,7 +140,8 @@ def _train_callbacks(
     learning_rate: Any,
 ) -> list[Callback]:
     """``fit``'s callbacks for a run's settings, in the order they must run: the EMA's
-    evaluation (``--ema``) completes each epoch's record before :class:`Checkpoints` saves it;
+    evaluation (``--ema``) completes each epoch's record before
+    [`Checkpoints`][funcnn.train.callbacks.Checkpoints] saves it;
     early stopping (``--patience``) and TensorBoard (``--tensorboard``, in ``OUT/tensorboard``)
     read it after, TensorBoard knowing the epochs restored; the progress bar shows it last.
 
@@ -171,7 +172,8 @@ def _stopped_early(config: dict[str, Any], done: dict[str, Any] | None) -> str |
 
 def _set_up_devices(args: argparse.Namespace, recorded_batch: Any) -> int | None:
     """One CPU device per core (or ``--cpu-devices``) for this run, set in JAX's config before its
-    backend starts (:func:`funcnn.runtime.plan`); the count set, or ``None``. The batch to split
+    backend starts ([`funcnn.runtime.plan`][funcnn.runtime.plan]); the count set, or ``None``. The batch to
+    split
     is the one given, else the run's recorded one, else the default."""
     batch = args.batch_size or (recorded_batch if settings.POSITIVE_INT.valid(recorded_batch) else None)
     plan = runtime.configure(
@@ -223,7 +225,7 @@ def evaluate_run(args: argparse.Namespace) -> None:
 
 def export_run(args: argparse.Namespace) -> None:
     """Write the newest intact checkpoint's inference function (raw images to logits) as a
-    ``jax.export`` artifact (:mod:`funcnn.export`): callable with JAX alone, any batch size."""
+    ``jax.export`` artifact ([`funcnn.export`][funcnn.export]): callable with JAX alone, any batch size."""
     model, part, meta, step = _newest_model(args.out, doing="exporting")
     exported = export.export(model, part["params"], part["model_state"], _image_shape(meta["config"]))
     path = export.save(exported, args.file)
@@ -265,7 +267,8 @@ def _trainable(config: dict[str, Any], model: Layer, input_shape: tuple[int, ...
 
 def _initial_from(config: dict[str, Any], model: Layer, input_shape: tuple[int, ...]) -> tuple[Any, Any]:
     """``--init-from``: the params and model state of that run's newest intact checkpoint, or of a
-    PyTorch ``state_dict`` file (``.pt``/``.pth``, :func:`funcnn.interop.from_torch`), checked
+    PyTorch ``state_dict`` file (``.pt``/``.pth``, [`funcnn.interop.from_torch`][funcnn.interop.from_torch]),
+    checked
     against this run's model."""
     source = Path(config["init_from"])
     if source.suffix in TORCH_SUFFIXES:
@@ -373,7 +376,7 @@ READ_ATTEMPTS = 5
 
 def print_summary(args: argparse.Namespace) -> None:
     """Print a model's per-layer output shapes and parameter counts for ``--input-shape`` images;
-    with ``--labels``, each parameter's label (:mod:`funcnn.labels`) and shape instead."""
+    with ``--labels``, each parameter's label ([`funcnn.labels`][funcnn.labels]) and shape instead."""
     model, input_shape = MODELS[args.model](), (-1, *args.input_shape)
     if not args.labels:
         print(summary(model, input_shape))
@@ -429,7 +432,8 @@ def draw_filters(args: argparse.Namespace) -> None:
 def _train_settings(
     args: argparse.Namespace, folder: RunFolder, inspection: Inspection, recorded: dict[str, Any] | None
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The run's settings (:func:`funcnn.settings.merge`), and what is done (``epoch``, ``step``,
+    """The run's settings ([`funcnn.settings.merge`][funcnn.settings.merge]), and what is done (``epoch``,
+    ``step``,
     ``history``) when resuming.
 
     On --resume the run's own settings are ``run.json``'s (``recorded``) and the newest

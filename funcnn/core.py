@@ -3,11 +3,12 @@
 Modelled on optax's ``GradientTransformation``: a ``NamedTuple`` of two pure
 functions whose call signatures are documented as ``typing.Protocol`` s.
 
->>> import jax, funcnn as fn
->>> layer = fn.Conv(8, (3, 3))
->>> out_shape, params, state = layer.init(jax.random.key(0), (-1, 28, 28, 1))
->>> out_shape
-(-1, 26, 26, 8)
+Examples:
+    >>> import jax, funcnn as fn
+    >>> layer = fn.Conv(8, (3, 3))
+    >>> out_shape, params, state = layer.init(jax.random.key(0), (-1, 28, 28, 1))
+    >>> out_shape
+    (-1, 26, 26, 8)
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class LayerConfigError(ValueError):
 
     Messages name the layer, the argument and the shapes involved, e.g.
     ``"Conv: argument `x` has 3 channels but the kernel expects 1 (x.shape=(2, 8, 8, 3))"``.
-    The checks live in :mod:`funcnn.checks`.
+    The checks live in [`funcnn.checks`][funcnn.checks].
     """
 
 
@@ -85,14 +86,14 @@ class Layer(NamedTuple):
     """A layer: a pair of pure functions.
 
     Its name and, for combinators, its children are kept beside it, in
-    :mod:`funcnn.identity`; any ``Layer(init, apply)`` pair composes.
+    [`funcnn.identity`][funcnn.identity]; any ``Layer(init, apply)`` pair composes.
 
     A layer is a pytree without leaves (its two functions are static data),
     so it can be an argument of a jitted function: ``jax.jit(lambda layer,
     params, state, x: layer.apply(params, state, x)[0])`` traces once per
     layer. It is immutable, so ``copy.copy`` and ``copy.deepcopy`` return it
     as is; it cannot be pickled (its functions are closures): save its
-    params and state with :mod:`funcnn.checkpoint` and rebuild it from code.
+    params and state with [`funcnn.checkpoint`][funcnn.checkpoint] and rebuild it from code.
 
     Attributes:
       init: ``init(key, input_shape) -> (output_shape, params, state)``.
@@ -145,14 +146,15 @@ def grad_mode(mode: str) -> Iterator[None]:
     JAX's own derivatives. A layer keeps the mode it was built with; an
     explicit ``grad=`` wins.
 
-    >>> import jax, jax.numpy as jnp, funcnn as fn
-    >>> with fn.grad_mode("autodiff"):
-    ...     model = fn.models.lenet5()
-    >>> _, params, state = model.init(jax.random.key(0), (-1, 28, 28, 1))
-    >>> f = lambda x: model.apply(params, state, x)[0]
-    >>> x = jnp.ones((1, 28, 28, 1))
-    >>> jax.jvp(f, (x,), (x,))[1].shape
-    (1, 10)
+    Examples:
+        >>> import jax, jax.numpy as jnp, funcnn as fn
+        >>> with fn.grad_mode("autodiff"):
+        ...     model = fn.models.lenet5()
+        >>> _, params, state = model.init(jax.random.key(0), (-1, 28, 28, 1))
+        >>> f = lambda x: model.apply(params, state, x)[0]
+        >>> x = jnp.ones((1, 28, 28, 1))
+        >>> jax.jvp(f, (x,), (x,))[1].shape
+        (1, 10)
     """
     if mode not in GRAD_MODES:
         raise LayerConfigError(f"grad_mode: argument `mode` must be one of {GRAD_MODES}, got {mode!r}")

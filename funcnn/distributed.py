@@ -2,9 +2,10 @@
 
 A mesh with one axis, ``"data"``, spans every device JAX sees (all hosts after
 ``jax.distributed.initialize``). Batches are sharded along it
-(:func:`shard_batch`: each process places only its own rows, :func:`local_rows`);
+([`shard_batch`][funcnn.distributed.shard_batch]: each process places only its own rows,
+[`local_rows`][funcnn.distributed.local_rows]);
 the training state is replicated, or with ``shard_params`` its parameters and
-optimiser state are split along the same axis (:func:`state_shardings`).
+optimiser state are split along the same axis ([`state_shardings`][funcnn.distributed.state_shardings]).
 
 **Why ``jit`` with shardings, not ``shard_map``.** The model code stays as it
 is: with the mesh axis of type ``Auto``, XLA's SPMD partitioner sees the batch
@@ -18,11 +19,12 @@ parallelism. The hand-written VJPs work there too, and under Explicit mesh
 axes, for users who write their own ``shard_map`` steps
 (``funcnn.ops._grad.cotangents_like``).
 
->>> import jax, numpy as np
->>> mesh = data_mesh()
->>> batch = shard_batch(mesh, np.zeros((jax.device_count() * 2, 3), np.float32))
->>> batch.shape == (jax.device_count() * 2, 3)
-True
+Examples:
+    >>> import jax, numpy as np
+    >>> mesh = data_mesh()
+    >>> batch = shard_batch(mesh, np.zeros((jax.device_count() * 2, 3), np.float32))
+    >>> batch.shape == (jax.device_count() * 2, 3)
+    True
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from funcnn.core import LayerConfigError
 HEARTBEAT_TIMEOUT_SECONDS = 20
 """How long the coordinator waits for a silent process before it declares it lost and every other
 process ends (JAX's fatal error, exit 134): the bound on a survivor's wait when the lost process
-is not in a collective with it. The same in every process (:func:`join`)."""
+is not in a collective with it. The same in every process ([`join`][funcnn.distributed.join])."""
 
 INITIALIZATION_TIMEOUT_SECONDS = 120
 """How long a process waits for the others to join the run before it gives up."""
@@ -64,7 +66,8 @@ class ProcessLostError(RuntimeError):
 
 def join(coordinator: str, processes: int, process_id: int) -> None:
     """Join a multi-process run: ``jax.distributed.initialize`` with explicit coordination timeouts
-    (:data:`HEARTBEAT_TIMEOUT_SECONDS` and the others), and gloo collectives on CPU."""
+    ([`HEARTBEAT_TIMEOUT_SECONDS`][funcnn.distributed.HEARTBEAT_TIMEOUT_SECONDS] and the others), and gloo
+    collectives on CPU."""
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
         coordinator,
@@ -78,7 +81,8 @@ def join(coordinator: str, processes: int, process_id: int) -> None:
 
 @contextlib.contextmanager
 def reporting_lost_processes() -> Iterator[None]:
-    """Raise a :class:`ProcessLostError` for an error of the block that says a process of the run
+    """Raise a [`ProcessLostError`][funcnn.distributed.ProcessLostError] for an error of the block that says a
+    process of the run
     is gone (a collective whose other end closed). With two processes the lost one is the other;
     with more, the collective does not say which."""
     try:
@@ -99,13 +103,15 @@ DATA_AXIS = "data"
 
 
 def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A one-axis mesh named :data:`DATA_AXIS` over ``devices`` (default: every device of every process)."""
+    """A one-axis mesh named [`DATA_AXIS`][funcnn.distributed.DATA_AXIS] over ``devices`` (default: every
+    device of every process)."""
     devices = list(jax.devices() if devices is None else devices)
     return jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=(AxisType.Auto,), devices=devices)
 
 
 def check_mesh(where: str, mesh: Any) -> Mesh:
-    """A ``jax.sharding.Mesh`` with a :data:`DATA_AXIS` axis, every other axis of size 1."""
+    """A ``jax.sharding.Mesh`` with a [`DATA_AXIS`][funcnn.distributed.DATA_AXIS] axis, every other axis of
+    size 1."""
     if not isinstance(mesh, Mesh) or DATA_AXIS not in mesh.axis_names:
         raise LayerConfigError(
             f"{where}: argument `mesh` must be a jax.sharding.Mesh with a {DATA_AXIS!r} axis "
@@ -121,7 +127,7 @@ def check_mesh(where: str, mesh: Any) -> Mesh:
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Leading (batch) axis split along :data:`DATA_AXIS`, the rest whole."""
+    """Leading (batch) axis split along [`DATA_AXIS`][funcnn.distributed.DATA_AXIS], the rest whole."""
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
@@ -197,7 +203,7 @@ def replicate(mesh: Mesh, tree: Any) -> Any:
 def onto_mesh(mesh: Mesh, tree: Any) -> Any:
     """``tree`` with every leaf that lives outside ``mesh``'s devices (trained on another device count,
     or a host array) replicated onto them; leaves already on exactly those devices keep their placement
-    (replicated or split, as :func:`state_shardings` made them)."""
+    (replicated or split, as [`state_shardings`][funcnn.distributed.state_shardings] made them)."""
     devices = set(mesh.devices.flat)
 
     def place(leaf: Any) -> Any:
@@ -210,7 +216,8 @@ def onto_mesh(mesh: Mesh, tree: Any) -> Any:
 
 def leaf_sharding(mesh: Mesh, shape: Sequence[int], shard: bool) -> NamedSharding:
     """How one leaf of the state is placed: replicated, or with ``shard`` split along
-    :data:`DATA_AXIS` on its largest axis that divides by the device count (replicated when none does).
+    [`DATA_AXIS`][funcnn.distributed.DATA_AXIS] on its largest axis that divides by the device count
+    (replicated when none does).
 
     Splitting along the batch axis's mesh axis is fully sharded data parallelism:
     each device stores ``1/n`` of every large leaf, and XLA gathers a leaf where
@@ -225,9 +232,10 @@ def leaf_sharding(mesh: Mesh, shape: Sequence[int], shard: bool) -> NamedShardin
 
 
 def state_shardings(mesh: Mesh, state: Any, shard_params: bool = False) -> Any:
-    """The shardings of a training state (a :class:`funcnn.train.TrainState` of arrays or shapes):
+    """The shardings of a training state (a [`funcnn.train.TrainState`][funcnn.train.TrainState] of arrays or
+    shapes):
     everything replicated, or with ``shard_params`` its ``params`` and ``opt_state`` split
-    by :func:`leaf_sharding`."""
+    by [`leaf_sharding`][funcnn.distributed.leaf_sharding]."""
 
     def place(tree: Any, shard: bool) -> Any:
         return jax.tree.map(lambda leaf: leaf_sharding(mesh, leaf.shape, shard), tree)

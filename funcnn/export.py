@@ -1,8 +1,8 @@
 """A trained model out of funcnn: its inference function as a ``jax.export`` artifact.
 
-:func:`export` traces ``images -> logits`` with the parameters and state baked
+[`export`][funcnn.export.export] traces ``images -> logits`` with the parameters and state baked
 in as constants, for any batch size (a symbolic batch dimension), and
-:func:`save` writes the serialised artifact. Loading and calling it needs JAX
+[`save`][funcnn.export.save] writes the serialised artifact. Loading and calling it needs JAX
 alone, not funcnn nor the model's code::
 
     exported = jax.export.deserialize(open("model.jax", "rb").read())
@@ -39,7 +39,7 @@ def inference(model: Layer, params: Params, state: State, *, preprocess: Preproc
       params: its trained parameters.
       state: its state (e.g. BatchNorm's running statistics).
       preprocess: maps raw images to the model's inputs, as in training
-        (:func:`funcnn.data.scale_images` by default: ``uint8`` pixels to ``[0, 1]``).
+        ([`funcnn.data.scale_images`][funcnn.data.scale_images] by default: ``uint8`` pixels to ``[0, 1]``).
     """
 
     def logits(images: jax.Array) -> jax.Array:
@@ -58,7 +58,8 @@ def export(
     preprocess: Preprocess = scale_images,
     platforms: Sequence[str] | None = None,
 ) -> jax_export.Exported:
-    """Export ``model``'s inference function (:func:`inference`) for images of ``image_shape``.
+    """Export ``model``'s inference function ([`inference`][funcnn.export.inference]) for images of
+    ``image_shape``.
 
     Args:
       model: the model.
@@ -67,7 +68,7 @@ def export(
       image_shape: one image's shape, without the batch (e.g. ``(28, 28)``); the batch
         dimension is symbolic, so the artifact takes any batch size.
       dtype: the images' dtype.
-      preprocess: maps raw images to the model's inputs (:func:`inference`).
+      preprocess: maps raw images to the model's inputs ([`inference`][funcnn.export.inference]).
       platforms: the platforms to export for (``"cpu"``, ``"cuda"``, ``"rocm"``, ``"tpu"``);
         ``None`` for the default backend's.
 
@@ -100,7 +101,7 @@ def save(exported: jax_export.Exported, path: str | os.PathLike) -> Path:
 
 
 def load(path: str | os.PathLike) -> jax_export.Exported:
-    """Read an artifact :func:`save` wrote (``jax.export.deserialize`` of its bytes)."""
+    """Read an artifact [`save`][funcnn.export.save] wrote (``jax.export.deserialize`` of its bytes)."""
     return jax_export.deserialize(bytearray(Path(path).read_bytes()))
 
 

@@ -3,9 +3,10 @@
 Convolution in deep learning is cross-correlation (the kernel is not
 flipped), so a kernel reads as "the weights laid over the image".
 
->>> import jax.numpy as jnp, funcnn as fn
->>> image = jnp.zeros((1, 8, 8, 1)).at[:, :, 4:, :].set(1.0)   # a vertical step edge
->>> edges, _ = fn.FixedConv(sobel(1)).apply((), (), image)
+Examples:
+    >>> import jax.numpy as jnp, funcnn as fn
+    >>> image = jnp.zeros((1, 8, 8, 1)).at[:, :, 4:, :].set(1.0)   # a vertical step edge
+    >>> edges, _ = fn.FixedConv(sobel(1)).apply((), (), image)
 """
 
 from __future__ import annotations

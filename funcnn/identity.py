@@ -2,16 +2,18 @@
 
 ``Layer`` stays a two-field NamedTuple (``init_fn, apply_fn = layer`` unpacks
 as in stax), so the identity lives in a registry keyed by the layer's
-``init`` function: :func:`make_layer` builds a layer and registers it;
-:func:`layer_name` and :func:`layer_children` read it back. A user's own
+``init`` function: [`make_layer`][funcnn.identity.make_layer] builds a layer and registers it;
+[`layer_name`][funcnn.identity.layer_name] and [`layer_children`][funcnn.identity.layer_children] read it
+back. A user's own
 ``Layer(init, apply)`` pair composes with everything and is called
-``"Layer"``, or what :func:`make_layer` names it; combinators hold it
-registered as ``"Layer"`` (:func:`registered`), so it has its own row in
+``"Layer"``, or what [`make_layer`][funcnn.identity.make_layer] names it; combinators hold it
+registered as ``"Layer"`` ([`registered`][funcnn.identity.registered]), so it has its own row in
 ``summary`` like any other child.
 
-The ``init`` that :func:`make_layer` returns checks its ``key`` and
+The ``init`` that [`make_layer`][funcnn.identity.make_layer] returns checks its ``key`` and
 ``input_shape`` (one place for every layer) and, while
-:func:`recording_inits` is active (in :func:`funcnn.shapes.summary` only),
+[`recording_inits`][funcnn.identity.recording_inits] is active (in
+[`funcnn.shapes.summary`][funcnn.shapes.summary] only),
 records each layer's input and output shapes, parameters, state and
 FLOPs count, nested as the calls are, much as Flax's ``tabulate``
 intercepts module calls.
@@ -49,7 +51,7 @@ class InitRecord(NamedTuple):
 
     ``params`` and ``state`` count scalars; ``param_shapes`` is the params tree
     with ``jax.ShapeDtypeStruct`` leaves; ``flops`` is the count the layer
-    registered (:func:`make_layer`), ``None`` when it registered none.
+    registered ([`make_layer`][funcnn.identity.make_layer]), ``None`` when it registered none.
     """
 
     depth: int
@@ -88,9 +90,9 @@ def make_layer(
       apply: ``apply(params, state, x, *, key=None, train=False)``.
       children: the sub-layers of a combinator.
       inputs: ``"one"`` shape, ``"many"`` (a tuple of shapes) or ``"any"``;
-        see :func:`funcnn.checks.input_shape`.
-      flops: the layer's own FLOPs for one example (:data:`FlopsFn`, the
-        convention of :func:`funcnn.shapes.summary`), a combinator's without
+        see [`funcnn.checks.input_shape`][funcnn.checks.input_shape].
+      flops: the layer's own FLOPs for one example ([`FlopsFn`][funcnn.identity.FlopsFn], the
+        convention of [`funcnn.shapes.summary`][funcnn.shapes.summary]), a combinator's without
         its children's; ``None`` counts 0 (activations, normalisation, reshapes).
     """
 
@@ -122,9 +124,9 @@ def make_layer(
 
 
 class Tap:
-    """What :func:`tapping` records: every registered layer's output, by its path.
+    """What [`tapping`][funcnn.identity.tapping] records: every registered layer's output, by its path.
 
-    A path is the layer's label prefix in :mod:`funcnn.labels`' form: the root's
+    A path is the layer's label prefix in [`funcnn.labels`][funcnn.labels]' form: the root's
     name, then ``INDEX:NAME`` per level, the index counting the parent's calls
     of its children (their positions, for ``serial``, ``parallel`` and
     ``residual``, which call each child once, in order).
@@ -155,7 +157,8 @@ _TAP: contextvars.ContextVar[Tap | None] = contextvars.ContextVar("funcnn_tap", 
 
 
 def _tapped(name: str, apply: ApplyFn) -> ApplyFn:
-    """``apply``, recording its output while :func:`tapping` is active (a check at trace time only)."""
+    """``apply``, recording its output while [`tapping`][funcnn.identity.tapping] is active (a check at trace
+    time only)."""
 
     def tapped_apply(params: Any, state: Any, x: Any, *, key: Any = None, train: bool = False) -> Any:
         tap = _TAP.get()
@@ -175,7 +178,7 @@ def _tapped(name: str, apply: ApplyFn) -> ApplyFn:
 
 @contextlib.contextmanager
 def tapping() -> Iterator[Tap]:
-    """Record the output of every registered layer applied inside the block (:class:`Tap`)."""
+    """Record the output of every registered layer applied inside the block ([`Tap`][funcnn.identity.Tap])."""
     tap = Tap()
     token = _TAP.set(tap)
     try:
@@ -190,10 +193,11 @@ def layer_info(layer: Layer) -> LayerInfo:
 
 
 def registered(layer: Layer) -> Layer:
-    """``layer`` itself when :func:`make_layer` built it, else the pair registered as ``"Layer"``.
+    """``layer`` itself when [`make_layer`][funcnn.identity.make_layer] built it, else the pair registered as
+    ``"Layer"``.
 
     Combinators hold their children registered, so every child records its
-    ``init`` (its own row in :func:`funcnn.shapes.summary`) and checks its
+    ``init`` (its own row in [`funcnn.shapes.summary`][funcnn.shapes.summary]) and checks its
     key and input shape; the wrapper keeps ``layer``'s ``apply``.
     """
     if _is_registered(layer):

@@ -1,6 +1,6 @@
 """Weights from PyTorch: a ``state_dict`` into funcnn ``params`` and ``state``.
 
-:func:`from_torch` walks a funcnn model's layer tree depth first, in order,
+[`from_torch`][funcnn.interop.from_torch] walks a funcnn model's layer tree depth first, in order,
 and the ``state_dict``'s modules in their order (a ``state_dict`` is ordered
 as the modules were registered), pairs the layers that have weights with the
 modules that have weights, checks the kind and the shapes of each pair and
@@ -20,7 +20,7 @@ moves the arrays into funcnn's layouts:
   ``kernel = weight.reshape(out, C, H, W).transpose(0, 2, 3, 1).reshape(out, -1).T``.
 * ``BatchNorm``: ``weight`` and ``bias`` become ``scale`` and ``bias``;
   ``running_mean`` and ``running_var`` become the state
-  :class:`~funcnn.layers.BatchNormState` ``(mean, var)``;
+  [`BatchNormState`][funcnn.layers.BatchNormState] ``(mean, var)``;
   ``num_batches_tracked`` has no counterpart and is dropped.
 
 The other layers (activations, pooling, ``Flatten``, ``Dropout``, ...) have
@@ -477,14 +477,15 @@ def from_torch(
         when the model has a layer with weights that cannot be filled.
       ImportError: when ``state_dict`` is a path and torch is not installed.
 
-    >>> import numpy as np, funcnn as fn
-    >>> model = fn.serial(fn.Conv(4, (3, 3)), fn.Relu(), fn.Flatten(), fn.Dense(2))
-    >>> torch_weights = {"0.weight": np.ones((4, 1, 3, 3)), "0.bias": np.zeros(4),
-    ...                  "3.weight": np.ones((2, 144)), "3.bias": np.zeros(2)}
-    >>> params, state = from_torch(model, (-1, 8, 8, 1), torch_weights)
-    >>> conv, _, _, dense = params
-    >>> conv["kernel"].shape, dense["kernel"].shape
-    ((3, 3, 1, 4), (144, 2))
+    Examples:
+        >>> import numpy as np, funcnn as fn
+        >>> model = fn.serial(fn.Conv(4, (3, 3)), fn.Relu(), fn.Flatten(), fn.Dense(2))
+        >>> torch_weights = {"0.weight": np.ones((4, 1, 3, 3)), "0.bias": np.zeros(4),
+        ...                  "3.weight": np.ones((2, 144)), "3.bias": np.zeros(2)}
+        >>> params, state = from_torch(model, (-1, 8, 8, 1), torch_weights)
+        >>> conv, _, _, dense = params
+        >>> conv["kernel"].shape, dense["kernel"].shape
+        ((3, 3, 1, 4), (144, 2))
     """
     state_dict = _read(state_dict)
     params, state, slots = _walk(model, input_shape)

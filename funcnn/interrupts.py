@@ -1,10 +1,10 @@
 """Ctrl-C, SIGTERM and SIGHUP as one exception, raised only at safe points.
 
 A job scheduler sends SIGTERM before SIGKILL, a closed terminal SIGHUP, a
-user Ctrl-C (SIGINT). Inside :func:`stop_signals` each of them raises
-:class:`Interrupted` (a ``KeyboardInterrupt``), once: later signals are
+user Ctrl-C (SIGINT). Inside [`stop_signals`][funcnn.interrupts.stop_signals] each of them raises
+[`Interrupted`][funcnn.interrupts.Interrupted] (a ``KeyboardInterrupt``), once: later signals are
 recorded and dropped, so two Ctrl-C in a row cannot interrupt the clean-up of
-the first. Inside :func:`deferred` (a checkpoint being written) the signal is
+the first. Inside [`deferred`][funcnn.interrupts.deferred] (a checkpoint being written) the signal is
 held until the block ends, so the block either completes or never starts.
 No JAX here.
 """
@@ -52,7 +52,7 @@ def _handle(signum: int, frame: FrameType | None) -> None:
 def _swallowed_at(frame: FrameType | None) -> bool:
     """Whether an exception raised at ``frame`` would be printed as "Exception ignored" and dropped:
     inside a ``__del__`` method or a garbage-collector callback (JAX registers one). The signal
-    then stays received for :func:`raise_pending` at the next safe point."""
+    then stays received for [`raise_pending`][funcnn.interrupts.raise_pending] at the next safe point."""
     callbacks = {getattr(callback, "__code__", None) for callback in gc.callbacks}
     while frame is not None:
         if frame.f_code in callbacks or frame.f_code.co_name == "__del__":
@@ -63,7 +63,8 @@ def _swallowed_at(frame: FrameType | None) -> bool:
 
 @contextlib.contextmanager
 def stop_signals() -> Iterator[None]:
-    """Within the block, the first stop signal raises :class:`Interrupted` (later ones are
+    """Within the block, the first stop signal raises [`Interrupted`][funcnn.interrupts.Interrupted] (later
+    ones are
     dropped); the previous handlers come back after it. A signal the process was started
     ignoring (``nohup`` ignores SIGHUP) stays ignored. Only in the main thread; elsewhere
     the block runs unchanged."""
@@ -85,23 +86,25 @@ def stop_signals() -> Iterator[None]:
 def ignore_stop_signals() -> None:
     """From now on the stop signals change nothing: the command has ended, and only the process's
     exit remains (a signal there would otherwise kill it with the default action, after a run
-    that completed). Within :func:`stop_signals` the ignoring outlasts the block. Main thread only."""
+    that completed). Within [`stop_signals`][funcnn.interrupts.stop_signals] the ignoring outlasts the block.
+    Main thread only."""
     if threading.current_thread() is threading.main_thread():
         for signum in STOP_SIGNALS:
             signal.signal(signum, signal.SIG_IGN)
 
 
 def raise_pending() -> None:
-    """At a safe point: raise the stop signal received within :func:`stop_signals` again.
+    """At a safe point: raise the stop signal received within [`stop_signals`][funcnn.interrupts.stop_signals]
+    again.
 
-    The handler's :class:`Interrupted` would be lost where Python runs a signal
+    The handler's [`Interrupted`][funcnn.interrupts.Interrupted] would be lost where Python runs a signal
     handler inside a ``__del__`` method or a garbage-collector callback: an
     exception there is printed as "ignored" and dropped, and the run would go
     on to its end, exit 0. The handler does not raise there (it cannot see
     every weakref callback, which may still drop one). The training loop calls
     this after each chunk of steps, so such a signal stops the run there.
     Nothing happens when no signal was received, or when it is held by
-    :func:`deferred`.
+    [`deferred`][funcnn.interrupts.deferred].
     """
     if _State.received is not None and not _State.deferring:
         _State.raised = True
@@ -112,7 +115,7 @@ def raise_pending() -> None:
 def deferred() -> Iterator[None]:
     """Hold a stop signal that arrives within the block until the block ends, then raise it.
 
-    Outside :func:`stop_signals` this changes nothing (a library caller's own
+    Outside [`stop_signals`][funcnn.interrupts.stop_signals] this changes nothing (a library caller's own
     handlers stay in charge).
     """
     _State.deferring += 1

@@ -9,11 +9,11 @@ that built it), then the leaf's own keys, all joined by ``/``::
     serial/3:residual/1:BatchNorm/scale
     serial/5:Dense/bias
 
-The names are those of :func:`funcnn.identity.layer_name` (``"Layer"`` for a
+The names are those of [`funcnn.identity.layer_name`][funcnn.identity.layer_name] (``"Layer"`` for a
 plain ``Layer(init, apply)`` pair), so the labels are stable: they change only
 when the model's structure does. They select leaves by kind or by position for
 optax (``optax.multi_transform``, ``optax.masked``, the weight-decay mask of
-``optax.adamw``), with shell-style patterns (:func:`matching`)::
+``optax.adamw``), with shell-style patterns ([`matching`][funcnn.labels.matching])::
 
     labels = fn.labels.param_labels(model, (-1, 28, 28, 1))
     no_decay = fn.labels.matching(labels, "*/bias", "*BatchNorm/*")
@@ -56,11 +56,12 @@ def tree_labels(model: Layer, tree: Any) -> Labels:
     Returns:
       A pytree of the structure of ``tree`` whose leaves are the labels.
 
-    >>> import jax, funcnn as fn
-    >>> model = fn.serial(fn.Conv(4, 3), fn.Relu(), fn.Flatten(), fn.Dense(2))
-    >>> params = model.init(jax.random.key(0), (-1, 5, 5, 1))[1]
-    >>> jax.tree.leaves(fn.labels.tree_labels(model, params))
-    ['serial/0:Conv/bias', 'serial/0:Conv/kernel', 'serial/3:Dense/bias', 'serial/3:Dense/kernel']
+    Examples:
+        >>> import jax, funcnn as fn
+        >>> model = fn.serial(fn.Conv(4, 3), fn.Relu(), fn.Flatten(), fn.Dense(2))
+        >>> params = model.init(jax.random.key(0), (-1, 5, 5, 1))[1]
+        >>> jax.tree.leaves(fn.labels.tree_labels(model, params))
+        ['serial/0:Conv/bias', 'serial/0:Conv/kernel', 'serial/3:Dense/bias', 'serial/3:Dense/kernel']
     """
     model = checks.layer("tree_labels", "argument `model`", model)
     return _labels(model, tree, layer_info(model).name)
@@ -88,13 +89,15 @@ def _key_name(key: Any) -> str:
 
 
 def param_labels(model: Layer, input_shape: Shape) -> Labels:
-    """The labels of ``model``'s parameters (:func:`tree_labels`) for inputs of ``input_shape``;
+    """The labels of ``model``'s parameters ([`tree_labels`][funcnn.labels.tree_labels]) for inputs of
+    ``input_shape``;
     nothing is allocated (``init`` runs under ``jax.eval_shape``).
 
-    >>> import funcnn as fn
-    >>> labels = fn.labels.param_labels(fn.serial(fn.Dense(3), fn.BatchNorm()), (-1, 2))
-    >>> labels[1]
-    {'bias': 'serial/1:BatchNorm/bias', 'scale': 'serial/1:BatchNorm/scale'}
+    Examples:
+        >>> import funcnn as fn
+        >>> labels = fn.labels.param_labels(fn.serial(fn.Dense(3), fn.BatchNorm()), (-1, 2))
+        >>> labels[1]
+        {'bias': 'serial/1:BatchNorm/bias', 'scale': 'serial/1:BatchNorm/scale'}
     """
     model = checks.layer("param_labels", "argument `model`", model)
     params = jax.eval_shape(lambda key: model.init(key, input_shape)[1], jax.random.key(0))
@@ -103,16 +106,17 @@ def param_labels(model: Layer, input_shape: Shape) -> Labels:
 
 def matching(labels: Labels, *patterns: str) -> Mask:
     """Which labels match any of the shell-style ``patterns`` (``*``, ``?``, ``[0-3]``; see
-    :mod:`fnmatch`, case-sensitive): a mask for ``optax.masked`` or :func:`freeze`.
+    ``fnmatch``, case-sensitive): a mask for ``optax.masked`` or [`freeze`][funcnn.labels.freeze].
 
     Raises:
       LayerConfigError: no pattern given, or a pattern that matches no label (a typo would
         otherwise select nothing silently); the message lists some labels.
 
-    >>> import funcnn as fn
-    >>> labels = fn.labels.param_labels(fn.serial(fn.Dense(3), fn.Dense(2)), (-1, 2))
-    >>> fn.labels.matching(labels, "*/bias")
-    ({'bias': True, 'kernel': False}, {'bias': True, 'kernel': False})
+    Examples:
+        >>> import funcnn as fn
+        >>> labels = fn.labels.param_labels(fn.serial(fn.Dense(3), fn.Dense(2)), (-1, 2))
+        >>> fn.labels.matching(labels, "*/bias")
+        ({'bias': True, 'kernel': False}, {'bias': True, 'kernel': False})
     """
     names = jax.tree.leaves(labels)
     if not patterns:
@@ -136,7 +140,7 @@ def freeze(optimizer: optax.GradientTransformation, frozen: Mask) -> optax.Gradi
     Args:
       optimizer: the optax optimiser of the trained leaves.
       frozen: a mask of the parameters' structure, ``True`` where a leaf is frozen (e.g. from
-        :func:`matching`), or a function from the parameters to such a mask.
+        [`matching`][funcnn.labels.matching]), or a function from the parameters to such a mask.
     """
     checks.optimizer("freeze", optimizer)
 
@@ -161,7 +165,8 @@ def trainable_mask(model: Layer, input_shape: Shape, trainable: Any, *, where: s
       model: the model.
       input_shape: its input shape, batch first.
       trainable: a pattern or a sequence of patterns of the labels to train
-        (:func:`matching`), a predicate on a label, or a mask of the parameters' structure.
+        ([`matching`][funcnn.labels.matching]), a predicate on a label, or a mask of the parameters'
+        structure.
       where: the function to name in errors.
 
     Raises:

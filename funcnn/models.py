@@ -1,7 +1,7 @@
 """Ready models, returning logits for ``num_classes`` classes (10 by default).
 
 ``seed_cnn``, ``lenet5`` and ``fashion_mnist_cnn`` take 28x28x1 inputs
-(Fashion-MNIST, :data:`INPUT_SHAPE`); ``resnet20`` and ``small_resnet`` end in
+(Fashion-MNIST, [`INPUT_SHAPE`][funcnn.models.INPUT_SHAPE]); ``resnet20`` and ``small_resnet`` end in
 a global average pool, so they take any image size and channel count (28x28x1
 or CIFAR's 32x32x3). Each takes ``dtype``, the compute dtype of every layer
 (e.g. ``jnp.bfloat16`` for mixed precision; parameters stay float32), and

@@ -1,9 +1,9 @@
 """Process set-up before JAX starts: the settings ``funcnn train`` runs under, for any script.
 
-This module imports no JAX. :func:`plan` is pure: from the facts of a process
-(:class:`Facts`: its environment, cores, C library, jaxlib version, whether
-JAX is imported and its backend started) it decides what to set; :func:`apply`
-sets it, and :func:`configure` does both for the running process::
+This module imports no JAX. [`plan`][funcnn.runtime.plan] is pure: from the facts of a process
+([`Facts`][funcnn.runtime.Facts]: its environment, cores, C library, jaxlib version, whether
+JAX is imported and its backend started) it decides what to set; [`apply`][funcnn.runtime.apply]
+sets it, and [`configure`][funcnn.runtime.configure] does both for the running process::
 
     import funcnn.runtime
     funcnn.runtime.configure(batch_size=128)  # before `import jax`
@@ -19,11 +19,12 @@ The plan has four parts, each skipped where the user already chose:
   run's coordinator is on this machine, a loopback address, so all its processes
   are) whose product with the process count divides the batch. A device count in
   ``XLA_FLAGS`` or ``JAX_NUM_CPU_DEVICES`` wins.
-- **XLA:CPU's own convolutions** (:data:`CPU_CONVOLUTIONS` in ``XLA_FLAGS``):
+- **XLA:CPU's own convolutions** ([`CPU_CONVOLUTIONS`][funcnn.runtime.CPU_CONVOLUTIONS] in ``XLA_FLAGS``):
   jaxlib 0.10 hands each convolution to YNNPACK, whose weight gradient on an
   AVX2 CPU runs at about half XLA:CPU's rate (the CIFAR-shaped benchmark net
   trains 1.2-1.5x faster without it; ``benchmarks/README.md``). Only with a
-  jaxlib from :data:`CPU_CONVOLUTIONS_SINCE` on (XLA aborts on a flag it lacks),
+  jaxlib from [`CPU_CONVOLUTIONS_SINCE`][funcnn.runtime.CPU_CONVOLUTIONS_SINCE] on (XLA aborts on a flag it
+  lacks),
   and only before JAX is imported (XLA reads its flags once).
 - **A spare thread per CPU device where the devices outnumber the cores**
   (``PJRT_NPROC`` = twice the device count): XLA:CPU runs the devices'
@@ -37,7 +38,7 @@ The plan has four parts, each skipped where the user already chose:
   default) it is left alone: there the spare threads cost 15% of a training
   epoch (2 devices on 2 cores, 18.4 s against 21.5 s) and no abort was seen.
   Skipped when ``PJRT_NPROC`` or ``NPROC`` is set or JAX's backend has started.
-- **Huge pages for malloc** (``GLIBC_TUNABLES`` = :data:`HUGE_PAGES`): XLA:CPU
+- **Huge pages for malloc** (``GLIBC_TUNABLES`` = [`HUGE_PAGES`][funcnn.runtime.HUGE_PAGES]): XLA:CPU
   allocates a step's buffers afresh on every call, and the page faults of fresh
   ``mmap`` blocks cost about a tenth of a CIFAR-shaped step. glibc reads its
   tunables only at start, so this one re-executes the process (same id, same
@@ -62,7 +63,7 @@ CPU_CONVOLUTIONS = "--xla_cpu_experimental_ynn_fusion_type=-individual_convoluti
 """The ``XLA_FLAGS`` entry of the plan: XLA:CPU's convolutions rather than YNNPACK's."""
 
 CPU_CONVOLUTIONS_SINCE = (0, 10, 1)
-"""The oldest jaxlib known to have the flag of :data:`CPU_CONVOLUTIONS`."""
+"""The oldest jaxlib known to have the flag of [`CPU_CONVOLUTIONS`][funcnn.runtime.CPU_CONVOLUTIONS]."""
 
 DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 """The ``XLA_FLAGS`` entry by which a user sets the CPU device count themselves."""
@@ -72,7 +73,8 @@ POOL_THREADS = "PJRT_NPROC"
 
 
 class Facts(NamedTuple):
-    """What the plan depends on, read from a process by :func:`facts` (or written out in a test).
+    """What the plan depends on, read from a process by [`facts`][funcnn.runtime.facts] (or written out in a
+    test).
 
     Attributes:
       environ: the environment variables.
@@ -92,7 +94,7 @@ class Facts(NamedTuple):
 
 
 class Plan(NamedTuple):
-    """What :func:`apply` sets.
+    """What [`apply`][funcnn.runtime.apply] sets.
 
     Attributes:
       environ: environment variables to set, name to value.
@@ -111,8 +113,9 @@ def cpu_devices_for(batch: int, processes: int = 1, *, cores: int) -> int:
     """The most CPU devices per process, up to ``cores``, that split a global ``batch`` evenly
     over ``processes`` processes; at least 1.
 
-    >>> cpu_devices_for(128, cores=6), cpu_devices_for(100, cores=3), cpu_devices_for(7, cores=4)
-    (4, 2, 1)
+    Examples:
+        >>> cpu_devices_for(128, cores=6), cpu_devices_for(100, cores=3), cpu_devices_for(7, cores=4)
+        (4, 2, 1)
     """
     return max(d for d in range(1, max(cores, 1) + 1) if batch % (d * processes) == 0 or d == 1)
 
@@ -130,17 +133,17 @@ def plan(
     """Decide the set-up for a process with these ``facts``; pure.
 
     Args:
-      facts: the process (:func:`facts`).
+      facts: the process ([`facts`][funcnn.runtime.facts]).
       batch_size: the global batch the devices split; ``None`` for any (one device per core).
       cpu_devices: ``"auto"`` (one per core, dividing the batch), a count, or ``None`` to leave it.
       processes: the processes of the run (each gets its share of the batch).
       coordinator: process 0's ``HOST:PORT`` in a multi-process run; when it is this machine
         (a loopback address), every process of the run shares this machine's cores.
-      cpu_convolutions: use XLA:CPU's convolutions (:data:`CPU_CONVOLUTIONS`).
-      huge_pages: put malloc's large blocks on huge pages (:data:`HUGE_PAGES`).
+      cpu_convolutions: use XLA:CPU's convolutions ([`CPU_CONVOLUTIONS`][funcnn.runtime.CPU_CONVOLUTIONS]).
+      huge_pages: put malloc's large blocks on huge pages ([`HUGE_PAGES`][funcnn.runtime.HUGE_PAGES]).
 
     Returns:
-      The :class:`Plan`; parts the user set themselves or that are too late are
+      The [`Plan`][funcnn.runtime.Plan]; parts the user set themselves or that are too late are
       left out, and ``skipped`` says why when the part was asked for explicitly.
     """
     environ: dict[str, str] = {}
@@ -237,8 +240,8 @@ def apply(the_plan: Plan, argv: Sequence[str] | None = None) -> None:
 def configure(**options: Any) -> Plan:
     """Give this process the set-up ``funcnn train`` runs under; call it before ``import jax``.
 
-    Plans from this process's :func:`facts` with ``options`` (the keyword arguments of
-    :func:`plan`: ``batch_size``, ``cpu_devices``, ``processes``, ``coordinator``,
+    Plans from this process's [`facts`][funcnn.runtime.facts] with ``options`` (the keyword arguments of
+    [`plan`][funcnn.runtime.plan]: ``batch_size``, ``cpu_devices``, ``processes``, ``coordinator``,
     ``cpu_convolutions``, ``huge_pages``) and applies the plan. The re-execution for huge
     pages runs the same script with the same arguments (``sys.orig_argv``), so code above
     this call runs twice; it is skipped in an interactive session.

@@ -1,9 +1,9 @@
 """The training settings, one table: name, default, kind (how to parse and what is valid), help.
 
-From :data:`SETTINGS` come the command line's options (:func:`funcnn.cli.build_parser`),
-the check of the settings stored with a run (:func:`check_stored`), the merge on
-``--resume`` (:func:`merge`), and ``fit``'s checks of the same arguments
-(``epochs``, ``batch_size``, ``seed``: :func:`funcnn.checks.setting`). Light: no JAX; the
+From [`SETTINGS`][funcnn.settings.SETTINGS] come the command line's options (``funcnn.cli.build_parser``),
+the check of the settings stored with a run ([`check_stored`][funcnn.settings.check_stored]), the merge on
+``--resume`` ([`merge`][funcnn.settings.merge]), and ``fit``'s checks of the same arguments
+(``epochs``, ``batch_size``, ``seed``: [`funcnn.checks.setting`][funcnn.checks.setting]). Light: no JAX; the
 name tuples are pinned to the library's by a test.
 """
 
@@ -121,7 +121,8 @@ PATTERNS = Kind(
     lambda v: v is None or _patterns(v),
     _parser(str, "shell-style patterns of parameter labels, separated by commas", lambda v: _patterns(v)),
 )
-"""Patterns of parameter labels (:func:`funcnn.labels.matching`), as one text: ``"*Conv/*,*BatchNorm/*"``."""
+"""Patterns of parameter labels ([`funcnn.labels.matching`][funcnn.labels.matching]), as one text:
+``"*Conv/*,*BatchNorm/*"``."""
 
 
 class Setting(NamedTuple):
@@ -233,7 +234,7 @@ what to log, none of which is in the training state (``ema`` is: it adds to the 
 
 def _may_follow(name: str, newer: Any, older: Any) -> bool:
     """Whether a run may go on with ``newer`` after ``older``: a larger ``epochs`` (an extension),
-    or any change of a setting in :data:`MAY_CHANGE`."""
+    or any change of a setting in [`MAY_CHANGE`][funcnn.settings.MAY_CHANGE]."""
     return (name == "epochs" and newer > older) or name in MAY_CHANGE
 
 

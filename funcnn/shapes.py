@@ -1,7 +1,7 @@
 """Output-size formulas, padding, neuron and parameter counts: one source each.
 
 Layers and ops call these functions, so a formula lives in exactly one place.
-Argument parsing and checks live in :mod:`funcnn.checks`.
+Argument parsing and checks live in [`funcnn.checks`][funcnn.checks].
 
 The course formulas, for input size ``n``, kernel (filter) size ``f``, padding
 ``p`` on each side and stride ``s``:
@@ -51,10 +51,11 @@ def conv_output_size(
     Returns:
       The output length; zero or negative when the kernel does not fit.
 
-    >>> conv_output_size(28, 3)
-    26
-    >>> conv_output_size(7, 3, stride=2, padding=1)
-    4
+    Examples:
+        >>> conv_output_size(28, 3)
+        26
+        >>> conv_output_size(7, 3, stride=2, padding=1)
+        4
     """
     low, high = (padding, padding) if isinstance(padding, int) else padding
     return (n + low + high - dilated_size(f, dilation)) // stride + 1
@@ -68,8 +69,9 @@ def pool_output_size(
     ``floor((n + p_lo + p_hi - f) / s) + 1``; without padding this is the
     course's ``floor((n - f) / s) + 1``. ``stride`` defaults to the window.
 
-    >>> pool_output_size(26, 2)
-    13
+    Examples:
+        >>> pool_output_size(26, 2)
+        13
     """
     return conv_output_size(n, window, window if stride is None else stride, padding)
 
@@ -83,13 +85,15 @@ def ceil_pool_output_size(
     window would start past the input and its low padding,
     ``(out - 1) s >= n + p_lo``: a last, partial window is kept only where it
     starts on an input or on the low padding. It equals the floor formula
-    (:func:`conv_output_size`) when ``s`` divides ``n + p_lo + p_hi - d (f - 1) - 1``.
+    ([`conv_output_size`][funcnn.shapes.conv_output_size]) when ``s`` divides ``n + p_lo + p_hi - d (f - 1) -
+    1``.
     ``stride`` defaults to the window.
 
-    >>> ceil_pool_output_size(5, 2), pool_output_size(5, 2)
-    (3, 2)
-    >>> ceil_pool_output_size(5, 2, padding=1)  # a window starting on the high padding is dropped
-    3
+    Examples:
+        >>> ceil_pool_output_size(5, 2), pool_output_size(5, 2)
+        (3, 2)
+        >>> ceil_pool_output_size(5, 2, padding=1)  # a window starting on the high padding is dropped
+        3
     """
     low, high = (padding, padding) if isinstance(padding, int) else padding
     stride = window if stride is None else stride
@@ -110,10 +114,11 @@ def same_padding(n: int, f: int, stride: int = 1, dilation: int = 1) -> tuple[in
     the output length is ``floor((n + 2p - f) / s) + 1``, which with
     ``p = (f - 1) / 2`` and ``s = 1`` is ``n``.
 
-    >>> same_padding(28, 3)
-    (1, 1)
-    >>> same_padding(28, 2, stride=2)
-    (0, 0)
+    Examples:
+        >>> same_padding(28, 3)
+        (1, 1)
+        >>> same_padding(28, 2, stride=2)
+        (0, 0)
     """
     out = -(-n // stride)
     total = max((out - 1) * stride + dilated_size(f, dilation) - n, 0)
@@ -128,10 +133,11 @@ def padding_pairs(
     strides: Sequence[int],
     dilation: Sequence[int],
 ) -> tuple[tuple[int, int], ...]:
-    """A parsed padding (:func:`funcnn.checks.padding_spec`) as explicit ``(low, high)`` pairs,
+    """A parsed padding ([`funcnn.checks.padding_spec`][funcnn.checks.padding_spec]) as explicit ``(low,
+    high)`` pairs,
     one per spatial axis.
 
-    ``"SAME"`` uses :func:`same_padding`; ``kernel``, ``strides``
+    ``"SAME"`` uses [`same_padding`][funcnn.shapes.same_padding]; ``kernel``, ``strides``
     and ``dilation`` are per axis.
     """
     rank = len(spatial)
@@ -155,8 +161,9 @@ def num_neurons(shape: Sequence[int]) -> int:
     The course's input-layer count: a 28x28 greyscale image has
     ``28 * 28 * 1 = 784`` input neurons. ``shape`` excludes the batch.
 
-    >>> num_neurons((28, 28, 1))
-    784
+    Examples:
+        >>> num_neurons((28, 28, 1))
+        784
     """
     return math.prod(shape)
 
@@ -181,8 +188,10 @@ def dot_flops(input_shape: Any, output_shape: Any, params: Any) -> int:
     ``prod(kernel.shape[:-1])`` products (``kh kw C_in / groups`` for a convolution, padding taps
     included; ``C_in`` for ``Dense``).
 
-    >>> dot_flops((-1, 28, 28, 1), (-1, 26, 26, 32), {"kernel": np.zeros((3, 3, 1, 32))})  # 2 * 26*26*32 * 9
-    389376
+    Examples:
+        >>> kernel = {"kernel": np.zeros((3, 3, 1, 32))}
+        >>> dot_flops((-1, 28, 28, 1), (-1, 26, 26, 32), kernel)  # 2 * 26*26*32 * 9
+        389376
     """
     return 2 * _example_size(output_shape) * math.prod(params["kernel"].shape[:-1])
 
@@ -239,29 +248,31 @@ def summary(layer: Layer, input_shape: Any, key: jax.Array | None = None) -> str
 
     FLOPs are counted analytically from the shapes, for one example (batch 1)
     of the forward pass: ``Conv``, ``ConvTranspose`` and ``Dense`` count 2
-    per multiply-accumulate (:func:`dot_flops`, :func:`conv_transpose_flops`;
+    per multiply-accumulate ([`dot_flops`][funcnn.shapes.dot_flops],
+    [`conv_transpose_flops`][funcnn.shapes.conv_transpose_flops];
     a convolution's taps on padding included, its bias not counted); pooling
-    one per window element per output element (:func:`pool_flops`, global
+    one per window element per output element ([`pool_flops`][funcnn.shapes.pool_flops], global
     pools one per input element); ``residual`` and ``fan_in_sum`` one per
     added element. Activations, normalisation, dropout, resizing and
     reshapes count 0: they are a few operations per element, small beside
     the convolutions and matrix products. A layer of one's own registers
     its count with ``make_layer(..., flops=...)``
-    (:data:`funcnn.identity.FlopsFn`). XLA's ``cost_analysis()`` of the
+    ([`funcnn.identity.FlopsFn`][funcnn.identity.FlopsFn]). XLA's ``cost_analysis()`` of the
     compiled model counts the skipped elementwise operations too, and only
     the taps that land on the input.
 
-    >>> import funcnn as fn
-    >>> print(fn.shapes.summary(fn.serial(fn.Dense(4), fn.Relu()), (-1, 3)))
-    input (-1, 3)
-    layer       output shape  params  state  FLOPs
-    ----------  ------------  ------  -----  -----
-    serial      (-1, 4)           16      0     24
-      0: Dense  (-1, 4)           16      0     24
-      1: Relu   (-1, 4)            0      0      0
-    trainable params: 16
-    state values:     0
-    FLOPs, 1 example: 24
+    Examples:
+        >>> import funcnn as fn
+        >>> print(fn.shapes.summary(fn.serial(fn.Dense(4), fn.Relu()), (-1, 3)))
+        input (-1, 3)
+        layer       output shape  params  state  FLOPs
+        ----------  ------------  ------  -----  -----
+        serial      (-1, 4)           16      0     24
+          0: Dense  (-1, 4)           16      0     24
+          1: Relu   (-1, 4)            0      0      0
+        trainable params: 16
+        state values:     0
+        FLOPs, 1 example: 24
     """
     key = jax.random.key(0) if key is None else key
     root = identity.registered(checks.layer("summary", "argument `layer`", layer))

@@ -1,7 +1,7 @@
 """Intermediate activations: every layer's output inside a model, by its label.
 
-:func:`features` applies a model once and returns the outputs of the layers whose
-paths match ``names``, with the paths of :mod:`funcnn.labels` (a parameter's label
+[`features`][funcnn.taps.features] applies a model once and returns the outputs of the layers whose
+paths match ``names``, with the paths of [`funcnn.labels`][funcnn.labels] (a parameter's label
 without its last part): ``serial/0:Conv`` is the first layer of a ``serial``,
 ``serial/2:residual/1:BatchNorm`` a layer inside a residual block. It works under
 ``jit``, ``grad`` and ``vmap`` like ``apply`` (the recording happens while tracing).
@@ -37,7 +37,7 @@ def features(
       params: its parameters.
       state: its state.
       x: the input batch.
-      names: shell-style patterns of layer paths (:mod:`fnmatch`), e.g. ``"serial/0:Conv"``,
+      names: shell-style patterns of layer paths (``fnmatch``), e.g. ``"serial/0:Conv"``,
         ``"*Conv"`` or ``("serial/[0-2]:*",)``; every layer by default.
       key: a ``jax.random`` key, for random layers in training.
       train: training mode, as in ``apply``.
@@ -48,12 +48,13 @@ def features(
     Raises:
       LayerConfigError: a pattern that matches no layer's path (the paths are listed in part).
 
-    >>> import jax, jax.numpy as jnp, funcnn as fn
-    >>> model = fn.serial(fn.Conv(4, 3), fn.Relu(), fn.Flatten(), fn.Dense(2))
-    >>> _, params, state = model.init(jax.random.key(0), (-1, 6, 6, 1))
-    >>> found = fn.features(model, params, state, jnp.ones((1, 6, 6, 1)), names="*:Conv")
-    >>> {path: y.shape for path, y in found.items()}
-    {'serial/0:Conv': (1, 4, 4, 4)}
+    Examples:
+        >>> import jax, jax.numpy as jnp, funcnn as fn
+        >>> model = fn.serial(fn.Conv(4, 3), fn.Relu(), fn.Flatten(), fn.Dense(2))
+        >>> _, params, state = model.init(jax.random.key(0), (-1, 6, 6, 1))
+        >>> found = fn.features(model, params, state, jnp.ones((1, 6, 6, 1)), names="*:Conv")
+        >>> {path: y.shape for path, y in found.items()}
+        {'serial/0:Conv': (1, 4, 4, 4)}
     """
     model = checks.layer("features", "argument `model`", model)
     patterns = (names,) if isinstance(names, str) else names

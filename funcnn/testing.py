@@ -29,14 +29,15 @@ errors, and the worst entry with both values there. The directional checks
 locate the worst entry by repeating the check along each coordinate of a
 failing argument (for arguments of at most ``localize_limit`` entries).
 
->>> import jax, jax.numpy as jnp
->>> from funcnn.testing import check_vjp
->>> @jax.custom_vjp
-... def square(x):
-...     return x * x
->>> _ = square.defvjp(lambda x: (x * x, x), lambda x, g: (2 * x * g,))
->>> check_vjp(square, jnp.arange(3.0), reference=lambda x: x * x)
->>> check_vjp(square, jnp.arange(3.0))
+Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> from funcnn.testing import check_vjp
+    >>> @jax.custom_vjp
+    ... def square(x):
+    ...     return x * x
+    >>> _ = square.defvjp(lambda x: (x * x, x), lambda x, g: (2 * x * g,))
+    >>> check_vjp(square, jnp.arange(3.0), reference=lambda x: x * x)
+    >>> check_vjp(square, jnp.arange(3.0))
 """
 
 from __future__ import annotations
@@ -92,8 +93,9 @@ def compare(got: Any, expected: Any, tolerance: Tolerance) -> Mismatch | None:
     The worst entry is the one furthest beyond its allowed error; a NaN on
     either side never agrees, and counts as the worst.
 
-    >>> compare([1.0, 2.0], [1.0, 2.5], Tolerance(1e-6, 0.0)).index
-    (1,)
+    Examples:
+        >>> compare([1.0, 2.0], [1.0, 2.5], Tolerance(1e-6, 0.0)).index
+        (1,)
     """
     got = np.asarray(got, np.float64)
     expected = np.asarray(expected, np.float64)
@@ -234,8 +236,9 @@ def check_vjp(
       (ReLU at 0, tied maxima in a max pool) they average the one-sided
       slopes, which no rule returns. Check such points against a reference.
 
-    >>> import jax.numpy as jnp
-    >>> check_vjp(jnp.sin, jnp.linspace(0.0, 1.0, 5), reference=jnp.sin)
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> check_vjp(jnp.sin, jnp.linspace(0.0, 1.0, 5), reference=jnp.sin)
     """
     name = _function_name(f)
     args = _as_arrays(args)
@@ -280,8 +283,9 @@ def check_adjoint(
     Args and Raises: as ``check_vjp``; the default tolerance follows the narrowest
     float among the arguments, as ``check_vjp``'s with a reference.
 
-    >>> import jax.numpy as jnp
-    >>> check_adjoint(lambda x, w: x @ w, jnp.ones((2, 3)), jnp.ones((3, 4)))
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> check_adjoint(lambda x, w: x @ w, jnp.ones((2, 3)), jnp.ones((3, 4)))
     """
     title = f"check_adjoint: `{_function_name(f)}` fails <J^T u, v> = <u, J v> with J v = f(v) - f(0):"
     _check_identity(
@@ -309,9 +313,10 @@ def check_jvp(
 
     Args and Raises: as ``check_vjp`` (``num_tangents`` for ``num_cotangents``).
 
-    >>> import jax.numpy as jnp
-    >>> check_jvp(jnp.tanh, jnp.linspace(-1.0, 1.0, 5), reference=jnp.tanh)
-    >>> check_jvp(jnp.tanh, jnp.linspace(-1.0, 1.0, 5))
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> check_jvp(jnp.tanh, jnp.linspace(-1.0, 1.0, 5), reference=jnp.tanh)
+        >>> check_jvp(jnp.tanh, jnp.linspace(-1.0, 1.0, 5))
     """
     name = _function_name(f)
     args = _as_arrays(args)
@@ -348,8 +353,9 @@ def check_jvp_vjp(
 
     Args and Raises: as ``check_adjoint``.
 
-    >>> import jax.numpy as jnp
-    >>> check_jvp_vjp(lambda x, w: jnp.tanh(x @ w), jnp.ones((2, 3)), jnp.ones((3, 4)))
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> check_jvp_vjp(lambda x, w: jnp.tanh(x @ w), jnp.ones((2, 3)), jnp.ones((3, 4)))
     """
     title = f"check_jvp_vjp: `{_function_name(f)}` fails <J^T u, v> = <u, J v> with J v by jax.jvp:"
     _check_identity(f, args, _jvp_of(f), "jvp", title, atol, rtol, seed, num_cotangents, localize_limit)

@@ -116,6 +116,8 @@ PUBLIC_MODULES = (
     "funcnn.distributed",
     "funcnn.runtime",
     "funcnn.settings",
+    "funcnn.identity",
+    "funcnn.interrupts",
 )
 """The modules ``docs/api.md`` documents, with every public name of each."""
 
@@ -218,3 +220,33 @@ def test_the_examples_page_shows_every_example_script():
     assert scripts
     missing = [name for name in scripts if f'--8<-- "examples/{name}"' not in page or f"## `{name}`" not in page]
     assert not missing, f"examples without a section and their source in docs/examples.md: {missing}"
+
+
+@needs_docs_extra
+def test_the_api_reference_renders_examples_as_code_and_cross_links(site):
+    """Docstring examples sit under ``Examples:`` and render as code, never as the nested blockquotes
+    bare ``>>>`` lines become; no Sphinx role (``:func:`x```) is left raw: they are mkdocstrings
+    cross-references, which link."""
+    api = (site / "api" / "index.html").read_text(encoding="utf-8")
+    quoted = re.findall(r"<blockquote>.*?</blockquote>", api, re.S)
+    assert not [q for q in quoted if "&gt;&gt;&gt;" in q]
+    assert api.count("&gt;&gt;&gt;") > 0 and 'class="autorefs' in api
+    for page in site.rglob("*.html"):
+        text = re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8"))
+        roles = re.findall(r":(?:func|class|data|mod|meth|attr|exc|obj|ref):`[^`]*`", text)
+        assert not roles, (page, roles[:5])
+
+
+def test_docstring_examples_are_under_an_examples_section():
+    """Every ``>>>`` line of the package's docstrings follows an ``Examples:`` title (same block)."""
+    bare = []
+    for path in sorted((ROOT / "funcnn").rglob("*.py")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines):
+            if line.lstrip().startswith(">>> "):
+                block_start = number
+                while block_start > 0 and lines[block_start - 1].strip():
+                    block_start -= 1
+                if lines[block_start - 1].strip() != "Examples:" and lines[block_start].strip() != "Examples:":
+                    bare.append(f"{path.relative_to(ROOT)}:{number + 1}")
+    assert not bare, f"doctest lines outside an Examples: section: {bare[:10]}"

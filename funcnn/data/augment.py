@@ -1,6 +1,6 @@
 """Data augmentation as pure, key-driven JAX functions, usable inside ``jit``.
 
-Each function transforms one image ``(H, W, C)``; :func:`augment` vmaps them
+Each function transforms one image ``(H, W, C)``; [`augment`][funcnn.data.augment.augment] vmaps them
 over a batch with one key per example.
 """
 
@@ -47,8 +47,8 @@ def augment(key: jax.Array, images: jax.Array, *, crop_padding: int = 2, flip: b
     Args:
       key: a ``jax.random`` key; each example gets its own key split from it.
       images: a batch ``(N, H, W, C)``.
-      crop_padding: the padding of :func:`random_crop`; ``0`` disables cropping.
-      flip: whether to apply :func:`random_flip`.
+      crop_padding: the padding of [`random_crop`][funcnn.data.augment.random_crop]; ``0`` disables cropping.
+      flip: whether to apply [`random_flip`][funcnn.data.augment.random_flip].
 
     Returns:
       The augmented batch, same shape and dtype.

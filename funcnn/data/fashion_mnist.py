@@ -40,7 +40,7 @@ class DataNotFoundError(FileNotFoundError):
 
 
 def data_dir(path: str | os.PathLike | None = None) -> Path:
-    """The folder to load from: ``path``, else ``$FUNCNN_DATA``, else :data:`DEFAULT_DIR`.
+    """The folder to load from: ``path``, else ``$FUNCNN_DATA``, else ``DEFAULT_DIR``.
 
     Args:
       path: an explicit folder, or ``None``.

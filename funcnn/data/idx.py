@@ -4,11 +4,12 @@ An IDX file is a 4-byte magic number ``00 00 TT NN`` (``TT`` the dtype code,
 ``NN`` the number of dimensions), ``NN`` big-endian ``uint32`` dimension
 sizes, then the data in C order, big-endian.
 
->>> import numpy as np, tempfile, os
->>> path = os.path.join(tempfile.mkdtemp(), "x-idx2-ubyte.gz")
->>> write_idx(path, np.arange(6, dtype=np.uint8).reshape(2, 3))
->>> read_idx(path).shape
-(2, 3)
+Examples:
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "x-idx2-ubyte.gz")
+    >>> write_idx(path, np.arange(6, dtype=np.uint8).reshape(2, 3))
+    >>> read_idx(path).shape
+    (2, 3)
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ MAX_CLASSES = 100_000
 
 
 MAX_BYTES_VAR = "FUNCNN_MAX_DATA_BYTES"
-"""Environment variable: the most bytes :func:`load_npz` inflates (replaces the memory-available default)."""
+"""Environment variable: the most bytes [`load_npz`][funcnn.data.npz.load_npz] inflates (replaces the
+memory-available default)."""
 
 _UNREADABLE = (
     zipfile.BadZipFile,
@@ -168,7 +169,7 @@ def load_npz(
 
     Every array's ``.npy`` header is read first: its declared size, ``prod(shape) * itemsize``, is
     checked against a bound before anything is inflated, and no member inflates past its declared
-    size (see :func:`_read_member`), so a hostile file cannot exhaust memory.
+    size (see ``_read_member``), so a hostile file cannot exhaust memory.
 
     Args:
       path: the file.
@@ -238,7 +239,8 @@ def load_test_split(
     path: str | os.PathLike | None = None, *, max_bytes: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(x_test, y_test)`` only, from a ``.npz`` file or the Fashion-MNIST IDX files: evaluation
-    reads no training images. ``max_bytes``: see :func:`load_npz` (``.npz`` files only)."""
+    reads no training images. ``max_bytes``: see [`load_npz`][funcnn.data.npz.load_npz] (``.npz`` files
+    only)."""
     if path is not None and Path(path).suffix == ".npz":
         return load_npz(path, ("test",), max_bytes=max_bytes)
     return load_split(*find_files(data_dir(path), FILE_NAMES[2:]))
@@ -247,8 +249,9 @@ def load_test_split(
 def load_dataset(
     path: str | os.PathLike | None = None, *, max_bytes: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A ``.npz`` file (:func:`load_npz`), else a folder of Fashion-MNIST IDX files (the default).
-    ``max_bytes``: see :func:`load_npz` (``.npz`` files only)."""
+    """A ``.npz`` file ([`load_npz`][funcnn.data.npz.load_npz]), else a folder of Fashion-MNIST IDX files (the
+    default).
+    ``max_bytes``: see [`load_npz`][funcnn.data.npz.load_npz] (``.npz`` files only)."""
     if path is not None and Path(path).suffix == ".npz":
         return load_npz(path, max_bytes=max_bytes)
     return load_fashion_mnist(path)

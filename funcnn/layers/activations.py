@@ -1,6 +1,6 @@
 """Activation layers: elementwise functions, (log-)softmax, and PReLU with its learned slope.
 
-Each wraps an op of :mod:`funcnn.ops.activations`, which owns the hand-written
+Each wraps an op of ``funcnn.ops.activations``, which owns the hand-written
 VJP. Integer and bool inputs are promoted to the default float (or ``dtype``).
 """
 
@@ -95,7 +95,7 @@ def Softplus(
     Args:
       beta: the sharpness, ``> 0``.
       threshold: the value of ``beta x`` above which the layer is the identity
-        (:func:`funcnn.ops.activations.softplus`).
+        ([`funcnn.ops.activations.softplus`][funcnn.ops.activations.softplus]).
       dtype: computation dtype; ``None`` keeps a floating input's dtype.
       grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
     """
@@ -160,7 +160,8 @@ def PRelu(
       dtype: computation dtype; ``None`` keeps a floating input's dtype and
         computes integer inputs in ``param_dtype``.
       param_dtype: dtype of the slope.
-      grad: ``"custom"`` (hand-written VJP, :func:`funcnn.ops.activations.prelu`) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written VJP, [`funcnn.ops.activations.prelu`][funcnn.ops.activations.prelu]) or
+        ``"autodiff"``.
     """
     name = "PRelu"
     per_channel = checks.boolean(name, "per_channel", per_channel)

@@ -2,7 +2,7 @@
 
 The output's spatial size is given; along an axis of length ``n`` with ``o``
 outputs, window ``i`` covers inputs ``floor(i n / o)`` to ``ceil((i + 1) n / o) - 1``
-(PyTorch's rule, :mod:`funcnn.ops.adaptive_pool`). Each constructor parses
+(PyTorch's rule, ``funcnn.ops.adaptive_pool``). Each constructor parses
 ``output_size`` once; ``init`` and every ``apply`` trace resolve it against the
 input's shape. Integer and bool inputs are pooled in the default float (or ``dtype``).
 """
@@ -61,8 +61,9 @@ def AdaptiveAvgPool(
       grad: ``"custom"`` (the hand-written rule ``dL/dX = A^T G`` per axis) or
         ``"autodiff"``.
 
-    >>> AdaptiveAvgPool((7, None)).init(jax.random.key(0), (-1, 28, 28, 3))[0]
-    (-1, 7, 28, 3)
+    Examples:
+        >>> AdaptiveAvgPool((7, None)).init(jax.random.key(0), (-1, 28, 28, 3))[0]
+        (-1, 7, 28, 3)
     """
     output_size = adaptive_args("AdaptiveAvgPool", output_size)
     dtype = checks.dtype_or_none("AdaptiveAvgPool", "dtype", dtype)
@@ -77,7 +78,8 @@ def AdaptiveMaxPool(
 ) -> Layer:
     """Max pooling to a given spatial size: ``(N, *spatial, C) -> (N, *output_size, C)``.
 
-    Windows as :func:`AdaptiveAvgPool` (PyTorch's ``AdaptiveMaxPool{1,2,3}d``).
+    Windows as [`AdaptiveAvgPool`][funcnn.layers.adaptive_pool.AdaptiveAvgPool] (PyTorch's
+    ``AdaptiveMaxPool{1,2,3}d``).
     The backward pass sends each output's gradient to the first maximum of
     its window in scan (row-major) order, as ``MaxPool`` and PyTorch do; a
     window holding a NaN sends it to its first NaN (PyTorch: its last).

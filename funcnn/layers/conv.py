@@ -1,6 +1,6 @@
 """Convolution layers: ``Conv``, ``ConvTranspose`` and ``FixedConv``.
 
-Thin wrappers around :mod:`funcnn.ops.conv`: each constructor parses its
+Thin wrappers around [`funcnn.ops.conv`][funcnn.ops.conv.conv]: each constructor parses its
 arguments once (``conv_args``), ``init`` and every ``apply`` trace resolve
 them once for the input's shape (``resolve_conv``) and hand the resolved
 config to the op, which does the arithmetic and owns the backward pass.
@@ -38,7 +38,7 @@ _PAD_MODES = {"zeros": None, "reflect": "reflect", "replicate": "edge", "circula
 
 
 def padding_mode_arg(layer: str, padding_mode: Any, padding: checks.PaddingSpec) -> str:
-    """Check ``padding_mode`` (one of :data:`_PAD_MODES`) and, for a mode other than ``"zeros"``,
+    """Check ``padding_mode`` (one of ``_PAD_MODES``) and, for a mode other than ``"zeros"``,
     that an explicit ``padding`` is non-negative (a padding mode cannot crop)."""
     if not isinstance(padding_mode, str) or padding_mode not in _PAD_MODES:
         raise LayerConfigError(
@@ -206,7 +206,7 @@ def Conv(
     The rank (1-D, 2-D, 3-D) is the length of ``kernel_size``; an int
     ``kernel_size`` broadcasts to the input's spatial rank. Output size per
     axis: ``floor((n + lo + hi - d (f - 1) - 1) / s) + 1``
-    (:func:`funcnn.shapes.conv_output_size`).
+    ([`funcnn.shapes.conv_output_size`][funcnn.shapes.conv_output_size]).
 
     Args:
       features: output channels.
@@ -226,10 +226,11 @@ def Conv(
       precision: passed to ``lax.conv_general_dilated`` forward and backward.
       grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
 
-    >>> import jax
-    >>> shape, params, _ = Conv(8, 3, padding="SAME").init(jax.random.key(0), (-1, 28, 28, 1))
-    >>> shape, params["kernel"].shape
-    ((-1, 28, 28, 8), (3, 3, 1, 8))
+    Examples:
+        >>> import jax
+        >>> shape, params, _ = Conv(8, 3, padding="SAME").init(jax.random.key(0), (-1, 28, 28, 1))
+        >>> shape, params["kernel"].shape
+        ((-1, 28, 28, 8), (3, 3, 1, 8))
     """
     name = "Conv"
     args = conv_args(
@@ -284,7 +285,7 @@ def ConvTranspose(
     """Transposed convolution layer (the gradient-shaped "deconvolution"), channels last.
 
     Implemented as a convolution whose input is dilated by ``strides``
-    (:func:`funcnn.ops.conv_transpose`; the kernel is not flipped, as in Flax).
+    ([`funcnn.ops.conv_transpose`][funcnn.ops.conv_transpose]; the kernel is not flipped, as in Flax).
     ``padding`` is the padding ``(lo, hi)`` of the forward convolution being
     transposed, and the output length per axis is the input length ``L`` of
     that convolution, one that it maps back to ``n`` (for an ``output_padding``
@@ -299,7 +300,7 @@ def ConvTranspose(
 
     ``features``, ``kernel_size``, ``strides``, ``padding``, ``dilation``,
     ``groups``, ``use_bias``, ``kernel_init``, ``bias_init``, ``dtype``,
-    ``param_dtype``, ``precision`` and ``grad`` are as in :func:`Conv`.
+    ``param_dtype``, ``precision`` and ``grad`` are as in [`Conv`][funcnn.layers.conv.Conv].
 
     Args:
       output_padding: picks among the lengths ``L`` a strided convolution maps
@@ -316,7 +317,7 @@ def ConvTranspose(
         ``padding_mode``, i.e. of ``jnp.pad`` then a VALID convolution. The
         transposed convolution computes all ``L + lo + hi`` rows of the padded
         input, then each border row is added onto the row ``jnp.pad`` copied it
-        from (:func:`fold_padding`), then the bias. With the kernel flipped
+        from (``fold_padding``), then the bias. With the kernel flipped
         and its in/out channels swapped, ``ConvTranspose(..., padding_mode=m)``
         is the linear transpose of ``Conv(..., padding_mode=m)`` with the same
         strides, padding and dilation; ``"circular"`` with ``"SAME"`` (and no
@@ -388,8 +389,9 @@ def FixedConv(
     An integer kernel is used in the default float; inputs compute in the
     kernel's dtype unless they are floating themselves.
 
-    >>> import funcnn as fn
-    >>> edges = FixedConv(fn.filters.sobel(0), padding="SAME")
+    Examples:
+        >>> import funcnn as fn
+        >>> edges = FixedConv(fn.filters.sobel(0), padding="SAME")
     """
     name = "FixedConv"
     kernel = checks.input_array(name, kernel, argument="kernel")

@@ -33,7 +33,7 @@ def Dropout(
       rate: the probability of dropping an input, in ``[0, 1)``.
       broadcast_dims: the axes (negative from the end) along which one mask
         value is shared, as Flax's ``Dropout``: ``(1, 2)`` on NHWC keeps or
-        drops each channel of each image whole (see :func:`SpatialDropout`),
+        drops each channel of each image whole (see [`SpatialDropout`][funcnn.layers.dropout.SpatialDropout]),
         ``(0,)`` draws one mask for the whole batch. ``()`` (default) draws
         each element independently.
       dtype: computation dtype; ``None`` keeps a floating input's dtype.
@@ -58,7 +58,7 @@ def SpatialDropout(rate: float, *, dtype: jnp.dtype | None = None) -> Layer:
     """Dropout of whole channels: each channel of each example kept (scaled by ``1 / (1 - rate)``)
     or zeroed, with probability ``rate``, for 1-D to 3-D inputs ``(N, *spatial, C)``.
 
-    :func:`Dropout` with ``broadcast_dims`` every spatial axis: the mask has
+    [`Dropout`][funcnn.layers.dropout.Dropout] with ``broadcast_dims`` every spatial axis: the mask has
     shape ``(N, 1, ..., 1, C)``. As Keras' ``SpatialDropout1D/2D/3D`` and
     PyTorch's ``Dropout1d/2d/3d`` (channels first there); neighbouring pixels
     of a feature map are strongly correlated, so dropping single pixels

@@ -13,7 +13,7 @@ mean and (biased) variance taken over different axes:
 * InstanceNorm: GroupNorm with one channel per group: over the spatial axes,
   per example and channel.
 
-All but BatchNorm standardise with :func:`funcnn.ops.norm.standardize`, whose
+All but BatchNorm standardise with [`funcnn.ops.norm.standardize`][funcnn.ops.norm.standardize], whose
 hand-written VJP (``grad="custom"``, the default) is faster than JAX's
 autodiff of the same forward pass on CPU and as fast on GPU (figures in its
 module); ``grad="autodiff"`` lets JAX differentiate the forward pass. The
@@ -206,7 +206,7 @@ def BatchNorm(
     ``param_dtype``.
 
     **Several devices.** Under ``jit`` with the batch sharded over a mesh
-    (:mod:`funcnn.distributed`) the statistics are those of the global batch
+    ([`funcnn.distributed`][funcnn.distributed]) the statistics are those of the global batch
     already: XLA reduces across devices. Inside ``shard_map``, where each
     device sees only its rows, pass the mesh axis the batch is split over as
     ``axis_name`` (as Flax and Equinox do): with equal shards,
@@ -342,7 +342,7 @@ def RMSNorm(
     Flax's ``RMSNorm``, Keras' ``RMSNormalization`` and PyTorch's ``RMSNorm``
     with an explicit ``eps`` (PyTorch's default ``eps=None`` means the dtype's
     machine epsilon; funcnn's default is Flax's and Keras' ``1e-6``).
-    ``scale`` has the shape of ``x`` along ``axis`` (as :func:`LayerNorm`).
+    ``scale`` has the shape of ``x`` along ``axis`` (as [`LayerNorm`][funcnn.layers.norm.LayerNorm]).
 
     Args:
       axis: an axis or a tuple of distinct axes (negative from the end) to
@@ -434,7 +434,7 @@ def InstanceNorm(
     grad: str | None = None,
 ) -> Layer:
     """Instance normalisation: each channel of each example normalised over the spatial axes
-    (Ulyanov et al., 2016); :func:`GroupNorm` with one channel per group.
+    (Ulyanov et al., 2016); [`GroupNorm`][funcnn.layers.norm.GroupNorm] with one channel per group.
 
     Equals PyTorch's ``InstanceNorm1d/2d/3d(affine=True, track_running_stats=False)``
     (funcnn learns ``scale`` and ``bias`` by default, as Flax's

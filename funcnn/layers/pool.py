@@ -1,8 +1,9 @@
 """Pooling layers: ``MaxPool``, ``AvgPool``, ``GlobalMaxPool``, ``GlobalAvgPool``, ``MaxUnpool``.
 
 Output length per axis ``floor((n + lo + hi - d (f - 1) - 1) / s) + 1``
-(:func:`funcnn.shapes.conv_output_size`, :func:`funcnn.shapes.pool_output_size`
-for ``d = 1``), or in ceil mode :func:`funcnn.shapes.ceil_pool_output_size`;
+([`funcnn.shapes.conv_output_size`][funcnn.shapes.conv_output_size],
+[`funcnn.shapes.pool_output_size`][funcnn.shapes.pool_output_size]
+for ``d = 1``), or in ceil mode [`funcnn.shapes.ceil_pool_output_size`][funcnn.shapes.ceil_pool_output_size];
 strides default to the window. Each constructor parses its arguments once
 (``pool_args``); ``init`` and every ``apply`` trace resolve them once
 (``resolve_pool``). Integer and bool inputs are pooled in the default float
@@ -90,12 +91,12 @@ def MaxPool(
       dilation: window dilation: window ``o`` takes the inputs ``s o + d k - lo``
         (PyTorch's ``dilation``).
       ceil_mode: round the number of windows up, PyTorch's rule
-        (:func:`funcnn.shapes.ceil_pool_output_size`): a last, partial window
+        ([`funcnn.shapes.ceil_pool_output_size`][funcnn.shapes.ceil_pool_output_size]): a last, partial window
         is kept where it starts on an input or on the low padding. Not with
         ``"SAME"``, which already gives ``ceil(n / s)`` windows.
       return_indices: output the pair ``(y, indices)``, ``indices`` the
         winners' flat ``int32`` indices into each example-channel's spatial
-        input (PyTorch's ``return_indices``), for :func:`MaxUnpool`; ``init``
+        input (PyTorch's ``return_indices``), for [`MaxUnpool`][funcnn.layers.pool.MaxUnpool]; ``init``
         then returns a pair of shapes.
       dtype: computation dtype; ``None`` keeps a floating input's dtype.
       grad: ``"custom"`` (the hand-written rule) or ``"autodiff"``.
@@ -126,7 +127,7 @@ def AvgPool(
     """Average pooling over the spatial axes; ``strides`` defaults to ``window``.
 
     Args:
-      ceil_mode: round the number of windows up, as :func:`MaxPool`; a last
+      ceil_mode: round the number of windows up, as [`MaxPool`][funcnn.layers.pool.MaxPool]; a last
         window that overhangs the padded input is divided by the part of it
         inside (with ``count_include_pad``), as PyTorch does.
       count_include_pad: with padding, divide every window's sum by the full

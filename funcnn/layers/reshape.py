@@ -14,7 +14,8 @@ _RANKS = (2, 3, 4, 5, 6, 7)
 
 
 def Flatten() -> Layer:
-    """Flatten every axis but the batch; the width is :func:`funcnn.shapes.num_neurons`.
+    """Flatten every axis but the batch; the width is
+    [`funcnn.shapes.num_neurons`][funcnn.shapes.num_neurons].
 
     A pure reshape: the dtype is kept (no arithmetic, so no promotion).
     """

@@ -1,8 +1,9 @@
 """Resizing layers: ``Upsample`` (integer factors) and ``Resize`` (to a target spatial shape).
 
-Both are :func:`funcnn.ops.resize.resize_forward` with its hand-written VJP: along each spatial
+Both are ``funcnn.ops.resize.resize_forward`` with its hand-written VJP: along each spatial
 axis ``Y = A X`` for a small interpolation matrix ``A``, and ``dL/dX = A^T G``; the methods and
-where they differ from ``jax.image.resize`` are in :mod:`funcnn.ops.resize`. Values equal
+where they differ from ``jax.image.resize`` are in [`funcnn.ops.resize`][funcnn.ops.resize.resize]. Values
+equal
 ``torch.nn.Upsample`` / ``torch.nn.functional.interpolate`` with ``align_corners=False``.
 Integer and bool inputs are resized in the default float (or ``dtype``).
 """
@@ -47,7 +48,7 @@ def Upsample(
 
     Args:
       scale: a positive int for every spatial axis, or one per axis (1 to 3). Only integers:
-        for another ratio give the output size to :func:`Resize`.
+        for another ratio give the output size to [`Resize`][funcnn.layers.resize.Resize].
       method: ``"nearest"`` (PyTorch's default: input ``floor(d / scale)``), ``"nearest-exact"``,
         ``"linear"`` (also spelled ``"bilinear"`` or ``"trilinear"``; for any number of axes) or
         ``"bicubic"`` (PyTorch's kernel, ``a = -0.75``; for any number of axes).
@@ -55,10 +56,11 @@ def Upsample(
         the default float.
       grad: ``"custom"`` (the hand-written VJP) or ``"autodiff"``.
 
-    >>> import jax, jax.numpy as jnp
-    >>> layer = Upsample(2)
-    >>> layer.init(jax.random.key(0), (-1, 14, 14, 8))[0]
-    (-1, 28, 28, 8)
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> layer = Upsample(2)
+        >>> layer.init(jax.random.key(0), (-1, 14, 14, 8))[0]
+        (-1, 28, 28, 8)
     """
     scale = checks.sizes("Upsample", "scale", scale)
     method = resize_method("Upsample", method)
@@ -93,10 +95,11 @@ def Resize(
         the default float.
       grad: ``"custom"`` (the hand-written VJP) or ``"autodiff"``.
 
-    >>> import jax, jax.numpy as jnp
-    >>> layer = Resize((20, 30), "bilinear")
-    >>> layer.init(jax.random.key(0), (-1, 28, 28, 3))[0]
-    (-1, 20, 30, 3)
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> layer = Resize((20, 30), "bilinear")
+        >>> layer.init(jax.random.key(0), (-1, 28, 28, 3))[0]
+        (-1, 20, 30, 3)
     """
     shape = checks.sizes("Resize", "shape", shape)
     method = resize_method("Resize", method)

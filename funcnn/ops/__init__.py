@@ -2,7 +2,7 @@
 
 Every op takes ``grad="custom"`` (default: the hand-written JVP for forward
 mode, the hand-written VJP, its transpose, for reverse mode;
-:mod:`funcnn.ops._rules`), ``grad="custom_vjp"`` (the same VJP through
+``funcnn.ops._rules``), ``grad="custom_vjp"`` (the same VJP through
 ``jax.custom_vjp``, reverse mode only) or ``grad="autodiff"`` (JAX
 differentiates the forward pass).
 """

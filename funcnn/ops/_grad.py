@@ -12,7 +12,7 @@ under JAX's sharding modes the type carries more than shape and dtype:
   axes, as JAX's own rules do (the transpose of the implicit ``pcast`` to
   varying is a ``psum``).
 
-:func:`cotangents_like` does both, so the rules' arithmetic stays the
+``cotangents_like`` does both, so the rules' arithmetic stays the
 textbook equations.
 """
 
@@ -30,16 +30,16 @@ from funcnn.core import default_grad
 
 
 def resolve(grad: str | None) -> str:
-    """``grad``, or for ``None`` the mode in force (:func:`funcnn.grad_mode`).
+    """``grad``, or for ``None`` the mode in force ([`funcnn.grad_mode`][funcnn.grad_mode]).
 
-    ``grad`` was checked by :func:`funcnn.checks.grad_mode` where the user gave it.
+    ``grad`` was checked by [`funcnn.checks.grad_mode`][funcnn.checks.grad_mode] where the user gave it.
     """
     return default_grad() if grad is None else grad
 
 
 def with_forward_mode_hint(custom: Callable) -> Callable:
     """``custom`` (a ``jax.custom_vjp`` function), whose forward-mode error also says how to get
-    forward mode (:data:`FORWARD_MODE_HINT`)."""
+    forward mode (``FORWARD_MODE_HINT``)."""
 
     @functools.wraps(custom)
     def hand_written(*args: Any, **kwargs: Any) -> Any:

@@ -10,7 +10,7 @@ configuration ``c`` (hashable) and its primal operands:
 * ``jvp(c, residuals, tangents) -> dy``, the forward equations differentiated
   (``J t``), linear in the tangents (``None`` for a zero tangent).
 
-:class:`HandWritten` builds two functions from them:
+``HandWritten`` builds two functions from them:
 
 * ``custom_vjp``, ``jax.custom_vjp(forward)`` with ``fwd`` and ``bwd``, the
   textbook mechanism: reverse mode only.
@@ -192,7 +192,7 @@ RULES: dict[str, HandWritten] = {}
 class HandWritten:
     """An op's hand-written rules (see the module docstring), as ``custom_vjp`` and as ``primitive``.
 
-    Building one registers it in :data:`RULES` under ``name``.
+    Building one registers it in ``RULES`` under ``name``.
     """
 
     name: str

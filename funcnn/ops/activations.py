@@ -2,7 +2,7 @@
 
 For ``y = f(x)`` applied elementwise, the VJP is ``dL/dx = dL/dy * f'(x)``
 and the JVP ``dy = f'(x) dx``, the same product (the Jacobian is diagonal).
-One helper, :func:`_elementwise`, turns a forward function and a one-line
+One helper, ``_elementwise``, turns a forward function and a one-line
 derivative into both rules and the op; each derivative is
 written in terms of what the forward pass saves (``x`` or ``y``):
 
@@ -49,7 +49,7 @@ Not elementwise, with rules of their own:
 * log-softmax: ``dL/dx = g - softmax(x) * sum(g) = g - e^y sum(g)``.
 
 Integer and bool inputs are promoted to the default float, complex inputs
-refused (:func:`funcnn.checks.input_array`). Cotangents come back in the
+refused ([`funcnn.checks.input_array`][funcnn.checks.input_array]). Cotangents come back in the
 primal's dtype. Every rule is written with ``jax.numpy`` / ``lax``
 primitives, so it can itself be differentiated (``grad`` of ``grad``, ``hessian``).
 """
@@ -83,7 +83,7 @@ def _elementwise(
     Args:
       name: the op's name, for error messages.
       forward: ``forward(x, *hyper)``, also the ``grad="autodiff"`` path.
-      derivative: ``f'`` in terms of what the forward pass saves (see :data:`Derivative`).
+      derivative: ``f'`` in terms of what the forward pass saves (see ``Derivative``).
       saves: ``"x"``, ``"y"`` or ``"xy"``: the residuals ``derivative`` reads.
     """
 
@@ -221,7 +221,7 @@ _selu = _elementwise(
 
 def selu(x: jax.Array, *, grad: str | None = None) -> jax.Array:
     """``lambda x`` if ``x > 0`` else ``lambda alpha (e^x - 1)``, with ``alpha`` and ``lambda`` the
-    constants :data:`SELU_ALPHA` and :data:`SELU_SCALE`; VJP ``g lambda`` or ``g (y + lambda alpha)``.
+    constants ``SELU_ALPHA`` and ``SELU_SCALE``; VJP ``g lambda`` or ``g (y + lambda alpha)``.
 
     Equals ``jax.nn.selu`` and PyTorch's ``selu``; the derivative at 0 is the
     left one, ``lambda alpha``, as both take it.
@@ -464,7 +464,7 @@ def prelu(x: jax.Array, slope: jax.Array, *, grad: str | None = None) -> jax.Arr
 
     At ``x = 0`` the derivative in ``x`` is the slope's, as PyTorch's ``prelu``.
     Both operands are cast to one floating dtype (the wider of the two, as
-    :func:`funcnn.ops.dense`); each cotangent comes back in its operand's dtype.
+    [`funcnn.ops.dense`][funcnn.ops.dense.dense]); each cotangent comes back in its operand's dtype.
 
     Args:
       x: a channels-last array ``(..., C)``.

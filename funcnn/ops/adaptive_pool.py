@@ -166,16 +166,16 @@ def _tiles(x: jax.Array, axis: int, w: AxisWindows) -> jax.Array:
 
 
 def _untile(u: jax.Array, axis: int) -> jax.Array:
-    """The inverse of :func:`_tiles`: ``(o, L)`` at ``axis`` back to ``o L = n``."""
+    """The inverse of ``_tiles``: ``(o, L)`` at ``axis`` back to ``o L = n``."""
     return u.reshape((*u.shape[:axis], u.shape[axis] * u.shape[axis + 1], *u.shape[axis + 2 :]))
 
 
 # Windows that do not tile are read slot by slot, ``X[index[:, k]]`` for every
 # window at once, and written back holder by holder, ``G[holder[:, r]]`` for
 # every input at once: chains of ``L`` (or ``R``) gathers and elementwise ops
-# that XLA fuses into one loop. The winners (:func:`_first_max`) come from such
+# that XLA fuses into one loop. The winners (``_first_max``) come from such
 # a chain too, but XLA fuses a chain into each of its consumers, and the
-# backward pass reads each winner ``R`` times: :func:`_materialised` makes XLA
+# backward pass reads each winner ``R`` times: ``_materialised`` makes XLA
 # compute them once (5x faster training steps). A reduction over one gather of
 # the whole ``(o, L)`` table, the obvious form, ran 3-10x slower than a chain on
 # XLA:CPU (the gather fused into the reduction loses its vector loads), but its
@@ -263,7 +263,7 @@ def _winner_dtype(width: int) -> jnp.dtype:
 
 LONG_WINDOW = 64
 """Windows that do not tile and have more slots ``L`` than this are read as one gather of the whole
-``(o, L)`` table and one reduction (:func:`_table`), not a chain of ``L`` steps, whose compile time
+``(o, L)`` table and one reduction (``_table``), not a chain of ``L`` steps, whose compile time
 grows with ``L`` (88 s for ``L = 501``)."""
 
 
@@ -302,11 +302,11 @@ def _first_of(a: tuple[jax.Array, jax.Array], b: tuple[jax.Array, jax.Array]) ->
 
 def _first_max(x: jax.Array, axis: int, w: AxisWindows) -> jax.Array:
     """Each window's winner ``k*_i`` along ``axis``: its first slot holding the maximum, or its first
-    NaN, in the order :func:`_first_of`.
+    NaN, in the order ``_first_of``.
 
-    Windows that tile, and long ones (:data:`LONG_WINDOW`): one reduction over
-    the ``(o, L)`` table (:func:`_table`). Others: a chain, one gather and one
-    :func:`_first_of` per slot, materialised.
+    Windows that tile, and long ones (``LONG_WINDOW``): one reduction over
+    the ``(o, L)`` table (``_table``). Others: a chain, one gather and one
+    ``_first_of`` per slot, materialised.
     """
     x = lax.stop_gradient(x)
     dtype = _winner_dtype(w.index.shape[1])
@@ -326,7 +326,7 @@ def _materialised(winner: jax.Array, axis: int) -> jax.Array:
     """``winner`` (``>= 0``) as the maximum of ``[winner, 0]``: a reduction, which XLA:CPU computes
     once, where it fuses an elementwise chain into each consumer (and it drops
     ``lax.optimization_barrier``). The backward pass reads each winner ``R`` times
-    (:func:`_to_winners`); recomputing the chain there made a training step 5x slower."""
+    (``_to_winners``); recomputing the chain there made a training step 5x slower."""
     return jnp.max(jnp.stack([winner, jnp.zeros_like(winner)], axis=axis + 1), axis=axis + 1)
 
 
@@ -339,7 +339,7 @@ def _at_winners(x: jax.Array, winner: jax.Array, axis: int, w: AxisWindows) -> j
 
 SHORT_ROW = 32
 """Rows (the elements after the pooled axis) shorter than this, and than the windows' ``L + 1``, take
-the max rule's gradient back by a scatter; others by gathers (see :func:`_to_winners`)."""
+the max rule's gradient back by a scatter; others by gathers (see ``_to_winners``)."""
 
 
 def _to_winners(g: jax.Array, winner: jax.Array, axis: int, w: AxisWindows) -> jax.Array:
@@ -418,7 +418,7 @@ def _max_bwd(config: AdaptiveConfig, winners: tuple[jax.Array, ...], g: jax.Arra
     those the forward pass saved per axis (the first maximum, or first NaN,
     of each window; ``int8`` for windows up to 127); taken last axis first
     they pick the first maximum of the whole window in scan order, the rule
-    of :func:`funcnn.ops.pool.max_pool`.
+    of [`funcnn.ops.pool.max_pool`][funcnn.ops.pool.max_pool].
     """
     for (axis, w), winner in zip(reversed(_pooled_axes(config)), reversed(winners)):
         g = _to_winners(g, winner, axis, w)
@@ -468,8 +468,9 @@ def adaptive_avg_pool(
       grad: ``"custom"`` (the hand-written rule ``dL/dX = A^T G``) or
         ``"autodiff"``.
 
-    >>> adaptive_avg_pool(jnp.arange(5.0).reshape(1, 5, 1), 3)[0, :, 0]
-    Array([0.5, 2. , 3.5], dtype=float32)
+    Examples:
+        >>> adaptive_avg_pool(jnp.arange(5.0).reshape(1, 5, 1), 3)[0, :, 0]
+        Array([0.5, 2. , 3.5], dtype=float32)
     """
     checks.grad_mode("adaptive_avg_pool", grad)
     output_size = adaptive_args("adaptive_avg_pool", output_size)
@@ -495,8 +496,9 @@ def adaptive_max_pool(
         axis, ``None`` keeping that axis' size.
       grad: ``"custom"`` (the hand-written rule) or ``"autodiff"``.
 
-    >>> adaptive_max_pool(jnp.array([1.0, 4.0, 2.0, 0.0, 3.0]).reshape(1, 5, 1), 3)[0, :, 0]
-    Array([4., 4., 3.], dtype=float32)
+    Examples:
+        >>> adaptive_max_pool(jnp.array([1.0, 4.0, 2.0, 0.0, 3.0]).reshape(1, 5, 1), 3)[0, :, 0]
+        Array([4., 4., 3.], dtype=float32)
     """
     checks.grad_mode("adaptive_max_pool", grad)
     output_size = adaptive_args("adaptive_max_pool", output_size)

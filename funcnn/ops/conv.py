@@ -235,28 +235,28 @@ def conv_input_grad(config: ConvConfig, g: jax.Array, kernel: jax.Array, x_shape
 
 
 KERNEL_GRAD_ROWS = 16
-"""Batch rows per weight-gradient convolution on CPU (:func:`conv_kernel_grad`)."""
+"""Batch rows per weight-gradient convolution on CPU (``conv_kernel_grad``)."""
 
 
 def conv_kernel_grad(
     config: ConvConfig, g: jax.Array, x: jax.Array, kernel_shape: Sequence[int]
 ) -> jax.Array:
-    """``dL/dK = sum_n dL/dK_n``: on CPU, in batch chunks of :data:`KERNEL_GRAD_ROWS` rows, summed.
+    """``dL/dK = sum_n dL/dK_n``: on CPU, in batch chunks of ``KERNEL_GRAD_ROWS`` rows, summed.
 
     The sum over the batch is split into ``S = N / 16`` partial sums, each one
-    convolution (:func:`conv_kernel_grad_chunk`) over the rows ``t S + s``
+    convolution (``conv_kernel_grad_chunk``) over the rows ``t S + s``
     (``t = 0..15``), then added: the same numbers up to the order of the sums.
     YNNPACK's convolutions (jaxlib 0.10's default on CPU) run the weight
     gradient, whose "kernel" is the whole image, 1.2-1.45x faster on 8-16 rows
     than on 64 (the CIFAR-shaped net's layers, ``benchmarks/README.md``);
     XLA:CPU's own, which ``funcnn train`` selects
-    (:func:`funcnn.cli.use_cpu_convolutions`), run the chunks and one
+    (``funcnn.cli.use_cpu_convolutions``), run the chunks and one
     convolution at the same speed within noise. The chunks take strided rows
     so that each one is spread over the devices of a batch-sharded ``x`` like
     the batch itself, and each device sums its own rows. Elsewhere, or for a batch
     that does not split so, one convolution. A stride-1 convolution of an
     input-dilated ``X`` (a transposed convolution) takes
-    :func:`conv_kernel_grad_dilated_input` instead.
+    ``conv_kernel_grad_dilated_input`` instead.
     """
     if all(s == 1 for s in config.strides) and any(dl > 1 for dl in config.lhs_dilation):
         return conv_kernel_grad_dilated_input(config, g, x, kernel_shape)
@@ -323,7 +323,7 @@ def conv_kernel_grad_dilated_input(
 
         dL/dK[k] = sum_{β, i} X[β, i] dL/dY[β, l i + lo - d k]
 
-    :func:`conv_kernel_grad_chunk` computes this with the dilated ``X`` as the
+    ``conv_kernel_grad_chunk`` computes this with the dilated ``X`` as the
     input and ``dL/dY`` as the "kernel": a window the size of the whole output
     slid over an input that is mostly zeros (``l^2`` of them per real value in
     2-D), 20-50x slower on XLA:CPU for a U-Net decoder's layers
@@ -446,7 +446,7 @@ CONV_RULES = HandWritten("conv", conv_forward, _conv_fwd, _conv_bwd, _conv_jvp)
 def apply_conv(
     config: ConvConfig, x: jax.Array, kernel: jax.Array, bias: jax.Array | None, grad: str
 ) -> jax.Array:
-    """The convolution for a resolved ``config`` (from :func:`resolve_conv`), operands in one dtype.
+    """The convolution for a resolved ``config`` (from ``resolve_conv``), operands in one dtype.
 
     ``grad="custom"`` differentiates with the hand-written rule, ``"autodiff"`` with JAX's.
     """
@@ -524,7 +524,7 @@ def conv_transpose_args(
     output_shape: int | Sequence[int] | None = None,
 ) -> ConvTransposeArgs:
     """Parse a transposed convolution's ``output_padding`` and ``output_shape`` beside the forward
-    convolution's parsed ``args`` (from :func:`conv_args`, without input dilation).
+    convolution's parsed ``args`` (from ``conv_args``, without input dilation).
 
     ``output_padding`` must be in ``[0, max(stride, dilation))`` per axis (PyTorch's
     rule): more would add rows that no input reaches; with ``"SAME"`` in ``[0, stride)``,
@@ -598,7 +598,7 @@ def conv_transpose_geometry(
     Per axis, with input length ``n``, stride ``s``, dilated kernel span ``f_d`` and output
     padding ``p``: explicit padding ``(lo, hi)`` gives ``L = (n - 1) s + f_d - lo - hi + p``
     and ``r = p``; ``"SAME"`` gives ``L = n s - p`` (``p < s``), ``(lo, hi)`` the SAME
-    padding of a length-``L`` input (:func:`funcnn.shapes.same_padding`), so the SAME
+    padding of a length-``L`` input ([`funcnn.shapes.same_padding`][funcnn.shapes.same_padding]), so the SAME
     convolution of stride ``s`` maps ``L`` back to ``ceil(L / s) = n``, and
     ``r = max(s - p - f_d, 0)``. An ``output_shape`` target ``L`` fixes ``p`` instead.
     """
@@ -643,7 +643,7 @@ def resolve_conv_transpose(
     """The input-dilated convolution that computes a transposed convolution.
 
     ``padding`` names the padding ``(lo, hi)`` of the forward convolution being
-    transposed (:func:`conv_transpose_geometry`). The transposed convolution pads
+    transposed (``conv_transpose_geometry``). The transposed convolution pads
     its stride-dilated input by ``(f_d - 1 - lo, f_d - 1 - hi + r)``, giving the
     output length ``L = (n - 1) s + f_d - lo - hi + r``: for explicit padding
     ``r = output_padding``; for ``"SAME"``, ``L = n s - output_padding``.
@@ -697,7 +697,7 @@ def conv_transpose(
     As Flax's ``ConvTranspose`` (without kernel flipping): ``kernel`` is
     ``(*kernel_spatial, C_in / groups, C_out)`` and the op is a convolution
     with ``lhs_dilation=strides`` and the padding of
-    :func:`resolve_conv_transpose`, so its VJP is the conv rule with input dilation.
+    ``resolve_conv_transpose``, so its VJP is the conv rule with input dilation.
 
     Output length per axis: ``(n - 1) s + d (f - 1) + 1 - lo - hi + output_padding``
     where ``(lo, hi)`` is ``padding`` as the forward convolution's padding;

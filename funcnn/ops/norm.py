@@ -61,7 +61,8 @@ class NormConfig(NamedTuple):
 def resolve_axes(
     where: str, argument: str, axis: int | tuple[int, ...], shape: Sequence[int]
 ) -> tuple[int, ...]:
-    """``axis`` (parsed by :func:`funcnn.checks.axes`) for an input of ``shape``: non-negative,
+    """``axis`` (parsed by [`funcnn.checks.axes`][funcnn.checks.axes]) for an input of ``shape``:
+    non-negative,
     increasing; out of range or repeated axes raise."""
     checks.axis_in_range(where, argument, axis, shape)
     entries = axis if isinstance(axis, tuple) else (axis,)

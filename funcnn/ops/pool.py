@@ -136,8 +136,8 @@ def resolve_pool(op: str, args: PoolArgs, x_shape: Sequence[int]) -> PoolConfig:
     """Resolve parsed ``args`` for an input of shape ``x_shape``: windows, strides, dilation and pads
     over all axes, and the output sizes; ``strides`` defaults to the window.
 
-    Output sizes are :func:`funcnn.shapes.conv_output_size` (floor) or
-    :func:`funcnn.shapes.ceil_pool_output_size` (ceil mode), whose extra
+    Output sizes are [`funcnn.shapes.conv_output_size`][funcnn.shapes.conv_output_size] (floor) or
+    [`funcnn.shapes.ceil_pool_output_size`][funcnn.shapes.ceil_pool_output_size] (ceil mode), whose extra
     windows become ``ceil_padding``.
     """
     if len(x_shape) < 3:
@@ -233,12 +233,12 @@ def _window_elements(
 
 
 def max_pool_sliced(config: PoolConfig, x: jax.Array) -> jax.Array:
-    """The windowed maximum read at each window's winner among :func:`_window_elements`, which JAX
+    """The windowed maximum read at each window's winner among ``_window_elements``, which JAX
     differentiates.
 
     ``grad="autodiff"`` uses it for dilated windows: JAX has no VJP of
     ``reduce_window``'s maximum with window dilation. The winners
-    (:func:`first_max_offset`, under ``lax.stop_gradient``) pick one element
+    (``first_max_offset``, under ``lax.stop_gradient``) pick one element
     per window by a chain of selects, so autodiff sends the whole gradient to
     the first maximum in scan order (or the first NaN), the custom rule's tie
     rule, where a maximum of the elements would split a tie evenly. The values
@@ -253,7 +253,7 @@ def _at_winners_sliced(
     config: PoolConfig, winner: jax.Array, t: jax.Array, out_shape: Sequence[int], pad: Any
 ) -> jax.Array:
     """``T_pad[s o + d k*(o)]``: each window's element at its winner, by a chain of selects over the
-    offsets' strided slices (:func:`_window_elements`, padded with ``pad``, which never wins)."""
+    offsets' strided slices (``_window_elements``, padded with ``pad``, which never wins)."""
     elements = _window_elements(config, t, out_shape, pad)
     y = elements[0]
     for k, element in enumerate(elements[1:], start=1):
@@ -264,7 +264,7 @@ def _at_winners_sliced(
 def _at_winners_tiled(
     config: PoolConfig, winner: jax.Array, t: jax.Array, out_shape: Sequence[int]
 ) -> jax.Array:
-    """``T[o f + k*(o)]`` when the windows tile the input: the tiles of :func:`_first_max_offset_tiled`,
+    """``T[o f + k*(o)]`` when the windows tile the input: the tiles of ``_first_max_offset_tiled``,
     offsets last, read at the winner by one gather."""
     covered = [m * f for m, f in zip(out_shape, config.window)]
     tiles = lax.slice(t, [0] * t.ndim, covered)
@@ -314,7 +314,7 @@ def window_count(
 
 
 def avg_divisor(config: PoolConfig, count_include_pad: bool, shape: Sequence[int], dtype: jnp.dtype):
-    """The divisor of each window's sum: :func:`window_count`, or the plain window size when every
+    """The divisor of each window's sum: ``window_count``, or the plain window size when every
     window counts all of it (``count_include_pad`` and no window overhanging into ceil padding)."""
     if count_include_pad and not any(_ceil_padding(config)):
         return math.prod(config.window)
@@ -322,7 +322,7 @@ def avg_divisor(config: PoolConfig, count_include_pad: bool, shape: Sequence[int
 
 
 def avg_pool_forward(config: PoolConfig, count_include_pad: bool, x: jax.Array) -> jax.Array:
-    """Windowed sum divided by :func:`avg_divisor`."""
+    """Windowed sum divided by ``avg_divisor``."""
     total = lax.reduce_window(
         x, np.zeros((), x.dtype), lax.add, config.window, config.strides, config.padding
     )
@@ -382,8 +382,8 @@ def first_max_offset(config: PoolConfig, x: jax.Array, out_shape: Sequence[int])
     The winner index is a reduction that XLA materialises once; the gradient
     then reads it, instead of re-running the comparisons of all earlier
     offsets for every element of every window. Windows that tile the input
-    take :func:`_first_max_offset_tiled`, a fixed number of operations for
-    any window; others :func:`_first_max_offset_sliced`, one slice per window
+    take ``_first_max_offset_tiled``, a fixed number of operations for
+    any window; others ``_first_max_offset_sliced``, one slice per window
     offset (a global max pool of a 16×16 map took 45 s to compile that way).
     """
     if windows_tile_input(config):
@@ -392,9 +392,9 @@ def first_max_offset(config: PoolConfig, x: jax.Array, out_shape: Sequence[int])
 
 
 def _first_max_offset_sliced(config: PoolConfig, x: jax.Array, out_shape: Sequence[int]) -> jax.Array:
-    """:func:`first_max_offset` for any windows, strides, dilation and padding.
+    """``first_max_offset`` for any windows, strides, dilation and padding.
 
-    The first offset whose element (:func:`_window_elements`) equals the
+    The first offset whose element (``_window_elements``) equals the
     maximum (or is NaN) wins.
     """
     windows = _window_elements(config, x, out_shape)
@@ -407,7 +407,7 @@ def _first_max_offset_sliced(config: PoolConfig, x: jax.Array, out_shape: Sequen
 
 
 def _first_max_offset_tiled(config: PoolConfig, x: jax.Array, out_shape: Sequence[int]) -> jax.Array:
-    """:func:`first_max_offset` when the windows tile the input.
+    """``first_max_offset`` when the windows tile the input.
 
     With ``m`` windows of size ``f`` on an axis, window ``o`` holds inputs
     ``o f .. o f + f - 1``, so the first ``m f`` inputs reshape to ``(m_1,
@@ -519,7 +519,7 @@ MAX_POOL_RULES = HandWritten(
 
 
 def max_pool_indices(config: PoolConfig, x: jax.Array) -> jax.Array:
-    """Each window's winner (:func:`first_max_offset`, the gradient's tie rule) as a flat index
+    """Each window's winner (``first_max_offset``, the gradient's tie rule) as a flat index
     into its example-channel's unpadded spatial input, row-major, ``int32``.
 
     Per spatial axis the winner at offset ``k_a`` of window ``o_a`` is input
@@ -544,7 +544,7 @@ def _max_pool_indices(config: PoolConfig, x: jax.Array) -> jax.Array:
 
 def _sharded_like(like: jax.Array, f, *args: jax.Array) -> jax.Array:
     """``f(*args)``, an array of ``like``'s rank, sharded as ``like``. With Explicit mesh axes ``f``
-    runs with them made Auto (as :func:`funcnn.ops._grad.cotangents_like` runs the rules): its
+    runs with them made Auto (as ``funcnn.ops._grad.cotangents_like`` runs the rules): its
     reshapes and scatters need no sharding annotations."""
     _, explicit = _explicit_axes((like,))
     if not explicit:
@@ -568,7 +568,7 @@ def _avg_pool_bwd(static: tuple[PoolConfig, bool], x_like: jax.Array, g: jax.Arr
     """``dL/dX[i] = sum_{o : 0 <= i + lo - s o < f} G[o] / count[o]``.
 
     Each output spreads ``G[o] / count[o]`` evenly over its window (``count`` as
-    in the forward pass, :func:`avg_divisor`). Per axis this is a full
+    in the forward pass, ``avg_divisor``). Per axis this is a full
     correlation of the stride-dilated ``H = G / count`` with a window of ones:
     ``lax.pad`` ``H`` with ``s - 1`` zeros between entries, ``f - 1 - lo``
     before and ``f - 1 + r - hi`` after, where ``r = n + lo + hi - f - s (m - 1)``
@@ -601,14 +601,14 @@ AVG_POOL_RULES = HandWritten("avg_pool", _avg_pool_primal, _avg_pool_fwd, _avg_p
 def apply_max_pool(
     config: PoolConfig, x: jax.Array, grad: str, *, return_indices: bool = False
 ) -> jax.Array | tuple[jax.Array, jax.Array]:
-    """Max pooling for a resolved ``config`` (from :func:`resolve_pool`) of a floating ``x``;
-    with ``return_indices``, the pair ``(y, indices)`` (:func:`max_pool_indices`)."""
+    """Max pooling for a resolved ``config`` (from ``resolve_pool``) of a floating ``x``;
+    with ``return_indices``, the pair ``(y, indices)`` (``max_pool_indices``)."""
     y = MAX_POOL_RULES.select(grad)(config, x)
     return (y, max_pool_indices(config, x)) if return_indices else y
 
 
 def apply_avg_pool(config: PoolConfig, count_include_pad: bool, x: jax.Array, grad: str) -> jax.Array:
-    """Average pooling for a resolved ``config`` (from :func:`resolve_pool`) of a floating ``x``."""
+    """Average pooling for a resolved ``config`` (from ``resolve_pool``) of a floating ``x``."""
     return AVG_POOL_RULES.select(grad)((config, count_include_pad), x)
 
 
@@ -626,7 +626,7 @@ def max_pool(
     """Max pooling over the spatial axes of ``x`` ``(N, *spatial, C)``.
 
     Output length per axis ``floor((n + lo + hi - d (f - 1) - 1) / s) + 1``
-    (:func:`funcnn.shapes.conv_output_size`); ``strides`` defaults to
+    ([`funcnn.shapes.conv_output_size`][funcnn.shapes.conv_output_size]); ``strides`` defaults to
     ``window``; padding is at most half the (undilated) window. Integer and bool inputs
     are promoted to the default float.
 
@@ -634,23 +634,24 @@ def max_pool(
       dilation: window dilation ``d``: window ``o`` takes the inputs
         ``s o + d k - lo``, ``k < f`` (PyTorch's ``dilation``).
       ceil_mode: round the number of windows up (PyTorch's rule,
-        :func:`funcnn.shapes.ceil_pool_output_size`): a last, partial window
+        [`funcnn.shapes.ceil_pool_output_size`][funcnn.shapes.ceil_pool_output_size]): a last, partial window
         that starts on an input or the low padding is kept. Not with ``"SAME"``.
       return_indices: also return each window's winner as a flat ``int32``
         index into its example-channel's unpadded spatial input, the pair
-        ``(y, indices)`` that :func:`max_unpool` takes. Ties go to the first
+        ``(y, indices)`` that [`max_unpool`][funcnn.ops.pool.max_unpool] takes. Ties go to the first
         maximum in scan order, a NaN window to its first NaN (the gradient's
         rule; PyTorch's CPU kernel picks the last NaN).
       grad: ``"custom"`` (the hand-written rule) or ``"autodiff"``; with
-        dilation, autodiff differentiates :func:`max_pool_sliced` (JAX has no
+        dilation, autodiff differentiates ``max_pool_sliced`` (JAX has no
         VJP of a dilated ``reduce_window`` maximum), which reads each window
         at its first maximum, so ties follow the custom rule.
 
-    >>> import jax.numpy as jnp
-    >>> y, i = max_pool(jnp.array([[[1.0], [3.0], [2.0], [5.0], [4.0]]]), 2, ceil_mode=True,
-    ...                 return_indices=True)
-    >>> y[0, :, 0].tolist(), i[0, :, 0].tolist()
-    ([3.0, 5.0, 4.0], [1, 3, 4])
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> y, i = max_pool(jnp.array([[[1.0], [3.0], [2.0], [5.0], [4.0]]]), 2, ceil_mode=True,
+        ...                 return_indices=True)
+        >>> y[0, :, 0].tolist(), i[0, :, 0].tolist()
+        ([3.0, 5.0, 4.0], [1, 3, 4])
     """
     checks.grad_mode("max_pool", grad)
     args = pool_args("max_pool", window, strides, padding, dilation=dilation, ceil_mode=ceil_mode)
@@ -675,7 +676,7 @@ def avg_pool(
     their own integer type, which would wrap and truncate).
 
     Args:
-      ceil_mode: round the number of windows up, as :func:`max_pool`. A last
+      ceil_mode: round the number of windows up, as [`max_pool`][funcnn.ops.pool.max_pool]. A last
         window that overhangs the padded input is divided by its part inside
         it (``count_include_pad``), as PyTorch does.
       count_include_pad: divide by the full window size (padding counts as
@@ -858,7 +859,7 @@ MAX_UNPOOL_RULES = HandWritten(
 
 
 def apply_max_unpool(out_spatial: tuple[int, ...], x: jax.Array, indices: jax.Array, grad: str) -> jax.Array:
-    """Max unpooling to the spatial shape ``out_spatial`` (from :func:`resolve_unpool`)."""
+    """Max unpooling to the spatial shape ``out_spatial`` (from ``resolve_unpool``)."""
     return MAX_UNPOOL_RULES.select(grad)(out_spatial, x, indices)
 
 
@@ -894,11 +895,12 @@ def max_unpool(
     Concrete indices are checked to lie in the output; traced ones out of
     range are dropped.
 
-    >>> import jax.numpy as jnp
-    >>> from funcnn.ops.pool import max_pool
-    >>> x = jnp.array([[[1.0], [3.0], [2.0], [5.0]]])
-    >>> max_unpool(*max_pool(x, 2, return_indices=True), 2)[0, :, 0].tolist()
-    [0.0, 3.0, 0.0, 5.0]
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from funcnn.ops.pool import max_pool
+        >>> x = jnp.array([[[1.0], [3.0], [2.0], [5.0]]])
+        >>> max_unpool(*max_pool(x, 2, return_indices=True), 2)[0, :, 0].tolist()
+        [0.0, 3.0, 0.0, 5.0]
     """
     checks.grad_mode("max_unpool", grad)
     args = unpool_args("max_unpool", window, strides, padding, output_size)

@@ -41,7 +41,7 @@ static indices, one per band position ``k``,
 and ``A^T G`` the same way with the bands of ``A``'s columns. A gather of every output's inputs is
 a read; a scatter-add (autodiff's transpose of a gather) or a dense ``dot_general`` with ``A``
 (``n`` multiply-adds per output instead of 2 or 4) are several times slower on a CPU; only a band
-wider than :data:`MAX_TAPS` is applied as a dense ``dot_general``.
+wider than ``MAX_TAPS`` is applied as a dense ``dot_general``.
 Integer nearest upsampling (``m = k n``, ``i(d) = floor(d / k)``) is a repeat of every input ``k``
 times (a broadcast and a reshape), and its backward the sum over each block of ``k`` outputs (a
 reshape to ``(n, k)`` and a sum).
@@ -98,7 +98,7 @@ class ResizeConfig(NamedTuple):
 
 
 def resize_method(where: str, method: object) -> str:
-    """Parse ``method``: one of :data:`METHODS`, returned in its canonical name
+    """Parse ``method``: one of ``METHODS``, returned in its canonical name
     (``"nearest"``, ``"nearest-exact"``, ``"linear"`` or ``"bicubic"``)."""
     if not isinstance(method, str) or method not in METHODS:
         raise LayerConfigError(f"{where}: argument `method` must be one of {METHODS}, got {method!r}")
@@ -246,7 +246,7 @@ def _axis_order(config: ResizeConfig) -> list[int]:
 def _apply_rows(x: jax.Array, matrix: np.ndarray, rows: Band, axis: int) -> jax.Array:
     """``Y[d] = sum_i matrix[d, i] X[i]`` along ``axis``: one gather per band position,
     ``Y[d] = sum_k weight[k, d] X[index[k, d]]``, or one dense contraction when the band is wider
-    than :data:`MAX_TAPS`."""
+    than ``MAX_TAPS``."""
     if rows.index.shape[0] > MAX_TAPS:
         y = lax.dot_general(
             x, jnp.asarray(matrix, x.dtype), (((axis,), (1,)), ((), ())), precision=lax.Precision.HIGHEST
@@ -277,7 +277,7 @@ def _repeat(x: jax.Array, axis: int, factor: int) -> jax.Array:
 
 
 def _sum_blocks(g: jax.Array, axis: int, factor: int) -> jax.Array:
-    """``dX[i] = sum_{j < k} G[i k + j]``: the transpose of :func:`_repeat`."""
+    """``dX[i] = sum_{j < k} G[i k + j]``: the transpose of ``_repeat``."""
     blocks = g.reshape(*g.shape[:axis], g.shape[axis] // factor, factor, *g.shape[axis + 1 :])
     return jnp.sum(blocks, axis=axis + 1)
 
@@ -331,7 +331,7 @@ RESIZE_RULES = HandWritten("resize", resize_forward, _resize_fwd, _resize_bwd, _
 
 
 def apply_resize(config: ResizeConfig, x: jax.Array, grad: str) -> jax.Array:
-    """Resize a floating ``x`` by a resolved ``config`` (:func:`resolve_upsample`, :func:`resolve_resize`)."""
+    """Resize a floating ``x`` by a resolved ``config`` (``resolve_upsample``, ``resolve_resize``)."""
     return RESIZE_RULES.select(grad)(config, x)
 
 
@@ -348,14 +348,15 @@ def upsample(
     Args:
       x: ``(N, *spatial, C)`` with 1 to 3 spatial axes.
       scale: a positive int for every spatial axis, or one per axis. Only integers: for other
-        ratios name the output size with :func:`resize`.
+        ratios name the output size with [`resize`][funcnn.ops.resize.resize].
       method: ``"nearest"`` (PyTorch's default), ``"nearest-exact"``, ``"linear"`` (also
         spelled ``"bilinear"`` or ``"trilinear"``) or ``"bicubic"``; see the module docstring.
       grad: ``"custom"`` (the hand-written VJP) or ``"autodiff"``.
 
-    >>> import jax.numpy as jnp
-    >>> upsample(jnp.arange(2.0).reshape(1, 2, 1), 2)[0, :, 0]
-    Array([0., 0., 1., 1.], dtype=float32)
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> upsample(jnp.arange(2.0).reshape(1, 2, 1), 2)[0, :, 0]
+        Array([0., 0., 1., 1.], dtype=float32)
     """
     checks.grad_mode("upsample", grad)
     scale = checks.sizes("upsample", "scale", scale)
@@ -380,9 +381,10 @@ def resize(
         spelled ``"bilinear"`` or ``"trilinear"``) or ``"bicubic"``; see the module docstring.
       grad: ``"custom"`` (the hand-written VJP) or ``"autodiff"``.
 
-    >>> import jax.numpy as jnp
-    >>> resize(jnp.array([[[0.0], [1.0]]]), 4, "linear")[0, :, 0]
-    Array([0.  , 0.25, 0.75, 1.  ], dtype=float32)
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> resize(jnp.array([[[0.0], [1.0]]]), 4, "linear")[0, :, 0]
+        Array([0.  , 0.25, 0.75, 1.  ], dtype=float32)
     """
     checks.grad_mode("resize", grad)
     shape = checks.sizes("resize", "shape", shape)

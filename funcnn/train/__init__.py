@@ -1,7 +1,9 @@
 """Training: the train state, the jitted step, scanned or looped epochs, the pure training loop
-(:mod:`funcnn.train.loop`), ``fit`` and its callbacks (:mod:`funcnn.train.callbacks`), the run's
-output folder (:mod:`funcnn.train.run_folder`), ``evaluate`` and the moving average of the
-parameters (:mod:`funcnn.train.ema`)."""
+(``funcnn.train.loop``), ``fit`` and its callbacks ([`funcnn.train.callbacks`][funcnn.train.callbacks]), the
+run's
+output folder ([`funcnn.train.run_folder`][funcnn.train.run_folder]), ``evaluate`` and the moving average of
+the
+parameters ([`funcnn.train.ema`][funcnn.train.ema])."""
 
 from funcnn.train.callbacks import (
     EMA,

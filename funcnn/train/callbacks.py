@@ -1,21 +1,25 @@
 """``fit``'s callbacks: what a run does besides training, each a few lines.
 
-A callback subclasses :class:`Callback` and overrides the hooks it needs (any
+A callback subclasses [`Callback`][funcnn.train.callbacks.Callback] and overrides the hooks it needs (any
 other object with some of these methods works too, the others doing nothing);
-:func:`funcnn.train.fit` calls them in the order given:
+[`funcnn.train.fit`][funcnn.train.fit.fit] calls them in the order given:
 
 - ``on_train_begin(start)`` before the first step; it may return
-  ``(state, history)`` to resume from (:class:`Checkpoints` does), and the
+  ``(state, history)`` to resume from ([`Checkpoints`][funcnn.train.callbacks.Checkpoints] does), and the
   callbacks after it see that in ``start``;
 - ``on_steps(steps, metrics)`` as steps finish (``steps`` more, ``metrics`` the latest);
 - ``on_epoch_end(state, history)`` after each epoch (its record is ``history[-1]``);
 - ``on_train_end(state, history)`` once the last epoch ran;
 - ``close(error)`` always, last: ``error`` is ``None``, or what ended training.
 
-Besides :class:`Checkpoints` and :class:`ProgressBar`: :class:`EMA` (evaluates the moving
-average of :func:`funcnn.train.with_ema`), :class:`EarlyStopping` and :class:`TensorBoard`.
+Besides [`Checkpoints`][funcnn.train.callbacks.Checkpoints] and
+[`ProgressBar`][funcnn.train.callbacks.ProgressBar]: [`EMA`][funcnn.train.callbacks.EMA] (evaluates the moving
+average of [`funcnn.train.with_ema`][funcnn.train.with_ema]),
+[`EarlyStopping`][funcnn.train.callbacks.EarlyStopping] and
+[`TensorBoard`][funcnn.train.callbacks.TensorBoard].
 Order matters where one writes what another reads: a callback that adds to the epoch's
-record (:class:`EMA`) comes before :class:`Checkpoints`, which saves the record.
+record ([`EMA`][funcnn.train.callbacks.EMA]) comes before [`Checkpoints`][funcnn.train.callbacks.Checkpoints],
+which saves the record.
 
 An example, stopping when the test accuracy passes a target::
 
@@ -80,11 +84,12 @@ class StopTraining(Exception):  # noqa: N818 (a signal to fit, not a failure)
 
 
 class Callback:
-    """A hook into :func:`funcnn.train.fit`; every method does nothing unless overridden."""
+    """A hook into [`funcnn.train.fit`][funcnn.train.fit.fit]; every method does nothing unless overridden."""
 
     def on_train_begin(self, start: TrainStart) -> tuple[TrainState, list[dict[str, Any]]] | None:
         """Before the first step; return ``(state, history)`` to resume from them, or raise
-        :class:`StopTraining` to train no further epoch (the later callbacks still begin)."""
+        [`StopTraining`][funcnn.train.callbacks.StopTraining] to train no further epoch (the later callbacks
+        still begin)."""
         return None
 
     def on_steps(self, steps: int, metrics: StepMetrics) -> None:
@@ -105,7 +110,8 @@ HOOKS = ("on_train_begin", "on_steps", "on_epoch_end", "on_train_end", "close")
 
 
 class _Hooks(Callback):
-    """An object with some of the hooks, as a :class:`Callback` (the others do nothing)."""
+    """An object with some of the hooks, as a [`Callback`][funcnn.train.callbacks.Callback] (the others do
+    nothing)."""
 
     def __init__(self, hooks: Any) -> None:
         self.hooks = hooks
@@ -115,8 +121,9 @@ class _Hooks(Callback):
 
 
 def as_callback(where: str, callback: Any) -> Callback:
-    """``callback`` as a :class:`Callback`: a subclass as it is, any other object with at least
-    one of the :data:`HOOKS` with the hooks it lacks doing nothing.
+    """``callback`` as a [`Callback`][funcnn.train.callbacks.Callback]: a subclass as it is, any other object
+    with at least
+    one of the [`HOOKS`][funcnn.train.callbacks.HOOKS] with the hooks it lacks doing nothing.
 
     Raises:
       LayerConfigError: it has none of the hooks.
@@ -133,10 +140,12 @@ def as_callback(where: str, callback: Any) -> Callback:
 
 class Checkpoints(Callback):
     """Keep the run in an output folder: resume from it, checkpoint every epoch, write
-    ``metrics.jsonl`` and ``curves.png`` (:class:`funcnn.train.RunFolder`), holding its lock.
+    ``metrics.jsonl`` and ``curves.png`` ([`funcnn.train.RunFolder`][funcnn.train.RunFolder]), holding its
+    lock.
 
     Args:
-      out: the output folder, or a :class:`RunFolder` (whose lock the caller may hold already).
+      out: the output folder, or a [`RunFolder`][funcnn.train.callbacks.RunFolder] (whose lock the caller may
+        hold already).
       resume: continue from the newest intact checkpoint (start afresh when there is none).
       keep: how many checkpoints to keep.
       config: a JSON-serialisable dict stored in ``run.json`` and every checkpoint (e.g. the
@@ -144,7 +153,7 @@ class Checkpoints(Callback):
       keep_best: a metric of the epoch records (``"test_accuracy"``, ``"test_loss"``, ...) whose
         best epoch's checkpoint is never pruned, besides the last ``keep``; ``None`` for none.
         The newest intact checkpoint is still the one resumed, evaluated and exported;
-        :meth:`RunFolder.best_step` finds the best one.
+        [`RunFolder.best_step`][funcnn.train.run_folder.RunFolder.best_step] finds the best one.
 
     Raises:
       LayerConfigError: a bad ``keep`` or ``keep_best``; from ``on_epoch_end``, a record without
@@ -214,10 +223,12 @@ class Checkpoints(Callback):
 
 class EMA(Callback):
     """After each epoch, evaluate the moving average of the parameters (kept by an optimiser
-    wrapped in :func:`funcnn.train.with_ema`) on ``test_data`` and add ``ema_test_loss`` and
+    wrapped in [`funcnn.train.with_ema`][funcnn.train.with_ema]) on ``test_data`` and add ``ema_test_loss``
+    and
     ``ema_test_accuracy`` to the epoch's record.
 
-    Place it before :class:`Checkpoints` (and ``fit``'s ``out=``, which is one: pass
+    Place it before [`Checkpoints`][funcnn.train.callbacks.Checkpoints] (and ``fit``'s ``out=``, which is one:
+    pass
     ``callbacks=[EMA(...), Checkpoints(out)]`` instead), so the record it completes is the one
     saved and written to ``metrics.jsonl``. The average of the parameters is evaluated with
     the model's current state (e.g. batch-norm statistics).
@@ -274,12 +285,13 @@ class EarlyStopping(Callback):
     An epoch improves when it beats the best so far by more than ``min_delta`` (an
     accuracy higher, a loss lower). The decision is a function of the history alone, which
     every checkpoint holds, so a resumed run stops after the same epoch as an uninterrupted
-    one. A run that has already stopped is told by :meth:`reason` of its history.
+    one. A run that has already stopped is told by [`reason`][funcnn.train.callbacks.EarlyStopping.reason] of
+    its history.
 
     Args:
       patience: epochs without improvement to allow; the run stops after the ``patience``-th.
       monitor: a metric of the epoch records: ``"test_accuracy"``, ``"test_loss"``,
-        ``"ema_test_accuracy"`` (after :class:`EMA`), ...
+        ``"ema_test_accuracy"`` (after [`EMA`][funcnn.train.callbacks.EMA]), ...
       min_delta: the least change that counts as an improvement.
 
     Attributes:
@@ -328,16 +340,18 @@ class EarlyStopping(Callback):
 
 
 TENSORBOARD_INSTALL = "pip install 'funcnn[tensorboard]'"
-"""How to install what :class:`TensorBoard` needs."""
+"""How to install what [`TensorBoard`][funcnn.train.callbacks.TensorBoard] needs."""
 
 
 class TensorBoard(Callback):
     """Write each epoch's record as TensorBoard scalars under ``logdir`` (process 0 only), at
     the epoch's last step: ``loss/train``, ``loss/test``, ``accuracy/train``, ``accuracy/test``
-    (and ``loss/ema_test``, ``accuracy/ema_test`` after :class:`EMA`), ``images_per_second``
+    (and ``loss/ema_test``, ``accuracy/ema_test`` after [`EMA`][funcnn.train.callbacks.EMA]),
+    ``images_per_second``
     and, when given, ``learning_rate``. Needs the ``tensorboardX`` package (no TensorFlow).
 
-    Place it after :class:`Checkpoints`: on a resumed run it then knows the epochs restored,
+    Place it after [`Checkpoints`][funcnn.train.callbacks.Checkpoints]: on a resumed run it then knows the
+    epochs restored,
     and what an earlier, killed process logged after them is dropped from view
     (TensorBoard's ``purge_step``).
 
@@ -384,7 +398,8 @@ class TensorBoard(Callback):
 def tensorboard_scalars(
     record: dict[str, Any], learning_rate: float | Callable[[int], Any] | None = None
 ) -> dict[str, float]:
-    """The scalars :class:`TensorBoard` writes for an epoch's ``record``: each ``<split>_loss``
+    """The scalars [`TensorBoard`][funcnn.train.callbacks.TensorBoard] writes for an epoch's ``record``: each
+    ``<split>_loss``
     and ``<split>_accuracy`` as ``loss/<split>`` and ``accuracy/<split>``, the images per second,
     and the learning rate of the epoch's last step (``learning_rate(step - 1)``)."""
     scalars = {}

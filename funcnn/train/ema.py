@@ -1,6 +1,6 @@
 """An exponential moving average (EMA) of the parameters, kept in the optimiser state.
 
-:func:`with_ema` wraps an optax optimiser; after each update its state holds
+[`with_ema`][funcnn.train.ema.with_ema] wraps an optax optimiser; after each update its state holds
 
     ema_t = decay * ema_{t-1} + (1 - decay) * params_t,    ema_0 = params_0,
 
@@ -14,7 +14,8 @@ steps the initial parameters still weigh ``decay**t``, so choose ``decay`` with
 Living in ``TrainState.opt_state``, the average is checkpointed with the rest of the state
 and a resumed run continues it bit for bit; under ``fit(..., shard_params=True)`` it is
 split over the devices like the parameters it averages (same shapes, same placement).
-:func:`ema_params` takes it out of a train state, and :class:`funcnn.train.EMA` evaluates
+[`ema_params`][funcnn.train.ema.ema_params] takes it out of a train state, and
+[`funcnn.train.EMA`][funcnn.train.EMA] evaluates
 it after every epoch.
 """
 
@@ -31,7 +32,7 @@ from funcnn.core import LayerConfigError, Params
 
 
 class EmaState(NamedTuple):
-    """The state of :func:`with_ema`: the wrapped optimiser's state and the average."""
+    """The state of [`with_ema`][funcnn.train.ema.with_ema]: the wrapped optimiser's state and the average."""
 
     inner: Any
     ema: Params
@@ -40,15 +41,16 @@ class EmaState(NamedTuple):
 def with_ema(optimizer: optax.GradientTransformation, decay: float) -> optax.GradientTransformation:
     """``optimizer``, also keeping an exponential moving average of the parameters.
 
-    The updates are ``optimizer``'s, unchanged; the state is :class:`EmaState`.
+    The updates are ``optimizer``'s, unchanged; the state is [`EmaState`][funcnn.train.ema.EmaState].
 
-    >>> import jax.numpy as jnp, optax
-    >>> opt = with_ema(optax.sgd(1.0), decay=0.5)
-    >>> params = {"w": jnp.zeros(2)}
-    >>> state = opt.init(params)
-    >>> updates, state = opt.update({"w": -jnp.ones(2)}, state, params)  # params become 1
-    >>> state.ema["w"].tolist()
-    [0.5, 0.5]
+    Examples:
+        >>> import jax.numpy as jnp, optax
+        >>> opt = with_ema(optax.sgd(1.0), decay=0.5)
+        >>> params = {"w": jnp.zeros(2)}
+        >>> state = opt.init(params)
+        >>> updates, state = opt.update({"w": -jnp.ones(2)}, state, params)  # params become 1
+        >>> state.ema["w"].tolist()
+        [0.5, 0.5]
 
     Args:
       optimizer: an optax optimiser.
@@ -91,13 +93,14 @@ def ema_params(state: Any) -> Params:
     so their average is the parameters themselves.
 
     Args:
-      state: a :class:`funcnn.train.TrainState` trained with a :func:`with_ema` optimiser.
+      state: a [`funcnn.train.TrainState`][funcnn.train.TrainState] trained with a
+        [`with_ema`][funcnn.train.ema.with_ema] optimiser.
 
     Returns:
       A tree of the parameters' structure.
 
     Raises:
-      LayerConfigError: the optimiser state holds no :class:`EmaState`.
+      LayerConfigError: the optimiser state holds no [`EmaState`][funcnn.train.ema.EmaState].
     """
     found = [
         node

@@ -1,7 +1,7 @@
 """One epoch of training, two ways: one compiled ``lax.scan``, or a Python loop of steps.
 
 Both call the same pure step on the same batches (the rows of
-:func:`funcnn.data.batch_indices`), so they give the same numbers.
+[`funcnn.data.batch_indices`][funcnn.data.batch_indices]), so they give the same numbers.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def make_scan_epoch(
     batch by index, so the epoch is a single XLA call.
 
     Args:
-      step: the pure training step (:func:`funcnn.train.build_train_step`).
+      step: the pure training step ([`funcnn.train.build_train_step`][funcnn.train.build_train_step]).
 
     Returns:
       ``epoch(state, images, labels, batch_idx) -> (state, metrics)`` where
@@ -58,7 +58,7 @@ def run_loop_epoch(
     for data sets that do not fit in device memory.
 
     Args:
-      step: the jitted training step (:func:`funcnn.train.make_train_step`).
+      step: the jitted training step ([`funcnn.train.make_train_step`][funcnn.train.make_train_step]).
       state: the state before the epoch (donated to the first step).
       images: all training images, on the host.
       labels: their labels.
@@ -66,7 +66,7 @@ def run_loop_epoch(
       on_step: called as ``on_step(i, metrics)`` after step ``i`` (from 0);
         it may raise to stop the epoch.
       place: puts a gathered ``(images, labels)`` batch on the devices (e.g.
-        :func:`funcnn.distributed.shard_batch`); ``None`` passes the host arrays.
+        [`funcnn.distributed.shard_batch`][funcnn.distributed.shard_batch]); ``None`` passes the host arrays.
 
     Returns:
       ``(state, metrics)`` with metrics stacked along the steps, as the scan returns them.
@@ -92,10 +92,13 @@ def progress_chunks(steps: int, chunks: int = PROGRESS_CHUNKS) -> list[slice]:
     and twice that when there is one (one compiled length), else
     ``ceil(steps / chunks)`` with a shorter last run (two compiled lengths).
 
-    >>> [(s.start, s.stop) for s in progress_chunks(468)]
-    [(0, 52), (52, 104), (104, 156), (156, 208), (208, 260), (260, 312), (312, 364), (364, 416), (416, 468)]
-    >>> len(progress_chunks(7))
-    7
+    Examples:
+        >>> [(s.start, s.stop) for s in progress_chunks(468)][:3]
+        [(0, 52), (52, 104), (104, 156)]
+        >>> progress_chunks(468)[-1]
+        slice(416, 468, None)
+        >>> len(progress_chunks(7))
+        7
     """
     size = max(-(-steps // chunks), 1)
     size = next((d for d in range(size, 2 * size + 1) if steps % d == 0), size)

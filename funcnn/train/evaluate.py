@@ -47,7 +47,7 @@ def evaluate(
       batch_size: examples per jitted call.
       loss: per-example ``loss(logits, labels)``.
       preprocess: maps a raw batch to model inputs.
-      mesh: the devices to evaluate on (:func:`funcnn.distributed.data_mesh`),
+      mesh: the devices to evaluate on ([`funcnn.distributed.data_mesh`][funcnn.distributed.data_mesh]),
         or ``None`` for the default device.
 
     Returns:

@@ -1,9 +1,9 @@
 """``fit``: a training run, composed of the pure loop and its callbacks.
 
-:mod:`funcnn.train.loop` trains (no files, no printing); the callbacks
-(:mod:`funcnn.train.callbacks`) resume, checkpoint, write ``metrics.jsonl`` and
-``curves.png`` (:class:`funcnn.train.Checkpoints`) and show progress
-(:class:`funcnn.train.ProgressBar`). Each check of ``fit``'s arguments is here, once.
+``funcnn.train.loop`` trains (no files, no printing); the callbacks
+([`funcnn.train.callbacks`][funcnn.train.callbacks]) resume, checkpoint, write ``metrics.jsonl`` and
+``curves.png`` ([`funcnn.train.Checkpoints`][funcnn.train.Checkpoints]) and show progress
+([`funcnn.train.ProgressBar`][funcnn.train.ProgressBar]). Each check of ``fit``'s arguments is here, once.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _batch_iterable(train_data: Any, mode: str) -> Iterable | None:
 
 
 class FitResult(NamedTuple):
-    """What :func:`fit` returns.
+    """What [`fit`][funcnn.train.fit.fit] returns.
 
     Attributes:
       state: the final training state.
@@ -99,10 +99,10 @@ def fit(
 ) -> FitResult:
     """Train ``model`` for ``epochs`` epochs, evaluating on ``test_data`` after each.
 
-    ``callbacks`` (:class:`funcnn.train.Callback`) see the run begin, each
+    ``callbacks`` ([`funcnn.train.Callback`][funcnn.train.Callback]) see the run begin, each
     epoch end and the run end; one may resume it. ``out``, ``resume``, ``keep``
-    and ``config`` are short for a :class:`funcnn.train.Checkpoints` callback
-    and ``progress`` for a :class:`funcnn.train.ProgressBar`, run before
+    and ``config`` are short for a [`funcnn.train.Checkpoints`][funcnn.train.Checkpoints] callback
+    and ``progress`` for a [`funcnn.train.ProgressBar`][funcnn.train.ProgressBar], run before
     ``callbacks``. With ``out``, every epoch appends a record to ``OUT/metrics.jsonl``
     (``epoch``, ``step``, ``train_loss``, ``train_accuracy``, ``test_loss``,
     ``test_accuracy``, ``seconds``, ``images_per_second``, ``devices``,
@@ -126,7 +126,7 @@ def fit(
       batch_size: examples per step; each epoch drops its incomplete last batch.
       loss: per-example ``loss(logits, labels)``.
       seed: seeds the initialisation, the shuffling and the step keys.
-      mode: ``"scan"``, ``"loop"`` or ``"auto"`` (see :data:`MODES`); both
+      mode: ``"scan"``, ``"loop"`` or ``"auto"`` (see ``MODES``); both
         give the same numbers.
       preprocess: maps a raw batch to model inputs, inside ``jit``.
       augment: ``augment(key, inputs)`` applied in training, or ``None``.
@@ -139,14 +139,14 @@ def fit(
       eval_batch_size: examples per evaluation call.
       progress: show a tqdm progress bar and one line per epoch.
       mesh: the devices to train on, a mesh with a ``"data"`` axis
-        (:func:`funcnn.distributed.data_mesh`); ``None`` for every device.
+        ([`funcnn.distributed.data_mesh`][funcnn.distributed.data_mesh]); ``None`` for every device.
       shard_params: split the parameters and optimiser state along the
         ``"data"`` axis too (each device keeps a slice of every large leaf),
         for models that do not fit one device; same numbers as replicated.
-      callbacks: more :class:`funcnn.train.Callback` s, called in order.
+      callbacks: more [`funcnn.train.Callback`][funcnn.train.Callback] s, called in order.
       trainable: the parameters to train, the others frozen (bit for bit as they
         start, with no optimiser state): a pattern or patterns of their labels
-        (:func:`funcnn.labels.matching`, e.g. ``"*Dense/*"``), a predicate on a
+        ([`funcnn.labels.matching`][funcnn.labels.matching], e.g. ``"*Dense/*"``), a predicate on a
         label, or a mask of the parameters' structure; ``None`` trains all.
       initial: ``(params, model_state)`` to start from instead of the model's
         initialisation (fine-tuning a trained model); a resumed run continues
@@ -303,7 +303,8 @@ def _callbacks(
     progress: bool,
     callbacks: Sequence[Callback],
 ) -> list[Callback]:
-    """The shortcuts' callbacks (:class:`Checkpoints` for ``out``, :class:`ProgressBar` for
+    """The shortcuts' callbacks ([`Checkpoints`][funcnn.train.callbacks.Checkpoints] for ``out``,
+    [`ProgressBar`][funcnn.train.callbacks.ProgressBar] for
     ``progress``), then ``callbacks``, checked."""
     made: list[Callback] = []
     if out is not None:
@@ -319,7 +320,8 @@ def _callbacks(
 
 
 def _epoch_end(callbacks: Sequence[Callback], state: TrainState, history: list[dict[str, Any]]) -> bool:
-    """Call every callback's ``on_epoch_end``; whether one asked to stop (:class:`StopTraining`)."""
+    """Call every callback's ``on_epoch_end``; whether one asked to stop
+    ([`StopTraining`][funcnn.train.callbacks.StopTraining])."""
     stop = False
     for callback in callbacks:
         try:

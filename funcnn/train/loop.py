@@ -1,11 +1,11 @@
 """The training loop, pure: state and data in, state and per-epoch records out.
 
 No files and no printing: progress goes to an ``on_progress(steps, metrics)``
-callback, and :func:`train_epochs` yields each epoch's state and record for
-the caller (:mod:`funcnn.train.run`) to checkpoint, write and show.
+callback, and ``train_epochs`` yields each epoch's state and record for
+the caller (``funcnn.train.run``) to checkpoint, write and show.
 
 Each epoch visits the examples in the order of
-:func:`funcnn.data.batch_indices` ``(seed, epoch, ...)`` and each step draws
+[`funcnn.data.batch_indices`][funcnn.data.batch_indices] ``(seed, epoch, ...)`` and each step draws
 its randomness from ``fold_in(key, step)``, so a run resumed from the
 checkpoint of epoch ``e`` continues exactly as the uninterrupted run would.
 """
@@ -46,7 +46,7 @@ RunEpoch = Callable[[TrainState, np.ndarray, int, Progress], tuple[TrainState, S
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Training diverged: a NaN or infinite loss, a loss above :data:`DIVERGENCE_BOUND`, or
+    """Training diverged: a NaN or infinite loss, a loss above ``DIVERGENCE_BOUND``, or
     non-finite parameters or optimiser state; the message names the epoch and step."""
 
 
@@ -65,7 +65,8 @@ def choose_mode(mode: str, nbytes: int, device: jax.Device) -> str:
 
 def sharded_step(step: Step, mesh: Mesh, shard_params: bool) -> Step:
     """``step`` with its batch split along the mesh's data axis and its state placed by
-    :func:`funcnn.distributed.state_shardings`, inside ``jit``: XLA's partitioner runs the
+    [`funcnn.distributed.state_shardings`][funcnn.distributed.state_shardings], inside ``jit``: XLA's
+    partitioner runs the
     step data-parallel (each device its rows, the gradients all-reduced) and the state
     keeps one placement from step to step. The metrics come back replicated."""
 
@@ -92,7 +93,7 @@ def compiled_epoch_or_step(
     shard_params: bool = False,
 ) -> Callable:
     """The jitted scanned epoch (``mode="scan"``) or step, data-parallel over ``mesh``
-    (:func:`sharded_step`), cached so that repeated ``fit`` calls with the same objects
+    (``sharded_step``), cached so that repeated ``fit`` calls with the same objects
     (a resume in the same process) compile once."""
     step = build_train_step(model, loss, optimizer, preprocess=preprocess, augment=augment)
     step = sharded_step(step, mesh, shard_params)
@@ -102,16 +103,16 @@ def compiled_epoch_or_step(
 def epoch_runner(
     compiled: Callable, images: np.ndarray, labels: np.ndarray, mode: str, mesh: Mesh
 ) -> RunEpoch:
-    """The :data:`RunEpoch` for ``mode``, data-parallel over ``mesh``.
+    """The ``RunEpoch`` for ``mode``, data-parallel over ``mesh``.
 
-    ``scan``: the epoch's steps run in :func:`funcnn.train.epoch.progress_chunks`
+    ``scan``: the epoch's steps run in ``funcnn.train.epoch.progress_chunks``
     (about ten compiled scans of one or two lengths) over data put on every
     device of ``mesh`` once, each device gathering its rows of each batch
     (the batch indices are split along the data axis), so progress shows within the
     epoch and a divergence stops it early; each chunk is reported while the next
     one runs, and the steps and their order are those of one scan, so the numbers
     are too. ``loop``: one jitted call per step, each process gathering only its
-    rows of each global batch on the host (:func:`funcnn.distributed.local_rows`).
+    rows of each global batch on the host ([`funcnn.distributed.local_rows`][funcnn.distributed.local_rows]).
     """
     if mode != "scan":
 
@@ -154,7 +155,7 @@ def epoch_runner(
 
 
 def batches_runner(compiled_step: Callable, batches: Iterable, num_classes: int, mesh: Mesh) -> RunEpoch:
-    """The :data:`RunEpoch` for a re-iterable of ``(images, labels)`` batches (grain, tf.data, a list):
+    """The ``RunEpoch`` for a re-iterable of ``(images, labels)`` batches (grain, tf.data, a list):
     one jitted call per batch, each epoch iterating ``batches`` afresh; every batch is checked
     on the host (a pair of arrays, labels in ``[0, num_classes)``) before its step runs, then
     split over ``mesh`` (with several processes, each process's batches are its rows of the
@@ -188,8 +189,9 @@ def batches_runner(compiled_step: Callable, batches: Iterable, num_classes: int,
 
 
 def check_diverged(losses: np.ndarray, epoch: int, first_step: int) -> None:
-    """Raise :class:`NonFiniteLossError` naming the first step whose loss is not finite or
-    exceeds :data:`DIVERGENCE_BOUND`."""
+    """Raise [`NonFiniteLossError`][funcnn.train.loop.NonFiniteLossError] naming the first step whose loss is
+    not finite or
+    exceeds ``DIVERGENCE_BOUND``."""
     losses = np.asarray(losses)
     bad = np.flatnonzero(~(np.isfinite(losses) & (losses <= DIVERGENCE_BOUND)))
     if bad.size:
@@ -218,7 +220,7 @@ def train_epochs(
     """Train epochs ``first_epoch + 1 ... epochs``; yield each epoch's state and record.
 
     ``plan(epoch)`` is what ``run_epoch`` takes for that epoch: its batch
-    indices (:func:`funcnn.data.batch_indices`), or ``None`` for a batch iterable.
+    indices ([`funcnn.data.batch_indices`][funcnn.data.batch_indices]), or ``None`` for a batch iterable.
     The record holds ``epoch``, ``step``, ``train_loss``, ``train_accuracy``,
     ``test_loss``, ``test_accuracy`` (from ``evaluate_test``), ``seconds``,
     ``images_per_second``, ``devices`` (the count the run is split over) and ``mode``.

@@ -29,7 +29,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The JSON objects of ``path``, one per non-empty line.
 
     Args:
-      path: a file written by :func:`write_jsonl`.
+      path: a file written by [`write_jsonl`][funcnn.train.metrics.write_jsonl].
 
     Returns:
       The records, in order.

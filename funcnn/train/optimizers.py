@@ -5,7 +5,7 @@ from __future__ import annotations
 import optax
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
-"""The names :func:`make_optimizer` accepts."""
+"""The names [`make_optimizer`][funcnn.train.optimizers.make_optimizer] accepts."""
 
 
 def make_optimizer(
@@ -14,7 +14,7 @@ def make_optimizer(
     """An optax optimiser: ``adam``, ``sgd`` (momentum 0.9, Nesterov) or ``adamw``.
 
     Args:
-      name: one of :data:`OPTIMIZERS`.
+      name: one of [`OPTIMIZERS`][funcnn.train.optimizers.OPTIMIZERS].
       learning_rate: the peak learning rate.
       decay_steps: when given, the rate follows a cosine decay from
         ``learning_rate`` to 0 over this many steps; constant otherwise.
@@ -39,6 +39,7 @@ def make_optimizer(
 
 
 def learning_rate_schedule(learning_rate: float, decay_steps: int | None = None) -> optax.ScalarOrSchedule:
-    """The rate :func:`make_optimizer` uses: ``learning_rate``, or with ``decay_steps`` a cosine
+    """The rate [`make_optimizer`][funcnn.train.optimizers.make_optimizer] uses: ``learning_rate``, or with
+    ``decay_steps`` a cosine
     decay from it to 0 over that many steps (``optax.cosine_decay_schedule``)."""
     return learning_rate if decay_steps is None else optax.cosine_decay_schedule(learning_rate, decay_steps)

@@ -1,20 +1,21 @@
-"""A training run's output folder and its one owner, :class:`RunFolder`.
+"""A training run's output folder and its one owner, [`RunFolder`][funcnn.train.run_folder.RunFolder].
 
 ``OUT`` holds:
 
-- ``checkpoints/``: one verified step per saved epoch (:mod:`funcnn.checkpoint`): the newest
-  ``keep``, and with ``best`` the best epoch's too (:func:`best_indices`);
+- ``checkpoints/``: one verified step per saved epoch ([`funcnn.checkpoint`][funcnn.checkpoint]): the newest
+  ``keep``, and with ``best`` the best epoch's too ([`best_indices`][funcnn.train.run_folder.best_indices]);
 - ``damaged-checkpoints/``: steps found damaged, moved aside, never deleted;
 - ``metrics.jsonl`` and ``curves.png``: the history, rewritten after every checkpoint;
 - ``run.json``: the run's settings, written before its first step (an extended run
   killed before its next checkpoint resumes the extension from it);
 - ``run.lock``: held by the process writing ``OUT`` (its host and process id inside).
 
-Nothing else reads or writes these paths. A :class:`RunFolder` verifies each
-step at most once (:meth:`RunFolder.inspect`), restores the newest intact
+Nothing else reads or writes these paths. A [`RunFolder`][funcnn.train.run_folder.RunFolder] verifies each
+step at most once ([`RunFolder.inspect`][funcnn.train.run_folder.RunFolder.inspect]), restores the newest
+intact
 one (or hands the template back when there is none), writes each epoch with
 stop signals held off, turns every failed write into a
-:class:`funcnn.checkpoint.WriteError` naming the path, and removes a folder it
+[`funcnn.checkpoint.WriteError`][funcnn.checkpoint.WriteError] naming the path, and removes a folder it
 created when the run fails before its first checkpoint. With several
 processes, process 0 writes and holds the lock; the others only read.
 """
@@ -75,8 +76,9 @@ def best_indices(
     A pure function of the history, which every checkpoint holds: a resumed run finds
     the same bests as an uninterrupted one.
 
-    >>> best_indices("x", [{"test_loss": 3.0}, {"test_loss": 1.0}, {"test_loss": 2.0}], "test_loss")
-    [0, 1, 1]
+    Examples:
+        >>> best_indices("x", [{"test_loss": 3.0}, {"test_loss": 1.0}, {"test_loss": 2.0}], "test_loss")
+        [0, 1, 1]
 
     Raises:
       LayerConfigError: ``monitor`` is neither a loss nor an accuracy, or an epoch's record
@@ -126,7 +128,8 @@ class Inspection(NamedTuple):
 
 
 class Restored(NamedTuple):
-    """What :meth:`RunFolder.restore` gives: the state (the template when nothing was restored),
+    """What [`RunFolder.restore`][funcnn.train.run_folder.RunFolder.restore] gives: the state (the template
+    when nothing was restored),
     the history so far, and the step restored (``None`` when nothing was)."""
 
     state: Any
@@ -168,7 +171,7 @@ class RunFolder:
     @property
     def writes(self) -> bool:
         """Whether this process writes the folder (asked of JAX only when first needed, so a
-        :class:`RunFolder` can be made before JAX's backend starts)."""
+        [`RunFolder`][funcnn.train.run_folder.RunFolder] can be made before JAX's backend starts)."""
         if self._writes is None:
             self._writes = jax.process_index() == 0
         return self._writes
@@ -226,7 +229,8 @@ class RunFolder:
         return True
 
     def release(self, *, failed: bool = False) -> None:
-        """Let go of the lock. With ``failed``, a folder created by :meth:`acquire` that holds
+        """Let go of the lock. With ``failed``, a folder created by
+        [`acquire`][funcnn.train.run_folder.RunFolder.acquire] that holds
         no checkpoint is removed first (the run failed before its first checkpoint)."""
         if self._lock is None:
             return
@@ -240,7 +244,8 @@ class RunFolder:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[RunFolder]:
-        """Hold the lock for the block (:meth:`acquire`, then :meth:`release`, failed when the
+        """Hold the lock for the block ([`acquire`][funcnn.train.run_folder.RunFolder.acquire], then
+        [`release`][funcnn.train.run_folder.RunFolder.release], failed when the
         block raises); re-entrant."""
         took = self.acquire()
         try:
@@ -256,7 +261,8 @@ class RunFolder:
 
     def inspect(self) -> Inspection:
         """The finished steps, the newest intact one and the damaged and unfinished ones newer
-        than it; each step's files are hashed at most once per :class:`RunFolder`. A step
+        than it; each step's files are hashed at most once per
+        [`RunFolder`][funcnn.train.run_folder.RunFolder]. A step
         removed while it is read (pruned by a run that is saving) is left out."""
         steps = checkpoint.all_steps(self.checkpoints)
         damaged, unfinished = [], []
@@ -275,7 +281,8 @@ class RunFolder:
         return Inspection(tuple(steps), intact, tuple(damaged), tuple(unfinished))
 
     def metadata(self, step: int) -> dict[str, Any]:
-        """The metadata of ``step``, already verified by :meth:`inspect`."""
+        """The metadata of ``step``, already verified by
+        [`inspect`][funcnn.train.run_folder.RunFolder.inspect]."""
         return checkpoint.read_metadata(self.checkpoints, step, verify=step not in self._verified)
 
     def settings(self) -> dict[str, Any] | None:
@@ -302,7 +309,8 @@ class RunFolder:
     def intact_step(self, inspection: Inspection, *, doing: str | None) -> int | None:
         """The newest intact step of ``inspection``; ``None`` when there is none and none is
         damaged (no steps, or only unfinished ones). With ``doing`` (e.g. ``"evaluating"``),
-        each damaged newer step is reported as a :class:`funcnn.checkpoint.DamagedCheckpointWarning`.
+        each damaged newer step is reported as a
+        [`funcnn.checkpoint.DamagedCheckpointWarning`][funcnn.checkpoint.DamagedCheckpointWarning].
 
         Raises:
           CheckpointDamagedError: steps are damaged and none is intact.
@@ -341,15 +349,18 @@ class RunFolder:
         return None if self._verified[step] else step
 
     def forget(self) -> None:
-        """Forget every step not found intact, so the next :meth:`inspect` looks at them afresh
+        """Forget every step not found intact, so the next
+        [`inspect`][funcnn.train.run_folder.RunFolder.inspect] looks at them afresh
         (a reader's view of a folder that a run is saving into changes)."""
         self._verified = {step: found for step, found in self._verified.items() if not found}
 
     def restore(self, template: Any, inspection: Inspection | None = None) -> Restored:
         """The newest intact step's state and history; ``Restored(template, [], None)`` when
         there is none (a fresh run). Damaged steps newer than it are moved aside with a
-        :class:`funcnn.checkpoint.DamagedCheckpointWarning` each, and so are steps whose
-        write never finished, when this process holds the lock (:meth:`lock`: then no one is
+        [`funcnn.checkpoint.DamagedCheckpointWarning`][funcnn.checkpoint.DamagedCheckpointWarning] each, and
+        so are steps whose
+        write never finished, when this process holds the lock
+        ([`lock`][funcnn.train.run_folder.RunFolder.lock]: then no one is
         writing them); without it they are left where they are.
 
         Raises:
@@ -408,7 +419,8 @@ class RunFolder:
         Stop signals wait until the step is written and proved (or removed after a failed
         write). A state with non-finite values is a diverged run: it is never saved. Older
         steps beyond the newest ``keep`` are deleted, except, with ``best``, the best epoch's
-        (:func:`protected_steps`); each deletion comes after the new step is proved, so a
+        ([`protected_steps`][funcnn.train.run_folder.protected_steps]); each deletion comes after the new step
+        is proved, so a
         kill at any point leaves the best step and the newest intact one.
 
         Args:
@@ -459,7 +471,8 @@ class RunFolder:
 
     @contextlib.contextmanager
     def _writing(self, path: Path) -> Iterator[None]:
-        """Turn an OS error of the block into a :class:`WriteError` naming ``path``."""
+        """Turn an OS error of the block into a [`WriteError`][funcnn.train.run_folder.WriteError] naming
+        ``path``."""
         try:
             yield
         except WriteError:

@@ -48,7 +48,8 @@ def init_train_state(
       key: a ``jax.random`` key; split into the initialisation key and the
         training key.
       input_shape: the model's input shape, batch first (the batch may be ``-1``).
-      shardings: where each leaf goes (e.g. :func:`funcnn.distributed.state_shardings`;
+      shardings: where each leaf goes (e.g.
+        [`funcnn.distributed.state_shardings`][funcnn.distributed.state_shardings];
         every process of a multi-host run builds its own shards), or ``None`` for the
         default device.
       initial: ``(params, model_state)`` to start from instead of ``model.init``'s (fine-tuning
@@ -82,10 +83,11 @@ def init_train_state(
 def abstract_train_state(
     model: Layer, optimizer: optax.GradientTransformation, input_shape: Shape
 ) -> TrainState:
-    """The shapes and dtypes of :func:`init_train_state`'s result, without computing it.
+    """The shapes and dtypes of [`init_train_state`][funcnn.train.state.init_train_state]'s result, without
+    computing it.
 
     Nothing is compiled or allocated: use it as the target of
-    :func:`funcnn.checkpoint.restore`.
+    [`funcnn.checkpoint.restore`][funcnn.checkpoint.restore].
 
     Args:
       model: the layer to train.

@@ -1,6 +1,7 @@
 """The training step: forward pass, loss, gradient and optimiser update.
 
-:func:`build_train_step` returns the pure step; :func:`make_train_step` jits
+[`build_train_step`][funcnn.train.step.build_train_step] returns the pure step;
+[`make_train_step`][funcnn.train.step.make_train_step] jits
 it with the state's buffers donated. The scanned epoch calls the same pure
 step, so a scanned and a looped epoch compute the same numbers.
 """
@@ -26,7 +27,7 @@ Preprocess = Callable[[jax.Array], jax.Array]
 """Maps a raw batch (e.g. ``uint8`` images) to model inputs, inside ``jit``."""
 
 Augment = Callable[[jax.Array, jax.Array], jax.Array]
-"""``augment(key, inputs) -> inputs``, e.g. :func:`funcnn.data.augment`."""
+"""``augment(key, inputs) -> inputs``, e.g. [`funcnn.data.augment`][funcnn.data.augment.augment]."""
 
 PRECISIONS = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
 """Compute dtypes by name, for the layers' ``dtype`` (``funcnn.models`` constructors take it);

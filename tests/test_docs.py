@@ -119,7 +119,7 @@ PUBLIC_MODULES = (
     "funcnn.identity",
     "funcnn.interrupts",
 )
-"""The modules ``docs/api.md`` documents, with every public name of each."""
+"""The modules the API reference (``docs/api/``) documents, with every public name of each."""
 
 
 def public_names(module_name: str) -> list[str]:
@@ -186,7 +186,7 @@ def test_the_site_builds_strictly_with_every_public_name_in_the_api_reference(si
     documented = inventory(tmp_path / "site")
     missing = [f"{module}.{name}" for module in PUBLIC_MODULES for name in public_names(module)
                if not {f"{module}.{name}", defined_at(module, name)} & documented]  # fmt: skip
-    assert not missing, f"public names without an entry in docs/api.md: {missing}"
+    assert not missing, f"public names without an entry in the API reference (docs/api/): {missing}"
     import funcnn
 
     top_level = [name for name in funcnn.__all__ if name not in ("filters", "labels", "models", "ops", "shapes")]
@@ -227,7 +227,7 @@ def test_the_api_reference_renders_examples_as_code_and_cross_links(site):
     """Docstring examples sit under ``Examples:`` and render as code, never as the nested blockquotes
     bare ``>>>`` lines become; no Sphinx role (``:func:`x```) is left raw: they are mkdocstrings
     cross-references, which link."""
-    api = (site / "api" / "index.html").read_text(encoding="utf-8")
+    api = "".join(page.read_text(encoding="utf-8") for page in (site / "api").rglob("index.html"))
     quoted = re.findall(r"<blockquote>.*?</blockquote>", api, re.S)
     assert not [q for q in quoted if "&gt;&gt;&gt;" in q]
     assert api.count("&gt;&gt;&gt;") > 0 and 'class="autorefs' in api
@@ -250,3 +250,26 @@ def test_docstring_examples_are_under_an_examples_section():
                 if lines[block_start - 1].strip() != "Examples:" and lines[block_start].strip() != "Examples:":
                     bare.append(f"{path.relative_to(ROOT)}:{number + 1}")
     assert not bare, f"doctest lines outside an Examples: section: {bare[:10]}"
+
+
+def test_every_public_module_has_a_page_of_the_api_reference():
+    """One page per module or topic (``docs/api/*.md``), every public module on one, every page in the
+    overview's table and in the navigation."""
+    pages = {path.stem: path.read_text(encoding="utf-8") for path in (ROOT / "docs" / "api").glob("*.md")}
+    for module in PUBLIC_MODULES:
+        assert any(re.search(rf"^::: {re.escape(module)}$", text, re.M) for text in pages.values()), module
+    overview, nav = pages.pop("index"), (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    assert len(pages) > 10
+    for stem in pages:
+        assert f"]({stem}.md)" in overview and f"api/{stem}.md" in nav, stem
+
+
+@needs_docs_extra
+def test_each_object_of_the_api_reference_is_on_one_page(site):
+    """The pages split the reference: no object's entry (its heading's anchor) is on two of them."""
+    pages_of: dict[str, list[str]] = {}
+    for page in (site / "api").rglob("index.html"):
+        for anchor in set(re.findall(r'<h[1-6] id="(funcnn[^"]*)"', page.read_text(encoding="utf-8"))):
+            pages_of.setdefault(anchor, []).append(page.parent.name)
+    assert len(pages_of) > 300
+    assert not {anchor: pages for anchor, pages in pages_of.items() if len(pages) > 1}

@@ -192,6 +192,16 @@ def prunable(steps: list[int], keep: int, protect: Collection[int] = ()) -> list
     (ascending) and
     those in ``protect``, oldest first.
 
+    Args:
+      steps: the saved steps, ascending (as [`all_steps`][funcnn.checkpoint.all_steps] lists them).
+      keep: how many of the newest steps to keep; positive ([`save`][funcnn.checkpoint.save] checks it:
+        ``0`` would select nothing, a negative ``-k`` only the oldest ``k``).
+      protect: steps never selected, wherever they are.
+
+    Returns:
+      The steps to delete, a sublist of ``steps`` in their order; ``[]`` when ``steps`` has at
+      most ``keep`` entries.
+
     Examples:
         >>> prunable([2, 4, 6, 8], keep=2, protect={2})
         [4]
@@ -248,7 +258,19 @@ _OS_ERROR_CODE = re.compile(r"os_error_code='?(\d+)")
 def write_error(error: BaseException, path: Path) -> WriteError | None:
     """``error`` as a [`WriteError`][funcnn.checkpoint.WriteError] naming ``path`` when an OS error caused it
     (an
-    ``OSError``, or TensorStore's message carrying ``os_error_code``); ``None`` otherwise."""
+    ``OSError``, or TensorStore's message carrying ``os_error_code``); ``None`` otherwise.
+
+    Args:
+      error: the exception a write raised (orbax's, TensorStore's or Python's own).
+      path: the file or folder being written, named in the result when ``error`` names no file.
+
+    Returns:
+      ``error`` itself when it already is a [`WriteError`][funcnn.checkpoint.WriteError]; for an
+      ``OSError`` with an ``errno``, a ``WriteError`` with its ``errno``, ``strerror`` and filename
+      (else ``path``); for a message carrying ``os_error_code=N``, a ``WriteError`` with errno ``N``,
+      ``os.strerror(N)`` (the whole message when ``N`` is not a known code) and ``path``; ``None``
+      for any other error, which the caller re-raises as it is.
+    """
     if isinstance(error, WriteError):
         return error
     if isinstance(error, OSError) and error.errno is not None:
@@ -269,6 +291,15 @@ def remove_partial(
     After a failed write, TensorStore's writes still under way may create files for a moment
     more, so the removal is repeated until nothing has come back for ``settle`` seconds (at
     most ``within`` seconds in all).
+
+    Args:
+      directory: the checkpoint directory.
+      step: the step whose unfinished write is cleaned up; a step folder holding its manifest is
+        left alone.
+      settle: seconds to wait after each removal before looking again; the call takes at least
+        this long.
+      within: seconds after which the removal stops repeating even if files keep coming back
+        (checked after each wait, so the call can run over by up to ``settle``).
     """
     directory = Path(directory).absolute()
     folder = directory / str(step)
@@ -287,7 +318,11 @@ def remove_partial(
 
 
 def sync_processes(name: str) -> None:
-    """Wait until every process of a multi-process run gets here (nothing with one process)."""
+    """Wait until every process of a multi-process run gets here (nothing with one process).
+
+    Args:
+      name: the barrier's name; every process must pass the same one at the same point.
+    """
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices(name)
 
@@ -418,7 +453,9 @@ def restore_part(
       ``(part, metadata)``: the requested entries, and the saved metadata dict.
 
     Raises:
-      CheckpointNotFoundError, CheckpointDamagedError: as [`restore`][funcnn.checkpoint.restore].
+      CheckpointNotFoundError: there is no such checkpoint.
+      CheckpointDamagedError: ``verify`` is true and the step is not intact (as
+        [`restore`][funcnn.checkpoint.restore]).
       CheckpointMismatchError: a requested leaf is missing or differs in shape or dtype.
     """
     directory = Path(directory).absolute()
@@ -534,6 +571,15 @@ def non_finite_paths(tree: Any) -> list[str]:
     Each leaf is reduced where it lives (one scalar back per leaf), so a state
     sharded over devices and processes is checked without gathering it, and
     leaves on different devices need not move.
+
+    Args:
+      tree: a pytree of arrays or Python numbers; leaves of integer, boolean or
+        ``jax.random.key`` dtype are skipped, complex ones are checked.
+
+    Returns:
+      The paths, in the tree's flattening order, written as orbax names them: dict keys,
+      attribute names and sequence indices joined by ``.`` (e.g. ``"params.0.kernel"``);
+      ``[]`` when every value is finite.
     """
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
     floating = [(path, leaf) for path, leaf in leaves if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
@@ -550,6 +596,17 @@ def problems(directory: str | os.PathLike, step: int) -> list[Problem]:
     SHA-256 digest. Files the manifest does not list are ignored. Each problem
     is a sentence whose ``kind`` ([`Damage`][funcnn.checkpoint.Damage]) says what it is; a step whose
     folder disappears while it is read is [`Damage.GONE`][funcnn.checkpoint.Damage.GONE], not damaged.
+
+    Args:
+      directory: the checkpoint directory.
+      step: the step to check; its folder need not exist (a missing one is ``GONE``).
+
+    Returns:
+      The step's problems, each a [`Problem`][funcnn.checkpoint.Problem]: ``[]`` when intact; one
+      when the manifest is missing (``UNFINISHED``, or ``GONE`` when the folder is missing too),
+      unreadable (``UNREADABLE``) or of another format version (``FORMAT``); otherwise one
+      ``MISSING``, ``TRUNCATED`` or ``ALTERED`` problem per damaged file in file-name order,
+      or a single ``GONE`` when the folder vanished while the files were read.
     """
     folder = Path(directory).absolute() / str(step)
     try:
@@ -600,7 +657,17 @@ def problems(directory: str | os.PathLike, step: int) -> list[Problem]:
 
 def check_intact(directory: str | os.PathLike, step: int) -> None:
     """Raise [`CheckpointDamagedError`][funcnn.checkpoint.CheckpointDamagedError] unless checkpoint ``step``
-    is intact."""
+    is intact.
+
+    Args:
+      directory: the checkpoint directory.
+      step: the step to check, as [`problems`][funcnn.checkpoint.problems] does.
+
+    Raises:
+      CheckpointDamagedError: [`problems`][funcnn.checkpoint.problems] finds any problem, an
+        unfinished or vanished step included; the message names the directory, the step, the
+        first problem and how many more there are.
+    """
     found = problems(directory, step)
     if found:
         more = f" (and {len(found) - 1} more problems)" if len(found) > 1 else ""
@@ -611,13 +678,26 @@ def check_intact(directory: str | os.PathLike, step: int) -> None:
 
 def unfinished(found: list[Problem] | Problem) -> bool:
     """Whether a step's problems say only that its manifest was never written: a save killed
-    after orbax committed the arrays (nothing of a finished checkpoint is lost)."""
+    after orbax committed the arrays (nothing of a finished checkpoint is lost).
+
+    Args:
+      found: a step's problems, as [`problems`][funcnn.checkpoint.problems] returns them, or a single
+        [`Problem`][funcnn.checkpoint.Problem].
+
+    Returns:
+      ``True`` when ``found`` is exactly one problem of kind
+      [`Damage.UNFINISHED`][funcnn.checkpoint.Damage.UNFINISHED]; ``False`` otherwise, an empty
+      list (an intact step) included.
+    """
     found = [found] if isinstance(found, Problem) else found
     return len(found) == 1 and found[0].kind is Damage.UNFINISHED
 
 
 def latest_intact_step(directory: str | os.PathLike) -> tuple[int | None, list[tuple[int, Problem]]]:
     """The newest intact step (``None`` when there is none), and the damaged steps newer than it.
+
+    Args:
+      directory: the checkpoint directory (need not exist).
 
     Returns:
       ``(step, damaged)`` where ``damaged`` lists ``(step, first problem)``, newest first.
@@ -632,7 +712,16 @@ def latest_intact_step(directory: str | os.PathLike) -> tuple[int | None, list[t
 
 
 def move_aside(directory: str | os.PathLike, step: int) -> Path:
-    """Move checkpoint ``step`` into ``DAMAGED`` next to ``directory`` (never delete it); return where."""
+    """Move checkpoint ``step`` into ``DAMAGED`` next to ``directory`` (never delete it); return where.
+
+    Args:
+      directory: the checkpoint directory.
+      step: the step to move; its folder must exist.
+
+    Returns:
+      The step folder's new path, ``<parent of directory>/damaged-checkpoints/<step>``, or
+      ``<step>.1``, ``<step>.2`` ... there when an earlier damaged copy of the step holds that name.
+    """
     directory = Path(directory).absolute()
     target = directory.parent / DAMAGED / str(step)
     suffix = 1

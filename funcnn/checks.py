@@ -151,8 +151,8 @@ def padding_spec(where: str, value: Any, *, allow_negative: bool = True) -> Padd
 
 
 def grad_mode(where: str, grad: Any) -> str:
-    """``grad`` is ``"custom"`` or ``"autodiff"``; ``None`` is the mode in force
-    ([`funcnn.grad_mode`][funcnn.grad_mode], ``"custom"`` outside it)."""
+    """``grad`` is one of ``GRAD_MODES`` (``"custom"``, ``"custom_vjp"``, ``"autodiff"``); ``None`` is the
+    mode in force ([`funcnn.grad_mode`][funcnn.grad_mode], ``"custom"`` outside it)."""
     if grad is None:
         return default_grad()
     if not isinstance(grad, str) or grad not in GRAD_MODES:

@@ -93,13 +93,50 @@ def serial(*layers: Layer) -> Layer:
     """Compose layers in sequence: ``serial(f, g)(x) = g(f(x))``.
 
     ``apply`` checks that every layer returns a state of the structure it was given.
+
+    Args:
+      *layers: the layers, applied first to last; ``Layer`` s or ``(init, apply)`` pairs. None at all
+        gives the identity.
+
+    Shapes:
+      Input the shape the first layer takes, one shape or a tuple of shapes; each layer's output
+      shape is the next one's input shape.
+      Output the last layer's output shape (the input shape when ``layers`` is empty).
+
+    Returns:
+      The layer, an ``(init, apply)`` pair whose params and state are tuples with one entry per layer.
+
+    Raises:
+      LayerConfigError: at construction, when an argument is not a layer (e.g. ``Relu`` for
+        ``Relu()``); when ``apply`` is traced, when ``params`` or ``state`` is not a tuple (or list)
+        of one entry per layer, when a ``key`` given is not one PRNG key, or when a layer returns a
+        state of another tree structure than it was given. A layer's own errors pass through.
     """
     layers = tuple(map(registered, checks.layers("serial", layers)))
     return make_layer("serial", _serial_init(layers), _serial_apply("serial", layers), layers, inputs="any")
 
 
 def parallel(*layers: Layer) -> Layer:
-    """Apply layer ``i`` to input ``i`` of a tuple: ``(x_1, ..., x_n) -> (f_1(x_1), ..., f_n(x_n))``."""
+    """Apply layer ``i`` to input ``i`` of a tuple: ``(x_1, ..., x_n) -> (f_1(x_1), ..., f_n(x_n))``.
+
+    Args:
+      *layers: the branches, one per input, at least one; ``Layer`` s or ``(init, apply)`` pairs.
+
+    Shapes:
+      Input a tuple of ``n`` shapes, one per layer (e.g. from ``fan_out(n)``); each must be a
+      single shape, so a branch cannot itself take a tuple of inputs.
+      Output the tuple of the layers' output shapes, ``layers[i]`` mapping input shape ``i``.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair whose params and state are tuples with one entry per layer.
+
+    Raises:
+      LayerConfigError: at construction, when no layer is given or an argument is not a layer; at
+        ``init``, when ``input_shape`` is not a tuple of as many shapes as there are layers; when
+        ``apply`` is traced, when ``x``, ``params`` or ``state`` is not a tuple (or list) of one
+        entry per layer, when a ``key`` given is not one PRNG key, or when a layer returns a state of
+        another tree structure than it was given. A layer's own errors pass through.
+    """
     layers = tuple(map(registered, checks.layers("parallel", layers)))
     if not layers:
         raise LayerConfigError("parallel: arguments `*layers` must hold at least one layer, got none")
@@ -127,7 +164,23 @@ def parallel(*layers: Layer) -> Layer:
 
 
 def fan_out(n: int) -> Layer:
-    """Copy the input ``n`` times: ``x -> (x, ..., x)``."""
+    """Copy the input ``n`` times: ``x -> (x, ..., x)``.
+
+    Args:
+      n: the number of copies, a positive int.
+
+    Shapes:
+      Input one shape ``S``, any rank.
+      Output the tuple ``(S, ..., S)`` of ``n`` shapes.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair without params or state.
+
+    Raises:
+      LayerConfigError: at construction, when ``n`` is not a positive int; at ``init``, when the
+        input shape is a tuple of shapes; when ``apply`` is traced, when ``params`` is not empty or
+        ``x`` is not one real-valued array.
+    """
     n = checks.positive_int("fan_out", "n", n)
 
     def init(key, input_shape):
@@ -173,7 +226,24 @@ def _check_same_shapes(
 
 
 def fan_in_sum() -> Layer:
-    """Sum a tuple of equally shaped inputs: ``(x_1, ..., x_n) -> x_1 + ... + x_n``."""
+    """Sum a tuple of equally shaped inputs: ``(x_1, ..., x_n) -> x_1 + ... + x_n``.
+
+    The inputs are cast to one dtype first
+    ([`funcnn.checks.common_dtype`][funcnn.checks.common_dtype]), the output's.
+
+    Shapes:
+      Input a tuple of equal shapes ``(S, ..., S)``, the batch entry included (``-1`` and a fixed
+      batch do not match).
+      Output ``S``.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair without params or state.
+
+    Raises:
+      LayerConfigError: at ``init``, when ``input_shape`` is not a tuple of shapes or the shapes
+        differ; when ``apply`` is traced, when ``params`` is not empty, ``x`` is not a non-empty
+        tuple (or list) of real-valued arrays, or their shapes differ.
+    """
 
     def init(key, input_shape):
         _check_same_shapes("fan_in_sum", "input_shape", input_shape)
@@ -192,7 +262,30 @@ def fan_in_sum() -> Layer:
 
 
 def fan_in_concat(axis: int = -1) -> Layer:
-    """Concatenate a tuple of inputs along ``axis`` (the channels by default)."""
+    """Concatenate a tuple of inputs along ``axis`` (the channels by default).
+
+    The inputs are cast to one dtype first
+    ([`funcnn.checks.common_dtype`][funcnn.checks.common_dtype]), the output's.
+
+    Args:
+      axis: the axis to join along, negative counting from the end; ``-1`` (the default) is the
+        channels.
+
+    Shapes:
+      Input a tuple of shapes of one rank, equal outside ``axis``.
+      Output the first shape with its ``axis`` entry the sum of the inputs' (``-1`` if any of them
+      is ``-1``, e.g. joining along the batch).
+
+    Returns:
+      The layer, an ``(init, apply)`` pair without params or state.
+
+    Raises:
+      LayerConfigError: at construction, when ``axis`` is not an int; at ``init``, when
+        ``input_shape`` is not a tuple of shapes, ``axis`` is out of range for the first one, or the
+        shapes differ in rank or outside ``axis``; when ``apply`` is traced, the same checks on
+        ``x``'s arrays, and when ``params`` is not empty or ``x`` is not a non-empty tuple (or list)
+        of real-valued arrays.
+    """
     if not checks.is_int(axis):
         raise LayerConfigError(f"fan_in_concat: argument `axis` must be an integer, got {axis!r}")
 
@@ -217,7 +310,30 @@ def fan_in_concat(axis: int = -1) -> Layer:
 
 
 def residual(*layers: Layer) -> Layer:
-    """A skip connection: ``x -> x + serial(*layers)(x)``; the body must keep the shape."""
+    """A skip connection: ``x -> x + serial(*layers)(x)``; the body must keep the shape.
+
+    ``x`` and the body's output are cast to one dtype
+    ([`funcnn.checks.common_dtype`][funcnn.checks.common_dtype]) before the addition.
+
+    Args:
+      *layers: the body, at least one layer, applied in sequence as by
+        [`serial`][funcnn.combinators.serial]; ``Layer`` s or ``(init, apply)`` pairs.
+
+    Shapes:
+      Input one shape ``S`` (not a tuple of shapes), flowing through the body as in ``serial``.
+      Output ``S``; the body's output shape must equal it.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair whose params and state are the body's: tuples with one
+      entry per layer.
+
+    Raises:
+      LayerConfigError: at construction, when no layer is given or an argument is not a layer; at
+        ``init``, when the input shape is a tuple of shapes or the body's output shape differs from
+        it; when ``apply`` is traced, ``serial``'s checks, and when ``x`` is not one real-valued
+        array or the body's output is not an array of ``x``'s shape. A layer's own errors pass
+        through.
+    """
     layers = tuple(map(registered, checks.layers("residual", layers)))
     if not layers:
         raise LayerConfigError(

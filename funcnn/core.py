@@ -131,7 +131,12 @@ _DEFAULT_GRAD: contextvars.ContextVar[str] = contextvars.ContextVar("funcnn_defa
 
 
 def default_grad() -> str:
-    """The gradient mode a layer built now (or an op called now) takes when given ``grad=None``."""
+    """The gradient mode a layer built now (or an op called now) takes when given ``grad=None``.
+
+    Returns:
+      One of ``GRAD_MODES``: the ``mode`` of the innermost enclosing
+      [`grad_mode`][funcnn.core.grad_mode] block, ``"custom"`` outside any.
+    """
     return _DEFAULT_GRAD.get()
 
 
@@ -145,6 +150,15 @@ def grad_mode(mode: str) -> Iterator[None]:
     through ``jax.custom_vjp``, which has no forward mode; ``"autodiff"`` on
     JAX's own derivatives. A layer keeps the mode it was built with; an
     explicit ``grad=`` wins.
+
+    Args:
+      mode: ``"custom"``, ``"custom_vjp"`` or ``"autodiff"`` (one of ``GRAD_MODES``).
+
+    Yields:
+      Nothing (``None``); on leaving the block the previous mode is restored, also on an exception.
+
+    Raises:
+      LayerConfigError: when ``mode`` is not one of ``GRAD_MODES``, on entering the ``with`` block.
 
     Examples:
         >>> import jax, jax.numpy as jnp, funcnn as fn

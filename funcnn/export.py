@@ -40,6 +40,11 @@ def inference(model: Layer, params: Params, state: State, *, preprocess: Preproc
       state: its state (e.g. BatchNorm's running statistics).
       preprocess: maps raw images to the model's inputs, as in training
         ([`funcnn.data.scale_images`][funcnn.data.scale_images] by default: ``uint8`` pixels to ``[0, 1]``).
+
+    Returns:
+      The function ``logits(images)``: ``model.apply(params, state, preprocess(images))``'s output,
+      without a key and with ``train=False``, e.g. ``(N, classes)`` logits for a batch of ``N``
+      raw images. It is not jitted; ``params`` and ``state`` are captured, not copied.
     """
 
     def logits(images: jax.Array) -> jax.Array:
@@ -76,8 +81,9 @@ def export(
       The ``jax.export.Exported``; ``.call(images)`` runs it, ``.serialize()`` gives its bytes.
 
     Raises:
-      LayerConfigError: ``image_shape`` is not a tuple of positive integers, or the model does
-        not take images of that shape after ``preprocess``.
+      LayerConfigError: ``model`` is not a layer, ``image_shape`` is not a tuple (or list) of
+        positive integers, or the model's checks refuse images of that shape after
+        ``preprocess`` (raised while tracing).
     """
     model = checks.layer("export", "argument `model`", model)
     if not isinstance(image_shape, (tuple, list)) or not all(checks.is_int(n) and n > 0 for n in image_shape):
@@ -92,7 +98,18 @@ def export(
 
 
 def save(exported: jax_export.Exported, path: str | os.PathLike) -> Path:
-    """Write ``exported``'s serialised bytes to ``path`` (a new file, or one replaced whole); the path."""
+    """Write ``exported``'s serialised bytes to ``path`` (a new file, or one replaced whole); the path.
+
+    The bytes go first to ``path`` with ``.partial`` appended (``model.jax.partial``), which then
+    replaces ``path``, so an interrupted write leaves no truncated artifact at ``path``.
+
+    Args:
+      exported: the artifact, from [`export`][funcnn.export.export].
+      path: the file to write; its folder must exist.
+
+    Returns:
+      ``path`` as a ``pathlib.Path``.
+    """
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
     partial.write_bytes(exported.serialize())
@@ -101,12 +118,30 @@ def save(exported: jax_export.Exported, path: str | os.PathLike) -> Path:
 
 
 def load(path: str | os.PathLike) -> jax_export.Exported:
-    """Read an artifact [`save`][funcnn.export.save] wrote (``jax.export.deserialize`` of its bytes)."""
+    """Read an artifact [`save`][funcnn.export.save] wrote (``jax.export.deserialize`` of its bytes).
+
+    Args:
+      path: the artifact's file.
+
+    Returns:
+      The ``jax.export.Exported``; ``.call(images)`` runs it.
+
+    Raises:
+      FileNotFoundError: no file at ``path``.
+    """
     return jax_export.deserialize(bytearray(Path(path).read_bytes()))
 
 
 def probabilities(logits: Any) -> np.ndarray:
-    """Softmax of ``logits`` over the last axis, on the host, in float64."""
+    """Softmax of ``logits`` over the last axis, on the host, in float64.
+
+    Args:
+      logits: an array or array-like of any shape, e.g. ``(N, classes)``.
+
+    Returns:
+      A ``float64`` NumPy array of the shape of ``logits`` whose entries along the last axis are
+      non-negative and sum to 1 (computed stably, by subtracting each row's maximum).
+    """
     logits = np.asarray(logits, np.float64)
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)

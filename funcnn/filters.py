@@ -27,6 +27,15 @@ def sobel(axis: int) -> jax.Array:
 
     ``[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]`` for ``axis=1`` (its transpose for
     ``axis=0``): a central difference smoothed by ``[1, 2, 1]`` across it.
+
+    Args:
+      axis: the image axis to differentiate along: 0 (rows) or 1 (columns).
+
+    Returns:
+      The kernel, a float32 array of shape ``(3, 3, 1, 1)`` (HWIO).
+
+    Raises:
+      LayerConfigError: when ``axis`` is not 0 or 1.
     """
     if axis not in (0, 1):
         raise LayerConfigError(f"sobel: argument `axis` must be 0 or 1, got {axis!r}")
@@ -39,6 +48,16 @@ def gaussian(size: int, sigma: float) -> jax.Array:
 
     ``i, j`` run over ``-(size - 1)/2 ... (size - 1)/2``. Summing to 1 makes
     it preserve the mean of an image (away from the borders).
+
+    Args:
+      size: kernel side length, a positive int; an even size centres the kernel between pixels.
+      sigma: the standard deviation in pixels, positive.
+
+    Returns:
+      The kernel, a float32 array of shape ``(size, size, 1, 1)`` (HWIO) summing to 1.
+
+    Raises:
+      LayerConfigError: when ``size`` is not a positive int, or ``sigma`` is not positive.
     """
     if not isinstance(size, int) or size < 1:
         raise LayerConfigError(f"gaussian: argument `size` must be a positive integer, got {size!r}")
@@ -51,17 +70,35 @@ def gaussian(size: int, sigma: float) -> jax.Array:
 
 
 def sharpen() -> jax.Array:
-    """Sharpen: ``[[0, -1, 0], [-1, 5, -1], [0, -1, 0]]`` (identity minus the Laplacian); sums to 1."""
+    """Sharpen: ``[[0, -1, 0], [-1, 5, -1], [0, -1, 0]]`` (identity minus the Laplacian); sums to 1.
+
+    Returns:
+      The kernel, a float32 array of shape ``(3, 3, 1, 1)`` (HWIO).
+    """
     return _hwio(np.array([[0.0, -1.0, 0.0], [-1.0, 5.0, -1.0], [0.0, -1.0, 0.0]]))
 
 
 def laplacian() -> jax.Array:
-    """Discrete Laplacian ``[[0, 1, 0], [1, -4, 1], [0, 1, 0]]``: zero on flat regions and ramps."""
+    """Discrete Laplacian ``[[0, 1, 0], [1, -4, 1], [0, 1, 0]]``: zero on flat regions and ramps.
+
+    Returns:
+      The kernel, a float32 array of shape ``(3, 3, 1, 1)`` (HWIO).
+    """
     return _hwio(np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]))
 
 
 def box_blur(size: int) -> jax.Array:
-    """Box blur: the ``size x size`` mean, every weight ``1 / size^2``."""
+    """Box blur: the ``size x size`` mean, every weight ``1 / size^2``.
+
+    Args:
+      size: kernel side length, a positive int.
+
+    Returns:
+      The kernel, a float32 array of shape ``(size, size, 1, 1)`` (HWIO).
+
+    Raises:
+      LayerConfigError: when ``size`` is not a positive int.
+    """
     if not isinstance(size, int) or size < 1:
         raise LayerConfigError(f"box_blur: argument `size` must be a positive integer, got {size!r}")
     return _hwio(np.full((size, size), 1.0 / size**2))

@@ -35,7 +35,13 @@ from funcnn.core import ApplyFn, InitFn, Layer, Shape
 
 
 class LayerInfo(NamedTuple):
-    """What a layer is: its constructor's name and, for combinators, its children."""
+    """What a layer is: its constructor's name and, for combinators, its children.
+
+    Attributes:
+      name: the name [`make_layer`][funcnn.identity.make_layer] registered (``"Conv"``, ``"serial"``);
+        ``"Layer"`` for a pair it did not build.
+      children: the sub-layers of a combinator, in order; ``()`` for other layers.
+    """
 
     name: str
     children: tuple[Layer, ...] = ()
@@ -49,9 +55,17 @@ one example of its forward pass, from its shapes (``params``' leaves need only `
 class InitRecord(NamedTuple):
     """One ``init`` call seen while recording: its depth in the call tree and what it built.
 
-    ``params`` and ``state`` count scalars; ``param_shapes`` is the params tree
-    with ``jax.ShapeDtypeStruct`` leaves; ``flops`` is the count the layer
-    registered ([`make_layer`][funcnn.identity.make_layer]), ``None`` when it registered none.
+    Attributes:
+      depth: its depth in the call tree: 0 for an ``init`` called directly inside
+        [`recording_inits`][funcnn.identity.recording_inits], 1 for one its ``init`` calls, ...
+      name: the layer's registered name.
+      output_shape: the output shape its ``init`` returned.
+      params: the scalars in the parameters it returned, its children's included.
+      state: the scalars in the state it returned, its children's included.
+      input_shape: the input shape it was given, as checked (a tuple of ints, or a tuple of them).
+      param_shapes: the parameter tree with ``jax.ShapeDtypeStruct`` leaves.
+      flops: the FLOPs function ([`FlopsFn`][funcnn.identity.FlopsFn]) the layer registered with
+        [`make_layer`][funcnn.identity.make_layer], not a count; ``None`` when it registered none.
     """
 
     depth: int
@@ -84,16 +98,66 @@ def make_layer(
 ) -> Layer:
     """A named ``Layer`` whose ``init`` checks its arguments.
 
+    This is how to write your own layer: write its ``init`` and ``apply`` and pass them here, and
+    it gets a name (in ``summary``, error messages and parameter labels) and the key and
+    input-shape checks of funcnn's own layers.
+
     Args:
-      name: the constructor's name, for ``summary`` and error messages.
-      init: ``init(key, input_shape)``, given a checked key and shape.
-      apply: ``apply(params, state, x, *, key=None, train=False)``.
-      children: the sub-layers of a combinator.
-      inputs: ``"one"`` shape, ``"many"`` (a tuple of shapes) or ``"any"``;
+      name: the constructor's name (``"Scale"``): the layer's row in ``summary``, the prefix of
+        its error messages and its part of the parameter labels ([`funcnn.labels`][funcnn.labels]).
+      init: your ``init(key, input_shape) -> (output_shape, params, state)``, given a checked key
+        and shape, so it need not check them; ``params`` and ``state`` are pytrees of arrays, ``()``
+        when there are none.
+      apply: your ``apply(params, state, x, *, key=None, train=False) -> (y, new_state)``; it is
+        always called with the keywords ``key`` and ``train``, and returns ``state`` unchanged
+        when the layer has none.
+      children: the sub-layers of a combinator, ``()`` for other layers; your ``init`` and
+        ``apply`` still call them. Give them in the order of the combinator's params, a tuple
+        with one entry per child, which the labels then name by child; pass each through
+        [`registered`][funcnn.identity.registered] so that it has its own row in ``summary``.
+      inputs: what ``init`` accepts as ``input_shape``: ``"one"`` shape (the default), ``"many"``
+        (a non-empty tuple of shapes, one per branch) or ``"any"`` (either, passed on as given);
         see [`funcnn.checks.input_shape`][funcnn.checks.input_shape].
       flops: the layer's own FLOPs for one example ([`FlopsFn`][funcnn.identity.FlopsFn], the
         convention of [`funcnn.shapes.summary`][funcnn.shapes.summary]), a combinator's without
         its children's; ``None`` counts 0 (activations, normalisation, reshapes).
+
+    Shapes:
+      Input what ``inputs`` allows: one shape ``(N, ...)``, ``N`` either ``-1`` or positive and every
+        other size positive, or a non-empty tuple of such shapes.
+      Output the ``output_shape`` that ``init`` returns, unchanged.
+
+    Returns:
+      The layer, a [`Layer`][funcnn.core.Layer] ``(init, apply)`` pair registered under ``name`` and
+      ``children`` ([`layer_name`][funcnn.identity.layer_name],
+      [`layer_children`][funcnn.identity.layer_children]). Its ``init`` checks ``key`` and
+      ``input_shape``, then calls the given ``init`` with the shape as a tuple of ints (a list is
+      converted) and returns what that returns; inside
+      [`recording_inits`][funcnn.identity.recording_inits] it also records the call. Its ``apply``
+      calls the given ``apply`` with the same arguments and returns what that returns; inside
+      [`tapping`][funcnn.identity.tapping] it also records the output. Both keep the docstrings
+      of the functions given.
+
+    Raises:
+      LayerConfigError: at ``init``, not at construction: when ``key`` is not one ``jax.random``
+        key (a typed ``jax.random.key(0)`` or a legacy ``PRNGKey``), or ``input_shape`` is not
+        what ``inputs`` allows: not a non-empty tuple or list of ints, a size below 1 other than a
+        batch of ``-1``, a tuple of shapes where one shape is expected or the reverse, or sizes
+        that ``jax.jit`` traced (pass the shape as a static argument).
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from funcnn.identity import layer_name, make_layer
+        >>> def Scale():
+        ...     def init(key, input_shape):
+        ...         return input_shape, {"scale": jnp.ones(input_shape[-1])}, ()
+        ...     def apply(params, state, x, *, key=None, train=False):
+        ...         return x * params["scale"], state
+        ...     return make_layer("Scale", init, apply)
+        >>> layer = Scale()
+        >>> out_shape, params, state = layer.init(jax.random.key(0), [-1, 3])
+        >>> layer_name(layer), out_shape, layer.apply(params, state, jnp.ones((2, 3)))[0].shape
+        ('Scale', (-1, 3), (2, 3))
     """
 
     def checked_init(key: jax.Array, input_shape: Shape) -> tuple[Any, Any, Any]:
@@ -178,7 +242,16 @@ def _tapped(name: str, apply: ApplyFn) -> ApplyFn:
 
 @contextlib.contextmanager
 def tapping() -> Iterator[Tap]:
-    """Record the output of every registered layer applied inside the block ([`Tap`][funcnn.identity.Tap])."""
+    """Record the output of every registered layer applied inside the block ([`Tap`][funcnn.identity.Tap]).
+
+    The recording is done by Python as ``apply`` runs: calls run eagerly or traced inside the
+    block record (traced ones record tracers), a call of an already compiled ``jax.jit`` function
+    records nothing. [`funcnn.taps.features`][funcnn.taps.features] is built on it.
+
+    Yields:
+      The [`Tap`][funcnn.identity.Tap]: its ``outputs`` map each layer's path to its output ``y``,
+      in call order (``None`` for a call that has not returned or raised).
+    """
     tap = Tap()
     token = _TAP.set(tap)
     try:
@@ -188,7 +261,15 @@ def tapping() -> Iterator[Tap]:
 
 
 def layer_info(layer: Layer) -> LayerInfo:
-    """The registered name and children of ``layer``; ``LayerInfo("Layer")`` for an unregistered pair."""
+    """The registered name and children of ``layer``; ``LayerInfo("Layer")`` for an unregistered pair.
+
+    Args:
+      layer: any ``Layer`` (``(init, apply)`` pair).
+
+    Returns:
+      The [`LayerInfo`][funcnn.identity.LayerInfo] that [`make_layer`][funcnn.identity.make_layer]
+      registered for ``layer``; ``LayerInfo("Layer")``, without children, for a pair it did not build.
+    """
     return _INFO[layer.init] if _is_registered(layer) else LayerInfo("Layer")
 
 
@@ -199,6 +280,25 @@ def registered(layer: Layer) -> Layer:
     Combinators hold their children registered, so every child records its
     ``init`` (its own row in [`funcnn.shapes.summary`][funcnn.shapes.summary]) and checks its
     key and input shape; the wrapper keeps ``layer``'s ``apply``.
+
+    Args:
+      layer: any ``Layer`` (``(init, apply)`` pair).
+
+    Shapes:
+      Input those ``layer.init`` accepts; the wrapper itself allows one shape or a non-empty tuple of
+        shapes (``inputs="any"`` of [`make_layer`][funcnn.identity.make_layer]).
+      Output ``layer.init``'s output shape, unchanged.
+
+    Returns:
+      ``layer`` itself when it is registered; else a new layer named ``"Layer"``, without
+      children, whose ``init`` checks its arguments, records itself and calls ``layer.init``, and
+      whose ``apply`` calls ``layer.apply``.
+
+    Raises:
+      LayerConfigError: at the wrapper's ``init``, when ``key`` is not one ``jax.random`` key or
+        ``input_shape`` is neither a valid shape nor a non-empty tuple of valid shapes
+        ([`make_layer`][funcnn.identity.make_layer]). A registered ``layer`` is returned as it is,
+        with its own checks.
     """
     if _is_registered(layer):
         return layer
@@ -213,18 +313,41 @@ def _is_registered(layer: Layer) -> bool:
 
 
 def layer_name(layer: Layer) -> str:
-    """The constructor that built ``layer`` (``"Conv"``, ``"serial"``, ...)."""
+    """The constructor that built ``layer`` (``"Conv"``, ``"serial"``, ...).
+
+    Args:
+      layer: any ``Layer`` (``(init, apply)`` pair).
+
+    Returns:
+      The name [`make_layer`][funcnn.identity.make_layer] registered; ``"Layer"`` for a pair it did
+      not build.
+    """
     return layer_info(layer).name
 
 
 def layer_children(layer: Layer) -> tuple[Layer, ...]:
-    """The sub-layers of a combinator, ``()`` for a plain layer."""
+    """The sub-layers of a combinator, ``()`` for a plain layer.
+
+    Args:
+      layer: any ``Layer`` (``(init, apply)`` pair).
+
+    Returns:
+      The ``children`` [`make_layer`][funcnn.identity.make_layer] registered, in order (for
+      funcnn's combinators, registered layers: see [`registered`][funcnn.identity.registered]);
+      ``()`` for a layer registered without children or not registered.
+    """
     return layer_info(layer).children
 
 
 @contextlib.contextmanager
 def recording_inits() -> Iterator[list[InitRecord]]:
-    """Record every registered ``init`` called inside the block, in call order (parents first)."""
+    """Record every registered ``init`` called inside the block, in call order (parents first).
+
+    Yields:
+      The list of [`InitRecord`][funcnn.identity.InitRecord]s, filled as the block runs: a parent's
+      entry is reserved when its ``init`` starts, before its children's, and filled when it
+      returns (it stays ``None`` if that ``init`` raised).
+    """
     record: list = []
     token = _RECORD.set(record)
     depth_token = _DEPTH.set(0)

@@ -67,7 +67,17 @@ def stop_signals() -> Iterator[None]:
     ones are
     dropped); the previous handlers come back after it. A signal the process was started
     ignoring (``nohup`` ignores SIGHUP) stays ignored. Only in the main thread; elsewhere
-    the block runs unchanged."""
+    the block runs unchanged.
+
+    Yields:
+      ``None``; the block runs with the handlers installed.
+
+    Raises:
+      Interrupted: inside the block, at the first stop signal (where Python runs the handler,
+        unless [`deferred`][funcnn.interrupts.deferred] holds it or it arrives in a ``__del__``
+        method or a garbage-collector callback: then at the next
+        [`raise_pending`][funcnn.interrupts.raise_pending]).
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -105,6 +115,12 @@ def raise_pending() -> None:
     this after each chunk of steps, so such a signal stops the run there.
     Nothing happens when no signal was received, or when it is held by
     [`deferred`][funcnn.interrupts.deferred].
+
+    Raises:
+      Interrupted: when a stop signal was received within the current
+        [`stop_signals`][funcnn.interrupts.stop_signals] block and no
+        [`deferred`][funcnn.interrupts.deferred] block is open, even if the handler raised it
+        already.
     """
     if _State.received is not None and not _State.deferring:
         _State.raised = True
@@ -117,6 +133,15 @@ def deferred() -> Iterator[None]:
 
     Outside [`stop_signals`][funcnn.interrupts.stop_signals] this changes nothing (a library caller's own
     handlers stay in charge).
+
+    Yields:
+      ``None``; a stop signal arriving inside the block is recorded, not raised.
+
+    Raises:
+      Interrupted: when the outermost ``deferred`` block ends normally and a stop signal that was
+        not raised yet has arrived (within it, or held since before it). A block that ends with an
+        exception lets that exception through instead; the signal stays pending for
+        [`raise_pending`][funcnn.interrupts.raise_pending].
     """
     _State.deferring += 1
     try:

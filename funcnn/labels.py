@@ -56,6 +56,10 @@ def tree_labels(model: Layer, tree: Any) -> Labels:
     Returns:
       A pytree of the structure of ``tree`` whose leaves are the labels.
 
+    Raises:
+      LayerConfigError: ``model`` is not a layer (an uncalled constructor such as ``fn.Relu`` is
+        named with a hint).
+
     Examples:
         >>> import jax, funcnn as fn
         >>> model = fn.serial(fn.Conv(4, 3), fn.Relu(), fn.Flatten(), fn.Dense(2))
@@ -93,6 +97,18 @@ def param_labels(model: Layer, input_shape: Shape) -> Labels:
     ``input_shape``;
     nothing is allocated (``init`` runs under ``jax.eval_shape``).
 
+    Args:
+      model: the model.
+      input_shape: its input shape, batch first (the batch may be ``-1``), as given to ``init``.
+
+    Returns:
+      A pytree of the structure of ``model``'s parameters whose leaves are their labels
+      (``"serial/0:Conv/kernel"``).
+
+    Raises:
+      LayerConfigError: ``model`` is not a layer, or its ``init`` refuses ``input_shape`` (the
+        checks every layer makes at ``init``).
+
     Examples:
         >>> import funcnn as fn
         >>> labels = fn.labels.param_labels(fn.serial(fn.Dense(3), fn.BatchNorm()), (-1, 2))
@@ -108,9 +124,19 @@ def matching(labels: Labels, *patterns: str) -> Mask:
     """Which labels match any of the shell-style ``patterns`` (``*``, ``?``, ``[0-3]``; see
     ``fnmatch``, case-sensitive): a mask for ``optax.masked`` or [`freeze`][funcnn.labels.freeze].
 
+    Args:
+      labels: a pytree of labels, from [`param_labels`][funcnn.labels.param_labels] or
+        [`tree_labels`][funcnn.labels.tree_labels].
+      *patterns: one or more shell-style patterns, each matched against the whole label.
+
+    Returns:
+      A pytree of the structure of ``labels`` whose leaves are ``bool``: ``True`` where the label
+      matches at least one pattern.
+
     Raises:
-      LayerConfigError: no pattern given, or a pattern that matches no label (a typo would
-        otherwise select nothing silently); the message lists some labels.
+      LayerConfigError: no pattern given, a pattern that is not a ``str``, or a pattern that
+        matches no label (a typo would otherwise select nothing silently); the message lists
+        some labels.
 
     Examples:
         >>> import funcnn as fn
@@ -140,7 +166,18 @@ def freeze(optimizer: optax.GradientTransformation, frozen: Mask) -> optax.Gradi
     Args:
       optimizer: the optax optimiser of the trained leaves.
       frozen: a mask of the parameters' structure, ``True`` where a leaf is frozen (e.g. from
-        [`matching`][funcnn.labels.matching]), or a function from the parameters to such a mask.
+        [`matching`][funcnn.labels.matching]), or a function from the parameters to such a mask;
+        its leaves must be Python ``bool`` (not NumPy or JAX booleans). A function is called
+        with the parameters in ``init`` and with the updates in ``update``.
+
+    Returns:
+      The optax ``GradientTransformation`` of ``optax.multi_transform``: ``optimizer``'s updates
+      and state for the trained leaves, zero updates for the frozen ones.
+
+    Raises:
+      LayerConfigError: at the call, when ``optimizer`` has no callable ``init`` and ``update``;
+        at the returned optimiser's ``init`` or ``update``, when the mask does not have the
+        structure of the parameters (or updates) or a leaf is not a ``bool``.
     """
     checks.optimizer("freeze", optimizer)
 
@@ -169,9 +206,15 @@ def trainable_mask(model: Layer, input_shape: Shape, trainable: Any, *, where: s
         structure.
       where: the function to name in errors.
 
+    Returns:
+      A pytree of ``bool`` of the structure of ``model``'s parameters: from the patterns
+      ([`matching`][funcnn.labels.matching]), from the predicate called on each label, or the mask
+      itself.
+
     Raises:
-      LayerConfigError: a pattern that matches no label, a mask of another structure or with
-        leaves that are not ``bool``, or a ``trainable`` of another type.
+      LayerConfigError: ``model`` is not a layer or refuses ``input_shape``; a pattern that matches
+        no label (named by [`matching`][funcnn.labels.matching], not ``where``); a mask of another
+        structure or with leaves that are not ``bool``; or a ``trainable`` of another type.
     """
     labels = param_labels(model, input_shape)
     if isinstance(trainable, str) or (

@@ -27,6 +27,28 @@ def seed_cnn(num_classes: int = 10, *, dtype: DTypeLike | None = None, grad: str
 
     Conv 32 3x3 VALID (28 -> 26), ReLU, max-pool 2 (26 -> 13), flatten
     (13 * 13 * 32 = 5408 neurons), dense 128, ReLU, dense ``num_classes``.
+
+    Args:
+      num_classes: the number of classes, the width of the output logits; a positive int.
+      dtype: the compute dtype of every layer, a floating dtype such as ``jnp.bfloat16``
+        (parameters stay float32); ``None``: each layer computes in its input's floating dtype
+        (float32 for an integer input).
+      grad: the gradient rule of every layer that takes one, ``"custom"``, ``"custom_vjp"`` or
+        ``"autodiff"``; ``None``: the mode in force when the model is built
+        ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Shapes:
+      Input ``(N, H, W, C)``, channels last: ``(N, 28, 28, 1)`` as designed
+      ([`INPUT_SHAPE`][funcnn.models.INPUT_SHAPE]); any ``H, W >= 4`` and ``C`` build too, the first
+      dense layer then taking ``floor((H - 2) / 2) floor((W - 2) / 2) 32`` inputs.
+      Output ``(N, num_classes)``, the logits (in the compute dtype).
+
+    Returns:
+      The model, an ``(init, apply)`` pair (a ``serial`` of its layers); it has no state.
+
+    Raises:
+      LayerConfigError: at construction, when ``num_classes`` is not a positive int, ``dtype`` is
+        not a floating dtype or ``grad`` is not one of the modes above.
     """
     return serial(
         Conv(32, (3, 3), dtype=dtype, grad=grad),
@@ -46,6 +68,29 @@ def lenet5(num_classes: int = 10, *, dtype: DTypeLike | None = None, grad: str |
     tanh, avg-pool 2 (-> 14), conv 16 5x5 VALID (-> 10), tanh, avg-pool 2
     (-> 5), flatten (5 * 5 * 16 = 400), dense 120, tanh, dense 84, tanh,
     dense ``num_classes``: 61,706 parameters for 10 classes.
+
+    Args:
+      num_classes: the number of classes, the width of the output logits; a positive int.
+      dtype: the compute dtype of every layer, a floating dtype such as ``jnp.bfloat16``
+        (parameters stay float32); ``None``: each layer computes in its input's floating dtype
+        (float32 for an integer input).
+      grad: the gradient rule of every layer that takes one, ``"custom"``, ``"custom_vjp"`` or
+        ``"autodiff"``; ``None``: the mode in force when the model is built
+        ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Shapes:
+      Input ``(N, H, W, C)``, channels last: ``(N, 28, 28, 1)`` as designed
+      ([`INPUT_SHAPE`][funcnn.models.INPUT_SHAPE]); any ``H, W >= 12`` and ``C`` build too, the first
+      dense layer then taking ``floor((floor(H / 2) - 4) / 2) floor((floor(W / 2) - 4) / 2) 16``
+      inputs.
+      Output ``(N, num_classes)``, the logits (in the compute dtype).
+
+    Returns:
+      The model, an ``(init, apply)`` pair (a ``serial`` of its layers); it has no state.
+
+    Raises:
+      LayerConfigError: at construction, when ``num_classes`` is not a positive int, ``dtype`` is
+        not a floating dtype or ``grad`` is not one of the modes above.
     """
     return serial(
         Conv(6, (5, 5), padding="SAME", dtype=dtype, grad=grad),
@@ -70,6 +115,28 @@ def fashion_mnist_cnn(
 
     Conv 32 3x3 SAME, ReLU, max-pool 2 (28 -> 14), conv 64 3x3 SAME, ReLU,
     max-pool 2 (14 -> 7), flatten (3136), dense 128, ReLU, dense ``num_classes``.
+
+    Args:
+      num_classes: the number of classes, the width of the output logits; a positive int.
+      dtype: the compute dtype of every layer, a floating dtype such as ``jnp.bfloat16``
+        (parameters stay float32); ``None``: each layer computes in its input's floating dtype
+        (float32 for an integer input).
+      grad: the gradient rule of every layer that takes one, ``"custom"``, ``"custom_vjp"`` or
+        ``"autodiff"``; ``None``: the mode in force when the model is built
+        ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Shapes:
+      Input ``(N, H, W, C)``, channels last: ``(N, 28, 28, 1)`` as designed
+      ([`INPUT_SHAPE`][funcnn.models.INPUT_SHAPE]); any ``H, W >= 4`` and ``C`` build too, the first
+      dense layer then taking ``floor(H / 4) floor(W / 4) 64`` inputs.
+      Output ``(N, num_classes)``, the logits (in the compute dtype).
+
+    Returns:
+      The model, an ``(init, apply)`` pair (a ``serial`` of its layers); it has no state.
+
+    Raises:
+      LayerConfigError: at construction, when ``num_classes`` is not a positive int, ``dtype`` is
+        not a floating dtype or ``grad`` is not one of the modes above.
     """
     return serial(
         Conv(32, (3, 3), padding="SAME", dtype=dtype, grad=grad),
@@ -98,7 +165,32 @@ def _residual_block(features: int, dtype: DTypeLike | None, grad: str) -> Layer:
 
 
 def small_resnet(num_classes: int = 10, *, dtype: DTypeLike | None = None, grad: str | None = None) -> Layer:
-    """A small ResNet: stem conv 16, two residual stages (16, 32) split by max-pool, global average pool."""
+    """A small ResNet: stem conv 16, two residual stages (16, 32) split by max-pool, global average pool.
+
+    Each stage is a 3x3 conv and ReLU, then one residual block ``relu(x + conv(relu(conv(x))))``
+    (3x3 SAME convs); the max-pool 2 halves the spatial size; a dense layer gives the logits.
+
+    Args:
+      num_classes: the number of classes, the width of the output logits; a positive int.
+      dtype: the compute dtype of every layer, a floating dtype such as ``jnp.bfloat16``
+        (parameters stay float32); ``None``: each layer computes in its input's floating dtype
+        (float32 for an integer input).
+      grad: the gradient rule of every layer that takes one, ``"custom"``, ``"custom_vjp"`` or
+        ``"autodiff"``; ``None``: the mode in force when the model is built
+        ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Shapes:
+      Input ``(N, H, W, C)``, channels last, any ``H, W >= 2`` (28x28x1 Fashion-MNIST, 32x32x3
+      CIFAR); the parameters depend only on ``C``.
+      Output ``(N, num_classes)``, the logits (in the compute dtype).
+
+    Returns:
+      The model, an ``(init, apply)`` pair (a ``serial`` of its layers); it has no state.
+
+    Raises:
+      LayerConfigError: at construction, when ``num_classes`` is not a positive int, ``dtype`` is
+        not a floating dtype or ``grad`` is not one of the modes above.
+    """
     return serial(
         Conv(16, (3, 3), padding="SAME", dtype=dtype, grad=grad),
         Relu(dtype=dtype, grad=grad),
@@ -145,6 +237,28 @@ def resnet20(num_classes: int = 10, *, dtype: DTypeLike | None = None, grad: str
     dense ``num_classes``. 272,474 trainable parameters on 32x32x3 inputs
     (0.27 M, as in the paper) and 272,186 on 28x28x1; the BatchNorm running
     statistics are the state.
+
+    Args:
+      num_classes: the number of classes, the width of the output logits; a positive int.
+      dtype: the compute dtype of every layer, a floating dtype such as ``jnp.bfloat16``
+        (parameters stay float32); ``None``: each layer computes in its input's floating dtype
+        (float32 for an integer input).
+      grad: the gradient rule of every layer that takes one, ``"custom"``, ``"custom_vjp"`` or
+        ``"autodiff"``; ``None``: the mode in force when the model is built
+        ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Shapes:
+      Input ``(N, H, W, C)``, channels last, any ``H, W >= 1`` (28x28x1 Fashion-MNIST, 32x32x3
+      CIFAR); the parameters depend only on ``C``.
+      Output ``(N, num_classes)``, the logits (in the compute dtype).
+
+    Returns:
+      The model, an ``(init, apply)`` pair (a ``serial`` of its layers); its state is the BatchNorm running
+      statistics, which ``apply`` updates with ``train=True``.
+
+    Raises:
+      LayerConfigError: at construction, when ``num_classes`` is not a positive int, ``dtype`` is
+        not a floating dtype or ``grad`` is not one of the modes above.
     """
     layers = [_conv_bn(16, 3, 1, dtype, grad), Relu(dtype=dtype, grad=grad)]
     for stage, features in enumerate((16, 32, 64)):

@@ -113,6 +113,15 @@ def cpu_devices_for(batch: int, processes: int = 1, *, cores: int) -> int:
     """The most CPU devices per process, up to ``cores``, that split a global ``batch`` evenly
     over ``processes`` processes; at least 1.
 
+    Args:
+      batch: the global batch size, split over every device of every process.
+      processes: the processes of the run, each with the same device count.
+      cores: the most devices to return: the cores this process may use (below 1 counts as 1).
+
+    Returns:
+      The largest ``d`` from 1 to ``max(cores, 1)`` such that ``d * processes`` divides ``batch``;
+      1 when none does.
+
     Examples:
         >>> cpu_devices_for(128, cores=6), cpu_devices_for(100, cores=3), cpu_devices_for(7, cores=4)
         (4, 2, 1)
@@ -208,7 +217,14 @@ def _processes_here(coordinator: str | None, processes: int) -> int:
 
 
 def facts() -> Facts:
-    """The facts of this process."""
+    """The facts of this process.
+
+    Returns:
+      Its [`Facts`][funcnn.runtime.Facts]: a copy of ``os.environ``; the cores of its CPU affinity
+      (``os.cpu_count()`` where that cannot be read); ``platform.libc_ver()``'s library name;
+      [`jaxlib_version`][funcnn.runtime.jaxlib_version]; whether ``jax`` is imported, and whether it
+      has started a backend.
+    """
     jax_module = sys.modules.get("jax")
     started = False
     if jax_module is not None:
@@ -227,7 +243,14 @@ def facts() -> Facts:
 
 def apply(the_plan: Plan, argv: Sequence[str] | None = None) -> None:
     """Set ``the_plan`` in this process: its environment, then the device count in JAX's config
-    when JAX is imported, then (with ``argv``, the command line to run again) the re-execution."""
+    when JAX is imported, then (with ``argv``, the command line to run again) the re-execution.
+
+    Args:
+      the_plan: what to set, a [`Plan`][funcnn.runtime.Plan] from [`plan`][funcnn.runtime.plan].
+      argv: the command line to run again, without the interpreter (``sys.orig_argv[1:]``); when
+        ``the_plan.reexec`` is set, the process is replaced by ``sys.executable`` with ``argv``
+        (``os.execv``) and this call does not return. ``None`` skips the re-execution.
+    """
     os.environ.update(the_plan.environ)
     if the_plan.cpu_devices is not None and "jax" in sys.modules:
         sys.modules["jax"].config.update("jax_num_cpu_devices", the_plan.cpu_devices)
@@ -246,8 +269,15 @@ def configure(**options: Any) -> Plan:
     pages runs the same script with the same arguments (``sys.orig_argv``), so code above
     this call runs twice; it is skipped in an interactive session.
 
+    Args:
+      **options: keyword arguments of [`plan`][funcnn.runtime.plan]; with none, one CPU device per
+        core, XLA:CPU's convolutions and huge pages, each where the user has not chosen already.
+
     Returns:
-      The plan that was applied.
+      The plan that was applied (when it re-executes the process, the call does not return).
+
+    Raises:
+      TypeError: when an option is not a keyword argument of [`plan`][funcnn.runtime.plan].
     """
     the_plan = plan(facts(), **options)
     interactive = sys.flags.interactive or not getattr(sys, "orig_argv", None) or hasattr(sys, "ps1")
@@ -256,7 +286,13 @@ def configure(**options: Any) -> Plan:
 
 
 def jaxlib_version() -> tuple[int, ...]:
-    """The installed jaxlib's ``(major, minor, patch)``, read without importing it; ``()`` if none."""
+    """The installed jaxlib's ``(major, minor, patch)``, read without importing it; ``()`` if none.
+
+    Returns:
+      The leading digits of the version's first three parts, as ints (from ``importlib.metadata``);
+      fewer where a part does not start with a digit (``"0.10.rc1"`` gives ``(0, 10)``), and ``()``
+      when jaxlib is not installed.
+    """
     try:
         release = importlib.metadata.version("jaxlib")
     except importlib.metadata.PackageNotFoundError:

@@ -47,7 +47,16 @@ def _is_int(value: Any) -> bool:
 
 class Kind(NamedTuple):
     """What a setting's values are: ``what`` in words, ``valid`` for a value, ``parse`` for text,
-    and the ``choices`` when they are names."""
+    and the ``choices`` when they are names.
+
+    Attributes:
+      what: the valid values in words, for messages (``"a positive integer"``).
+      valid: ``valid(value) -> bool``, whether a value (stored, or given to ``fit``) is valid.
+      parse: turns an option's text into a value, as ``argparse``'s ``type=``; it raises
+        ``argparse.ArgumentTypeError`` or ``ValueError`` on invalid text (plain ``str`` for names,
+        which ``choices`` checks, and for kinds that are not parsed from text).
+      choices: the valid names, for ``argparse``'s ``choices=``; ``None`` when the values are not names.
+    """
 
     what: str
     valid: Callable[[Any], bool]
@@ -78,7 +87,15 @@ def _kind(kind: type, what: str, valid: Callable[[Any], bool]) -> Kind:
 
 
 def choice(names: tuple[str, ...]) -> Kind:
-    """One of ``names``."""
+    """One of ``names``.
+
+    Args:
+      names: the valid values.
+
+    Returns:
+      A [`Kind`][funcnn.settings.Kind] valid for exactly ``names``, which parses text as itself
+      (``argparse`` checks the ``choices``).
+    """
     return Kind(f"one of {', '.join(names)}", lambda v: v in names, str, names)
 
 
@@ -207,8 +224,18 @@ TRAIN_DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS.values() i
 def check_stored(source: str, config: Any) -> dict[str, Any]:
     """The settings stored with a run (``run.json``, or a checkpoint's), checked one by one.
 
+    Args:
+      source: what they were read from (a file's name), for the error message.
+      config: the stored settings, name to value.
+
+    Returns:
+      Every setting of [`SETTINGS`][funcnn.settings.SETTINGS], in its order, with its stored value;
+      those of [`ADDED_SINCE_0_2`][funcnn.settings.ADDED_SINCE_0_2] that a run of funcnn 0.2 lacks
+      get their defaults, and names that are not settings are dropped.
+
     Raises:
-      SettingsConflictError: they are missing or not settings this version can use; names ``source``.
+      SettingsConflictError: ``config`` is not a non-empty mapping, or a setting is missing or has a
+        value its [`Kind`][funcnn.settings.Kind] does not allow; names ``source``.
     """
     if not isinstance(config, Mapping) or not config:
         raise SettingsConflictError(f"{source} holds no settings of `funcnn train`")
@@ -245,13 +272,21 @@ def merge(
 ) -> dict[str, Any]:
     """A run's settings: the defaults, then the run's own, then those ``given`` on the command line.
 
+    The run's own are ``run.json``'s when both exist (it may record an extension to
+    more epochs), which must then agree with the checkpoint's in every other setting.
+    A given setting may differ from the run's only by a larger ``epochs`` or in
+    [`MAY_CHANGE`][funcnn.settings.MAY_CHANGE].
+
     Args:
       given: the settings given on the command line (only those given).
       recorded: ``(source, settings)`` from ``run.json``, or ``None``.
       stored: ``(source, settings)`` from the newest intact checkpoint, or ``None``.
 
-    The run's own are ``run.json``'s when both exist (it may record an extension to
-    more epochs), which must then agree with the checkpoint's in every other setting.
+    Returns:
+      Every setting: the command line's training defaults
+      ([`TRAIN_DEFAULTS`][funcnn.settings.TRAIN_DEFAULTS]), updated by the run's checked settings
+      ([`check_stored`][funcnn.settings.check_stored]), then by ``given``. Without a run, the
+      defaults and ``given`` only.
 
     Raises:
       SettingsConflictError: ``run.json`` and the checkpoint disagree, or either is unusable.

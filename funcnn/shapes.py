@@ -28,7 +28,15 @@ from funcnn.core import Layer, LayerConfigError, Shape
 
 
 def dilated_size(f: int, dilation: int = 1) -> int:
-    """The number of inputs a dilated kernel spans: ``d (f - 1) + 1``."""
+    """The number of inputs a dilated kernel spans: ``d (f - 1) + 1``.
+
+    Args:
+      f: kernel length.
+      dilation: kernel dilation ``d``, the step between kernel taps (1, the default: no dilation).
+
+    Returns:
+      The span ``d (f - 1) + 1``; ``f`` when ``d = 1``.
+    """
     return dilation * (f - 1) + 1
 
 
@@ -69,6 +77,15 @@ def pool_output_size(
     ``floor((n + p_lo + p_hi - f) / s) + 1``; without padding this is the
     course's ``floor((n - f) / s) + 1``. ``stride`` defaults to the window.
 
+    Args:
+      n: input length.
+      window: window length ``f``.
+      stride: step between windows, ``s``; ``None`` (the default) uses ``window``.
+      padding: ``p`` on both sides, or a ``(low, high)`` pair.
+
+    Returns:
+      The output length; zero or negative when the window does not fit.
+
     Examples:
         >>> pool_output_size(26, 2)
         13
@@ -88,6 +105,18 @@ def ceil_pool_output_size(
     ([`conv_output_size`][funcnn.shapes.conv_output_size]) when ``s`` divides ``n + p_lo + p_hi - d (f - 1) -
     1``.
     ``stride`` defaults to the window.
+
+    Args:
+      n: input length.
+      window: window length ``f``.
+      stride: step between windows, ``s``; ``None`` (the default) uses ``window``.
+      padding: ``p`` on both sides, or a ``(low, high)`` pair.
+      dilation: window dilation ``d``.
+
+    Returns:
+      The output length. Whether the window fits is not checked (the pooling layers check it): a
+      window longer than ``n + p_lo + p_hi`` gives 1 when it is longer by less than ``s``, else zero or
+      a negative number.
 
     Examples:
         >>> ceil_pool_output_size(5, 2), pool_output_size(5, 2)
@@ -114,6 +143,15 @@ def same_padding(n: int, f: int, stride: int = 1, dilation: int = 1) -> tuple[in
     the output length is ``floor((n + 2p - f) / s) + 1``, which with
     ``p = (f - 1) / 2`` and ``s = 1`` is ``n``.
 
+    Args:
+      n: input length.
+      f: kernel (or window) length.
+      stride: step between windows, ``s``.
+      dilation: kernel dilation ``d``.
+
+    Returns:
+      ``(low, high)``, both non-negative, ``high`` equal to ``low`` or ``low + 1``.
+
     Examples:
         >>> same_padding(28, 3)
         (1, 1)
@@ -139,6 +177,23 @@ def padding_pairs(
 
     ``"SAME"`` uses [`same_padding`][funcnn.shapes.same_padding]; ``kernel``, ``strides``
     and ``dilation`` are per axis.
+
+    Args:
+      where: the caller's name for the error message, e.g. ``"Conv"``.
+      padding: ``"VALID"``, ``"SAME"``, an int (the same on both sides of every axis) or one
+        ``(low, high)`` pair per axis, as ``padding_spec`` returns it.
+      spatial: the input's spatial sizes, without batch and channels.
+      kernel: kernel (or window) length per spatial axis; read for ``"SAME"`` only.
+      strides: stride per spatial axis; read for ``"SAME"`` only.
+      dilation: dilation per spatial axis; read for ``"SAME"`` only.
+
+    Returns:
+      One ``(low, high)`` pair per spatial axis: ``(0, 0)`` for ``"VALID"``, ``(p, p)`` for an int
+      ``p``, explicit pairs as given.
+
+    Raises:
+      LayerConfigError: when ``padding`` holds explicit pairs and their number differs from
+        ``len(spatial)``.
     """
     rank = len(spatial)
     if padding == "VALID":
@@ -161,6 +216,12 @@ def num_neurons(shape: Sequence[int]) -> int:
     The course's input-layer count: a 28x28 greyscale image has
     ``28 * 28 * 1 = 784`` input neurons. ``shape`` excludes the batch.
 
+    Args:
+      shape: one example's shape, without the batch, e.g. ``(H, W, C)``.
+
+    Returns:
+      The product of the entries of ``shape`` (1 for ``()``).
+
     Examples:
         >>> num_neurons((28, 28, 1))
         784
@@ -169,7 +230,15 @@ def num_neurons(shape: Sequence[int]) -> int:
 
 
 def count_params(params: Any) -> int:
-    """Total number of scalars in a pytree of parameters."""
+    """Total number of scalars in a pytree of parameters.
+
+    Args:
+      params: a pytree of arrays, e.g. the params or the state ``init`` returns; a leaf that is a
+        Python number counts 1.
+
+    Returns:
+      The sum of the leaves' sizes; 0 for a tree without leaves such as ``()``.
+    """
     return sum(int(np.size(leaf)) for leaf in jax.tree_util.tree_leaves(params))
 
 
@@ -188,6 +257,17 @@ def dot_flops(input_shape: Any, output_shape: Any, params: Any) -> int:
     ``prod(kernel.shape[:-1])`` products (``kh kw C_in / groups`` for a convolution, padding taps
     included; ``C_in`` for ``Dense``).
 
+    A [`funcnn.identity.FlopsFn`][funcnn.identity.FlopsFn].
+
+    Args:
+      input_shape: the layer's input shape (not read).
+      output_shape: the layer's output shape, batch first (the first shape of a tuple of shapes).
+      params: the layer's params (leaves need only ``.shape``), with a ``"kernel"`` entry whose last
+        axis is the output features.
+
+    Returns:
+      ``2 prod(output_shape[1:]) prod(kernel.shape[:-1])``, the FLOPs for one example.
+
     Examples:
         >>> kernel = {"kernel": np.zeros((3, 3, 1, 32))}
         >>> dot_flops((-1, 28, 28, 1), (-1, 26, 26, 32), kernel)  # 2 * 26*26*32 * 9
@@ -199,13 +279,34 @@ def dot_flops(input_shape: Any, output_shape: Any, params: Any) -> int:
 def conv_transpose_flops(input_shape: Any, output_shape: Any, params: Any) -> int:
     """``ConvTranspose``: 2 x multiply-accumulates, each input element times ``kh kw C_out / groups``
     kernel taps: ``2 prod(input spatial) prod(kernel.shape)`` (no products with the zeros
-    that dilate the input)."""
+    that dilate the input).
+
+    A [`funcnn.identity.FlopsFn`][funcnn.identity.FlopsFn].
+
+    Args:
+      input_shape: the layer's input shape ``(N, *spatial, C_in)``.
+      output_shape: the layer's output shape (not read).
+      params: the layer's params (leaves need only ``.shape``), with a ``"kernel"`` entry.
+
+    Returns:
+      ``2 prod(spatial) prod(kernel.shape)``, the FLOPs for one example.
+    """
     return 2 * num_neurons(input_shape[1:-1]) * math.prod(params["kernel"].shape)
 
 
 def pool_flops(window: int | Sequence[int]) -> identity.FlopsFn:
     """``MaxPool`` and ``AvgPool`` of ``window`` (an int or one entry per spatial axis): one
-    operation (compare or add) per window element per output element."""
+    operation (compare or add) per window element per output element.
+
+    Args:
+      window: the pooling window, an int (the same on every spatial axis) or one length per spatial
+        axis.
+
+    Returns:
+      A [`funcnn.identity.FlopsFn`][funcnn.identity.FlopsFn]
+      ``flops(input_shape, output_shape, params)`` giving ``prod(window) prod(output_shape[1:])``,
+      of the first shape where the output is a tuple of shapes (a pool's ``(y, indices)``).
+    """
 
     def flops(input_shape: Any, output_shape: Any, params: Any) -> int:
         out = _first_shape(output_shape)
@@ -216,13 +317,38 @@ def pool_flops(window: int | Sequence[int]) -> identity.FlopsFn:
 
 
 def input_size_flops(input_shape: Any, output_shape: Any, params: Any) -> int:
-    """One operation per input element: global pools (each input compared or added once)."""
+    """One operation per input element: global pools (each input compared or added once).
+
+    A [`funcnn.identity.FlopsFn`][funcnn.identity.FlopsFn].
+
+    Args:
+      input_shape: the layer's input shape, batch first (the first shape of a tuple of shapes).
+      output_shape: the layer's output shape (not read).
+      params: the layer's params (not read).
+
+    Returns:
+      ``prod(input_shape[1:])``, the FLOPs for one example.
+    """
     return _example_size(input_shape)
 
 
 def adaptive_pool_flops(input_shape: Any, output_shape: Any, params: Any) -> int:
     """``AdaptiveAvgPool`` and ``AdaptiveMaxPool``: one operation per window element per output
-    element, the windows' lengths along each axis as the op computes them."""
+    element, the windows' lengths along each axis as the op computes them.
+
+    Output ``i`` of ``o`` along an axis of ``n`` inputs pools the window
+    ``[floor(i n / o), ceil((i + 1) n / o))`` (PyTorch's), so windows may overlap when ``o`` does not
+    divide ``n``. A [`funcnn.identity.FlopsFn`][funcnn.identity.FlopsFn].
+
+    Args:
+      input_shape: the layer's input shape ``(N, *spatial, C)``.
+      output_shape: the layer's output shape ``(N, *spatial_out, C)``.
+      params: the layer's params (not read).
+
+    Returns:
+      ``C`` times the product over the spatial axes of the sum of that axis's window lengths, the
+      FLOPs for one example.
+    """
     from funcnn.ops.adaptive_pool import axis_windows  # funcnn.ops imports this module
 
     axes = zip(input_shape[1:-1], output_shape[1:-1])
@@ -260,6 +386,21 @@ def summary(layer: Layer, input_shape: Any, key: jax.Array | None = None) -> str
     ([`funcnn.identity.FlopsFn`][funcnn.identity.FlopsFn]). XLA's ``cost_analysis()`` of the
     compiled model counts the skipped elementwise operations too, and only
     the taps that land on the input.
+
+    Args:
+      layer: the model, a ``Layer`` or any ``(init, apply)`` pair.
+      input_shape: the shape ``init`` is given, batch first (the batch may be ``-1``), or a tuple of
+        shapes for a layer that takes several inputs.
+      key: the key ``init`` is traced with; ``None`` (the default) uses ``jax.random.key(0)``. The
+        table depends only on shapes, so the key does not change it.
+
+    Returns:
+      The table as one multi-line string: the input shape, a header, one row per layer (indented by
+      depth: name, output shape, params, state, FLOPs) and the three totals.
+
+    Raises:
+      LayerConfigError: when ``layer`` is not a layer, or when its ``init`` refuses ``key`` or
+        ``input_shape`` (e.g. a rank or size the layers cannot take).
 
     Examples:
         >>> import funcnn as fn

@@ -59,7 +59,12 @@ Directional = Callable[[tuple, int, PyTree], PyTree]
 
 
 class Tolerance(NamedTuple):
-    """Entries agree when ``|got - expected| <= atol + rtol |expected|``."""
+    """Entries agree when ``|got - expected| <= atol + rtol |expected|``.
+
+    Attributes:
+      atol: the absolute error every entry may have.
+      rtol: the error allowed per unit of ``|expected|``, added to ``atol``.
+    """
 
     atol: float
     rtol: float
@@ -70,7 +75,17 @@ _DIRECTIONAL_TOLERANCE = Tolerance(1e-6, 1e-5)
 
 
 class Mismatch(NamedTuple):
-    """Where two arrays disagree: the largest errors, and the worst entry with both values."""
+    """Where two arrays disagree: the largest errors, and the worst entry with both values.
+
+    Attributes:
+      max_abs: the largest ``|got - expected|`` over all entries (NaN when an entry is NaN).
+      max_rel: the largest ``|got - expected| / |expected|`` over the entries where ``expected``
+        is not zero; ``inf`` when it is zero everywhere.
+      index: the worst entry's index, the one furthest beyond its allowed error (a NaN on either
+        side first); ``()`` for scalars.
+      got: the value under test at ``index``.
+      expected: the expected value at ``index``.
+    """
 
     max_abs: float
     max_rel: float
@@ -79,7 +94,16 @@ class Mismatch(NamedTuple):
     expected: float
 
     def describe(self, got_name: str, expected_name: str, tolerance: Tolerance) -> str:
-        """One line: errors, tolerance, and both values at the worst entry."""
+        """One line: errors, tolerance, and both values at the worst entry.
+
+        Args:
+          got_name: what to call the side under test (e.g. ``"vjp"``).
+          expected_name: what to call the expected side (e.g. ``"reference"``).
+          tolerance: the tolerance that was applied, quoted in the line.
+
+        Returns:
+          The line, without a trailing newline.
+        """
         return (
             f"max abs error {self.max_abs:.3g}, max rel error {self.max_rel:.3g} "
             f"(atol {tolerance.atol:g}, rtol {tolerance.rtol:g}); worst at index {self.index}: "
@@ -92,6 +116,18 @@ def compare(got: Any, expected: Any, tolerance: Tolerance) -> Mismatch | None:
 
     The worst entry is the one furthest beyond its allowed error; a NaN on
     either side never agrees, and counts as the worst.
+
+    Args:
+      got: the values under test, anything ``np.asarray`` takes (a scalar, a list, a JAX or
+        NumPy array); compared in float64, so complex values lose their imaginary part (with
+        NumPy's ``ComplexWarning``).
+      expected: the values to match, of the same shape as ``got``; the relative error is
+        taken against them.
+      tolerance: the allowed error, ``|got - expected| <= atol + rtol |expected|`` entry by entry.
+
+    Returns:
+      ``None`` when every entry is within ``tolerance``, else a
+      [`Mismatch`][funcnn.testing.Mismatch] with the largest errors and the worst entry.
 
     Examples:
         >>> compare([1.0, 2.0], [1.0, 2.5], Tolerance(1e-6, 0.0)).index
@@ -215,21 +251,34 @@ def check_vjp(
       f: the function under test, called with positional arguments only.
         Arrays it closes over keep their dtype in the float64 check: pass
         them as arguments to have them converted.
-      *args: its arguments, pytrees of arrays; ``None`` and integer leaves
-        are held fixed.
-      reference: the function ``f`` should match, differentiated by JAX.
-      atol: absolute tolerance; default by dtype with ``reference`` (float64
-        ``1e-9``, float32 ``1e-5``, 16-bit ``5e-2``), else ``1e-6``.
-      rtol: relative tolerance; default by dtype with ``reference`` (float64
-        ``1e-7``, float32 ``1e-4``, 16-bit ``5e-2``), else ``1e-5``.
-      eps: finite-difference step.
-      seed: for the random cotangents and directions.
-      num_cotangents: how many random cotangents (and directions) to try.
-      localize_limit: the largest argument whose worst entry a failing
-        directional check looks for, coordinate by coordinate.
+      *args: its arguments, pytrees of arrays (Python numbers are converted);
+        ``None`` and integer leaves are held fixed, and an argument without a
+        floating leaf is not checked.
+      reference: the function ``f`` should match, differentiated by JAX, called
+        with the same arguments; ``None`` (the default) checks against central
+        finite differences instead.
+      atol: absolute tolerance. Default: with ``reference``, by the dtype of each
+        compared leaf (float64 ``1e-9``, float32 ``1e-5``, 16-bit ``5e-2``);
+        without, ``1e-6``, on the two inner products. Given alone, ``rtol`` is 0.
+      rtol: relative tolerance, relative to the expected side (the reference, or
+        ``<u, J v>``). Default: with ``reference``, float64 ``1e-7``, float32
+        ``1e-4``, 16-bit ``5e-2``; without, ``1e-5``. Given alone, ``atol`` is 0.
+      eps: the finite-difference step (without ``reference`` only).
+      seed: seeds the random cotangents ``u`` and directions ``v`` (standard
+        normal), so a failure repeats.
+      num_cotangents: how many random cotangents ``u`` to try (without
+        ``reference``, each with a fresh direction ``v`` per argument).
+      localize_limit: without ``reference``, the largest leaf (in entries) whose
+        worst entry a failing check looks for, by repeating it along each
+        coordinate; larger leaves get only the inner-product line.
 
     Raises:
-      AssertionError: with a report of every argument (and output) that disagrees.
+      AssertionError: ``f`` disagrees; the message has one entry per failure. With
+        ``reference``: the output structures differ, or an output leaf or a cotangent
+        leaf (per argument and cotangent) differs in shape or by more than the
+        tolerance, with the errors and the worst entry. Without: for an argument and
+        a cotangent, ``|<J^T u, v> - <u, J v>| > atol + rtol |<u, J v>|``, with both
+        sides and, below ``localize_limit``, the worst entry of ``J^T u``.
 
     Warning:
       Finite differences need ``f`` differentiable at ``args``: at a kink
@@ -280,8 +329,31 @@ def check_adjoint(
     ``args`` fix the shapes, dtypes and the other arguments; ``J^T u`` is
     ``jax.vjp(f, *args)`` applied to a random ``u``.
 
-    Args and Raises: as ``check_vjp``; the default tolerance follows the narrowest
-    float among the arguments, as ``check_vjp``'s with a reference.
+    Args:
+      f: the function under test, affine in each argument that has floating leaves,
+        called with positional arguments only.
+      *args: its arguments, pytrees of arrays: they fix the shapes and dtypes, and
+        the arguments held while another is checked; ``None`` and integer leaves
+        are held fixed, and an argument without a floating leaf is not checked.
+      atol: absolute tolerance on the two inner products. Default: that of the
+        narrowest float among the arguments' leaves (float64 ``1e-9``, float32
+        ``1e-5``, 16-bit ``5e-2``). Given alone, ``rtol`` is 0.
+      rtol: relative tolerance, relative to ``|<u, J v>|``. Default: float64
+        ``1e-7``, float32 ``1e-4``, 16-bit ``5e-2``, as for ``atol``. Given alone,
+        ``atol`` is 0.
+      seed: seeds the random cotangents ``u`` and directions ``v`` (standard
+        normal), so a failure repeats.
+      num_cotangents: how many random cotangents to try, each with a fresh
+        direction ``v`` per argument.
+      localize_limit: the largest leaf (in entries) whose worst entry a failing
+        check looks for, by repeating it along each coordinate; larger leaves get
+        only the inner-product line.
+
+    Raises:
+      AssertionError: for some argument and cotangent,
+        ``|<J^T u, v> - <u, J v>| > atol + rtol |<u, J v>|``; the message gives both
+        sides for each failure and, below ``localize_limit``, the worst entry of ``J^T u``
+        against ``<u, J e_j>``. A function not affine in the argument generally fails.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -311,7 +383,34 @@ def check_jvp(
     with the central difference ``(f(x + eps v) - f(x - eps v)) / (2 eps)`` in
     float64 (the arguments are converted).
 
-    Args and Raises: as ``check_vjp`` (``num_tangents`` for ``num_cotangents``).
+    Unlike [`check_vjp`][funcnn.testing.check_vjp], the outputs of ``f`` and
+    ``reference`` themselves are not compared, only their JVPs.
+
+    Args:
+      f: the function under test, called with positional arguments only.
+        Arrays it closes over keep their dtype in the float64 check: pass
+        them as arguments to have them converted.
+      *args: its arguments, pytrees of arrays (Python numbers are converted);
+        ``None`` and integer leaves are held fixed, and an argument without a
+        floating leaf is not checked.
+      reference: the function ``f`` should match, differentiated by JAX
+        (``jax.jvp``); ``None`` (the default) checks against central finite
+        differences instead.
+      atol: absolute tolerance, entry by entry of ``J v``. Default: with
+        ``reference``, by the dtype of each output leaf (float64 ``1e-9``, float32
+        ``1e-5``, 16-bit ``5e-2``); without, ``1e-6``. Given alone, ``rtol`` is 0.
+      rtol: relative tolerance, relative to the expected ``J v``. Default: with
+        ``reference``, float64 ``1e-7``, float32 ``1e-4``, 16-bit ``5e-2``;
+        without, ``1e-5``. Given alone, ``atol`` is 0.
+      eps: the finite-difference step (without ``reference`` only).
+      seed: seeds the random tangents ``v`` (standard normal), so a failure repeats.
+      num_tangents: how many random tangents to try per argument.
+
+    Raises:
+      AssertionError: for some argument and tangent, an output leaf of ``J v``
+        differs in shape from the expected one or by more than the tolerance; the
+        message names each (argument, tangent, output leaf) with the largest errors
+        and the worst entry.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -351,7 +450,30 @@ def check_jvp_vjp(
     against each other, in the arguments' dtype, with no reference and no
     finite differences.
 
-    Args and Raises: as ``check_adjoint``.
+    Args:
+      f: the function under test, called with positional arguments only.
+      *args: its arguments, pytrees of arrays, the point where both rules are
+        taken; ``None`` and integer leaves are held fixed, and an argument without
+        a floating leaf is not checked.
+      atol: absolute tolerance on the two inner products. Default: that of the
+        narrowest float among the arguments' leaves (float64 ``1e-9``, float32
+        ``1e-5``, 16-bit ``5e-2``). Given alone, ``rtol`` is 0.
+      rtol: relative tolerance, relative to ``|<u, J v>|``. Default: float64
+        ``1e-7``, float32 ``1e-4``, 16-bit ``5e-2``, as for ``atol``. Given alone,
+        ``atol`` is 0.
+      seed: seeds the random cotangents ``u`` and tangents ``v`` (standard
+        normal), so a failure repeats.
+      num_cotangents: how many random cotangents to try, each with a fresh
+        tangent ``v`` per argument.
+      localize_limit: the largest leaf (in entries) whose worst entry a failing
+        check looks for, by taking the JVP along each coordinate; larger leaves get
+        only the inner-product line.
+
+    Raises:
+      AssertionError: for some argument and cotangent,
+        ``|<J^T u, v> - <u, J v>| > atol + rtol |<u, J v>|``; the message gives both
+        sides for each failure and, below ``localize_limit``, the worst entry of ``J^T u``
+        against ``<u, J e_j>``.
 
     Examples:
         >>> import jax.numpy as jnp

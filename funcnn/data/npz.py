@@ -173,15 +173,22 @@ def load_npz(
 
     Args:
       path: the file.
-      splits: which splits to read (``("test",)`` reads only ``x_test, y_test``).
+      splits: which splits to read, ``"train"`` and/or ``"test"``, in the order returned
+        (``("test",)`` reads only ``x_test, y_test``; the file must still hold all four arrays).
       max_bytes: the most bytes the arrays read may declare in all; default
         ``$FUNCNN_MAX_DATA_BYTES``, else the memory available (Linux ``MemAvailable``).
 
+    Returns:
+      ``(x_<split>, y_<split>)`` for each of ``splits`` in turn, by default
+      ``(x_train, y_train, x_test, y_test)``, as stored: images ``uint8`` or floating, of shape
+      ``(N, H, W)`` or ``(N, H, W, C)``; labels 1-D integers in ``[0, MAX_CLASSES)``, one per image.
+
     Raises:
       FileNotFoundError: there is no such file.
-      DataFileError: the file is unreadable or over the bound, a key is missing, a member inflates
-        past its declared size, or an array has the wrong rank, dtype or length, non-finite pixels
-        or labels out of range.
+      DataFileError: the file is unreadable or over the bound (or ``$FUNCNN_MAX_DATA_BYTES`` is not
+        a whole number), a key is missing, a member inflates past its declared size, an array has
+        the wrong rank, dtype or length, non-finite pixels or labels out of range, or (both splits
+        read) train and test images differ in shape.
     """
     path = Path(path)
     keys = tuple(f"{kind}_{split}" for split in splits for kind in ("x", "y"))
@@ -239,8 +246,25 @@ def load_test_split(
     path: str | os.PathLike | None = None, *, max_bytes: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(x_test, y_test)`` only, from a ``.npz`` file or the Fashion-MNIST IDX files: evaluation
-    reads no training images. ``max_bytes``: see [`load_npz`][funcnn.data.npz.load_npz] (``.npz`` files
-    only)."""
+    reads no training images.
+
+    Args:
+      path: a file whose name ends in ``.npz``, else a folder of the Fashion-MNIST IDX files;
+        ``None`` looks in ``$FUNCNN_DATA``, then in ``/usr/share/datasets/fashion-mnist/``.
+      max_bytes: the bound of [`load_npz`][funcnn.data.npz.load_npz] (``.npz`` files only).
+
+    Returns:
+      ``(x_test, y_test)``: as [`load_npz`][funcnn.data.npz.load_npz] gives them, or for
+      Fashion-MNIST ``uint8`` images ``(10000, 28, 28)`` and ``uint8`` labels 0-9.
+
+    Raises:
+      FileNotFoundError: the ``.npz`` file does not exist.
+      DataFileError: the ``.npz`` file is unreadable or invalid (see
+        [`load_npz`][funcnn.data.npz.load_npz]).
+      DataNotFoundError: the folder lacks a test IDX file.
+      IDXError: an IDX file is corrupt, has the wrong shape or dtype, or images and labels
+        disagree in number.
+    """
     if path is not None and Path(path).suffix == ".npz":
         return load_npz(path, ("test",), max_bytes=max_bytes)
     return load_split(*find_files(data_dir(path), FILE_NAMES[2:]))
@@ -251,7 +275,24 @@ def load_dataset(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A ``.npz`` file ([`load_npz`][funcnn.data.npz.load_npz]), else a folder of Fashion-MNIST IDX files (the
     default).
-    ``max_bytes``: see [`load_npz`][funcnn.data.npz.load_npz] (``.npz`` files only)."""
+
+    Args:
+      path: a file whose name ends in ``.npz``, else a folder of the Fashion-MNIST IDX files;
+        ``None`` looks in ``$FUNCNN_DATA``, then in ``/usr/share/datasets/fashion-mnist/``.
+      max_bytes: the bound of [`load_npz`][funcnn.data.npz.load_npz] (``.npz`` files only).
+
+    Returns:
+      ``(x_train, y_train, x_test, y_test)``, as [`load_npz`][funcnn.data.npz.load_npz] or
+      [`load_fashion_mnist`][funcnn.data.load_fashion_mnist] gives them.
+
+    Raises:
+      FileNotFoundError: the ``.npz`` file does not exist.
+      DataFileError: the ``.npz`` file is unreadable or invalid (see
+        [`load_npz`][funcnn.data.npz.load_npz]).
+      DataNotFoundError: the folder lacks one of the four IDX files.
+      IDXError: an IDX file is corrupt, has the wrong shape or dtype, or images and labels
+        disagree in number.
+    """
     if path is not None and Path(path).suffix == ".npz":
         return load_npz(path, max_bytes=max_bytes)
     return load_fashion_mnist(path)

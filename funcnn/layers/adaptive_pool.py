@@ -61,6 +61,22 @@ def AdaptiveAvgPool(
       grad: ``"custom"`` (the hand-written rule ``dL/dX = A^T G`` per axis) or
         ``"autodiff"``.
 
+    Shapes:
+      Input ``(N, *spatial, C)``, channels last, 1 to 3 spatial axes (as many as ``output_size`` has entries
+        when it is a sequence).
+      Output ``(N, *output_size, C)``, an int ``output_size`` on every spatial axis and a ``None`` entry
+        keeping the input's size; outputs may be fewer or more than the inputs.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair with no parameters and no state (``init`` gives ``()`` for both).
+
+    Raises:
+      LayerConfigError: at construction, when ``output_size`` is not a positive int or 1 to 3 entries each a
+        positive int or ``None``, ``dtype`` is not a floating dtype JAX holds or ``grad`` is not one of its
+        values. At ``init`` and when ``apply`` is traced, when the input's rank is not 3 to 5 or a sequence
+        ``output_size`` does not have one entry per spatial axis. When ``apply`` is traced, when ``params`` is
+        not empty, or ``x`` is not a real array or has an empty spatial axis.
+
     Examples:
         >>> AdaptiveAvgPool((7, None)).init(jax.random.key(0), (-1, 28, 28, 3))[0]
         (-1, 7, 28, 3)
@@ -89,7 +105,24 @@ def AdaptiveMaxPool(
         axis (1 to 3), ``None`` keeping that axis' size.
       dtype: computation dtype; ``None`` keeps a floating input's dtype and
         pools integers in the default float.
-      grad: ``"custom"`` (the hand-written rule) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written rules, forward and reverse mode), ``"custom_vjp"`` (reverse mode
+        only) or ``"autodiff"``; ``None`` takes the mode in force ([`grad_mode`][funcnn.core.grad_mode]).
+
+    Shapes:
+      Input ``(N, *spatial, C)``, channels last, 1 to 3 spatial axes (as many as ``output_size`` has entries
+        when it is a sequence).
+      Output ``(N, *output_size, C)``, an int ``output_size`` on every spatial axis and a ``None`` entry
+        keeping the input's size; outputs may be fewer or more than the inputs.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair with no parameters and no state (``init`` gives ``()`` for both).
+
+    Raises:
+      LayerConfigError: at construction, when ``output_size`` is not a positive int or 1 to 3 entries each a
+        positive int or ``None``, ``dtype`` is not a floating dtype JAX holds or ``grad`` is not one of its
+        values. At ``init`` and when ``apply`` is traced, when the input's rank is not 3 to 5 or a sequence
+        ``output_size`` does not have one entry per spatial axis. When ``apply`` is traced, when ``params`` is
+        not empty, or ``x`` is not a real array or has an empty spatial axis.
     """
     output_size = adaptive_args("AdaptiveMaxPool", output_size)
     dtype = checks.dtype_or_none("AdaptiveMaxPool", "dtype", dtype)

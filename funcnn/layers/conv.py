@@ -209,12 +209,16 @@ def Conv(
     ([`funcnn.shapes.conv_output_size`][funcnn.shapes.conv_output_size]).
 
     Args:
-      features: output channels.
-      kernel_size: kernel spatial size, an int or one entry per spatial axis.
-      strides: window step (int broadcasts).
-      padding: ``"VALID"``, ``"SAME"``, an int, or ``(low, high)`` pairs.
-      dilation: kernel dilation.
-      groups: feature groups (``groups == in_channels``: depthwise).
+      features: output channels, a positive int.
+      kernel_size: kernel spatial size, a positive int (broadcast to the input's spatial rank)
+        or 1 to 3 of them (which fixes the spatial rank).
+      strides: window step, a positive int (broadcasts) or one per spatial axis; default 1.
+      padding: ``"VALID"`` (default), ``"SAME"`` (output ``ceil(n / s)``, the extra row on the
+        high side), an int for every side, or per axis an int or a ``(low, high)`` pair;
+        negative entries crop.
+      dilation: kernel dilation, a positive int or one per spatial axis; default 1.
+      groups: feature groups, dividing both the input channels and ``features``
+        (``groups == in_channels``: depthwise); default 1.
       use_bias: add a learned bias.
       kernel_init: a ``jax.nn.initializers`` function for the kernel.
       bias_init: a ``jax.nn.initializers`` function for the bias.
@@ -224,7 +228,36 @@ def Conv(
         keeps a floating input's dtype and computes integer inputs in ``param_dtype``.
       param_dtype: dtype of the parameters.
       precision: passed to ``lax.conv_general_dilated`` forward and backward.
-      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``;
+        ``None`` takes the mode in force ([`grad_mode`][funcnn.core.grad_mode]).
+
+    Shapes:
+      Input ``(N, *spatial, C)``, channels last, 1 to 3 spatial axes (``len(kernel_size)`` of them when
+        ``kernel_size`` is a sequence), ``C`` a multiple of ``groups``.
+      Output ``(N, *spatial', features)``; per axis of length ``n``, with kernel size ``f``, stride ``s`` and
+        dilation ``d``: ``spatial' = floor((n + lo + hi - d (f - 1) - 1) / s) + 1`` for ``"VALID"``
+        (``lo = hi = 0``) and explicit padding ``(lo, hi)``, and ``spatial' = ceil(n / s)`` for ``"SAME"``,
+        whatever the ``padding_mode``.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair; ``init`` builds the params ``kernel``, of shape
+        ``(*k, C // groups, features)`` for the kernel size ``k`` per axis, and ``bias``, of shape
+        ``(features,)`` (only with ``use_bias``), both in ``param_dtype``, and no state (``()``).
+
+    Raises:
+      LayerConfigError: at construction, when ``features`` or ``groups`` is not a positive int,
+        ``kernel_size``, ``strides`` or ``dilation`` is not a positive int or 1 to 3 of them (or their
+        sequences differ in length), ``padding`` has none of its forms, ``groups`` does not divide
+        ``features``, ``padding_mode`` is unknown or not ``"zeros"`` with a negative ``padding``, ``use_bias``
+        is not a bool, an initialiser is not callable, ``dtype`` or ``param_dtype`` is not a floating dtype
+        JAX holds, or ``precision`` or ``grad`` is not one of its values. At ``init`` and when ``apply`` is
+        traced, when the input's rank is not 3 to 5 or not ``len(kernel_size) + 2``, ``groups`` does not
+        divide its channels, ``strides``, ``dilation`` or the ``padding`` pairs do not have one entry per
+        spatial axis, the dilated kernel is larger than the padded input, or a side's padding exceeds
+        ``n - 1`` with ``"reflect"`` or ``n`` with ``"circular"``. At ``init``, when an initialiser fails or
+        returns no floating array of the parameter's shape; when ``apply`` is traced, when ``x`` is not a real
+        array, its channels or rank differ from those ``init`` was given, or ``params`` lack a leaf ``init``
+        builds, hold another or one of another shape.
 
     Examples:
         >>> import jax
@@ -303,6 +336,19 @@ def ConvTranspose(
     ``param_dtype``, ``precision`` and ``grad`` are as in [`Conv`][funcnn.layers.conv.Conv].
 
     Args:
+      features: output channels, a positive int.
+      kernel_size: kernel spatial size, a positive int (broadcast to the input's spatial rank)
+        or 1 to 3 of them (which fixes the spatial rank).
+      strides: the forward convolution's stride, which upsamples by that factor; a positive int
+        or one per spatial axis; default 1.
+      padding: the forward convolution's padding: ``"VALID"`` (default), ``"SAME"``, an int for
+        every side, or per axis an int or a ``(low, high)`` pair; negative entries (zero padding
+        only) lengthen the output.
+      dilation: kernel dilation, a positive int or one per spatial axis; default 1.
+      groups: feature groups, dividing both the input channels and ``features``; default 1.
+      use_bias: add a learned bias.
+      kernel_init: a ``jax.nn.initializers`` function for the kernel.
+      bias_init: a ``jax.nn.initializers`` function for the bias.
       output_padding: picks among the lengths ``L`` a strided convolution maps
         to the same ``n``: extra rows on the high side for explicit padding
         (smaller than the stride or the dilation, PyTorch's rule), rows fewer
@@ -325,6 +371,44 @@ def ConvTranspose(
         a periodic output of ``n s`` rows. ``padding`` must be non-negative and,
         as in ``Conv``, at most ``L - 1`` (``reflect``) or ``L`` (``circular``)
         per side.
+      dtype: computation dtype (inputs and parameters are cast to it); ``None``
+        keeps a floating input's dtype and computes integer inputs in ``param_dtype``.
+      param_dtype: dtype of the parameters.
+      precision: passed to ``lax.conv_general_dilated`` forward and backward.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``;
+        ``None`` takes the mode in force ([`grad_mode`][funcnn.core.grad_mode]).
+
+    Shapes:
+      Input ``(N, *spatial, C)``, channels last, 1 to 3 spatial axes (``len(kernel_size)`` of them when
+        ``kernel_size`` is a sequence), ``C`` a multiple of ``groups``.
+      Output ``(N, *spatial', features)``; per axis of length ``n``, with kernel size ``f``, stride ``s``,
+        dilation ``d`` and output padding ``p``: ``spatial' = (n - 1) s + d (f - 1) + 1 - lo - hi + p`` for
+        ``"VALID"`` (``lo = hi = 0``) and explicit padding ``(lo, hi)``, and ``spatial' = n s - p`` for
+        ``"SAME"``, whatever the ``padding_mode``; ``spatial' = output_shape`` when that is given.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair; ``init`` builds the params ``kernel``, of shape
+        ``(*k, C // groups, features)`` for the kernel size ``k`` per axis, and ``bias``, of shape
+        ``(features,)`` (only with ``use_bias``), both in ``param_dtype``, and no state (``()``).
+
+    Raises:
+      LayerConfigError: at construction, when ``features`` or ``groups`` is not a positive int,
+        ``kernel_size``, ``strides``, ``dilation`` or ``output_shape`` is not a positive int or 1 to 3 of
+        them, ``output_padding`` is not a non-negative int or 1 to 3 of them, sequences among ``kernel_size``,
+        ``strides``, ``output_shape`` (or among ``strides``, ``dilation``, ``output_padding``) differ in
+        length, ``padding`` has none of its forms, ``output_padding`` is not smaller than
+        ``max(stride, dilation)`` (with ``"SAME"``: than the stride) on an axis or not 0 with
+        ``output_shape``, ``groups`` does not divide ``features``, ``padding_mode`` is unknown or not
+        ``"zeros"`` with a negative ``padding``, ``use_bias`` is not a bool, an initialiser is not callable,
+        ``dtype`` or ``param_dtype`` is not a floating dtype JAX holds, or ``precision`` or ``grad`` is not
+        one of its values. At ``init`` and when ``apply`` is traced, when the input's rank is not 3 to 5 or
+        not ``len(kernel_size) + 2``, ``groups`` does not divide its channels, a per-axis argument or the
+        ``padding`` pairs do not have one entry per spatial axis, no allowed output padding gives
+        ``output_shape`` (the message lists the reachable sizes), the output would be empty, or a side's
+        padding exceeds ``L - 1`` with ``"reflect"`` or ``L`` with ``"circular"`` for the output length ``L``.
+        At ``init``, when an initialiser fails or returns no floating array of the parameter's shape; when
+        ``apply`` is traced, when ``x`` is not a real array, its channels or rank differ from those ``init``
+        was given, or ``params`` lack a leaf ``init`` builds, hold another or one of another shape.
     """
     name = "ConvTranspose"
     forward = conv_args(
@@ -388,6 +472,39 @@ def FixedConv(
 
     An integer kernel is used in the default float; inputs compute in the
     kernel's dtype unless they are floating themselves.
+
+    Args:
+      kernel: the kernel, an array of shape ``(*k, C // groups, C_out)`` (HWIO for 2-D) with 1 to
+        3 spatial axes ``k``; not trained, never in ``params``.
+      strides: window step, a positive int (broadcasts) or one per spatial axis; default 1.
+      padding: ``"VALID"`` (default), ``"SAME"`` (output ``ceil(n / s)``), an int for every side,
+        or per axis an int or a ``(low, high)`` pair; negative entries crop.
+      dilation: kernel dilation, a positive int or one per spatial axis; default 1.
+      groups: feature groups, dividing ``C_out``; the input has ``kernel.shape[-2] * groups``
+        channels. Default 1.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``;
+        ``None`` takes the mode in force ([`grad_mode`][funcnn.core.grad_mode]).
+
+    Shapes:
+      Input ``(N, *spatial, C)``, channels last, with ``kernel.ndim - 2`` spatial axes and
+        ``C = kernel.shape[-2] * groups``.
+      Output ``(N, *spatial', C_out)``, ``C_out = kernel.shape[-1]``; per axis of length ``n``, with kernel
+        size ``f``, stride ``s`` and dilation ``d``:
+        ``spatial' = floor((n + lo + hi - d (f - 1) - 1) / s) + 1`` for ``"VALID"`` (``lo = hi = 0``) and
+        explicit padding ``(lo, hi)``, and ``spatial' = ceil(n / s)`` for ``"SAME"``.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair with no parameters and no state (``init`` gives ``()`` for both).
+
+    Raises:
+      LayerConfigError: at construction, when ``kernel`` is not a real numeric array (a list is refused) or
+        its rank is not 3 to 5, ``strides`` or ``dilation`` is not a positive int or 1 to 3 of them,
+        ``padding`` has none of its forms, ``groups`` is not a positive int or ``grad`` not one of its values.
+        At ``init`` and when ``apply`` is traced, when ``kernel`` has an empty axis, the input's rank is not
+        ``kernel.ndim``, its channels are not ``kernel.shape[-2] * groups``, ``groups`` does not divide
+        ``kernel.shape[-1]``, a per-axis argument or the ``padding`` pairs do not have one entry per spatial
+        axis, or the dilated kernel is larger than the padded input. When ``apply`` is traced, when ``params``
+        is not empty or ``x`` is not a real array.
 
     Examples:
         >>> import funcnn as fn

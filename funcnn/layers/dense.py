@@ -33,11 +33,34 @@ def Dense(
       use_bias: add a learned bias ``b``.
       kernel_init: a ``jax.nn.initializers`` function for the kernel.
       bias_init: a ``jax.nn.initializers`` function for the bias.
-      dtype: computation dtype; ``None`` keeps a floating input's dtype and
-        computes integer inputs in ``param_dtype``.
-      param_dtype: dtype of the parameters.
-      precision: passed to ``lax.dot_general`` forward and backward.
-      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
+      dtype: computation dtype (the parameters are cast to it); ``None`` keeps a floating input's dtype
+        and computes integer inputs in ``param_dtype``.
+      param_dtype: dtype of the parameters, a floating dtype (default ``float32``).
+      precision: passed to ``lax.dot_general`` forward and backward: ``None``, a ``lax.Precision`` or
+        its name, a ``lax.DotAlgorithmPreset``, or a pair of them.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``; ``None``
+        (default) takes the [`grad_mode`][funcnn.core.grad_mode] in force at construction.
+
+    Shapes:
+      Input ``(N, ..., n_in)``, rank >= 2; the leading axes are kept.
+      Output ``(N, ..., features)``, in the computation dtype.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair whose ``init`` gives the params ``{"kernel": W, "bias": b}``,
+        of shapes ``(n_in, features)`` and ``(features,)`` (no ``"bias"`` when ``use_bias=False``), in
+        ``param_dtype``, and no state (``()``).
+
+    Raises:
+      LayerConfigError: at construction, when ``features`` is not a positive integer (bools and floats
+        refused), ``use_bias`` is not a bool, ``kernel_init`` or ``bias_init`` is not callable, ``dtype``
+        or ``param_dtype`` is not a floating dtype JAX holds, ``precision`` is none of the above or
+        ``grad`` is not ``None`` or one of the three modes; at ``init``, when ``key`` is not a PRNG key,
+        ``input_shape`` is not a shape of positive sizes (the batch may be ``-1``) or has rank < 2, or an
+        initializer (``bias_init`` only with ``use_bias``) cannot be called as ``init(key, shape, dtype)``,
+        returns a function (a factory passed uncalled) or does not return a floating array of the
+        parameter's shape; when ``apply`` is traced, when ``x`` has rank < 2 or a last axis other than the
+        ``n_in`` the kernel was initialised for, ``params`` does not hold exactly the leaves ``init``
+        builds with their shapes, or ``x`` is complex, non-numeric, or a list or tuple rather than an array.
     """
     name = "Dense"
     features = checks.positive_int(name, "features", features)

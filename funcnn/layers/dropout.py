@@ -37,6 +37,28 @@ def Dropout(
         ``(0,)`` draws one mask for the whole batch. ``()`` (default) draws
         each element independently.
       dtype: computation dtype; ``None`` keeps a floating input's dtype.
+
+    Shapes:
+      Input any shape, of any rank (``init`` needs the batch axis) with every ``broadcast_dims`` axis in it.
+      Output the input's shape, in the computation dtype (integer and bool inputs in the default float);
+      the mask has the input's shape with size 1 along ``broadcast_dims``.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair with no parameters and no state (``init`` gives ``()`` for both).
+        Its ``apply(params, state, x, key=..., train=...)`` is the identity unless ``train=True`` and
+        ``rate > 0``; then it needs ``key``, one PRNG key, and draws a fresh mask from it.
+
+    Raises:
+      LayerConfigError: at construction, when ``rate`` is not a real number in ``[0, 1)``,
+        ``broadcast_dims`` is not an integer or a tuple (or list) of integers or repeats an entry, or
+        ``dtype`` is not a floating dtype JAX holds; at ``init``, when ``key`` is not a PRNG key,
+        ``input_shape`` is not a shape of positive sizes (the batch may be ``-1``), or an axis of
+        ``broadcast_dims`` is out of range for its rank or two entries name one axis (``1`` and ``-3`` on
+        rank 4); when ``apply`` is traced, for the same ``broadcast_dims`` check on ``x``, when ``train``
+        is not a Python or NumPy bool (a traced one too: under ``jax.jit`` make it static), when
+        ``train=True`` and ``rate > 0`` but ``key`` is ``None`` or not one PRNG key (``jax.random.key``
+        or a legacy ``PRNGKey``), when ``params`` is not empty, or when ``x`` is complex, non-numeric, or
+        a list or tuple rather than an array.
     """
     name = "Dropout"
     rate, dtype = _parse(name, rate, dtype)
@@ -67,6 +89,25 @@ def SpatialDropout(rate: float, *, dtype: jnp.dtype | None = None) -> Layer:
     Args:
       rate: the probability of dropping a channel, in ``[0, 1)``.
       dtype: computation dtype; ``None`` keeps a floating input's dtype.
+
+    Shapes:
+      Input ``(N, *spatial, C)``, channels last, 1 to 3 spatial axes (rank 3 to 5).
+      Output the input's shape, in the computation dtype (integer and bool inputs in the default float);
+      the mask has shape ``(N, 1, ..., 1, C)``.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair with no parameters and no state (``init`` gives ``()`` for both).
+        Its ``apply(params, state, x, key=..., train=...)`` is the identity unless ``train=True`` and
+        ``rate > 0``; then it needs ``key``, one PRNG key, and draws a fresh mask from it.
+
+    Raises:
+      LayerConfigError: at construction, when ``rate`` is not a real number in ``[0, 1)`` or ``dtype`` is
+        not a floating dtype JAX holds; at ``init``, when ``key`` is not a PRNG key or ``input_shape`` is
+        not a shape of positive sizes (the batch may be ``-1``) or its rank is not 3 to 5; when ``apply`` is
+        traced, when ``x``'s rank is not 3 to 5, when ``train`` is not a Python or NumPy bool (a traced one
+        too: under ``jax.jit`` make it static), when ``train=True`` and ``rate > 0`` but ``key`` is
+        ``None`` or not one PRNG key (``jax.random.key`` or a legacy ``PRNGKey``), when ``params`` is not
+        empty, or when ``x`` is complex, non-numeric, or a list or tuple rather than an array.
     """
     name = "SpatialDropout"
     rate, dtype = _parse(name, rate, dtype)

@@ -47,6 +47,10 @@ class BatchNormState(NamedTuple):
 
     Registered with ``jax.export`` (as ``funcnn.BatchNormState``), so a function taking or
     returning a model's state serialises; the process that deserialises it imports funcnn.
+
+    Attributes:
+      mean: the running mean per channel, shape ``(C,)``, in ``param_dtype`` (zeros at ``init``).
+      var: the running biased variance per channel, shape ``(C,)``, in ``param_dtype`` (ones at ``init``).
     """
 
     mean: jax.Array
@@ -225,6 +229,28 @@ def BatchNorm(
       param_dtype: dtype of the parameters and running statistics.
       axis_name: inside ``shard_map``, the mesh axis (or axes) the batch is
         split over; ``None`` for statistics over the array as given.
+
+    Shapes:
+      Input ``(N, *spatial, C)``, channels last, rank 2 to 6 (0 to 4 spatial axes).
+      Output the input's shape, in the computation dtype.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair; ``init`` builds the params ``scale`` and ``bias`` (each only when
+        learned), of shape ``(C,)`` in ``param_dtype``, and the state
+        [`BatchNormState`][funcnn.layers.norm.BatchNormState] ``(mean, var)``; ``apply`` returns the state
+        updated when ``train=True``, unchanged otherwise.
+
+    Raises:
+      LayerConfigError: at construction, when ``momentum`` is not a real number in ``[0, 1)``, ``epsilon`` is
+        not a real number ``> 0``, ``use_scale`` or ``use_bias`` is not a bool, an initialiser is not
+        callable, ``dtype`` or ``param_dtype`` is not a floating dtype JAX holds, or ``axis_name`` is not
+        ``None``, a non-empty axis name or a non-empty tuple of them. At ``init`` and when ``apply`` is
+        traced, when the input's rank is not 2 to 6. At ``init``, when an initialiser fails or returns no
+        floating array of shape ``(C,)``. When ``apply`` is traced, when ``x`` is not a real array, its
+        channels differ from those ``init`` was given, ``params`` do not hold the leaves and shapes ``init``
+        builds, ``state`` is not a ``BatchNormState`` of two ``(C,)`` arrays, ``train`` is not a bool (a
+        traced one included: make it static under ``jit``), or, in training, an ``axis_name`` is not bound
+        there or there are fewer than 2 values per channel (over every device of ``axis_name``).
     """
     name = "BatchNorm"
     momentum = checks.real(name, "momentum", momentum, low=0.0, high=1.0, high_open=True)
@@ -319,7 +345,28 @@ def LayerNorm(
         normalise over; never the batch axis 0.
       dtype: computation dtype; ``None`` keeps a floating input's dtype.
       param_dtype: dtype of the parameters.
-      grad: ``"custom"`` (the hand-written VJP) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written rules, forward and reverse mode), ``"custom_vjp"`` (reverse mode
+        only) or ``"autodiff"``; ``None`` takes the mode in force ([`grad_mode`][funcnn.core.grad_mode]).
+
+    Shapes:
+      Input ``(N, ...)``, rank 2 to 6.
+      Output the input's shape, in the computation dtype.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair; ``init`` builds the params ``scale`` and ``bias`` (each only when
+        learned), each of the input's shape along ``axis`` (axes in increasing order) in ``param_dtype``, and
+        no state (``()``).
+
+    Raises:
+      LayerConfigError: at construction, when ``epsilon`` is not a real number ``> 0``, ``use_scale`` or
+        ``use_bias`` is not a bool, an initialiser is not callable, ``dtype`` or ``param_dtype`` is not a
+        floating dtype JAX holds, ``axis`` is not an int or a non-empty tuple of ints, repeats an axis or
+        includes 0, or ``grad`` is not one of its values. At ``init`` and when ``apply`` is traced, when the
+        input's rank is not 2 to 6, or ``axis`` is out of range for it, names an axis twice (e.g. ``1`` and
+        ``-3`` of a rank-4 input) or names the batch axis (e.g. ``-4`` of a rank-4 input). At ``init``, when
+        an initialiser fails or returns no floating array of the parameter's shape. When ``apply`` is traced,
+        when ``x`` is not a real array, its sizes along ``axis`` differ from those ``init`` was given, or
+        ``params`` do not hold the leaves and shapes ``init`` builds.
     """
     name = "LayerNorm"
     spec = parse_affine(name, epsilon, use_scale, use_bias, scale_init, bias_init, dtype, param_dtype)
@@ -352,7 +399,27 @@ def RMSNorm(
       scale_init: a ``jax.nn.initializers`` function for ``scale``.
       dtype: computation dtype; ``None`` keeps a floating input's dtype.
       param_dtype: dtype of the parameters.
-      grad: ``"custom"`` (the hand-written VJP) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written rules, forward and reverse mode), ``"custom_vjp"`` (reverse mode
+        only) or ``"autodiff"``; ``None`` takes the mode in force ([`grad_mode`][funcnn.core.grad_mode]).
+
+    Shapes:
+      Input ``(N, ...)``, rank 2 to 6.
+      Output the input's shape, in the computation dtype.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair; ``init`` builds the param ``scale`` (only when learned), of the
+        input's shape along ``axis`` (axes in increasing order) in ``param_dtype``, and no state (``()``).
+
+    Raises:
+      LayerConfigError: at construction, when ``epsilon`` is not a real number ``> 0``, ``use_scale`` is not a
+        bool, ``scale_init`` is not callable, ``dtype`` or ``param_dtype`` is not a floating dtype JAX holds,
+        ``axis`` is not an int or a non-empty tuple of ints, repeats an axis or includes 0, or ``grad`` is not
+        one of its values. At ``init`` and when ``apply`` is traced, when the input's rank is not 2 to 6, or
+        ``axis`` is out of range for it, names an axis twice (e.g. ``1`` and ``-3`` of a rank-4 input) or
+        names the batch axis (e.g. ``-4`` of a rank-4 input). At ``init``, when an initialiser fails or
+        returns no floating array of the parameter's shape. When ``apply`` is traced, when ``x`` is not a real
+        array, its sizes along ``axis`` differ from those ``init`` was given, or ``params`` do not hold the
+        leaves and shapes ``init`` builds.
     """
     name = "RMSNorm"
     spec = parse_affine(
@@ -406,7 +473,26 @@ def GroupNorm(
       bias_init: a ``jax.nn.initializers`` function for ``bias``.
       dtype: computation dtype; ``None`` keeps a floating input's dtype.
       param_dtype: dtype of the parameters.
-      grad: ``"custom"`` (the hand-written VJP) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written rules, forward and reverse mode), ``"custom_vjp"`` (reverse mode
+        only) or ``"autodiff"``; ``None`` takes the mode in force ([`grad_mode`][funcnn.core.grad_mode]).
+
+    Shapes:
+      Input ``(N, *spatial, C)``, channels last, rank 2 to 6 (0 to 4 spatial axes), ``C`` a multiple of
+        ``num_groups``.
+      Output the input's shape, in the computation dtype.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair; ``init`` builds the params ``scale`` and ``bias`` (each only when
+        learned), of shape ``(C,)`` in ``param_dtype``, and no state (``()``).
+
+    Raises:
+      LayerConfigError: at construction, when ``num_groups`` is not a positive int, ``epsilon`` is not a real
+        number ``> 0``, ``use_scale`` or ``use_bias`` is not a bool, an initialiser is not callable, ``dtype``
+        or ``param_dtype`` is not a floating dtype JAX holds, or ``grad`` is not one of its values. At
+        ``init`` and when ``apply`` is traced, when the input's rank is not 2 to 6 or ``num_groups`` does not
+        divide its channels. At ``init``, when an initialiser fails or returns no floating array of shape
+        ``(C,)``. When ``apply`` is traced, when ``x`` is not a real array, its channels differ from those
+        ``init`` was given, or ``params`` do not hold the leaves and shapes ``init`` builds.
     """
     name = "GroupNorm"
     num_groups = checks.positive_int(name, "num_groups", num_groups)
@@ -450,7 +536,26 @@ def InstanceNorm(
       bias_init: a ``jax.nn.initializers`` function for ``bias``.
       dtype: computation dtype; ``None`` keeps a floating input's dtype.
       param_dtype: dtype of the parameters.
-      grad: ``"custom"`` (the hand-written VJP) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written rules, forward and reverse mode), ``"custom_vjp"`` (reverse mode
+        only) or ``"autodiff"``; ``None`` takes the mode in force ([`grad_mode`][funcnn.core.grad_mode]).
+
+    Shapes:
+      Input ``(N, *spatial, C)``, channels last, rank 3 to 6 (1 to 4 spatial axes) with at least 2 spatial
+        positions.
+      Output the input's shape, in the computation dtype.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair; ``init`` builds the params ``scale`` and ``bias`` (each only when
+        learned), of shape ``(C,)`` in ``param_dtype``, and no state (``()``).
+
+    Raises:
+      LayerConfigError: at construction, when ``epsilon`` is not a real number ``> 0``, ``use_scale`` or
+        ``use_bias`` is not a bool, an initialiser is not callable, ``dtype`` or ``param_dtype`` is not a
+        floating dtype JAX holds, or ``grad`` is not one of its values. At ``init`` and when ``apply`` is
+        traced, when the input's rank is not 3 to 6 or it has fewer than 2 spatial positions. At ``init``,
+        when an initialiser fails or returns no floating array of shape ``(C,)``. When ``apply`` is traced,
+        when ``x`` is not a real array, its channels differ from those ``init`` was given, or ``params`` do
+        not hold the leaves and shapes ``init`` builds.
     """
     name = "InstanceNorm"
     spec = parse_affine(name, epsilon, use_scale, use_bias, scale_init, bias_init, dtype, param_dtype)

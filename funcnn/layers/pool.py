@@ -88,6 +88,13 @@ def MaxPool(
     window in scan order (row-major), as XLA's select-and-scatter does.
 
     Args:
+      window: window size, a positive int (broadcast to the input's spatial rank) or 1 to 3 of
+        them (which fixes the spatial rank).
+      strides: window step, a positive int or one per spatial axis; ``None`` (default): the
+        window.
+      padding: ``"VALID"`` (default), ``"SAME"`` (output ``ceil(n / s)``, the extra row on the
+        high side), an int for every side, or per axis an int or a ``(low, high)`` pair;
+        explicit padding is non-negative and at most ``f // 2`` on each side. Padding never wins.
       dilation: window dilation: window ``o`` takes the inputs ``s o + d k - lo``
         (PyTorch's ``dilation``).
       ceil_mode: round the number of windows up, PyTorch's rule
@@ -99,7 +106,33 @@ def MaxPool(
         input (PyTorch's ``return_indices``), for [`MaxUnpool`][funcnn.layers.pool.MaxUnpool]; ``init``
         then returns a pair of shapes.
       dtype: computation dtype; ``None`` keeps a floating input's dtype.
-      grad: ``"custom"`` (the hand-written rule) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written rules, forward and reverse mode), ``"custom_vjp"`` (reverse mode
+        only) or ``"autodiff"``; ``None`` takes the mode in force ([`grad_mode`][funcnn.core.grad_mode]).
+
+    Shapes:
+      Input ``(N, *spatial, C)``, channels last, with at least one spatial axis (``len(window)`` of them when
+        ``window`` is a sequence).
+      Output ``(N, *spatial', C)``; per axis of length ``n``, with window ``f``, stride ``s``, dilation ``d``
+        and explicit padding ``(lo, hi)`` (``"VALID"``: ``(0, 0)``):
+        ``spatial' = floor((n + lo + hi - d (f - 1) - 1) / s) + 1``; with ``ceil_mode``,
+        ``ceil((n + lo + hi - d (f - 1) - 1) / s) + 1``, less one when that last window would start at or past
+        ``n + lo``; with ``"SAME"``, ``ceil(n / s)``. With ``return_indices``, the pair ``(y, indices)`` of
+        two arrays of that shape, ``indices`` in ``int32``.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair with no parameters and no state (``init`` gives ``()`` for both);
+        with ``return_indices``, ``init`` gives the pair of output shapes.
+
+    Raises:
+      LayerConfigError: at construction, when ``window``, ``strides`` or ``dilation`` is not a positive int or
+        1 to 3 of them, ``padding`` has none of its forms or is negative, ``window`` and ``padding`` give
+        different numbers of axes, explicit padding exceeds half the window (``f // 2``) on a side,
+        ``ceil_mode`` is combined with ``"SAME"``, ``ceil_mode`` or ``return_indices`` is not a bool,
+        ``dtype`` is not a floating dtype JAX holds or ``grad`` is not one of its values. At ``init`` and when
+        ``apply`` is traced, when the input's rank is below 3, ``window``, ``strides``, ``dilation`` or the
+        ``padding`` pairs do not have one entry per spatial axis, the dilated window is larger than the padded
+        input, or a dilated window holds only padding. When ``apply`` is traced, when ``params`` is not empty,
+        or ``x`` is not a real array or has an empty spatial axis.
     """
     args = pool_args("MaxPool", window, strides, padding, dilation=dilation, ceil_mode=ceil_mode)
     return_indices = checks.boolean("MaxPool", "return_indices", return_indices)
@@ -127,6 +160,13 @@ def AvgPool(
     """Average pooling over the spatial axes; ``strides`` defaults to ``window``.
 
     Args:
+      window: window size, a positive int (broadcast to the input's spatial rank) or 1 to 3 of
+        them (which fixes the spatial rank).
+      strides: window step, a positive int or one per spatial axis; ``None`` (default): the
+        window.
+      padding: ``"VALID"`` (default), ``"SAME"`` (output ``ceil(n / s)``, the extra row on the
+        high side), an int for every side, or per axis an int or a ``(low, high)`` pair;
+        explicit padding is non-negative and at most ``f // 2`` on each side.
       ceil_mode: round the number of windows up, as [`MaxPool`][funcnn.layers.pool.MaxPool]; a last
         window that overhangs the padded input is divided by the part of it
         inside (with ``count_include_pad``), as PyTorch does.
@@ -136,7 +176,29 @@ def AvgPool(
         the two agree.
       dtype: computation dtype; ``None`` keeps a floating input's dtype and
         averages integers in the default float.
-      grad: ``"custom"`` (the hand-written rule) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written rules, forward and reverse mode), ``"custom_vjp"`` (reverse mode
+        only) or ``"autodiff"``; ``None`` takes the mode in force ([`grad_mode`][funcnn.core.grad_mode]).
+
+    Shapes:
+      Input ``(N, *spatial, C)``, channels last, with at least one spatial axis (``len(window)`` of them when
+        ``window`` is a sequence).
+      Output ``(N, *spatial', C)``; per axis of length ``n``, with window ``f``, stride ``s`` and explicit
+        padding ``(lo, hi)`` (``"VALID"``: ``(0, 0)``): ``spatial' = floor((n + lo + hi - f) / s) + 1``; with
+        ``ceil_mode``, ``ceil((n + lo + hi - f) / s) + 1``, less one when that last window would start at or
+        past ``n + lo``; with ``"SAME"``, ``ceil(n / s)``.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair with no parameters and no state (``init`` gives ``()`` for both).
+
+    Raises:
+      LayerConfigError: at construction, when ``window`` or ``strides`` is not a positive int or 1 to 3 of
+        them, ``padding`` has none of its forms or is negative, ``window`` and ``padding`` give different
+        numbers of axes, explicit padding exceeds half the window (``f // 2``) on a side, ``ceil_mode`` is
+        combined with ``"SAME"``, ``ceil_mode`` or ``count_include_pad`` is not a bool, ``dtype`` is not a
+        floating dtype JAX holds or ``grad`` is not one of its values. At ``init`` and when ``apply`` is
+        traced, when the input's rank is below 3, ``window``, ``strides`` or the ``padding`` pairs do not have
+        one entry per spatial axis, or the window is larger than the padded input. When ``apply`` is traced,
+        when ``params`` is not empty, or ``x`` is not a real array or has an empty spatial axis.
     """
     args = pool_args("AvgPool", window, strides, padding, ceil_mode=ceil_mode)
     count_include_pad = checks.boolean("AvgPool", "count_include_pad", count_include_pad)
@@ -183,7 +245,21 @@ def GlobalMaxPool(
     Args:
       keepdims: keep the spatial axes, of size 1: ``(N, 1, ..., 1, C)`` (Keras' ``keepdims``).
       dtype: computation dtype; ``None`` keeps a floating input's dtype.
-      grad: ``"custom"`` (the hand-written rule) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written rules, forward and reverse mode), ``"custom_vjp"`` (reverse mode
+        only) or ``"autodiff"``; ``None`` takes the mode in force ([`grad_mode`][funcnn.core.grad_mode]).
+
+    Shapes:
+      Input ``(N, *spatial, C)``, channels last, 1 to 3 spatial axes.
+      Output ``(N, C)``; with ``keepdims``, ``(N, 1, ..., 1, C)`` of the input's rank.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair with no parameters and no state (``init`` gives ``()`` for both).
+
+    Raises:
+      LayerConfigError: at construction, when ``keepdims`` is not a bool, ``dtype`` is not a floating dtype
+        JAX holds or ``grad`` is not one of its values. At ``init`` and when ``apply`` is traced, when the
+        input's rank is not 3 to 5. When ``apply`` is traced, when ``params`` is not empty, or ``x`` is not a
+        real array or has an empty spatial axis.
     """
     return _global("GlobalMaxPool", keepdims, dtype, grad, apply_max_pool)
 
@@ -196,7 +272,21 @@ def GlobalAvgPool(
     Args:
       keepdims: keep the spatial axes, of size 1: ``(N, 1, ..., 1, C)`` (Keras' ``keepdims``).
       dtype: computation dtype; ``None`` keeps a floating input's dtype.
-      grad: ``"custom"`` (the hand-written rule) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written rules, forward and reverse mode), ``"custom_vjp"`` (reverse mode
+        only) or ``"autodiff"``; ``None`` takes the mode in force ([`grad_mode`][funcnn.core.grad_mode]).
+
+    Shapes:
+      Input ``(N, *spatial, C)``, channels last, 1 to 3 spatial axes.
+      Output ``(N, C)``; with ``keepdims``, ``(N, 1, ..., 1, C)`` of the input's rank.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair with no parameters and no state (``init`` gives ``()`` for both).
+
+    Raises:
+      LayerConfigError: at construction, when ``keepdims`` is not a bool, ``dtype`` is not a floating dtype
+        JAX holds or ``grad`` is not one of its values. At ``init`` and when ``apply`` is traced, when the
+        input's rank is not 3 to 5. When ``apply`` is traced, when ``params`` is not empty, or ``x`` is not a
+        real array or has an empty spatial axis.
     """
     return _global(
         "GlobalAvgPool", keepdims, dtype, grad, lambda config, x, grad: apply_avg_pool(config, True, x, grad)
@@ -236,15 +326,38 @@ def MaxUnpool(
     index; the indices get none.
 
     Args:
-      window: the max pool's window; the default output size per axis is
-        ``(n - 1) s - lo - hi + f``.
+      window: the max pool's window, a positive int or 1 to 3 of them; the default output size
+        per axis is ``(n - 1) s - lo - hi + f``.
       strides: the max pool's strides (default: the window).
-      padding: the max pool's padding (explicit padding only).
+      padding: the max pool's padding, explicit and non-negative: an int for every side, or per
+        axis an int or a ``(low, high)`` pair; ``"VALID"`` is 0, ``"SAME"`` is refused.
       output_size: the output's spatial shape where the default does not
         recover the pool's input (strides that do not divide, ceil mode):
         each entry strictly within the stride of the default (PyTorch's rule).
       dtype: computation dtype of the values; ``None`` keeps a floating dtype.
-      grad: ``"custom"`` (the gather rule) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written rules, forward and reverse mode), ``"custom_vjp"`` (reverse mode
+        only) or ``"autodiff"``; ``None`` takes the mode in force ([`grad_mode`][funcnn.core.grad_mode]).
+
+    Shapes:
+      Input the pair ``(values, indices)``, both ``(N, *spatial, C)`` with at least one spatial axis; ``init``
+        takes the pair of their shapes.
+      Output ``(N, *spatial', C)``; per axis of length ``n``, with window ``f``, stride ``s`` and padding
+        ``(lo, hi)``: ``spatial' = (n - 1) s - lo - hi + f``, or ``output_size`` when that is given.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair with no parameters and no state (``init`` gives ``()`` for both).
+
+    Raises:
+      LayerConfigError: at construction, when ``window``, ``strides`` or ``output_size`` is not a positive int
+        or 1 to 3 of them, ``padding`` has none of its forms, is negative or is ``"SAME"``, ``dtype`` is not a
+        floating dtype JAX holds or ``grad`` is not one of its values. At ``init``, when ``input_shape`` is
+        not a pair of shapes. At ``init`` and when ``apply`` is traced, when the indices' shape differs from
+        the values', the values' rank is below 3, ``window``, ``strides``, ``output_size`` or the ``padding``
+        pairs do not have one entry per spatial axis, an ``output_size`` entry is not strictly within the
+        stride of the default (the message lists the allowed range), or the output would be empty. When
+        ``apply`` is traced, when ``x`` is not a pair, ``values`` is not a real array, ``indices`` is not an
+        integer array, concrete indices lie outside ``[0, prod(spatial'))`` (traced ones cannot be checked:
+        out-of-range ones are dropped), or ``params`` is not empty.
     """
     name = "MaxUnpool"
     args = unpool_args(name, window, strides, padding, output_size)

@@ -18,6 +18,19 @@ def Flatten() -> Layer:
     [`funcnn.shapes.num_neurons`][funcnn.shapes.num_neurons].
 
     A pure reshape: the dtype is kept (no arithmetic, so no promotion).
+
+    Shapes:
+      Input ``(N, d1, ..., dk)``, rank 2 to 7 (``k`` from 1 to 6).
+      Output ``(N, d1 * ... * dk)``, in the input's dtype (integer and bool inputs stay so).
+
+    Returns:
+      The layer, an ``(init, apply)`` pair with no parameters and no state (``init`` gives ``()`` for both).
+
+    Raises:
+      LayerConfigError: at ``init``, when ``key`` is not a PRNG key, ``input_shape`` is not a shape of
+        positive sizes (the batch may be ``-1``) or its rank is not 2 to 7; when ``apply`` is traced, when
+        ``x``'s rank is not 2 to 7, ``params`` is not empty or ``x`` is complex, non-numeric, or a list or
+        tuple rather than an array.
     """
 
     def init(key, input_shape):

@@ -54,7 +54,23 @@ def Upsample(
         ``"bicubic"`` (PyTorch's kernel, ``a = -0.75``; for any number of axes).
       dtype: computation dtype; ``None`` keeps a floating input's dtype and resizes integers in
         the default float.
-      grad: ``"custom"`` (the hand-written VJP) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written rules, forward and reverse mode), ``"custom_vjp"`` (reverse mode
+        only) or ``"autodiff"``; ``None`` takes the mode in force ([`grad_mode`][funcnn.core.grad_mode]).
+
+    Shapes:
+      Input ``(N, *spatial, C)``, channels last, 1 to 3 spatial axes (as many as ``scale`` has entries when it
+        is a sequence).
+      Output ``(N, *spatial', C)`` with ``spatial'[i] = spatial[i] * scale[i]``.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair with no parameters and no state (``init`` gives ``()`` for both).
+
+    Raises:
+      LayerConfigError: at construction, when ``scale`` is not a positive int or 1 to 3 of them, ``method`` is
+        not one of the names above, ``dtype`` is not a floating dtype JAX holds or ``grad`` is not one of its
+        values. At ``init`` and when ``apply`` is traced, when the input's rank is not 3 to 5 or a sequence
+        ``scale`` does not have one entry per spatial axis. When ``apply`` is traced, when ``params`` is not
+        empty, or ``x`` is not a real array or has an empty spatial axis.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -93,7 +109,23 @@ def Resize(
         ``"bicubic"`` (PyTorch's kernel, ``a = -0.75``; for any number of axes).
       dtype: computation dtype; ``None`` keeps a floating input's dtype and resizes integers in
         the default float.
-      grad: ``"custom"`` (the hand-written VJP) or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written rules, forward and reverse mode), ``"custom_vjp"`` (reverse mode
+        only) or ``"autodiff"``; ``None`` takes the mode in force ([`grad_mode`][funcnn.core.grad_mode]).
+
+    Shapes:
+      Input ``(N, *spatial, C)``, channels last, 1 to 3 spatial axes (as many as ``shape`` has entries when it
+        is a sequence).
+      Output ``(N, *shape, C)``, an int ``shape`` on every spatial axis.
+
+    Returns:
+      The layer, an ``(init, apply)`` pair with no parameters and no state (``init`` gives ``()`` for both).
+
+    Raises:
+      LayerConfigError: at construction, when ``shape`` is not a positive int or 1 to 3 of them, ``method`` is
+        not one of the names above, ``dtype`` is not a floating dtype JAX holds or ``grad`` is not one of its
+        values. At ``init`` and when ``apply`` is traced, when the input's rank is not 3 to 5 or a sequence
+        ``shape`` does not have one entry per spatial axis. When ``apply`` is traced, when ``params`` is not
+        empty, or ``x`` is not a real array or has an empty spatial axis.
 
     Examples:
         >>> import jax, jax.numpy as jnp

@@ -122,7 +122,23 @@ _relu = _elementwise("relu", jax.nn.relu, lambda x, y: (x > 0, 1.0), "x")
 
 
 def relu(x: jax.Array, *, grad: str | None = None) -> jax.Array:
-    """``max(x, 0)``; VJP ``g * [x > 0]``."""
+    """``max(x, 0)``; VJP ``g * [x > 0]``.
+
+    Args:
+      x: an array of any shape, or a Python or NumPy number; integer and bool inputs are promoted
+        to the default float.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``; ``None``
+        takes the mode in force ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      The activation, elementwise: an array of ``x``'s shape, in ``x``'s dtype (the default float
+        for an integer or bool ``x``).
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``x`` is not an array or
+        a number (a list, a tuple or a Python bool is refused) or has a complex or non-numeric dtype, or
+        ``grad`` is not ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``.
+    """
     return _relu(x, grad)
 
 
@@ -136,8 +152,19 @@ def relu6(x: jax.Array, *, grad: str | None = None) -> jax.Array:
     ``relu6`` and ``jax.nn.relu6`` (also the ``grad="autodiff"`` path) take it.
 
     Args:
-      x: any array.
-      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
+      x: an array of any shape, or a Python or NumPy number; integer and bool inputs are promoted
+        to the default float.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``; ``None``
+        takes the mode in force ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      The activation, elementwise: an array of ``x``'s shape, in ``x``'s dtype (the default float
+        for an integer or bool ``x``).
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``x`` is not an array or
+        a number (a list, a tuple or a Python bool is refused) or has a complex or non-numeric dtype, or
+        ``grad`` is not ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``.
     """
     return _relu6(x, grad)
 
@@ -148,7 +175,23 @@ _sigmoid = _elementwise("sigmoid", jax.nn.sigmoid, lambda x, y: y * (1 - y), "y"
 
 
 def sigmoid(x: jax.Array, *, grad: str | None = None) -> jax.Array:
-    """``1 / (1 + e^-x)``; VJP ``g * sigma (1 - sigma)``."""
+    """``1 / (1 + e^-x)``; VJP ``g * sigma (1 - sigma)``.
+
+    Args:
+      x: an array of any shape, or a Python or NumPy number; integer and bool inputs are promoted
+        to the default float.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``; ``None``
+        takes the mode in force ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      The activation, elementwise: an array of ``x``'s shape, in ``x``'s dtype (the default float
+        for an integer or bool ``x``).
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``x`` is not an array or
+        a number (a list, a tuple or a Python bool is refused) or has a complex or non-numeric dtype, or
+        ``grad`` is not ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``.
+    """
     return _sigmoid(x, grad)
 
 
@@ -156,7 +199,23 @@ _tanh = _elementwise("tanh", jnp.tanh, lambda x, y: 1 - y * y, "y")
 
 
 def tanh(x: jax.Array, *, grad: str | None = None) -> jax.Array:
-    """``tanh(x)``; VJP ``g * (1 - tanh^2 x)``."""
+    """``tanh(x)``; VJP ``g * (1 - tanh^2 x)``.
+
+    Args:
+      x: an array of any shape, or a Python or NumPy number; integer and bool inputs are promoted
+        to the default float.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``; ``None``
+        takes the mode in force ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      The activation, elementwise: an array of ``x``'s shape, in ``x``'s dtype (the default float
+        for an integer or bool ``x``).
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``x`` is not an array or
+        a number (a list, a tuple or a Python bool is refused) or has a complex or non-numeric dtype, or
+        ``grad`` is not ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``.
+    """
     return _tanh(x, grad)
 
 
@@ -169,8 +228,19 @@ def log_sigmoid(x: jax.Array, *, grad: str | None = None) -> jax.Array:
     Equals PyTorch's ``logsigmoid`` and ``jax.nn.log_sigmoid``.
 
     Args:
-      x: any array.
-      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
+      x: an array of any shape, or a Python or NumPy number; integer and bool inputs are promoted
+        to the default float.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``; ``None``
+        takes the mode in force ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      The activation, elementwise: an array of ``x``'s shape, in ``x``'s dtype (the default float
+        for an integer or bool ``x``).
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``x`` is not an array or
+        a number (a list, a tuple or a Python bool is refused) or has a complex or non-numeric dtype, or
+        ``grad`` is not ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``.
     """
     return _log_sigmoid(x, grad)
 
@@ -188,7 +258,26 @@ _leaky_relu = _elementwise(
 
 
 def leaky_relu(x: jax.Array, negative_slope: float = 0.01, *, grad: str | None = None) -> jax.Array:
-    """``x`` if ``x > 0`` else ``negative_slope * x``; VJP ``g`` or ``negative_slope * g``."""
+    """``x`` if ``x > 0`` else ``negative_slope * x``; VJP ``g`` or ``negative_slope * g``.
+
+    Args:
+      x: an array of any shape, or a Python or NumPy number; integer and bool inputs are promoted
+        to the default float.
+      negative_slope: the slope for ``x <= 0`` (the derivative at 0 too), a finite real number;
+        default 0.01, PyTorch's.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``; ``None``
+        takes the mode in force ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      The activation, elementwise: an array of ``x``'s shape, in ``x``'s dtype (the default float
+        for an integer or bool ``x``).
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``x`` is not an array or
+        a number (a list, a tuple or a Python bool is refused) or has a complex or non-numeric dtype,
+        ``negative_slope`` is not a finite real number fixed at trace time (a bool or a traced value is
+        refused), or ``grad`` is not ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``.
+    """
     return _leaky_relu(x, grad, checks.real("leaky_relu", "negative_slope", negative_slope))
 
 
@@ -201,7 +290,25 @@ _elu = _elementwise("elu", _elu_forward, lambda x, y, alpha: jnp.where(x > 0, 1.
 
 
 def elu(x: jax.Array, alpha: float = 1.0, *, grad: str | None = None) -> jax.Array:
-    """``x`` if ``x > 0`` else ``alpha (e^x - 1)``; VJP ``g`` or ``g (y + alpha)``."""
+    """``x`` if ``x > 0`` else ``alpha (e^x - 1)``; VJP ``g`` or ``g (y + alpha)``.
+
+    Args:
+      x: an array of any shape, or a Python or NumPy number; integer and bool inputs are promoted
+        to the default float.
+      alpha: the negative branch's scale (it tends to ``-alpha``), a finite real number.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``; ``None``
+        takes the mode in force ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      The activation, elementwise: an array of ``x``'s shape, in ``x``'s dtype (the default float
+        for an integer or bool ``x``).
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``x`` is not an array or
+        a number (a list, a tuple or a Python bool is refused) or has a complex or non-numeric dtype,
+        ``alpha`` is not a finite real number fixed at trace time (a bool or a traced value is refused),
+        or ``grad`` is not ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``.
+    """
     return _elu(x, grad, checks.real("elu", "alpha", alpha))
 
 
@@ -227,8 +334,19 @@ def selu(x: jax.Array, *, grad: str | None = None) -> jax.Array:
     left one, ``lambda alpha``, as both take it.
 
     Args:
-      x: any array.
-      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
+      x: an array of any shape, or a Python or NumPy number; integer and bool inputs are promoted
+        to the default float.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``; ``None``
+        takes the mode in force ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      The activation, elementwise: an array of ``x``'s shape, in ``x``'s dtype (the default float
+        for an integer or bool ``x``).
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``x`` is not an array or
+        a number (a list, a tuple or a Python bool is refused) or has a complex or non-numeric dtype, or
+        ``grad`` is not ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``.
     """
     return _selu(x, grad)
 
@@ -258,9 +376,21 @@ def celu(x: jax.Array, alpha: float = 1.0, *, grad: str | None = None) -> jax.Ar
     differentiable, with ``f'(0) = 1``.
 
     Args:
-      x: any array.
+      x: an array of any shape, or a Python or NumPy number; integer and bool inputs are promoted
+        to the default float.
       alpha: the negative branch's scale, a nonzero real number.
-      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``; ``None``
+        takes the mode in force ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      The activation, elementwise: an array of ``x``'s shape, in ``x``'s dtype (the default float
+        for an integer or bool ``x``).
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``x`` is not an array or
+        a number (a list, a tuple or a Python bool is refused) or has a complex or non-numeric dtype,
+        ``alpha`` is not a finite, nonzero real number fixed at trace time (a bool or a traced value is
+        refused), or ``grad`` is not ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``.
     """
     return _celu(x, grad, celu_alpha("celu", alpha))
 
@@ -286,7 +416,27 @@ _gelu = _elementwise(
 
 
 def gelu(x: jax.Array, approximate: bool = True, *, grad: str | None = None) -> jax.Array:
-    """``x Phi(x)`` (or its tanh approximation, as ``jax.nn.gelu``); VJP ``g f'(x)``."""
+    """``x Phi(x)`` (or its tanh approximation, as ``jax.nn.gelu``); VJP ``g f'(x)``.
+
+    Args:
+      x: an array of any shape, or a Python or NumPy number; integer and bool inputs are promoted
+        to the default float.
+      approximate: ``True`` (the default, as ``jax.nn.gelu``) for the tanh approximation
+        ``x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) / 2``, ``False`` for the exact ``x Phi(x)``,
+        ``Phi`` the standard normal CDF (PyTorch's default). A Python or NumPy bool.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``; ``None``
+        takes the mode in force ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      The activation, elementwise: an array of ``x``'s shape, in ``x``'s dtype (the default float
+        for an integer or bool ``x``).
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``x`` is not an array or
+        a number (a list, a tuple or a Python bool is refused) or has a complex or non-numeric dtype,
+        ``approximate`` is not a Python or NumPy bool (a traced one, under ``jit``, is refused: make it
+        static), or ``grad`` is not ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``.
+    """
     return _gelu(x, grad, checks.boolean("gelu", "approximate", approximate))
 
 
@@ -304,8 +454,19 @@ def silu(x: jax.Array, *, grad: str | None = None) -> jax.Array:
     Equals ``jax.nn.silu`` and PyTorch's ``silu``.
 
     Args:
-      x: any array.
-      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
+      x: an array of any shape, or a Python or NumPy number; integer and bool inputs are promoted
+        to the default float.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``; ``None``
+        takes the mode in force ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      The activation, elementwise: an array of ``x``'s shape, in ``x``'s dtype (the default float
+        for an integer or bool ``x``).
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``x`` is not an array or
+        a number (a list, a tuple or a Python bool is refused) or has a complex or non-numeric dtype, or
+        ``grad`` is not ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``.
     """
     return _silu(x, grad)
 
@@ -338,10 +499,24 @@ def softplus(
     The log is computed stably (``logaddexp``) for any threshold.
 
     Args:
-      x: any array.
-      beta: the sharpness, ``> 0``.
-      threshold: the value of ``beta x`` above which the function is ``x``.
-      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
+      x: an array of any shape, or a Python or NumPy number; integer and bool inputs are promoted
+        to the default float.
+      beta: the sharpness, a finite real number ``> 0`` (default 1).
+      threshold: the value of ``beta x`` above which the function is ``x``, a finite real number
+        (default 20).
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``; ``None``
+        takes the mode in force ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      The activation, elementwise: an array of ``x``'s shape, in ``x``'s dtype (the default float
+        for an integer or bool ``x``).
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``x`` is not an array or
+        a number (a list, a tuple or a Python bool is refused) or has a complex or non-numeric dtype,
+        ``beta`` is not a finite real number ``> 0`` or ``threshold`` not a finite real number, each
+        fixed at trace time (a bool or a traced value is refused), or ``grad`` is not ``None``,
+        ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``.
     """
     beta = checks.real("softplus", "beta", beta, low=0.0, low_open=True)
     return _softplus(x, grad, beta, checks.real("softplus", "threshold", threshold))
@@ -360,8 +535,19 @@ def softsign(x: jax.Array, *, grad: str | None = None) -> jax.Array:
     Equals ``jax.nn.soft_sign`` and PyTorch's ``softsign``.
 
     Args:
-      x: any array.
-      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
+      x: an array of any shape, or a Python or NumPy number; integer and bool inputs are promoted
+        to the default float.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``; ``None``
+        takes the mode in force ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      The activation, elementwise: an array of ``x``'s shape, in ``x``'s dtype (the default float
+        for an integer or bool ``x``).
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``x`` is not an array or
+        a number (a list, a tuple or a Python bool is refused) or has a complex or non-numeric dtype, or
+        ``grad`` is not ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``.
     """
     return _softsign(x, grad)
 
@@ -382,8 +568,19 @@ def hard_sigmoid(x: jax.Array, *, grad: str | None = None) -> jax.Array:
     ``jax.nn``'s.
 
     Args:
-      x: any array.
-      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
+      x: an array of any shape, or a Python or NumPy number; integer and bool inputs are promoted
+        to the default float.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``; ``None``
+        takes the mode in force ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      The activation, elementwise: an array of ``x``'s shape, in ``x``'s dtype (the default float
+        for an integer or bool ``x``).
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``x`` is not an array or
+        a number (a list, a tuple or a Python bool is refused) or has a complex or non-numeric dtype, or
+        ``grad`` is not ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``.
     """
     return _hard_sigmoid(x, grad)
 
@@ -405,8 +602,19 @@ def hard_silu(x: jax.Array, *, grad: str | None = None) -> jax.Array:
     derivatives at the kinks: 0 at ``x = -3``, 1 at ``x = 3`` (the outer pieces').
 
     Args:
-      x: any array.
-      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
+      x: an array of any shape, or a Python or NumPy number; integer and bool inputs are promoted
+        to the default float.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``; ``None``
+        takes the mode in force ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      The activation, elementwise: an array of ``x``'s shape, in ``x``'s dtype (the default float
+        for an integer or bool ``x``).
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``x`` is not an array or
+        a number (a list, a tuple or a Python bool is refused) or has a complex or non-numeric dtype, or
+        ``grad`` is not ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``.
     """
     return _hard_silu(x, grad)
 
@@ -467,9 +675,22 @@ def prelu(x: jax.Array, slope: jax.Array, *, grad: str | None = None) -> jax.Arr
     [`funcnn.ops.dense`][funcnn.ops.dense.dense]); each cotangent comes back in its operand's dtype.
 
     Args:
-      x: a channels-last array ``(..., C)``.
-      slope: shape ``()`` (one slope) or ``(C,)`` (one per channel).
-      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
+      x: a channels-last array ``(..., C)``, of any rank (0-d too) when ``slope`` is a scalar;
+        integer and bool operands are promoted as above.
+      slope: the learned slope for ``x <= 0``: shape ``()`` (one slope) or ``(C,)`` with
+        ``C = x.shape[-1]`` (one per channel).
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``; ``None``
+        takes the mode in force ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      ``x`` where ``x > 0``, else ``slope * x`` (``slope`` broadcast along the last axis): an array
+        of ``x``'s shape, in the floating dtype both operands are cast to.
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``x`` or ``slope`` is
+        not an array or a number (``None``, a list, a tuple or a Python bool is refused) or has a
+        complex or non-numeric dtype, ``slope``'s shape is neither ``()`` nor ``(x.shape[-1],)``, or
+        ``grad`` is not ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``.
     """
     checks.grad_mode("prelu", grad)
     x, slope = checks.promote_operands("prelu", ("x", "slope"), x, slope)
@@ -508,7 +729,27 @@ SOFTMAX_RULES = HandWritten("softmax", _softmax_forward, _softmax_fwd, _softmax_
 
 
 def softmax(x: jax.Array, axis: int = -1, *, grad: str | None = None) -> jax.Array:
-    """``e^x / sum(e^x)`` along ``axis``; VJP ``y (g - sum(g y))``."""
+    """``e^x / sum(e^x)`` along ``axis``; VJP ``y (g - sum(g y))``.
+
+    Args:
+      x: an array with at least one axis; integer and bool inputs are promoted to the default
+        float.
+      axis: the axis to normalise over, negative counting from the end (default the last), or a
+        tuple of distinct axes normalised over jointly.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``; ``None``
+        takes the mode in force ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      The softmax ``y``, an array of ``x``'s shape, in ``x``'s dtype (the default float for an
+        integer or bool ``x``), non-negative and summing to 1 over ``axis``.
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``x`` is not an array or
+        a number (a list, a tuple or a Python bool is refused) or has a complex or non-numeric dtype,
+        ``axis`` is not an integer or a non-empty tuple of integers, an entry of ``axis`` is out of
+        range for ``x``'s rank or repeats another (a 0-d ``x`` has no axis), or ``grad`` is not
+        ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``.
+    """
     checks.grad_mode("softmax", grad)
     x = checks.input_array("softmax", x)
     axis = checks.axes("softmax", "axis", axis)
@@ -542,7 +783,27 @@ LOG_SOFTMAX_RULES = HandWritten(
 
 
 def log_softmax(x: jax.Array, axis: int = -1, *, grad: str | None = None) -> jax.Array:
-    """``x - log sum(e^x)`` along ``axis``; VJP ``g - softmax(x) sum(g)``."""
+    """``x - log sum(e^x)`` along ``axis``; VJP ``g - softmax(x) sum(g)``.
+
+    Args:
+      x: an array with at least one axis; integer and bool inputs are promoted to the default
+        float.
+      axis: the axis to normalise over, negative counting from the end (default the last), or a
+        tuple of distinct axes normalised over jointly.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``; ``None``
+        takes the mode in force ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      ``log(softmax(x))``, computed stably: an array of ``x``'s shape, in ``x``'s dtype (the default
+        float for an integer or bool ``x``).
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``x`` is not an array or
+        a number (a list, a tuple or a Python bool is refused) or has a complex or non-numeric dtype,
+        ``axis`` is not an integer or a non-empty tuple of integers, an entry of ``axis`` is out of
+        range for ``x``'s rank or repeats another (a 0-d ``x`` has no axis), or ``grad`` is not
+        ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``.
+    """
     checks.grad_mode("log_softmax", grad)
     x = checks.input_array("log_softmax", x)
     axis = checks.axes("log_softmax", "axis", axis)

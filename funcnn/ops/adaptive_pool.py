@@ -461,12 +461,27 @@ def adaptive_avg_pool(
     inputs are averaged in the default float.
 
     Args:
-      x: ``(N, *spatial, C)`` with 1 to 3 spatial axes.
-      output_size: an int for every spatial axis, or one entry per spatial
-        axis, ``None`` keeping that axis' size; larger than the input repeats
-        inputs (windows of one or two).
-      grad: ``"custom"`` (the hand-written rule ``dL/dX = A^T G``) or
-        ``"autodiff"``.
+      x: the input ``(N, *spatial, C)``, channels last, with 1 to 3 non-empty spatial axes.
+      output_size: the output's spatial sizes: one positive int for every spatial axis, or one
+        entry per spatial axis, each a positive int or ``None`` (keeping that axis' size); larger
+        than the input repeats inputs (windows of one or two).
+      grad: ``"custom"`` (the hand-written rule ``dL/dX = A^T G``, and its JVP),
+        ``"custom_vjp"`` (the rule through ``jax.custom_vjp``, reverse mode only) or
+        ``"autodiff"``; ``None`` takes the mode in force
+        ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      The window means, ``(N, *out_spatial, C)`` with ``out_spatial`` the ``output_size`` (``x``'s
+        size where an entry is ``None``), in ``x``'s dtype (the default float for an integer or bool
+        ``x``).
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``grad`` is not
+        ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``; ``output_size`` is not a
+        positive int nor 1 to 3 entries each a positive int or ``None`` (bools refused); ``x`` is
+        not an array or a number or has a complex or non-numeric dtype; ``x`` does not have rank
+        3, 4 or 5 or has an empty spatial axis; or ``output_size`` has a number of entries other
+        than ``x``'s spatial rank.
 
     Examples:
         >>> adaptive_avg_pool(jnp.arange(5.0).reshape(1, 5, 1), 3)[0, :, 0]
@@ -491,10 +506,25 @@ def adaptive_max_pool(
     the default float.
 
     Args:
-      x: ``(N, *spatial, C)`` with 1 to 3 spatial axes.
-      output_size: an int for every spatial axis, or one entry per spatial
-        axis, ``None`` keeping that axis' size.
-      grad: ``"custom"`` (the hand-written rule) or ``"autodiff"``.
+      x: the input ``(N, *spatial, C)``, channels last, with 1 to 3 non-empty spatial axes.
+      output_size: the output's spatial sizes: one positive int for every spatial axis, or one
+        entry per spatial axis, each a positive int or ``None`` (keeping that axis' size).
+      grad: ``"custom"`` (the hand-written rule and its JVP), ``"custom_vjp"`` (the rule through
+        ``jax.custom_vjp``, reverse mode only) or ``"autodiff"``; ``None`` takes the mode in force
+        ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      The window maxima (NaN for a window holding a NaN), ``(N, *out_spatial, C)`` with
+        ``out_spatial`` the ``output_size`` (``x``'s size where an entry is ``None``), in ``x``'s
+        dtype (the default float for an integer or bool ``x``).
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``grad`` is not
+        ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``; ``output_size`` is not a
+        positive int nor 1 to 3 entries each a positive int or ``None`` (bools refused); ``x`` is
+        not an array or a number or has a complex or non-numeric dtype; ``x`` does not have rank
+        3, 4 or 5 or has an empty spatial axis; or ``output_size`` has a number of entries other
+        than ``x``'s spatial rank.
 
     Examples:
         >>> adaptive_max_pool(jnp.array([1.0, 4.0, 2.0, 0.0, 3.0]).reshape(1, 5, 1), 3)[0, :, 0]

@@ -469,27 +469,54 @@ def conv(
 ) -> jax.Array:
     """N-D convolution (cross-correlation, as in deep learning), channels last.
 
-    Args:
-      x: input ``(N, *spatial, C_in)``.
-      kernel: ``(*kernel_spatial, C_in / groups, C_out)`` (HWIO for 2-D).
-      bias: optional ``(C_out,)``.
-      strides: window step per spatial axis (an int broadcasts).
-      padding: ``"VALID"``, ``"SAME"``, an int, or ``(low, high)`` pairs; pairs
-        may be negative (cropping).
-      dilation: kernel (``rhs``) dilation.
-      lhs_dilation: input dilation (a transposed convolution's stride).
-      groups: feature groups; ``groups == C_in`` is a depthwise convolution.
-      precision: passed to ``lax.conv_general_dilated`` in the forward and
-        the backward convolutions.
-      preferred_element_type: passed to ``lax.conv_general_dilated`` in the
-        forward and the backward convolutions.
-      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"`` (JAX's).
-
     Integer or bool operands are promoted to the floating operands' dtype
     (the default float when there is none); complex operands are refused.
 
+    Args:
+      x: input ``(N, *spatial, C_in)``, channels last, 1 to 3 spatial axes.
+      kernel: ``(*kernel_spatial, C_in / groups, C_out)`` (HWIO for 2-D), as many spatial axes as
+        ``x``.
+      bias: optional ``(C_out,)``, added to every output position; ``None`` (the default) adds
+        nothing.
+      strides: window step per spatial axis ``s``: a positive int (broadcast to every axis) or one
+        per spatial axis.
+      padding: ``"VALID"`` (the default), ``"SAME"`` (output ``ceil(n' / s)``; any case), an
+        int for both sides of every axis, or one entry per spatial axis, an int or a
+        ``(low, high)`` pair; ints may be negative (cropping).
+      dilation: kernel (``rhs``) dilation ``d``: a positive int or one per spatial axis.
+      lhs_dilation: input dilation ``l`` (a transposed convolution's stride): a positive int or
+        one per spatial axis.
+      groups: feature groups, a positive int dividing ``C_out``; ``groups == C_in`` is a depthwise
+        convolution.
+      precision: passed to ``lax.conv_general_dilated`` in the forward and
+        the backward convolutions: ``None``, a ``lax.Precision`` or its name, a
+        ``lax.DotAlgorithmPreset``, or a pair of them.
+      preferred_element_type: passed to ``lax.conv_general_dilated`` in the
+        forward and the backward convolutions: ``None`` or a floating dtype, the dtype to
+        accumulate in and return.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"`` (JAX's);
+        ``None`` takes the mode in force ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"``
+        outside it).
+
     Returns:
-      ``(N, *out_spatial, C_out)`` with ``out = floor((n + lo + hi - d (f - 1) - 1) / s) + 1``.
+      ``(N, *out_spatial, C_out)`` with ``out = floor((n' + lo + hi - d (f - 1) - 1) / s) + 1``
+        per spatial axis, ``n' = l (n - 1) + 1`` the input length after input dilation (``n`` when
+        ``l = 1``) and ``(lo, hi)`` its padding; in ``preferred_element_type`` when given, else in
+        the dtype the operands are cast to.
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if an argument is
+        malformed: ``grad`` is not ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``;
+        ``strides``, ``dilation`` or ``lhs_dilation`` is not a positive int or 1 to 3 of them;
+        ``padding`` is none of the forms above; ``groups`` is not a positive int; ``precision`` is not
+        one of the values above; ``preferred_element_type`` is not a floating dtype JAX holds
+        (``float64`` needs ``jax_enable_x64``); ``x``, ``kernel`` or a given ``bias`` is not an array
+        or a number or has a complex or non-numeric dtype. Or if the shapes do not fit: ``kernel``
+        does not have rank 3, 4 or 5 or has an empty axis; ``x``'s rank is not ``kernel``'s;
+        ``C_in != kernel.shape[-2] * groups``; ``groups`` does not divide ``C_out``; a per-axis
+        ``strides``, ``dilation``, ``lhs_dilation`` or ``padding`` has a number of entries other than
+        the spatial rank; the dilated kernel is larger than the padded input (an output size below 1);
+        or ``bias``'s shape is not ``(C_out,)``.
     """
     checks.grad_mode("conv", grad)
     args = conv_args(
@@ -708,6 +735,57 @@ def conv_transpose(
     ``tf.nn.conv_transpose``'s, without batch and channels) picks
     ``output_padding`` instead: an error lists the reachable sizes when no
     allowed ``output_padding`` gives it.
+
+    Integer or bool operands are promoted to the floating operands' dtype
+    (the default float when there is none); complex operands are refused.
+
+    Args:
+      x: input ``(N, *spatial, C_in)``, channels last, 1 to 3 spatial axes.
+      kernel: ``(*kernel_spatial, C_in / groups, C_out)`` (HWIO for 2-D, not flipped), as many
+        spatial axes as ``x``.
+      bias: optional ``(C_out,)``, added to every output position; ``None`` (the default) adds
+        nothing.
+      strides: the upsampling factor ``s`` (the input dilation): a positive int or one per spatial
+        axis.
+      padding: the padding ``(lo, hi)`` of the forward convolution being transposed, which crops
+        the output: ``"VALID"`` (the default, no cropping), ``"SAME"`` (any case), an int for both
+        sides of every axis, or one entry per spatial axis, an int or a ``(low, high)`` pair; ints
+        may be negative (extending the output).
+      dilation: kernel dilation ``d``: a positive int or one per spatial axis.
+      output_padding: rows added at the high end of each spatial axis: a non-negative int or one
+        per spatial axis, below ``max(s, d)`` (below ``s`` with ``"SAME"``); default 0.
+      output_shape: the output's spatial sizes, a positive int (broadcast) or one per spatial
+        axis, from which ``output_padding`` is solved; ``None`` (the default) to use
+        ``output_padding``.
+      groups: feature groups, a positive int dividing ``C_out``.
+      precision: passed to ``lax.conv_general_dilated`` in the forward and the backward
+        convolutions: ``None``, a ``lax.Precision`` or its name, a ``lax.DotAlgorithmPreset``, or
+        a pair of them.
+      preferred_element_type: passed to ``lax.conv_general_dilated`` in the forward and the
+        backward convolutions: ``None`` or a floating dtype, the dtype to accumulate in and return.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"`` (JAX's);
+        ``None`` takes the mode in force ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"``
+        outside it).
+
+    Returns:
+      ``(N, *out_spatial, C_out)``, each ``out`` the output length above (``output_shape`` when
+        given); in ``preferred_element_type`` when given, else in the dtype the operands are cast to.
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if an argument is
+        malformed: ``grad`` is not ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``;
+        ``strides`` or ``dilation`` is not a positive int or 1 to 3 of them, ``output_padding`` not a
+        non-negative int or 1 to 3 of them, ``output_shape`` not ``None``, a positive int or 1 to 3 of
+        them; ``padding``, ``groups``, ``precision`` or ``preferred_element_type`` is malformed as for
+        [`conv`][funcnn.ops.conv.conv]; per-axis ``strides``, ``dilation`` and ``output_padding``, or
+        ``strides`` and ``output_shape``, differ in length; ``output_padding`` is not below
+        ``max(s, d)`` on every axis (below ``s`` with ``"SAME"``), or not 0 with ``output_shape``
+        given; ``x``, ``kernel`` or a given ``bias`` is not an array or a number or has a complex or
+        non-numeric dtype. Or if the shapes do not fit: ``kernel`` and ``x`` as for
+        [`conv`][funcnn.ops.conv.conv] (rank, ``C_in = kernel.shape[-2] * groups``, ``groups``
+        dividing ``C_out``); a per-axis argument's length is not the spatial rank; no allowed output
+        padding reaches ``output_shape`` (the message lists the reachable sizes); the padding leaves
+        an output size below 1; or ``bias``'s shape is not ``(C_out,)``.
     """
     checks.grad_mode("conv_transpose", grad)
     forward = conv_args(

@@ -92,15 +92,31 @@ def dense(
 ) -> jax.Array:
     """``x @ kernel + bias`` over the last axis of ``x``.
 
-    Args:
-      x: input, shape ``(..., n_in)``.
-      kernel: weights, shape ``(n_in, n_out)``.
-      bias: optional, shape ``(n_out,)``.
-      precision: passed to ``lax.dot_general`` in the forward and backward passes.
-      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``.
-
     Integer or bool operands are promoted to the floating operands' dtype;
     complex operands are refused.
+
+    Args:
+      x: input, shape ``(..., n_in)``: any leading axes (none for one vector), features last.
+      kernel: weights, shape ``(n_in, n_out)``.
+      bias: optional, shape ``(n_out,)``; ``None`` (the default) adds nothing.
+      precision: passed to ``lax.dot_general`` in the forward and backward passes: ``None``, a
+        ``lax.Precision`` or its name (``"highest"``), a ``lax.DotAlgorithmPreset``, or a pair of
+        them.
+      grad: ``"custom"`` (hand-written VJP and JVP), ``"custom_vjp"`` or ``"autodiff"``; ``None``
+        takes the mode in force ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      ``(..., n_out)``, ``x``'s leading axes with ``n_out`` features, in the dtype the operands are
+        cast to: the widest floating operand's (``float32`` for ``float16`` with ``bfloat16``), the
+        default float when all are integer or bool.
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``grad`` is not
+        ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``; ``precision`` is none of the
+        above; ``x``, ``kernel`` or a given ``bias`` is not an array or a number (``None``, a list
+        or a tuple is refused) or has a complex or non-numeric dtype; ``kernel`` is not 2-D or
+        ``x.shape[-1] != kernel.shape[0]`` (a 0-d ``x`` included); or ``bias`` is not ``None`` and
+        its shape is not ``(n_out,)``.
     """
     checks.grad_mode("dense", grad)
     precision = checks.precision("dense", precision)

@@ -140,12 +140,31 @@ def standardize(
     the input's (floating) dtype, the statistics at least float32.
 
     Args:
-      x: any array.
+      x: an array of any shape with at least one axis.
       axis: an axis or a tuple of distinct axes (negative from the end) to
-        compute the statistics over; any axes, the batch's too.
-      epsilon: added to the variance (or mean square), ``> 0``.
-      center: subtract the mean (LayerNorm) or not (RMSNorm).
-      grad: ``"custom"`` (the hand-written VJP) or ``"autodiff"``.
+        compute the statistics over; any axes, the batch's too. Default the last.
+      epsilon: added to the variance (or mean square), a finite real number ``> 0``
+        (default ``1e-5``).
+      center: subtract the mean (LayerNorm, the default) or not (RMSNorm); a Python or NumPy
+        bool.
+      grad: ``"custom"`` (the hand-written VJP, and its JVP), ``"custom_vjp"`` (the VJP through
+        ``jax.custom_vjp``, reverse mode only) or ``"autodiff"``; ``None`` takes the mode in force
+        ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      The standardised ``x``, of ``x``'s shape and dtype (the default float for an integer or
+        bool ``x``): over ``axis``, at each position of the other axes, mean 0 (with ``center``)
+        and mean square ``v / (v + epsilon)``, ``v`` the variance (the mean square without
+        ``center``).
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``grad`` is not
+        ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``; ``axis`` is not an integer or a
+        non-empty tuple of integers; ``epsilon`` is not a finite real number ``> 0`` fixed at
+        trace time (a bool or a traced value is refused); ``center`` is not a Python or NumPy
+        bool (a traced one, under ``jit``, is refused: make it static); ``x`` is not an array or
+        a number or has a complex or non-numeric dtype; or an entry of ``axis`` is out of range
+        for ``x``'s rank or repeats another.
     """
     checks.grad_mode("standardize", grad)
     axis = checks.axes("standardize", "axis", axis)

@@ -631,6 +631,14 @@ def max_pool(
     are promoted to the default float.
 
     Args:
+      x: the input ``(N, *spatial, C)``, channels last, with at least one non-empty spatial axis.
+      window: the window size ``f``: a positive int (broadcast to every spatial axis) or one per
+        spatial axis (1 to 3 entries).
+      strides: the step ``s`` between windows, as ``window``; ``None`` (the default) uses the
+        window.
+      padding: ``"VALID"`` (the default), ``"SAME"`` (``ceil(n / s)`` windows; any case), a
+        non-negative int for both sides of every axis, or one entry per spatial axis, an int or a
+        ``(low, high)`` pair; explicit padding at most ``f // 2`` on each side.
       dilation: window dilation ``d``: window ``o`` takes the inputs
         ``s o + d k - lo``, ``k < f`` (PyTorch's ``dilation``).
       ceil_mode: round the number of windows up (PyTorch's rule,
@@ -641,10 +649,29 @@ def max_pool(
         ``(y, indices)`` that [`max_unpool`][funcnn.ops.pool.max_unpool] takes. Ties go to the first
         maximum in scan order, a NaN window to its first NaN (the gradient's
         rule; PyTorch's CPU kernel picks the last NaN).
-      grad: ``"custom"`` (the hand-written rule) or ``"autodiff"``; with
-        dilation, autodiff differentiates ``max_pool_sliced`` (JAX has no
-        VJP of a dilated ``reduce_window`` maximum), which reads each window
-        at its first maximum, so ties follow the custom rule.
+      grad: ``"custom"`` (the hand-written rule and its JVP), ``"custom_vjp"`` (the rule through
+        ``jax.custom_vjp``, reverse mode only) or ``"autodiff"``; with dilation, autodiff
+        differentiates ``max_pool_sliced`` (JAX has no VJP of a dilated ``reduce_window`` maximum),
+        which reads each window at its first maximum, so ties follow the custom rule. ``None`` takes
+        the mode in force ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      The window maxima ``y``, ``(N, *out_spatial, C)`` with the output lengths above
+        (``ceil(n / s)`` with ``"SAME"``, the ceil-mode length with ``ceil_mode``), NaN for a window
+        holding a NaN, in ``x``'s dtype (the default float for an integer or bool ``x``); with
+        ``return_indices``, the pair ``(y, indices)``, ``indices`` an ``int32`` array of ``y``'s
+        shape.
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``grad`` is not
+        ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``; ``window``, ``strides`` or
+        ``dilation`` is not a positive int or 1 to 3 of them; ``padding`` is none of the forms above,
+        negative, or more than half the window on a side; ``padding`` and ``window`` sequences differ
+        in length; ``ceil_mode`` or ``return_indices`` is not a Python or NumPy bool, or ``ceil_mode``
+        is true with ``"SAME"``; ``x`` is not an array or a number or has a complex or non-numeric
+        dtype. Or if the shapes do not fit: ``x`` has rank below 3 or an empty spatial axis; a
+        per-axis argument's length is not the spatial rank; the (dilated) window is larger than the
+        padded input; or the dilation leaves a window with padding only.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -676,12 +703,38 @@ def avg_pool(
     their own integer type, which would wrap and truncate).
 
     Args:
+      x: the input ``(N, *spatial, C)``, channels last, with at least one non-empty spatial axis.
+      window: the window size ``f``: a positive int (broadcast to every spatial axis) or one per
+        spatial axis (1 to 3 entries).
+      strides: the step ``s`` between windows, as ``window``; ``None`` (the default) uses the
+        window.
+      padding: ``"VALID"`` (the default), ``"SAME"`` (``ceil(n / s)`` windows; any case), a
+        non-negative int for both sides of every axis, or one entry per spatial axis, an int or a
+        ``(low, high)`` pair; explicit padding at most ``f // 2`` on each side.
       ceil_mode: round the number of windows up, as [`max_pool`][funcnn.ops.pool.max_pool]. A last
         window that overhangs the padded input is divided by its part inside
         it (``count_include_pad``), as PyTorch does.
       count_include_pad: divide by the full window size (padding counts as
         zeros, PyTorch's default) when ``True``; by the number of unpadded
         inputs in each window when ``False``. Without padding both agree.
+      grad: ``"custom"`` (the hand-written rule and its JVP), ``"custom_vjp"`` (the rule through
+        ``jax.custom_vjp``, reverse mode only) or ``"autodiff"``; ``None`` takes the mode in force
+        ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      The window means, ``(N, *out_spatial, C)`` with the output sizes of
+        [`max_pool`][funcnn.ops.pool.max_pool] (undilated), in ``x``'s dtype (the default float for an
+        integer or bool ``x``).
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``grad`` is not
+        ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``; ``window`` or ``strides`` is not a
+        positive int or 1 to 3 of them; ``padding`` is none of the forms above, negative, or more than
+        half the window on a side; ``padding`` and ``window`` sequences differ in length;
+        ``ceil_mode`` or ``count_include_pad`` is not a Python or NumPy bool, or ``ceil_mode`` is true
+        with ``"SAME"``; ``x`` is not an array or a number or has a complex or non-numeric dtype. Or
+        if the shapes do not fit: ``x`` has rank below 3 or an empty spatial axis; a per-axis
+        argument's length is not the spatial rank; or the window is larger than the padded input.
     """
     checks.grad_mode("avg_pool", grad)
     args = pool_args("avg_pool", window, strides, padding, ceil_mode=ceil_mode)
@@ -878,22 +931,42 @@ def max_unpool(
 
     ``torch.nn.functional.max_unpool{1,2,3}d`` in channels-last.
 
-    Args:
-      x: the values, ``(N, *spatial, C)``, usually a max pool's output or
-        features of its shape.
-      indices: integer, the shape of ``x``: flat indices into each
-        example-channel's output spatial axes (row-major).
-      window: the max pool's window; with the strides and padding it gives
-        the default output size ``(n - 1) s - lo - hi + f`` per axis.
-      strides: the max pool's strides (default: the window).
-      padding: the max pool's padding.
-      output_size: the output's spatial shape, for a pool whose input size
-        the default does not recover (strides that do not divide, ceil mode);
-        each entry strictly within the stride of the default.
-      grad: ``"custom"`` (the gather rule) or ``"autodiff"``.
-
     Concrete indices are checked to lie in the output; traced ones out of
     range are dropped.
+
+    Args:
+      x: the values, ``(N, *spatial, C)``, channels last, with at least one spatial axis, usually a
+        max pool's output or features of its shape; integer and bool values are promoted to the
+        default float.
+      indices: an integer array of ``x``'s shape: flat indices into each
+        example-channel's output spatial axes (row-major); they get no gradient.
+      window: the max pool's window ``f``, a positive int or one per spatial axis; with the strides
+        and padding it gives the default output size ``(n - 1) s - lo - hi + f`` per axis.
+      strides: the max pool's strides ``s``, as ``window`` (default: the window).
+      padding: the max pool's explicit padding: a non-negative int for both sides of every axis,
+        or one entry per spatial axis, an int or a ``(low, high)`` pair; ``"VALID"`` is 0 (the
+        default), ``"SAME"`` is refused.
+      output_size: the output's spatial shape, a positive int or one per spatial axis, for a pool
+        whose input size the default does not recover (strides that do not divide, ceil mode);
+        each entry strictly within the stride of the default. ``None`` (the default): the default.
+      grad: ``"custom"`` (the gather rule and its JVP), ``"custom_vjp"`` (the rule through
+        ``jax.custom_vjp``, reverse mode only) or ``"autodiff"``; ``None`` takes the mode in force
+        ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      ``(N, *output_size, C)``, zero but for the values of ``x`` at their indices, in ``x``'s dtype
+        (the default float for an integer or bool ``x``).
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``grad`` is not
+        ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``; ``window``, ``strides`` or
+        ``output_size`` is not a positive int or 1 to 3 of them; ``padding`` is ``"SAME"``, negative
+        or none of the forms above; ``x`` or ``indices`` is not an array or a number or has a
+        complex or non-numeric dtype, or ``indices`` is not of an integer dtype. Or if the shapes do
+        not fit: ``indices``'s shape is not ``x``'s; ``x`` has rank below 3; a per-axis argument's
+        length is not the spatial rank; ``output_size`` is not strictly within the stride of the
+        default on every axis; the padding leaves an output size below 1; or concrete ``indices``
+        hold a value outside ``[0, prod(output_size))``.
 
     Examples:
         >>> import jax.numpy as jnp

@@ -346,12 +346,26 @@ def upsample(
     promoted to the default float.
 
     Args:
-      x: ``(N, *spatial, C)`` with 1 to 3 spatial axes.
+      x: the input ``(N, *spatial, C)``, channels last, with 1 to 3 non-empty spatial axes.
       scale: a positive int for every spatial axis, or one per axis. Only integers: for other
         ratios name the output size with [`resize`][funcnn.ops.resize.resize].
       method: ``"nearest"`` (PyTorch's default), ``"nearest-exact"``, ``"linear"`` (also
         spelled ``"bilinear"`` or ``"trilinear"``) or ``"bicubic"``; see the module docstring.
-      grad: ``"custom"`` (the hand-written VJP) or ``"autodiff"``.
+      grad: ``"custom"`` (the hand-written VJP, and its JVP), ``"custom_vjp"`` (the VJP through
+        ``jax.custom_vjp``, reverse mode only) or ``"autodiff"``; ``None`` takes the mode in force
+        ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      ``(N, *(n * scale), C)``, each spatial size times its scale, in ``x``'s dtype (the default
+        float for an integer or bool ``x``).
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``grad`` is not
+        ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``; ``scale`` is not a positive int or
+        1 to 3 of them; ``method`` is not one of the names above; ``x`` is not an array or a number
+        or has a complex or non-numeric dtype. Or if the shapes do not fit: ``x`` does not have rank
+        3, 4 or 5 or has an empty spatial axis; or ``scale`` has a number of entries other than
+        ``x``'s spatial rank.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -375,11 +389,24 @@ def resize(
     promoted to the default float.
 
     Args:
-      x: ``(N, *spatial, C)`` with 1 to 3 spatial axes.
+      x: the input ``(N, *spatial, C)``, channels last, with 1 to 3 non-empty spatial axes.
       shape: the output's spatial sizes: one positive int for every axis, or one per axis.
       method: ``"nearest"`` (PyTorch's default), ``"nearest-exact"``, ``"linear"`` (also
         spelled ``"bilinear"`` or ``"trilinear"``) or ``"bicubic"``; see the module docstring.
-      grad: ``"custom"`` (the hand-written VJP) or ``"autodiff"``.
+      grad: ``"custom"`` (the hand-written VJP, and its JVP), ``"custom_vjp"`` (the VJP through
+        ``jax.custom_vjp``, reverse mode only) or ``"autodiff"``; ``None`` takes the mode in force
+        ([`funcnn.grad_mode`][funcnn.core.grad_mode], ``"custom"`` outside it).
+
+    Returns:
+      ``(N, *shape, C)`` in ``x``'s dtype (the default float for an integer or bool ``x``).
+
+    Raises:
+      LayerConfigError: when the op is called (at trace time under ``jit``) if ``grad`` is not
+        ``None``, ``"custom"``, ``"custom_vjp"`` or ``"autodiff"``; ``shape`` is not a positive int or
+        1 to 3 of them; ``method`` is not one of the names above; ``x`` is not an array or a number
+        or has a complex or non-numeric dtype. Or if the shapes do not fit: ``x`` does not have rank
+        3, 4 or 5 or has an empty spatial axis; or ``shape`` has a number of entries other than
+        ``x``'s spatial rank.
 
     Examples:
         >>> import jax.numpy as jnp

@@ -89,20 +89,48 @@ class Callback:
     def on_train_begin(self, start: TrainStart) -> tuple[TrainState, list[dict[str, Any]]] | None:
         """Before the first step; return ``(state, history)`` to resume from them, or raise
         [`StopTraining`][funcnn.train.callbacks.StopTraining] to train no further epoch (the later callbacks
-        still begin)."""
+        still begin).
+
+        Args:
+          start: what the run knows before its first step.
+
+        Returns:
+          ``None``, or ``(state, history)`` to resume from.
+        """
         return None
 
     def on_steps(self, steps: int, metrics: StepMetrics) -> None:
-        """``steps`` more steps ran; ``metrics`` are the latest ones."""
+        """``steps`` more steps ran; ``metrics`` are the latest ones.
+
+        Args:
+          steps: how many steps ran since the last call.
+          metrics: the latest steps' [`StepMetrics`][funcnn.train.StepMetrics] (stacked along
+            the steps after a scanned run of them).
+        """
 
     def on_epoch_end(self, state: TrainState, history: list[dict[str, Any]]) -> None:
-        """An epoch ended; its record is ``history[-1]``."""
+        """An epoch ended; its record is ``history[-1]``.
+
+        Args:
+          state: the train state after the epoch.
+          history: every epoch's record so far; a callback may add to the last one.
+        """
 
     def on_train_end(self, state: TrainState, history: list[dict[str, Any]]) -> None:
-        """The last epoch ended."""
+        """The last epoch ended.
+
+        Args:
+          state: the final train state.
+          history: every epoch's record.
+        """
 
     def close(self, error: BaseException | None) -> None:
-        """Training ended: well (``error`` is ``None``) or by ``error``."""
+        """Training ended: well (``error`` is ``None``) or by ``error``.
+
+        Args:
+          error: ``None``, or the exception that ended training (``fit`` raises it after
+            every callback is closed).
+        """
 
 
 HOOKS = ("on_train_begin", "on_steps", "on_epoch_end", "on_train_end", "close")
@@ -124,6 +152,14 @@ def as_callback(where: str, callback: Any) -> Callback:
     """``callback`` as a [`Callback`][funcnn.train.callbacks.Callback]: a subclass as it is, any other object
     with at least
     one of the [`HOOKS`][funcnn.train.callbacks.HOOKS] with the hooks it lacks doing nothing.
+
+    Args:
+      where: who asks, the start of the error message.
+      callback: a [`Callback`][funcnn.train.callbacks.Callback], or an object with some of its hooks.
+
+    Returns:
+      ``callback`` itself when it is a [`Callback`][funcnn.train.callbacks.Callback], else a wrapper
+      calling its hooks.
 
     Raises:
       LayerConfigError: it has none of the hooks.
@@ -156,13 +192,19 @@ class Checkpoints(Callback):
         [`RunFolder.best_step`][funcnn.train.run_folder.RunFolder.best_step] finds the best one.
 
     Raises:
-      LayerConfigError: a bad ``keep`` or ``keep_best``; from ``on_epoch_end``, a record without
-        the ``keep_best`` metric (no test data).
-
-    Raises (from ``on_train_begin``):
-      FileExistsError: the folder holds checkpoints and ``resume`` is false.
-      LayerConfigError: the checkpoint used another seed or batch size.
-      FolderInUseError: another process writes the folder.
+      LayerConfigError: at construction, ``resume`` is not a bool, ``keep`` not a positive integer
+        or ``keep_best`` neither a loss nor an accuracy; from ``on_train_begin``, the checkpoint to
+        resume used another seed or batch size; from ``on_epoch_end``, a record without the
+        ``keep_best`` metric (no test data).
+      FileExistsError: from ``on_train_begin``, the folder holds checkpoints and ``resume`` is false.
+      FolderInUseError: from ``on_train_begin``, another process writes the folder.
+      CheckpointDamagedError: from ``on_train_begin``, the folder holds damaged checkpoints and
+        none intact.
+      CheckpointMismatchError: from ``on_train_begin``, the checkpoint to resume does not fit the
+        train state, or its metadata lacks the seed, the batch size or the history.
+      NonFiniteLossError: from ``on_epoch_end``, the state holds a NaN or infinity (nothing is saved).
+      WriteError: ``out`` is not a valid UTF-8 path (at construction), or a file of the folder
+        could not be written.
     """
 
     def __init__(
@@ -242,7 +284,10 @@ class EMA(Callback):
       mesh: the devices to evaluate on, as given to ``fit`` (``None``: every device, as ``fit``).
 
     Raises:
-      LayerConfigError: (from ``on_train_begin``) the optimiser keeps no moving average.
+      LayerConfigError: at construction, ``model`` is not a layer, ``test_data`` not
+        ``(images, labels)`` arrays of one length with integer labels, or ``batch_size`` not a
+        positive integer; from ``on_train_begin``, the optimiser keeps no moving average
+        (train with [`funcnn.train.with_ema`][funcnn.train.with_ema]).
     """
 
     def __init__(
@@ -311,6 +356,13 @@ class EarlyStopping(Callback):
 
     def reason(self, history: list[dict[str, Any]]) -> str | None:
         """Why a run with ``history`` stops here, or ``None`` when it goes on.
+
+        Args:
+          history: the epoch records so far, oldest first.
+
+        Returns:
+          A sentence naming the best value, its epoch and the epochs waited; ``None`` while
+          fewer than ``patience`` epochs passed since the best (or ``history`` is empty).
 
         Raises:
           LayerConfigError: a record has no value for ``monitor``.
@@ -401,7 +453,15 @@ def tensorboard_scalars(
     """The scalars [`TensorBoard`][funcnn.train.callbacks.TensorBoard] writes for an epoch's ``record``: each
     ``<split>_loss``
     and ``<split>_accuracy`` as ``loss/<split>`` and ``accuracy/<split>``, the images per second,
-    and the learning rate of the epoch's last step (``learning_rate(step - 1)``)."""
+    and the learning rate of the epoch's last step (``learning_rate(step - 1)``).
+
+    Args:
+      record: an epoch's record; values that are not finite numbers (e.g. ``None``) are left out.
+      learning_rate: a number, a schedule of the step, or ``None`` to leave the rate out.
+
+    Returns:
+      The scalars by tag, as Python floats.
+    """
     scalars = {}
     for name, value in record.items():
         split, _, metric = name.rpartition("_")
@@ -460,7 +520,16 @@ class ProgressBar(Callback):
 
 
 def epoch_line(record: dict[str, Any], epochs: int) -> str:
-    """One line per epoch for the log."""
+    """One line per epoch for the log.
+
+    Args:
+      record: the epoch's record, as ``fit`` makes it.
+      epochs: the run's total number of epochs.
+
+    Returns:
+      ``"epoch e/epochs: train loss ... acc ..."``, with the test and EMA figures when the record
+      has them, the seconds and the images per second.
+    """
     line = (
         f"epoch {record['epoch']}/{epochs}: train loss {record['train_loss']:.4f} "
         f"acc {record['train_accuracy']:.4f}"

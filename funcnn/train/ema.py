@@ -32,7 +32,13 @@ from funcnn.core import LayerConfigError, Params
 
 
 class EmaState(NamedTuple):
-    """The state of [`with_ema`][funcnn.train.ema.with_ema]: the wrapped optimiser's state and the average."""
+    """The state of [`with_ema`][funcnn.train.ema.with_ema]: the wrapped optimiser's state and the average.
+
+    Attributes:
+      inner: the wrapped optimiser's state, updated as that optimiser alone would.
+      ema: the moving average, a tree of the parameters' structure; each floating leaf in its
+        parameter's dtype, a non-floating leaf a copy of the parameter.
+    """
 
     inner: Any
     ema: Params
@@ -43,6 +49,18 @@ def with_ema(optimizer: optax.GradientTransformation, decay: float) -> optax.Gra
 
     The updates are ``optimizer``'s, unchanged; the state is [`EmaState`][funcnn.train.ema.EmaState].
 
+    Args:
+      optimizer: an optax optimiser.
+      decay: the weight of the previous average, in ``(0, 1)`` (e.g. 0.999).
+
+    Returns:
+      The optimiser, an ``optax.GradientTransformation``; its ``update`` needs ``params``.
+
+    Raises:
+      LayerConfigError: at construction, ``optimizer`` is not an optax optimiser (no callable
+        ``init`` and ``update``) or ``decay`` is not a real number in ``(0, 1)``; from ``update``,
+        ``params`` is not given.
+
     Examples:
         >>> import jax.numpy as jnp, optax
         >>> opt = with_ema(optax.sgd(1.0), decay=0.5)
@@ -51,16 +69,6 @@ def with_ema(optimizer: optax.GradientTransformation, decay: float) -> optax.Gra
         >>> updates, state = opt.update({"w": -jnp.ones(2)}, state, params)  # params become 1
         >>> state.ema["w"].tolist()
         [0.5, 0.5]
-
-    Args:
-      optimizer: an optax optimiser.
-      decay: the weight of the previous average, in ``(0, 1)`` (e.g. 0.999).
-
-    Returns:
-      The optimiser; its ``update`` needs ``params``.
-
-    Raises:
-      LayerConfigError: ``optimizer`` is not an optax optimiser, or ``decay`` is not in ``(0, 1)``.
     """
     checks.optimizer("with_ema", optimizer)
     decay = checks.real("with_ema", "decay", decay, low=0.0, high=1.0, low_open=True, high_open=True)

@@ -51,7 +51,15 @@ def evaluate(
         or ``None`` for the default device.
 
     Returns:
-      ``{"loss": ..., "accuracy": ...}`` as Python floats.
+      ``{"loss": ..., "accuracy": ...}`` as Python floats: the mean per-example loss, and the
+      fraction of examples whose largest logit is their label.
+
+    Raises:
+      LayerConfigError: ``(images, labels)`` are not arrays of one length with 1-D integer
+        labels; a label lies outside ``[0, number of model outputs)``; ``model.init`` refuses the
+        preprocessed input shape; or ``mesh`` is not a ``jax.sharding.Mesh`` with a ``"data"``
+        axis and every other axis of size 1.
+      ValueError: there are no examples, or ``batch_size`` is below 1.
     """
     images, labels = checks.labelled_data("evaluate", "images, labels", (images, labels))
     n = len(images)

@@ -156,16 +156,24 @@ def fit(
       The final state and the per-epoch history.
 
     Raises:
-      NonFiniteLossError: a step's loss was NaN or infinite; no checkpoint
-        is written for that epoch, so the last good one stays the latest.
+      NonFiniteLossError: a step's loss was NaN, infinite or above ``DIVERGENCE_BOUND`` (1e6),
+        or (with ``out``) the state holds a non-finite value; no checkpoint is written for
+        that epoch, so the last good one stays the latest.
       FileExistsError: ``OUT`` already holds checkpoints and ``resume`` is false.
       FolderInUseError: another process writes ``OUT``.
       WriteError: a file under ``OUT`` could not be written; older checkpoints stay intact.
-      ValueError: a bad ``mode``, ``batch_size`` or ``epochs``, or a resume
-        with another seed or batch size than the checkpoint's.
-      LayerConfigError: images and labels of different lengths, labels
-        outside ``[0, number of model outputs)``, or a ``batch_size`` that does
-        not divide over the mesh's devices.
+      CheckpointDamagedError: on a resume, ``OUT`` holds damaged checkpoints and none intact.
+      CheckpointMismatchError: on a resume, the checkpoint does not fit this model and optimiser.
+      ValueError: ``mode`` is not one of ``MODES``.
+      LayerConfigError: a bad argument, before any step: ``model`` is not a layer, ``optimizer``
+        not an optax optimiser, ``epochs``, ``batch_size``, ``eval_batch_size`` or ``keep`` not a
+        positive integer, ``seed`` not a non-negative one, ``shard_params`` not a bool, ``mesh``
+        not a mesh with a ``"data"`` axis; ``batch_size`` does not divide over the mesh's devices
+        or exceeds the training images; the data are not ``(images, labels)`` arrays of one
+        length with integer labels, or labels lie outside ``[0, number of model outputs)``;
+        ``train_data`` is a one-shot iterator, holds no batches, or is batches with
+        ``mode="scan"``; a callback has none of the hooks. Also on a resume with another seed
+        or batch size than the checkpoint's.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")

@@ -24,7 +24,8 @@ def make_optimizer(
       The optimiser.
 
     Raises:
-      ValueError: unknown ``name`` or a non-positive ``learning_rate``.
+      ValueError: unknown ``name``, a ``learning_rate`` that is not positive, or a
+        ``decay_steps`` that is not positive (from ``optax.cosine_decay_schedule``).
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
@@ -41,5 +42,18 @@ def make_optimizer(
 def learning_rate_schedule(learning_rate: float, decay_steps: int | None = None) -> optax.ScalarOrSchedule:
     """The rate [`make_optimizer`][funcnn.train.optimizers.make_optimizer] uses: ``learning_rate``, or with
     ``decay_steps`` a cosine
-    decay from it to 0 over that many steps (``optax.cosine_decay_schedule``)."""
+    decay from it to 0 over that many steps (``optax.cosine_decay_schedule``).
+
+    Args:
+      learning_rate: the constant rate, or the rate at step 0 of the decay (not checked here).
+      decay_steps: the steps over which the rate decays to 0, where it then stays; ``None`` for a
+        constant rate.
+
+    Returns:
+      ``learning_rate`` itself when ``decay_steps`` is ``None``, else an optax schedule, a function
+      of the step count giving the rate.
+
+    Raises:
+      ValueError: ``decay_steps`` is not positive (from ``optax.cosine_decay_schedule``).
+    """
     return learning_rate if decay_steps is None else optax.cosine_decay_schedule(learning_rate, decay_steps)

@@ -53,8 +53,15 @@ def higher_is_better(where: str, monitor: str) -> bool:
     """Whether a larger value of the epoch-record metric ``monitor`` is better: an accuracy
     (``test_accuracy``, ``ema_test_accuracy``, ...) yes, a loss (``test_loss``, ...) no.
 
+    Args:
+      where: who asks, the start of the error message (e.g. ``"EarlyStopping: argument `monitor`"``).
+      monitor: the name of a metric of the epoch records.
+
+    Returns:
+      ``True`` for a name ending in ``accuracy``, ``False`` for one ending in ``loss``.
+
     Raises:
-      LayerConfigError: ``monitor`` names neither; ``where`` says who asked.
+      LayerConfigError: ``monitor`` names neither (or is not a string); ``where`` says who asked.
     """
     if isinstance(monitor, str) and monitor.endswith("accuracy"):
         return True
@@ -76,13 +83,22 @@ def best_indices(
     A pure function of the history, which every checkpoint holds: a resumed run finds
     the same bests as an uninterrupted one.
 
-    Examples:
-        >>> best_indices("x", [{"test_loss": 3.0}, {"test_loss": 1.0}, {"test_loss": 2.0}], "test_loss")
-        [0, 1, 1]
+    Args:
+      where: who asks, the start of the error message.
+      history: the epoch records, oldest first.
+      monitor: the metric of the records: an accuracy (higher is better) or a loss (lower is).
+      min_delta: the least improvement that counts; 0 counts any strict improvement.
+
+    Returns:
+      A list as long as ``history``; entry ``i`` is an index in ``0 .. i``.
 
     Raises:
       LayerConfigError: ``monitor`` is neither a loss nor an accuracy, or an epoch's record
         has no number for it (e.g. ``fit`` without ``test_data``).
+
+    Examples:
+        >>> best_indices("x", [{"test_loss": 3.0}, {"test_loss": 1.0}, {"test_loss": 2.0}], "test_loss")
+        [0, 1, 1]
     """
     higher = higher_is_better(where, monitor)
     bests: list[int] = []
@@ -102,7 +118,20 @@ def best_indices(
 def protected_steps(history: list[dict[str, Any]], best: str, keep: int) -> set[int]:
     """The steps a save keeps besides the newest ``keep``: the best by ``best`` of each of the
     last ``keep`` epochs' histories, so each kept checkpoint's best is kept too (a resume
-    from an older one, after the newest is found damaged, still has its best)."""
+    from an older one, after the newest is found damaged, still has its best).
+
+    Args:
+      history: the epoch records, oldest first, each with its ``step``; the last is the
+        epoch being saved.
+      best: the metric of the records whose best epochs are kept.
+      keep: how many of the newest checkpoints a save keeps.
+
+    Returns:
+      The ``step`` of each of those best epochs.
+
+    Raises:
+      LayerConfigError: ``best`` is neither a loss nor an accuracy, or a record has no number for it.
+    """
     bests = best_indices("Checkpoints: argument `keep_best`", history, best)
     return {history[i]["step"] for i in bests[-keep:]}
 
@@ -130,7 +159,14 @@ class Inspection(NamedTuple):
 class Restored(NamedTuple):
     """What [`RunFolder.restore`][funcnn.train.run_folder.RunFolder.restore] gives: the state (the template
     when nothing was restored),
-    the history so far, and the step restored (``None`` when nothing was)."""
+    the history so far, and the step restored (``None`` when nothing was).
+
+    Attributes:
+      state: the restored train state, laid out as the template; the template itself when there
+        was no intact step.
+      history: the epoch records saved with that step, oldest first; ``[]`` for a fresh run.
+      step: the step restored, ``None`` when nothing was.
+    """
 
     state: Any
     history: list[dict[str, Any]]
@@ -231,7 +267,14 @@ class RunFolder:
     def release(self, *, failed: bool = False) -> None:
         """Let go of the lock. With ``failed``, a folder created by
         [`acquire`][funcnn.train.run_folder.RunFolder.acquire] that holds
-        no checkpoint is removed first (the run failed before its first checkpoint)."""
+        no checkpoint is removed first (the run failed before its first checkpoint).
+
+        Does nothing when this object does not hold the lock.
+
+        Args:
+          failed: the run failed; remove the folder if it was created by this lock and
+            holds no finished checkpoint step.
+        """
         if self._lock is None:
             return
         with interrupts.deferred():  # the removal and the release finish, whatever arrives
@@ -246,7 +289,15 @@ class RunFolder:
     def lock(self) -> Iterator[RunFolder]:
         """Hold the lock for the block ([`acquire`][funcnn.train.run_folder.RunFolder.acquire], then
         [`release`][funcnn.train.run_folder.RunFolder.release], failed when the
-        block raises); re-entrant."""
+        block raises); re-entrant.
+
+        Yields:
+          This [`RunFolder`][funcnn.train.run_folder.RunFolder].
+
+        Raises:
+          FolderInUseError: another process holds the lock.
+          WriteError: the folder cannot be created or the lock written.
+        """
         took = self.acquire()
         try:
             yield self
@@ -282,7 +333,19 @@ class RunFolder:
 
     def metadata(self, step: int) -> dict[str, Any]:
         """The metadata of ``step``, already verified by
-        [`inspect`][funcnn.train.run_folder.RunFolder.inspect]."""
+        [`inspect`][funcnn.train.run_folder.RunFolder.inspect].
+
+        Args:
+          step: a finished step; one this object has not verified yet is verified first.
+
+        Returns:
+          The metadata saved with the step (``history``, ``epoch``, ``seed``, ``batch_size``,
+          ``config``).
+
+        Raises:
+          CheckpointNotFoundError: there is no such step.
+          CheckpointDamagedError: the step was not verified before and is not intact.
+        """
         return checkpoint.read_metadata(self.checkpoints, step, verify=step not in self._verified)
 
     def settings(self) -> dict[str, Any] | None:
@@ -312,6 +375,14 @@ class RunFolder:
         each damaged newer step is reported as a
         [`funcnn.checkpoint.DamagedCheckpointWarning`][funcnn.checkpoint.DamagedCheckpointWarning].
 
+        Args:
+          inspection: what [`inspect`][funcnn.train.run_folder.RunFolder.inspect] found.
+          doing: what the caller does with the intact step, for the warnings' text; ``None``
+            warns of nothing.
+
+        Returns:
+          ``inspection.intact``.
+
         Raises:
           CheckpointDamagedError: steps are damaged and none is intact.
         """
@@ -331,6 +402,15 @@ class RunFolder:
     def best_step(self, monitor: str = "test_accuracy", inspection: Inspection | None = None) -> int | None:
         """The step of the best epoch by ``monitor`` in the newest intact checkpoint's history, when
         that step is intact (kept by ``save(..., best=monitor)``); ``None`` when there is none.
+
+        Args:
+          monitor: the metric of the epoch records: an accuracy (higher is better) or a loss.
+          inspection: what [`inspect`][funcnn.train.run_folder.RunFolder.inspect] found, or
+            ``None`` to inspect now.
+
+        Returns:
+          The best epoch's step, or ``None`` (no intact step, an empty history, or the best
+          step pruned or damaged).
 
         Raises:
           LayerConfigError: ``monitor`` is neither a loss nor an accuracy, or a record lacks it.
@@ -363,9 +443,21 @@ class RunFolder:
         ([`lock`][funcnn.train.run_folder.RunFolder.lock]: then no one is
         writing them); without it they are left where they are.
 
+        Args:
+          template: the train state's structure, shapes, dtypes and shardings to restore into
+            (``jax.ShapeDtypeStruct`` leaves, e.g. [`TrainStart`][funcnn.train.callbacks.TrainStart]'s
+            ``template``).
+          inspection: what [`inspect`][funcnn.train.run_folder.RunFolder.inspect] found, or
+            ``None`` to inspect now.
+
+        Returns:
+          A [`Restored`][funcnn.train.run_folder.Restored]: state, history and step.
+
         Raises:
-          CheckpointDamagedError: there are steps, none intact, and not all unfinished.
-          CheckpointMismatchError: the step's tree or metadata does not fit ``template``.
+          CheckpointDamagedError: there are damaged steps and none intact.
+          CheckpointMismatchError: the step's tree does not fit ``template``, or its metadata holds
+            no history.
+          WriteError: a damaged step could not be moved aside.
         """
         inspection = self.inspect() if inspection is None else inspection
         self.intact_step(inspection, doing=None)
@@ -395,7 +487,15 @@ class RunFolder:
     # -- writing -----------------------------------------------------------------
 
     def record_settings(self, settings: dict[str, Any]) -> None:
-        """Write ``OUT/run.json`` atomically (a temporary file, then a rename)."""
+        """Write ``OUT/run.json`` atomically (a temporary file, then a rename); nothing when this
+        process does not write.
+
+        Args:
+          settings: the run's settings, a JSON-serialisable dict.
+
+        Raises:
+          WriteError: the folder or the file could not be written.
+        """
         if not self.writes:
             return
         path = self.settings_path
@@ -460,6 +560,15 @@ class RunFolder:
 
         Called after every checkpoint and on every resume (also of a finished run), so a
         kill between a checkpoint and these files is repaired from the checkpoint's history.
+        Nothing is written when this process does not write; ``curves.png`` only for a
+        non-empty history.
+
+        Args:
+          history: every epoch's record so far.
+          model_name: the model's name, for the figure's title.
+
+        Raises:
+          WriteError: a file could not be written.
         """
         if not self.writes:
             return

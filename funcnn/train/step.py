@@ -39,7 +39,14 @@ against integer labels, per example (the step averages it over the batch)."""
 
 
 class StepMetrics(NamedTuple):
-    """Batch-mean loss and accuracy of one step (stacked along steps by a scanned epoch)."""
+    """Batch-mean loss and accuracy of one step (stacked along steps by a scanned epoch).
+
+    Attributes:
+      loss: the mean of the per-example loss over the batch, a scalar (shape ``(steps,)`` once
+        stacked).
+      accuracy: the fraction of the batch whose largest logit is its label, a scalar (shape
+        ``(steps,)`` once stacked).
+    """
 
     loss: jax.Array
     accuracy: jax.Array
@@ -72,7 +79,13 @@ def forward(
       train: training mode.
 
     Returns:
-      ``(logits, new_model_state)``.
+      ``(logits, new_model_state)``: the model's output in its dtype widened to at least
+      float32 (bfloat16 and float16 become float32), and its new state, each leaf cast back to
+      the dtype of the corresponding leaf of ``model_state``.
+
+    Raises:
+      LayerConfigError: from ``model.apply`` when it is traced, if ``inputs`` do not fit the
+        model (rank, channels) or a random layer in training gets no ``key``.
     """
     logits, new_state = model.apply(params, model_state, inputs, key=key, train=train)
     new_state = jax.tree.map(lambda new, old: new.astype(old.dtype), new_state, model_state)
@@ -151,6 +164,16 @@ def make_train_step(
 
 
 def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """The fraction of examples whose largest logit is the label."""
+    """The fraction of examples whose largest logit is the label.
+
+    Ties go to the first largest logit (``jnp.argmax``).
+
+    Args:
+      logits: the model's output, shape ``(N, classes)`` (any leading axes, classes last).
+      labels: integer labels, shape ``(N,)`` (the leading axes of ``logits``).
+
+    Returns:
+      A scalar float array in ``[0, 1]``.
+    """
     predicted = jnp.argmax(logits, axis=-1)
     return (predicted == labels.astype(predicted.dtype)).mean()

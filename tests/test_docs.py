@@ -226,11 +226,16 @@ def test_the_examples_page_shows_every_example_script():
 def test_the_api_reference_renders_examples_as_code_and_cross_links(site):
     """Docstring examples sit under ``Examples:`` and render as code, never as the nested blockquotes
     bare ``>>>`` lines become; no Sphinx role (``:func:`x```) is left raw: they are mkdocstrings
-    cross-references, which link."""
+    cross-references, which link. Every layer's ``Shapes:`` section renders as its own block."""
+    import funcnn.layers
+
     api = "".join(page.read_text(encoding="utf-8") for page in (site / "api").rglob("index.html"))
     quoted = re.findall(r"<blockquote>.*?</blockquote>", api, re.S)
     assert not [q for q in quoted if "&gt;&gt;&gt;" in q]
     assert api.count("&gt;&gt;&gt;") > 0 and 'class="autorefs' in api
+    layers = "".join(page.read_text(encoding="utf-8") for page in (site / "api").glob("layers_*/index.html"))
+    constructors = [name for name in public_names("funcnn.layers") if inspect.isfunction(getattr(funcnn.layers, name))]
+    assert layers.count("<summary>Shapes</summary>") == len(constructors) > 30  # each layer's Shapes, rendered
     for page in site.rglob("*.html"):
         text = re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8"))
         roles = re.findall(r":(?:func|class|data|mod|meth|attr|exc|obj|ref):`[^`]*`", text)

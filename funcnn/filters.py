@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from funcnn import checks
 from funcnn.core import LayerConfigError
 
 
@@ -35,16 +36,16 @@ def sobel(axis: int) -> jax.Array:
       The kernel, a float32 array of shape ``(3, 3, 1, 1)`` (HWIO).
 
     Raises:
-      LayerConfigError: when ``axis`` is not 0 or 1.
+      LayerConfigError: when ``axis`` is not the int 0 or 1 (a bool or a float is refused).
     """
-    if axis not in (0, 1):
+    if not checks.is_int(axis) or axis not in (0, 1):
         raise LayerConfigError(f"sobel: argument `axis` must be 0 or 1, got {axis!r}")
     kernel = np.outer([1.0, 2.0, 1.0], [-1.0, 0.0, 1.0])
     return _hwio(kernel if axis == 1 else kernel.T)
 
 
 def gaussian(size: int, sigma: float) -> jax.Array:
-    """Gaussian blur ``G(i, j) = exp(-(i^2 + j^2) / (2 sigma^2))``, normalised to sum 1.
+    """Gaussian blur ``w(i, j) = exp(-(i^2 + j^2) / (2 sigma^2))``, normalised to sum 1.
 
     ``i, j`` run over ``-(size - 1)/2 ... (size - 1)/2``. Summing to 1 makes
     it preserve the mean of an image (away from the borders).
@@ -57,12 +58,11 @@ def gaussian(size: int, sigma: float) -> jax.Array:
       The kernel, a float32 array of shape ``(size, size, 1, 1)`` (HWIO) summing to 1.
 
     Raises:
-      LayerConfigError: when ``size`` is not a positive int, or ``sigma`` is not positive.
+      LayerConfigError: when ``size`` is not a positive int (NumPy ints allowed, bools refused), or
+        ``sigma`` is not a positive finite real number.
     """
-    if not isinstance(size, int) or size < 1:
-        raise LayerConfigError(f"gaussian: argument `size` must be a positive integer, got {size!r}")
-    if not sigma > 0:
-        raise LayerConfigError(f"gaussian: argument `sigma` must be positive, got {sigma!r}")
+    size = checks.positive_int("gaussian", "size", size)
+    sigma = checks.real("gaussian", "sigma", sigma, low=0.0, low_open=True)
     offsets = np.arange(size) - (size - 1) / 2
     profile = np.exp(-(offsets**2) / (2 * sigma**2))
     kernel = np.outer(profile, profile)
@@ -97,8 +97,7 @@ def box_blur(size: int) -> jax.Array:
       The kernel, a float32 array of shape ``(size, size, 1, 1)`` (HWIO).
 
     Raises:
-      LayerConfigError: when ``size`` is not a positive int.
+      LayerConfigError: when ``size`` is not a positive int (NumPy ints allowed, bools refused).
     """
-    if not isinstance(size, int) or size < 1:
-        raise LayerConfigError(f"box_blur: argument `size` must be a positive integer, got {size!r}")
+    size = checks.positive_int("box_blur", "size", size)
     return _hwio(np.full((size, size), 1.0 / size**2))

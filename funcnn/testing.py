@@ -129,12 +129,17 @@ def compare(got: Any, expected: Any, tolerance: Tolerance) -> Mismatch | None:
       ``None`` when every entry is within ``tolerance``, else a
       [`Mismatch`][funcnn.testing.Mismatch] with the largest errors and the worst entry.
 
+    Raises:
+      ValueError: when ``got`` and ``expected`` differ in shape (they are never broadcast).
+
     Examples:
         >>> compare([1.0, 2.0], [1.0, 2.5], Tolerance(1e-6, 0.0)).index
         (1,)
     """
     got = np.asarray(got, np.float64)
     expected = np.asarray(expected, np.float64)
+    if got.shape != expected.shape:
+        raise ValueError(f"compare: `got` has shape {got.shape} but `expected` has shape {expected.shape}")
     error = np.abs(got - expected)
     allowed = tolerance.atol + tolerance.rtol * np.abs(expected)
     if np.all(error <= allowed):

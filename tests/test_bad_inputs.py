@@ -45,6 +45,17 @@ def applied(layer, init_shape, x, *, params=None, state=None, **kwargs):
 
 
 CONSTRUCTORS = [
+    # The classic filters (fixed kernels for FixedConv)
+    (lambda: fn.filters.sobel(True), lit("sobel: argument `axis` must be 0 or 1, got True")),
+    (lambda: fn.filters.sobel(1.0), lit("sobel: argument `axis` must be 0 or 1, got 1.0")),
+    (lambda: fn.filters.sobel(2), lit("sobel: argument `axis` must be 0 or 1, got 2")),
+    (lambda: fn.filters.gaussian(True, 1.0), lit("gaussian: argument `size` must be a positive integer, got True (bool)")),
+    (lambda: fn.filters.gaussian(0, 1.0), lit("gaussian: argument `size` must be a positive integer, got 0 (int)")),
+    (lambda: fn.filters.gaussian(3, "a"), lit("gaussian: argument `sigma` must be a real number, got 'a' (str)")),
+    (lambda: fn.filters.gaussian(3, 0.0), lit("gaussian: argument `sigma` must be > 0, got 0.0")),
+    (lambda: fn.filters.gaussian(3, NAN), lit("gaussian: argument `sigma` must be a real number, got nan")),
+    (lambda: fn.filters.box_blur(True), lit("box_blur: argument `size` must be a positive integer, got True (bool)")),
+    (lambda: fn.filters.box_blur(2.0), lit("box_blur: argument `size` must be a positive integer, got 2.0 (float)")),
     # Conv: sizes
     (lambda: fn.Conv(4.0, 3), lit("Conv: argument `features` must be a positive integer, got 4.0 (float)")),
     (lambda: fn.Conv(True, 3), lit("Conv: argument `features` must be a positive integer, got True (bool)")),

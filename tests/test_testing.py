@@ -294,6 +294,13 @@ def test_compare_points_at_the_worst_entry_and_treats_nan_as_a_mismatch():
     assert compare([[0.0, np.nan]], [[0.0, 0.0]], Tolerance(1.0, 1.0)).index == (0, 1)
 
 
+@pytest.mark.parametrize("got, expected", [([1.0], [[1.0, 1.0]]), ([1.0, 1.0], [1.0]), (1.0, [1.0])])
+def test_compare_refuses_arrays_of_different_shapes_instead_of_broadcasting(got, expected):
+    shapes = f"`got` has shape {np.shape(got)} but `expected` has shape {np.shape(expected)}"
+    with pytest.raises(ValueError, match=f"^compare: {re.escape(shapes)}$"):
+        compare(got, expected, Tolerance(1e-6, 0.0))
+
+
 def test_docstring_examples():
     result = doctest.testmod(funcnn.testing)
     assert result.attempted > 0

@@ -173,8 +173,8 @@ def load_npz(
 
     Args:
       path: the file.
-      splits: which splits to read, ``"train"`` and/or ``"test"``, in the order returned
-        (``("test",)`` reads only ``x_test, y_test``; the file must still hold all four arrays).
+      splits: which splits to read, ``"train"`` and/or ``"test"``, each at most once, in the order
+        returned (``("test",)`` reads only ``x_test, y_test``, and the file need hold only those).
       max_bytes: the most bytes the arrays read may declare in all; default
         ``$FUNCNN_MAX_DATA_BYTES``, else the memory available (Linux ``MemAvailable``).
 
@@ -184,19 +184,25 @@ def load_npz(
       ``(N, H, W)`` or ``(N, H, W, C)``; labels 1-D integers in ``[0, MAX_CLASSES)``, one per image.
 
     Raises:
+      ValueError: ``splits`` is empty or names anything but ``"train"`` and ``"test"``, or one twice.
       FileNotFoundError: there is no such file.
       DataFileError: the file is unreadable or over the bound (or ``$FUNCNN_MAX_DATA_BYTES`` is not
-        a whole number), a key is missing, a member inflates past its declared size, an array has
-        the wrong rank, dtype or length, non-finite pixels or labels out of range, or (both splits
-        read) train and test images differ in shape.
+        a whole number), an array of the splits read is missing, a member inflates past its
+        declared size, an array has the wrong rank, dtype or length, non-finite pixels or labels
+        out of range, or (both splits read) train and test images differ in shape.
     """
+    known = {"train", "test"}
+    if isinstance(splits, str) or not splits or len(set(splits)) != len(splits) or set(splits) - known:
+        raise ValueError(
+            f'load_npz: argument `splits` must be "train" and/or "test", each once, got {splits!r}'
+        )
     path = Path(path)
     keys = tuple(f"{kind}_{split}" for split in splits for kind in ("x", "y"))
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
             members = {key: f"{key}.npy" if f"{key}.npy" in names else key for key in KEYS}
-            missing = [key for key in KEYS if members[key] not in names]
+            missing = [key for key in keys if members[key] not in names]
             if missing:
                 raise DataFileError(f"{path}: missing arrays {missing}; a data file holds {list(KEYS)}")
             headers = {key: _header(zf, members[key]) for key in keys}
@@ -249,8 +255,8 @@ def load_test_split(
     reads no training images.
 
     Args:
-      path: a file whose name ends in ``.npz``, else a folder of the Fashion-MNIST IDX files;
-        ``None`` looks in ``$FUNCNN_DATA``, then in ``/usr/share/datasets/fashion-mnist/``.
+      path: a file whose name ends in ``.npz`` (any case), else a folder of the Fashion-MNIST IDX
+        files; ``None`` looks in ``$FUNCNN_DATA``, then in ``/usr/share/datasets/fashion-mnist/``.
       max_bytes: the bound of [`load_npz`][funcnn.data.npz.load_npz] (``.npz`` files only).
 
     Returns:
@@ -265,7 +271,7 @@ def load_test_split(
       IDXError: an IDX file is corrupt, has the wrong shape or dtype, or images and labels
         disagree in number.
     """
-    if path is not None and Path(path).suffix == ".npz":
+    if path is not None and Path(path).suffix.lower() == ".npz":
         return load_npz(path, ("test",), max_bytes=max_bytes)
     return load_split(*find_files(data_dir(path), FILE_NAMES[2:]))
 
@@ -277,8 +283,8 @@ def load_dataset(
     default).
 
     Args:
-      path: a file whose name ends in ``.npz``, else a folder of the Fashion-MNIST IDX files;
-        ``None`` looks in ``$FUNCNN_DATA``, then in ``/usr/share/datasets/fashion-mnist/``.
+      path: a file whose name ends in ``.npz`` (any case), else a folder of the Fashion-MNIST IDX
+        files; ``None`` looks in ``$FUNCNN_DATA``, then in ``/usr/share/datasets/fashion-mnist/``.
       max_bytes: the bound of [`load_npz`][funcnn.data.npz.load_npz] (``.npz`` files only).
 
     Returns:
@@ -293,6 +299,6 @@ def load_dataset(
       IDXError: an IDX file is corrupt, has the wrong shape or dtype, or images and labels
         disagree in number.
     """
-    if path is not None and Path(path).suffix == ".npz":
+    if path is not None and Path(path).suffix.lower() == ".npz":
         return load_npz(path, max_bytes=max_bytes)
     return load_fashion_mnist(path)

@@ -55,19 +55,17 @@ def evaluate(
       fraction of examples whose largest logit is their label.
 
     Raises:
-      LayerConfigError: ``(images, labels)`` are not arrays of one length with 1-D integer
-        labels; a label lies outside ``[0, number of model outputs)``; ``model.init`` refuses the
-        preprocessed input shape; or ``mesh`` is not a ``jax.sharding.Mesh`` with a ``"data"``
-        axis and every other axis of size 1.
-      ValueError: there are no examples, or ``batch_size`` is below 1.
+      LayerConfigError: ``batch_size`` is not a positive int; ``(images, labels)`` are not arrays
+        of one length with 1-D integer labels; a label lies outside ``[0, number of model
+        outputs)``; ``model.init`` refuses the preprocessed input shape; or ``mesh`` is not a
+        ``jax.sharding.Mesh`` with a ``"data"`` axis and every other axis of size 1.
+      ValueError: there are no examples.
     """
     images, labels = checks.labelled_data("evaluate", "images, labels", (images, labels))
     n = len(images)
     if n == 0:
         raise ValueError("evaluate needs at least one example")
-    if batch_size < 1:
-        raise ValueError(f"evaluate: batch_size must be positive, got {batch_size}")
-    batch_size = min(batch_size, n)
+    batch_size = min(checks.positive_int("evaluate", "batch_size", batch_size), n)
     if mesh is not None:
         mesh = distributed.check_mesh("evaluate", mesh)
         devices = mesh.shape[distributed.DATA_AXIS]

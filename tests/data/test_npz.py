@@ -110,6 +110,25 @@ def test_the_test_split_alone(tmp_path):
     np.testing.assert_array_equal(y_test, arrays["y_test"])
 
 
+def test_a_file_with_only_the_test_split_serves_evaluation_but_not_training(tmp_path):
+    arrays = _arrays()
+    path = tmp_path / "test_only.NPZ"
+    with path.open("wb") as file:  # np.savez would append ".npz" to the name
+        np.savez(file, x_test=arrays["x_test"], y_test=arrays["y_test"])
+    x_test, y_test = load_test_split(path)
+    np.testing.assert_array_equal(x_test, arrays["x_test"])
+    np.testing.assert_array_equal(y_test, arrays["y_test"])
+    with pytest.raises(DataFileError, match=r"test_only\.NPZ: missing arrays \['x_train', 'y_train'\]"):
+        load_dataset(path)
+
+
+@pytest.mark.parametrize("splits", [(), ("val",), ("test", "test"), "train", ("train", "eval")])
+def test_load_npz_refuses_splits_it_does_not_know(tmp_path, splits):
+    path = _write(tmp_path / "d.npz", **_arrays())
+    with pytest.raises(ValueError, match=r'^load_npz: argument `splits` must be "train" and/or "test", each once, got '):
+        load_npz(path, splits)
+
+
 # Hostile files: sizes are checked from the .npy headers before anything is inflated.
 
 

@@ -1,5 +1,7 @@
 """``evaluate``: its checks on the data, before any batch runs."""
 
+import re
+
 import jax
 import numpy as np
 import pytest
@@ -28,9 +30,12 @@ def test_bad_labels_are_refused(model, initialised, test_data, make_labels, mess
         evaluate(model, *initialised, images, make_labels(labels))
 
 
-def test_batch_size_must_be_positive(model, initialised, test_data):
-    with pytest.raises(ValueError, match="evaluate: batch_size must be positive, got 0"):
-        evaluate(model, *initialised, *test_data, batch_size=0)
+@pytest.mark.parametrize("batch_size, got", [(0, "0 (int)"), (2.5, "2.5 (float)"), (True, "True (bool)")])
+def test_batch_size_must_be_a_positive_int(model, initialised, test_data, batch_size, got):
+    with pytest.raises(
+        fn.LayerConfigError, match=rf"^evaluate: argument `batch_size` must be a positive integer, got {re.escape(got)}$"
+    ):
+        evaluate(model, *initialised, *test_data, batch_size=batch_size)
 
 
 def test_accuracy_of_labels_in_range(model, initialised, test_data):

@@ -310,10 +310,15 @@ def precision(where: str, value: Any) -> Any:
 
 
 def axes(where: str, argument: str, value: Any) -> int | tuple[int, ...]:
-    """An axis (any integer) or a non-empty tuple of distinct axes, as ``jax.nn.softmax`` takes."""
+    """An axis (any integer) or a non-empty tuple of distinct axes, as ``jax.nn.softmax`` takes (an
+    axis given twice in one sign is refused here; ``1`` and ``-3`` can meet only at ``init``)."""
     if is_int(value):
         return int(value)
     if isinstance(value, (tuple, list)) and value and all(is_int(a) for a in value):
+        if len(set(value)) < len(value):
+            raise LayerConfigError(
+                f"{where}: argument `{argument}` must not repeat an axis, got {tuple(value)}"
+            )
         return tuple(int(a) for a in value)
     raise LayerConfigError(
         f"{where}: argument `{argument}` must be an integer or a tuple of integers, got {_describe(value)}"

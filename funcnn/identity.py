@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import jax
 
 from funcnn import checks
-from funcnn.core import ApplyFn, InitFn, Layer, Shape
+from funcnn.core import ApplyFn, InitFn, Layer, LayerConfigError, Shape
 
 
 class LayerInfo(NamedTuple):
@@ -87,6 +87,29 @@ def _size(tree: Any) -> int:
     return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(tree))
 
 
+INPUTS = ("one", "many", "any")
+"""What a layer's ``init`` may take as ``input_shape`` (see ``checks.input_shape``)."""
+
+
+def _check_layer_parts(name: Any, init: Any, apply: Any, children: Any, inputs: Any, flops: Any) -> None:
+    """``make_layer``'s arguments, checked when the layer is built (not at its first ``init``)."""
+    if not isinstance(name, str) or not name:
+        raise LayerConfigError(f"make_layer: argument `name` must be a non-empty string, got {name!r}")
+    for argument, value in (("init", init), ("apply", apply), ("flops", flops)):
+        if not callable(value) and (argument != "flops" or value is not None):
+            raise LayerConfigError(
+                f"{name}: argument `{argument}` of make_layer must be callable, got {value!r}"
+            )
+    if not isinstance(children, tuple) or not all(isinstance(child, Layer) for child in children):
+        raise LayerConfigError(
+            f"{name}: argument `children` of make_layer must be a tuple of layers, got {children!r}"
+        )
+    if not isinstance(inputs, str) or inputs not in INPUTS:
+        raise LayerConfigError(
+            f"{name}: argument `inputs` of make_layer must be one of {INPUTS}, got {inputs!r}"
+        )
+
+
 def make_layer(
     name: str,
     init: InitFn,
@@ -139,9 +162,11 @@ def make_layer(
       of the functions given.
 
     Raises:
-      LayerConfigError: at ``init``, not at construction: when ``key`` is not one ``jax.random``
-        key (a typed ``jax.random.key(0)`` or a legacy ``PRNGKey``), or ``input_shape`` is not
-        what ``inputs`` allows: not a non-empty tuple or list of ints, a size below 1 other than a
+      LayerConfigError: at construction, when ``name`` is not a non-empty string, ``init``,
+        ``apply`` or a non-``None`` ``flops`` is not callable, a child is not a ``Layer``, or
+        ``inputs`` is not ``"one"``, ``"many"`` or ``"any"``. At ``init``: when ``key`` is not one
+        ``jax.random`` key (a typed ``jax.random.key(0)`` or a legacy ``PRNGKey``), or ``input_shape``
+        is not what ``inputs`` allows: not a non-empty tuple or list of ints, a size below 1 other than a
         batch of ``-1``, a tuple of shapes where one shape is expected or the reverse, or sizes
         that ``jax.jit`` traced (pass the shape as a static argument).
 
@@ -159,6 +184,8 @@ def make_layer(
         >>> layer_name(layer), out_shape, layer.apply(params, state, jnp.ones((2, 3)))[0].shape
         ('Scale', (-1, 3), (2, 3))
     """
+
+    _check_layer_parts(name, init, apply, children, inputs, flops)
 
     def checked_init(key: jax.Array, input_shape: Shape) -> tuple[Any, Any, Any]:
         checks.check_key(name, key)

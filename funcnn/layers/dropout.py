@@ -65,8 +65,6 @@ def Dropout(
     empty = isinstance(broadcast_dims, (tuple, list)) and not broadcast_dims
     dims = () if empty else checks.axes(name, "broadcast_dims", broadcast_dims)
     entries = dims if isinstance(dims, tuple) else (dims,)
-    if len(set(entries)) < len(entries):
-        raise LayerConfigError(f"{name}: argument `broadcast_dims` must not repeat an axis, got {dims}")
 
     def shared_axes(shape: Shape) -> tuple[int, ...]:
         if entries:

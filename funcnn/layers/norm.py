@@ -138,8 +138,6 @@ def parse_feature_axes(layer: str, axis) -> int | tuple[int, ...]:
     """A per-example normalisation's ``axis``: an int or a tuple of distinct ints, never the batch 0."""
     axis = checks.axes(layer, "axis", axis)
     entries = axis if isinstance(axis, tuple) else (axis,)
-    if len(set(entries)) < len(entries):
-        raise LayerConfigError(f"{layer}: argument `axis` must not repeat an axis, got {axis}")
     if 0 in entries:
         raise LayerConfigError(
             f"{layer}: argument `axis` must not include the batch axis 0 (the statistics are per "

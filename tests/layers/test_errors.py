@@ -107,7 +107,7 @@ def test_init_errors(make, input_shape, match):
         (lambda: fn.GroupNorm(0), r"GroupNorm: argument `num_groups` must be a positive integer, got 0 \(int\)"),
         (lambda: fn.filters.sobel(2), r"sobel: argument `axis` must be 0 or 1, got 2"),
         (lambda: fn.filters.gaussian(0, 1.0), r"gaussian: argument `size` must be a positive integer, got 0"),
-        (lambda: fn.filters.gaussian(3, 0.0), r"gaussian: argument `sigma` must be positive, got 0.0"),
+        (lambda: fn.filters.gaussian(3, 0.0), r"gaussian: argument `sigma` must be > 0, got 0.0"),
         (lambda: fn.filters.box_blur(-1), r"box_blur: argument `size` must be a positive integer, got -1"),
         (
             lambda: fn.Conv(2, 3, grad="numeric"),

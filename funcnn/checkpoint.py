@@ -6,17 +6,15 @@ mid-write leaves the previous checkpoints intact (the unfinished temporary
 folder is ignored, and removed by the next [`save`][funcnn.checkpoint.save]). Arrays go to
 TensorStore files, the metadata to JSON.
 
-Every step then gets a manifest, ``MANIFEST``: the format version and, per
-file as written, its size and SHA-256 digest. Per-file digests need no
-single pass over the whole state, so they still work when a later version
-writes params sharded over devices and processes (each process lists the
-files it wrote). [`restore`][funcnn.checkpoint.restore] and [`read_metadata`][funcnn.checkpoint.read_metadata]
-verify the step
+Every step then gets a manifest, ``MANIFEST``: the format version and, per file as written, its size and
+SHA-256 digest. Per-file digests need no single pass over the whole state, so they still work when a later
+version writes params sharded over devices and processes (each process lists the files it wrote).
+[`restore`][funcnn.checkpoint.restore] and [`read_metadata`][funcnn.checkpoint.read_metadata] verify the step
 first and raise [`CheckpointDamagedError`][funcnn.checkpoint.CheckpointDamagedError] naming the step and the
-first problem; a step without its manifest (a write killed before it, or
-an older format) is not intact. [`latest_intact_step`][funcnn.checkpoint.latest_intact_step] finds the newest
-intact step and [`move_aside`][funcnn.checkpoint.move_aside] moves a damaged one into a folder of
-damaged steps, never deleting it.
+first problem; a step without its manifest (a write killed before it, or an older format) is not intact.
+[`latest_intact_step`][funcnn.checkpoint.latest_intact_step] finds the newest intact step and
+[`move_aside`][funcnn.checkpoint.move_aside] moves a damaged one into a folder of damaged steps, never
+deleting it.
 
 Examples:
     >>> import jax.numpy as jnp, tempfile
@@ -131,10 +129,9 @@ def save(
     """Atomically write ``pytree`` and JSON ``metadata`` as checkpoint ``step``.
 
     Older checkpoints beyond the newest ``keep`` are deleted ([`prunable`][funcnn.checkpoint.prunable]),
-    except
-    those in ``protect``, and so are temporary folders left by interrupted writes. The
-    deletion starts only once the new step is proved (its manifest written), oldest first,
-    so a process killed at any point keeps every protected step and the newest intact one.
+    except those in ``protect``, and so are temporary folders left by interrupted writes. The deletion starts
+    only once the new step is proved (its manifest written), oldest first, so a process killed at any point
+    keeps every protected step and the newest intact one.
 
     Args:
       directory: the checkpoint directory (created if missing).
@@ -189,8 +186,7 @@ def save(
 
 def prunable(steps: list[int], keep: int, protect: Collection[int] = ()) -> list[int]:
     """The steps [`save`][funcnn.checkpoint.save] deletes: all but the newest ``keep`` of ``steps``
-    (ascending) and
-    those in ``protect``, oldest first.
+    (ascending) and those in ``protect``, oldest first.
 
     Args:
       steps: the saved steps, ascending (as [`all_steps`][funcnn.checkpoint.all_steps] lists them).
@@ -212,9 +208,8 @@ def prunable(steps: list[int], keep: int, protect: Collection[int] = ()) -> list
 class _quiet_orbax:  # noqa: N801 (a context manager used as a function)
     """Quiet orbax during the block: its ``absl`` log shows only critical records (a failed write
     logs a traceback per writing thread, and the exception [`save`][funcnn.checkpoint.save] raises says it
-    all), and
-    unraisable errors of its threads are held, shown when the block succeeds. After a failed
-    write, TensorStore reports "Event loop is closed" for each write still under way once it
+    all), and unraisable errors of its threads are held, shown when the block succeeds. After a failed write,
+    TensorStore reports "Event loop is closed" for each write still under way once it
     ends; those reports (from asyncio's ``call_soon_threadsafe``) are dropped from then on."""
 
     def __enter__(self) -> None:
@@ -257,8 +252,7 @@ _OS_ERROR_CODE = re.compile(r"os_error_code='?(\d+)")
 
 def write_error(error: BaseException, path: Path) -> WriteError | None:
     """``error`` as a [`WriteError`][funcnn.checkpoint.WriteError] naming ``path`` when an OS error caused it
-    (an
-    ``OSError``, or TensorStore's message carrying ``os_error_code``); ``None`` otherwise.
+    (an ``OSError``, or TensorStore's message carrying ``os_error_code``); ``None`` otherwise.
 
     Args:
       error: the exception a write raised (orbax's, TensorStore's or Python's own).

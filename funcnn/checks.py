@@ -21,10 +21,8 @@ The padding formulas that turn a parsed padding into ``(low, high)`` pairs
 live with the other formulas, in [`funcnn.shapes.padding_pairs`][funcnn.shapes.padding_pairs].
 
 The dtype policy ([`compute_dtype`][funcnn.checks.compute_dtype], [`input_array`][funcnn.checks.input_array]):
-integer and
-bool inputs are promoted to the layer's compute dtype before any
-arithmetic; floating inputs keep their dtype unless the layer names one;
-complex inputs are refused.
+integer and bool inputs are promoted to the layer's compute dtype before any arithmetic; floating inputs keep
+their dtype unless the layer names one; complex inputs are refused.
 """
 
 from __future__ import annotations

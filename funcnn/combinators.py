@@ -232,9 +232,8 @@ def fan_in_sum() -> Layer:
     ([`funcnn.checks.common_dtype`][funcnn.checks.common_dtype]), the output's.
 
     Shapes:
-      Input a tuple of equal shapes ``(S, ..., S)``, the batch entry included (``-1`` and a fixed
-      batch do not match).
-      Output ``S``.
+      Input a tuple of equal shapes ``(S, ..., S)``, the batch entry included (``-1`` and a fixed batch do not
+      match). Output ``S``.
 
     Returns:
       The layer, an ``(init, apply)`` pair without params or state.

@@ -433,8 +433,7 @@ def _train_settings(
     args: argparse.Namespace, folder: RunFolder, inspection: Inspection, recorded: dict[str, Any] | None
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The run's settings ([`funcnn.settings.merge`][funcnn.settings.merge]), and what is done (``epoch``,
-    ``step``,
-    ``history``) when resuming.
+    ``step``, ``history``) when resuming.
 
     On --resume the run's own settings are ``run.json``'s (``recorded``) and the newest
     intact checkpoint's, which must agree; then the arguments given, which must not

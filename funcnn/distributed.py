@@ -92,9 +92,8 @@ def join(coordinator: str, processes: int, process_id: int) -> None:
 @contextlib.contextmanager
 def reporting_lost_processes() -> Iterator[None]:
     """Raise a [`ProcessLostError`][funcnn.distributed.ProcessLostError] for an error of the block that says a
-    process of the run
-    is gone (a collective whose other end closed). With two processes the lost one is the other;
-    with more, the collective does not say which.
+    process of the run is gone (a collective whose other end closed). With two processes the lost one is the
+    other; with more, the collective does not say which.
 
     Yields:
       Nothing; the block runs as it is, and only its errors are translated.
@@ -365,9 +364,8 @@ def leaf_sharding(mesh: Mesh, shape: Sequence[int], shard: bool) -> NamedShardin
 
 def state_shardings(mesh: Mesh, state: Any, shard_params: bool = False) -> Any:
     """The shardings of a training state (a [`funcnn.train.TrainState`][funcnn.train.TrainState] of arrays or
-    shapes):
-    everything replicated, or with ``shard_params`` its ``params`` and ``opt_state`` split
-    by [`leaf_sharding`][funcnn.distributed.leaf_sharding].
+    shapes): everything replicated, or with ``shard_params`` its ``params`` and ``opt_state`` split by
+    [`leaf_sharding`][funcnn.distributed.leaf_sharding].
 
     Args:
       mesh: a mesh with a [`DATA_AXIS`][funcnn.distributed.DATA_AXIS] axis, e.g. from

@@ -1,14 +1,12 @@
 """Layer identity: a layer's name and children, kept beside the ``(init, apply)`` pair.
 
-``Layer`` stays a two-field NamedTuple (``init_fn, apply_fn = layer`` unpacks
-as in stax), so the identity lives in a registry keyed by the layer's
-``init`` function: [`make_layer`][funcnn.identity.make_layer] builds a layer and registers it;
-[`layer_name`][funcnn.identity.layer_name] and [`layer_children`][funcnn.identity.layer_children] read it
-back. A user's own
-``Layer(init, apply)`` pair composes with everything and is called
-``"Layer"``, or what [`make_layer`][funcnn.identity.make_layer] names it; combinators hold it
-registered as ``"Layer"`` ([`registered`][funcnn.identity.registered]), so it has its own row in
-``summary`` like any other child.
+``Layer`` stays a two-field NamedTuple (``init_fn, apply_fn = layer`` unpacks as in stax), so the identity
+lives in a registry keyed by the layer's ``init`` function: [`make_layer`][funcnn.identity.make_layer] builds
+a layer and registers it; [`layer_name`][funcnn.identity.layer_name] and
+[`layer_children`][funcnn.identity.layer_children] read it back. A user's own ``Layer(init, apply)`` pair
+composes with everything and is called ``"Layer"``, or what [`make_layer`][funcnn.identity.make_layer] names
+it; combinators hold it registered as ``"Layer"`` ([`registered`][funcnn.identity.registered]), so it has its
+own row in ``summary`` like any other child.
 
 The ``init`` that [`make_layer`][funcnn.identity.make_layer] returns checks its ``key`` and
 ``input_shape`` (one place for every layer) and, while

@@ -64,10 +64,8 @@ def _swallowed_at(frame: FrameType | None) -> bool:
 @contextlib.contextmanager
 def stop_signals() -> Iterator[None]:
     """Within the block, the first stop signal raises [`Interrupted`][funcnn.interrupts.Interrupted] (later
-    ones are
-    dropped); the previous handlers come back after it. A signal the process was started
-    ignoring (``nohup`` ignores SIGHUP) stays ignored. Only in the main thread; elsewhere
-    the block runs unchanged.
+    ones are dropped); the previous handlers come back after it. A signal the process was started ignoring
+    (``nohup`` ignores SIGHUP) stays ignored. Only in the main thread; elsewhere the block runs unchanged.
 
     Yields:
       ``None``; the block runs with the handlers installed.

@@ -94,8 +94,7 @@ def _key_name(key: Any) -> str:
 
 def param_labels(model: Layer, input_shape: Shape) -> Labels:
     """The labels of ``model``'s parameters ([`tree_labels`][funcnn.labels.tree_labels]) for inputs of
-    ``input_shape``;
-    nothing is allocated (``init`` runs under ``jax.eval_shape``).
+    ``input_shape``; nothing is allocated (``init`` runs under ``jax.eval_shape``).
 
     Args:
       model: the model.

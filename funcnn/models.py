@@ -80,10 +80,9 @@ def lenet5(num_classes: int = 10, *, dtype: DTypeLike | None = None, grad: str |
 
     Shapes:
       Input ``(N, H, W, C)``, channels last: ``(N, 28, 28, 1)`` as designed
-      ([`INPUT_SHAPE`][funcnn.models.INPUT_SHAPE]); any ``H, W >= 12`` and ``C`` build too, the first
-      dense layer then taking ``floor((floor(H / 2) - 4) / 2) floor((floor(W / 2) - 4) / 2) 16``
-      inputs.
-      Output ``(N, num_classes)``, the logits (in the compute dtype).
+      ([`INPUT_SHAPE`][funcnn.models.INPUT_SHAPE]); any ``H, W >= 12`` and ``C`` build too, the first dense
+      layer then taking ``floor((floor(H / 2) - 4) / 2) floor((floor(W / 2) - 4) / 2) 16`` inputs. Output
+      ``(N, num_classes)``, the logits (in the compute dtype).
 
     Returns:
       The model, an ``(init, apply)`` pair (a ``serial`` of its layers); it has no state.

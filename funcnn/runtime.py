@@ -20,12 +20,10 @@ The plan has four parts, each skipped where the user already chose:
   are) whose product with the process count divides the batch. A device count in
   ``XLA_FLAGS`` or ``JAX_NUM_CPU_DEVICES`` wins.
 - **XLA:CPU's own convolutions** ([`CPU_CONVOLUTIONS`][funcnn.runtime.CPU_CONVOLUTIONS] in ``XLA_FLAGS``):
-  jaxlib 0.10 hands each convolution to YNNPACK, whose weight gradient on an
-  AVX2 CPU runs at about half XLA:CPU's rate (the CIFAR-shaped benchmark net
-  trains 1.2-1.5x faster without it; ``benchmarks/README.md``). Only with a
-  jaxlib from [`CPU_CONVOLUTIONS_SINCE`][funcnn.runtime.CPU_CONVOLUTIONS_SINCE] on (XLA aborts on a flag it
-  lacks),
-  and only before JAX is imported (XLA reads its flags once).
+  jaxlib 0.10 hands each convolution to YNNPACK, whose weight gradient on an AVX2 CPU runs at about half
+  XLA:CPU's rate (the CIFAR-shaped benchmark net trains 1.2-1.5x faster without it; ``benchmarks/README.md``).
+  Only with a jaxlib from [`CPU_CONVOLUTIONS_SINCE`][funcnn.runtime.CPU_CONVOLUTIONS_SINCE] on (XLA aborts on
+  a flag it lacks), and only before JAX is imported (XLA reads its flags once).
 - **A spare thread per CPU device where the devices outnumber the cores**
   (``PJRT_NPROC`` = twice the device count): XLA:CPU runs the devices'
   programs on a pool of ``max(cores, devices)`` threads, and the launch of a

@@ -98,13 +98,11 @@ def ceil_pool_output_size(
 ) -> int:
     """Output length of a pooling window along one axis in ceil mode (PyTorch's ``ceil_mode=True``).
 
-    ``ceil((n + p_lo + p_hi - d (f - 1) - 1) / s) + 1``, less one when the last
-    window would start past the input and its low padding,
-    ``(out - 1) s >= n + p_lo``: a last, partial window is kept only where it
+    ``ceil((n + p_lo + p_hi - d (f - 1) - 1) / s) + 1``, less one when the last window would start past the
+    input and its low padding, ``(out - 1) s >= n + p_lo``: a last, partial window is kept only where it
     starts on an input or on the low padding. It equals the floor formula
     ([`conv_output_size`][funcnn.shapes.conv_output_size]) when ``s`` divides ``n + p_lo + p_hi - d (f - 1) -
-    1``.
-    ``stride`` defaults to the window.
+    1``. ``stride`` defaults to the window.
 
     Args:
       n: input length.
@@ -172,8 +170,7 @@ def padding_pairs(
     dilation: Sequence[int],
 ) -> tuple[tuple[int, int], ...]:
     """A parsed padding ([`funcnn.checks.padding_spec`][funcnn.checks.padding_spec]) as explicit ``(low,
-    high)`` pairs,
-    one per spatial axis.
+    high)`` pairs, one per spatial axis.
 
     ``"SAME"`` uses [`same_padding`][funcnn.shapes.same_padding]; ``kernel``, ``strides``
     and ``dilation`` are per axis.

@@ -123,6 +123,7 @@ CONSTRUCTORS = [
     (lambda: fn.ConvTranspose(4, 3, strides=2, output_padding=0.5), lit("ConvTranspose: argument `output_padding` must be an integer >= 0 or a sequence of them, got 0.5 (float)")),
     (lambda: fn.ConvTranspose(4, 3, strides=(2, 2), output_padding=(1, 1, 1)), lit("ConvTranspose: arguments `strides`, `output_padding` have different numbers of entries ((2, 2), (1, 1, 1))")),
     (lambda: fn.ConvTranspose(4, (3, 3), strides=(2, 2, 2)), lit("ConvTranspose: arguments `kernel_size`, `strides` have different numbers of entries ((3, 3), (2, 2, 2))")),
+    (lambda: fn.ConvTranspose(4, (3, 3), dilation=(1, 1, 1)), lit("ConvTranspose: arguments `kernel_size`, `dilation` have different numbers of entries ((3, 3), (1, 1, 1))")),
     (lambda: fn.ConvTranspose(5, 3, groups=2), lit("ConvTranspose: argument `groups`=2 does not divide `features` 5")),
     (lambda: fn.ConvTranspose(4, 3, dtype="int8"), lit("ConvTranspose: argument `dtype` must be a floating-point dtype", "got 'int8' (str)")),
     (lambda: fn.ConvTranspose(4, 3, padding="full"), lit("ConvTranspose: argument `padding` must be 'VALID', 'SAME'", "got 'full'")),

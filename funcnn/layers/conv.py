@@ -395,7 +395,7 @@ def ConvTranspose(
       LayerConfigError: at construction, when ``features`` or ``groups`` is not a positive int,
         ``kernel_size``, ``strides``, ``dilation`` or ``output_shape`` is not a positive int or 1 to 3 of
         them, ``output_padding`` is not a non-negative int or 1 to 3 of them, sequences among ``kernel_size``,
-        ``strides``, ``output_shape`` (or among ``strides``, ``dilation``, ``output_padding``) differ in
+        ``strides``, ``dilation``, ``output_shape`` (or ``output_padding``) differ in
         length, ``padding`` has none of its forms, ``output_padding`` is not smaller than
         ``max(stride, dilation)`` (with ``"SAME"``: than the stride) on an axis or not 0 with
         ``output_shape``, ``groups`` does not divide ``features``, ``padding_mode`` is unknown or not
@@ -427,8 +427,10 @@ def ConvTranspose(
         param_dtype,
         grad,
     )
-    target = {} if args.output_shape is None else {"output_shape": args.output_shape}
-    checks.per_axis(name, kernel_size=learned.kernel_size, strides=args.conv.strides, **target)
+    sizes = {"kernel_size": learned.kernel_size, "strides": args.conv.strides, "dilation": args.conv.dilation}
+    if args.output_shape is not None:
+        sizes["output_shape"] = args.output_shape
+    checks.per_axis(name, **sizes)
     padding_mode = padding_mode_arg(name, padding_mode, args.conv.padding)
 
     def resolve(input_shape: Shape, kernel_shape: Shape) -> tuple[ConvConfig, ConvTransposeGeometry]:

@@ -1,11 +1,10 @@
 """Resizing layers: ``Upsample`` (integer factors) and ``Resize`` (to a target spatial shape).
 
-Both are ``funcnn.ops.resize.resize_forward`` with its hand-written VJP: along each spatial
-axis ``Y = A X`` for a small interpolation matrix ``A``, and ``dL/dX = A^T G``; the methods and
-where they differ from ``jax.image.resize`` are in [`funcnn.ops.resize`][funcnn.ops.resize.resize]. Values
-equal
-``torch.nn.Upsample`` / ``torch.nn.functional.interpolate`` with ``align_corners=False``.
-Integer and bool inputs are resized in the default float (or ``dtype``).
+Both are ``funcnn.ops.resize.resize_forward`` with its hand-written VJP: along each spatial axis ``Y = A X``
+for a small interpolation matrix ``A``, and ``dL/dX = A^T G``; the methods and where they differ from
+``jax.image.resize`` are in [`funcnn.ops.resize`][funcnn.ops.resize.resize]. Values equal
+``torch.nn.Upsample`` / ``torch.nn.functional.interpolate`` with ``align_corners=False``. Integer and bool
+inputs are resized in the default float (or ``dtype``).
 """
 
 from __future__ import annotations

@@ -303,11 +303,10 @@ def _resize_fwd(config: ResizeConfig, x: jax.Array) -> tuple[jax.Array, tuple]:
 def _resize_bwd(config: ResizeConfig, saved: tuple, g: jax.Array) -> tuple[jax.Array]:
     """``dL/dX = A_1^T ... A_k^T G``: the transpose along each axis, last axis of the forward first.
 
-    Along one axis ``dX[i] = sum_d A[d, i] G[d]``, the outputs ``d`` that read input ``i`` being a
-    run of neighbours: one gather of ``G`` per position in the run, weighted by ``A[d, i]``. For
-    nearest, ``A[d, i] = [i(d) = i]``: each input gets the sum of the outputs that copy it, for an
-    integer upsampling the sum over its block of ``k`` outputs. The cotangent keeps ``G``'s dtype,
-    which is ``x``'s.
+    Along one axis ``dX[i] = sum_d A[d, i] G[d]``, the outputs ``d`` that read input ``i`` being a run of
+    neighbours: one gather of ``G`` per position in the run, weighted by ``A[d, i]``. For nearest, ``A[d, i] =
+    [i(d) = i]``: each input gets the sum of the outputs that copy it, for an integer upsampling the sum over
+    its block of ``k`` outputs. The cotangent keeps ``G``'s dtype, which is ``x``'s.
     """
     del saved
     for axis in reversed(_axis_order(config)):

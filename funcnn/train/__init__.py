@@ -1,8 +1,7 @@
 """Training: the train state, the jitted step, scanned or looped epochs, the pure training loop
 (``funcnn.train.loop``), ``fit`` and its callbacks ([`funcnn.train.callbacks`][funcnn.train.callbacks]), the
-run's
-output folder ([`funcnn.train.run_folder`][funcnn.train.run_folder]), ``evaluate`` and the moving average of
-the
+run's output folder ([`funcnn.train.run_folder`][funcnn.train.run_folder]), ``evaluate`` and the moving
+average of the
 parameters ([`funcnn.train.ema`][funcnn.train.ema])."""
 
 from funcnn.train.callbacks import (

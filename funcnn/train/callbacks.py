@@ -150,8 +150,7 @@ class _Hooks(Callback):
 
 def as_callback(where: str, callback: Any) -> Callback:
     """``callback`` as a [`Callback`][funcnn.train.callbacks.Callback]: a subclass as it is, any other object
-    with at least
-    one of the [`HOOKS`][funcnn.train.callbacks.HOOKS] with the hooks it lacks doing nothing.
+    with at least one of the [`HOOKS`][funcnn.train.callbacks.HOOKS] with the hooks it lacks doing nothing.
 
     Args:
       where: who asks, the start of the error message.
@@ -266,14 +265,12 @@ class Checkpoints(Callback):
 class EMA(Callback):
     """After each epoch, evaluate the moving average of the parameters (kept by an optimiser
     wrapped in [`funcnn.train.with_ema`][funcnn.train.with_ema]) on ``test_data`` and add ``ema_test_loss``
-    and
-    ``ema_test_accuracy`` to the epoch's record.
+    and ``ema_test_accuracy`` to the epoch's record.
 
     Place it before [`Checkpoints`][funcnn.train.callbacks.Checkpoints] (and ``fit``'s ``out=``, which is one:
-    pass
-    ``callbacks=[EMA(...), Checkpoints(out)]`` instead), so the record it completes is the one
-    saved and written to ``metrics.jsonl``. The average of the parameters is evaluated with
-    the model's current state (e.g. batch-norm statistics).
+    pass ``callbacks=[EMA(...), Checkpoints(out)]`` instead), so the record it completes is the one saved and
+    written to ``metrics.jsonl``. The average of the parameters is evaluated with the model's current state
+    (e.g. batch-norm statistics).
 
     Args:
       model: the model being trained.
@@ -397,15 +394,13 @@ TENSORBOARD_INSTALL = "pip install 'funcnn[tensorboard]'"
 
 class TensorBoard(Callback):
     """Write each epoch's record as TensorBoard scalars under ``logdir`` (process 0 only), at
-    the epoch's last step: ``loss/train``, ``loss/test``, ``accuracy/train``, ``accuracy/test``
-    (and ``loss/ema_test``, ``accuracy/ema_test`` after [`EMA`][funcnn.train.callbacks.EMA]),
-    ``images_per_second``
+    the epoch's last step: ``loss/train``, ``loss/test``, ``accuracy/train``, ``accuracy/test`` (and
+    ``loss/ema_test``, ``accuracy/ema_test`` after [`EMA`][funcnn.train.callbacks.EMA]), ``images_per_second``
     and, when given, ``learning_rate``. Needs the ``tensorboardX`` package (no TensorFlow).
 
     Place it after [`Checkpoints`][funcnn.train.callbacks.Checkpoints]: on a resumed run it then knows the
-    epochs restored,
-    and what an earlier, killed process logged after them is dropped from view
-    (TensorBoard's ``purge_step``).
+    epochs restored, and what an earlier, killed process logged after them is dropped from view (TensorBoard's
+    ``purge_step``).
 
     Args:
       logdir: the folder of the event files (``OUT/tensorboard`` from ``funcnn train``).
@@ -451,9 +446,8 @@ def tensorboard_scalars(
     record: dict[str, Any], learning_rate: float | Callable[[int], Any] | None = None
 ) -> dict[str, float]:
     """The scalars [`TensorBoard`][funcnn.train.callbacks.TensorBoard] writes for an epoch's ``record``: each
-    ``<split>_loss``
-    and ``<split>_accuracy`` as ``loss/<split>`` and ``accuracy/<split>``, the images per second,
-    and the learning rate of the epoch's last step (``learning_rate(step - 1)``).
+    ``<split>_loss`` and ``<split>_accuracy`` as ``loss/<split>`` and ``accuracy/<split>``, the images per
+    second, and the learning rate of the epoch's last step (``learning_rate(step - 1)``).
 
     Args:
       record: an epoch's record; values that are not finite numbers (e.g. ``None``) are left out.

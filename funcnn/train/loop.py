@@ -66,8 +66,7 @@ def choose_mode(mode: str, nbytes: int, device: jax.Device) -> str:
 def sharded_step(step: Step, mesh: Mesh, shard_params: bool) -> Step:
     """``step`` with its batch split along the mesh's data axis and its state placed by
     [`funcnn.distributed.state_shardings`][funcnn.distributed.state_shardings], inside ``jit``: XLA's
-    partitioner runs the
-    step data-parallel (each device its rows, the gradients all-reduced) and the state
+    partitioner runs the step data-parallel (each device its rows, the gradients all-reduced) and the state
     keeps one placement from step to step. The metrics come back replicated."""
 
     def run(state: Any, images: jax.Array, labels: jax.Array) -> tuple[Any, StepMetrics]:

@@ -41,8 +41,7 @@ def make_optimizer(
 
 def learning_rate_schedule(learning_rate: float, decay_steps: int | None = None) -> optax.ScalarOrSchedule:
     """The rate [`make_optimizer`][funcnn.train.optimizers.make_optimizer] uses: ``learning_rate``, or with
-    ``decay_steps`` a cosine
-    decay from it to 0 over that many steps (``optax.cosine_decay_schedule``).
+    ``decay_steps`` a cosine decay from it to 0 over that many steps (``optax.cosine_decay_schedule``).
 
     Args:
       learning_rate: the constant rate, or the rate at step 0 of the decay (not checked here).

@@ -12,12 +12,10 @@
 
 Nothing else reads or writes these paths. A [`RunFolder`][funcnn.train.run_folder.RunFolder] verifies each
 step at most once ([`RunFolder.inspect`][funcnn.train.run_folder.RunFolder.inspect]), restores the newest
-intact
-one (or hands the template back when there is none), writes each epoch with
-stop signals held off, turns every failed write into a
-[`funcnn.checkpoint.WriteError`][funcnn.checkpoint.WriteError] naming the path, and removes a folder it
-created when the run fails before its first checkpoint. With several
-processes, process 0 writes and holds the lock; the others only read.
+intact one (or hands the template back when there is none), writes each epoch with stop signals held off,
+turns every failed write into a [`funcnn.checkpoint.WriteError`][funcnn.checkpoint.WriteError] naming the
+path, and removes a folder it created when the run fails before its first checkpoint. With several processes,
+process 0 writes and holds the lock; the others only read.
 """
 
 from __future__ import annotations
@@ -438,10 +436,9 @@ class RunFolder:
         """The newest intact step's state and history; ``Restored(template, [], None)`` when
         there is none (a fresh run). Damaged steps newer than it are moved aside with a
         [`funcnn.checkpoint.DamagedCheckpointWarning`][funcnn.checkpoint.DamagedCheckpointWarning] each, and
-        so are steps whose
-        write never finished, when this process holds the lock
-        ([`lock`][funcnn.train.run_folder.RunFolder.lock]: then no one is
-        writing them); without it they are left where they are.
+        so are steps whose write never finished, when this process holds the lock
+        ([`lock`][funcnn.train.run_folder.RunFolder.lock]: then no one is writing them); without it they are
+        left where they are.
 
         Args:
           template: the train state's structure, shapes, dtypes and shardings to restore into
@@ -516,12 +513,11 @@ class RunFolder:
     ) -> None:
         """Checkpoint ``state`` with ``history`` in its metadata, then rewrite the metrics and curves.
 
-        Stop signals wait until the step is written and proved (or removed after a failed
-        write). A state with non-finite values is a diverged run: it is never saved. Older
-        steps beyond the newest ``keep`` are deleted, except, with ``best``, the best epoch's
+        Stop signals wait until the step is written and proved (or removed after a failed write). A state with
+        non-finite values is a diverged run: it is never saved. Older steps beyond the newest ``keep`` are
+        deleted, except, with ``best``, the best epoch's
         ([`protected_steps`][funcnn.train.run_folder.protected_steps]); each deletion comes after the new step
-        is proved, so a
-        kill at any point leaves the best step and the newest intact one.
+        is proved, so a kill at any point leaves the best step and the newest intact one.
 
         Args:
           state: the train state (its ``step`` names the checkpoint).

@@ -190,8 +190,7 @@ def prunable(steps: list[int], keep: int, protect: Collection[int] = ()) -> list
 
     Args:
       steps: the saved steps, ascending (as [`all_steps`][funcnn.checkpoint.all_steps] lists them).
-      keep: how many of the newest steps to keep; positive ([`save`][funcnn.checkpoint.save] checks it:
-        ``0`` would select nothing, a negative ``-k`` only the oldest ``k``).
+      keep: how many of the newest steps to keep, 0 or more (0 selects every step not protected).
       protect: steps never selected, wherever they are.
 
     Returns:
@@ -202,7 +201,7 @@ def prunable(steps: list[int], keep: int, protect: Collection[int] = ()) -> list
         >>> prunable([2, 4, 6, 8], keep=2, protect={2})
         [4]
     """
-    return [step for step in steps[:-keep] if step not in protect]
+    return [step for step in steps[: max(len(steps) - keep, 0)] if step not in protect]
 
 
 class _quiet_orbax:  # noqa: N801 (a context manager used as a function)

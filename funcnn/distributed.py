@@ -282,14 +282,21 @@ def same_in_every_process(choice: str, choices: Sequence[str]) -> str:
     """Process 0's ``choice`` (one of ``choices``) in every process, so that all run the same program.
 
     Args:
-      choice: this process's choice; with several processes it must be one of ``choices``
-        (``ValueError`` otherwise), with one it is returned unchecked.
+      choice: this process's choice, one of ``choices`` (``ValueError`` otherwise, with any number of
+        processes).
       choices: the possible values, in the same order in every process; the index of process 0's
         choice is what is broadcast.
 
     Returns:
       Process 0's ``choice``; with one process, ``choice`` itself.
+
+    Raises:
+      ValueError: when ``choice`` is not one of ``choices``.
     """
+    if choice not in choices:
+        raise ValueError(
+            f"same_in_every_process: argument `choice` {choice!r} is not one of {tuple(choices)}"
+        )
     if jax.process_count() == 1:
         return choice
     index = multihost_utils.broadcast_one_to_all(np.int32(choices.index(choice)))

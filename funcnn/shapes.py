@@ -196,7 +196,8 @@ def padding_pairs(
     if padding == "VALID":
         return ((0, 0),) * rank
     if padding == "SAME":
-        return tuple(same_padding(n, f, s, d) for n, f, s, d in zip(spatial, kernel, strides, dilation))
+        axes = zip(spatial, kernel, strides, dilation, strict=True)
+        return tuple(same_padding(n, f, s, d) for n, f, s, d in axes)
     if isinstance(padding, int):
         return ((padding, padding),) * rank
     if len(padding) != rank:

@@ -257,3 +257,10 @@ def test_leaves_on_different_devices_are_checked_where_they_live(tmp_path):
     tree["b"] = jax.device_put(jnp.zeros(2), second)
     save(tmp_path, 1, tree)
     assert latest_step(tmp_path) == 1
+
+
+@pytest.mark.parametrize(
+    ("keep", "pruned"), [(0, [2, 6, 8, 10]), (1, [2, 6, 8]), (3, [2]), (4, [2]), (5, []), (9, [])]
+)
+def test_prunable_keeps_the_newest_keep_steps_and_the_protected_ones(keep, pruned):
+    assert funcnn.checkpoint.prunable([2, 4, 6, 8, 10], keep, protect={4}) == pruned

@@ -109,6 +109,8 @@ def test_a_batch_without_a_batch_axis_is_refused(batch):
 def test_local_rows_of_one_process_are_the_whole_batch():
     assert distributed.local_rows(distributed.data_mesh(), 16) == slice(0, 16)
     assert distributed.same_in_every_process("loop", ("scan", "loop")) == "loop"
+    with pytest.raises(ValueError, match=r"^same_in_every_process: argument `choice` 'jit' is not one of \('scan', 'loop'\)$"):
+        distributed.same_in_every_process("jit", ("scan", "loop"))
     with pytest.raises(fn.LayerConfigError, match=r"local_rows: argument `batch_size` 6 does not divide"):
         distributed.local_rows(distributed.data_mesh(), 6)
 

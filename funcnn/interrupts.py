@@ -81,6 +81,7 @@ def stop_signals() -> Iterator[None]:
         return
     ignored = {signum for signum in STOP_SIGNALS if signal.getsignal(signum) is signal.SIG_IGN}  # nohup
     previous = {signum: signal.signal(signum, _handle) for signum in STOP_SIGNALS if signum not in ignored}
+    outer = _State.received, _State.raised, _State.deferring  # a block opened inside another's deferred
     _State.received, _State.raised, _State.deferring = None, False, 0
     try:
         yield
@@ -88,7 +89,7 @@ def stop_signals() -> Iterator[None]:
         for signum, handler in previous.items():
             if signal.getsignal(signum) is _handle:  # not replaced within the block
                 signal.signal(signum, handler)
-        _State.received, _State.raised = None, False
+        _State.received, _State.raised, _State.deferring = outer
 
 
 def ignore_stop_signals() -> None:

@@ -40,6 +40,25 @@ def test_a_deferred_block_completes_before_the_signal_is_raised():
     assert done == ["written"]
 
 
+def test_a_block_opened_inside_a_deferred_one_leaves_the_outer_block_as_it_was():
+    done = []
+    with pytest.raises(interrupts.Interrupted, match="SIGTERM"), interrupts.stop_signals():
+        with interrupts.deferred():
+            with interrupts.stop_signals():
+                done.append("inner")
+            os.kill(os.getpid(), signal.SIGTERM)  # still held by the outer deferred block
+            for _ in range(1000):
+                pass
+            done.append("written")
+        done.append("never")
+    assert done == ["inner", "written"]
+    assert interrupts._State.deferring == 0
+    with pytest.raises(interrupts.Interrupted, match="SIGHUP"), interrupts.stop_signals():
+        os.kill(os.getpid(), signal.SIGHUP)  # raised at once: nothing is left deferring
+        for _ in range(1000):
+            pass
+
+
 def test_a_signal_the_process_ignores_stays_ignored():
     previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
     try:

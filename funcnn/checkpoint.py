@@ -615,7 +615,7 @@ def problems(directory: str | os.PathLike, step: int) -> list[Problem]:
                 f"it has no {MANIFEST} (its write did not finish, or another version wrote it)",
             )
         ]
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:  # OSError: no permission, ...
         return [Problem(Damage.UNREADABLE, f"its {MANIFEST} is unreadable ({type(error).__name__}: {error})")]
     if version != FORMAT_VERSION:
         return [

@@ -211,6 +211,10 @@ def test_unknown_format_or_missing_manifest_is_not_intact(tmp_path):
     manifest.write_text("{not json")
     assert "is unreadable" in funcnn.checkpoint.problems(directory, 2)[0]
     manifest.unlink()
+    manifest.mkdir()  # an OS error reading it (a folder, no permission): unreadable, not a crash
+    assert "is unreadable (IsADirectoryError" in funcnn.checkpoint.problems(directory, 2)[0]
+    assert funcnn.checkpoint.latest_intact_step(directory)[0] == 1
+    manifest.rmdir()
     assert "has no funcnn-manifest.json" in funcnn.checkpoint.problems(directory, 2)[0]
 
 

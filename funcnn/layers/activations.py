@@ -539,7 +539,9 @@ def PRelu(
     return make_layer(name, init, apply)
 
 
-def _along_axis(name: str, axis: int, dtype, grad: str, op: Callable[..., jax.Array]) -> Layer:
+def _along_axis(
+    name: str, axis: int | tuple[int, ...], dtype, grad: str, op: Callable[..., jax.Array]
+) -> Layer:
     axis = checks.axes(name, "axis", axis)
 
     def check_shape(shape: tuple[int, ...]) -> None:
@@ -548,7 +550,9 @@ def _along_axis(name: str, axis: int, dtype, grad: str, op: Callable[..., jax.Ar
     return _activation(name, dtype, grad, lambda x, grad: op(x, axis, grad=grad), check_shape)
 
 
-def Softmax(axis: int = -1, *, dtype: jnp.dtype | None = None, grad: str | None = None) -> Layer:
+def Softmax(
+    axis: int | tuple[int, ...] = -1, *, dtype: jnp.dtype | None = None, grad: str | None = None
+) -> Layer:
     """``e^x / sum(e^x)`` along ``axis``: class probabilities from logits.
 
     Args:
@@ -578,7 +582,9 @@ def Softmax(axis: int = -1, *, dtype: jnp.dtype | None = None, grad: str | None 
     return _along_axis("Softmax", axis, dtype, grad, activations.softmax)
 
 
-def LogSoftmax(axis: int = -1, *, dtype: jnp.dtype | None = None, grad: str | None = None) -> Layer:
+def LogSoftmax(
+    axis: int | tuple[int, ...] = -1, *, dtype: jnp.dtype | None = None, grad: str | None = None
+) -> Layer:
     """``x - log sum(e^x)`` along ``axis``.
 
     Args:

@@ -706,7 +706,7 @@ def prelu(x: jax.Array, slope: jax.Array, *, grad: str | None = None) -> jax.Arr
 # --- softmax and log-softmax ----------------------------------------------------
 
 
-def _softmax_forward(axis: int, x: jax.Array) -> jax.Array:
+def _softmax_forward(axis: int | tuple[int, ...], x: jax.Array) -> jax.Array:
     return jax.nn.softmax(x, axis=axis)
 
 
@@ -728,7 +728,7 @@ SOFTMAX_RULES = HandWritten("softmax", _softmax_forward, _softmax_fwd, _softmax_
 """Softmax's hand-written rules."""
 
 
-def softmax(x: jax.Array, axis: int = -1, *, grad: str | None = None) -> jax.Array:
+def softmax(x: jax.Array, axis: int | tuple[int, ...] = -1, *, grad: str | None = None) -> jax.Array:
     """``e^x / sum(e^x)`` along ``axis``; VJP ``y (g - sum(g y))``.
 
     Args:
@@ -757,7 +757,7 @@ def softmax(x: jax.Array, axis: int = -1, *, grad: str | None = None) -> jax.Arr
     return SOFTMAX_RULES.select(grad)(axis, x)
 
 
-def _log_softmax_forward(axis: int, x: jax.Array) -> jax.Array:
+def _log_softmax_forward(axis: int | tuple[int, ...], x: jax.Array) -> jax.Array:
     return jax.nn.log_softmax(x, axis=axis)
 
 
@@ -782,7 +782,7 @@ LOG_SOFTMAX_RULES = HandWritten(
 """Log-softmax's hand-written rules."""
 
 
-def log_softmax(x: jax.Array, axis: int = -1, *, grad: str | None = None) -> jax.Array:
+def log_softmax(x: jax.Array, axis: int | tuple[int, ...] = -1, *, grad: str | None = None) -> jax.Array:
     """``x - log sum(e^x)`` along ``axis``; VJP ``g - softmax(x) sum(g)``.
 
     Args:

@@ -268,7 +268,8 @@ def initializer(where: str, argument: str, value: Any) -> Callable[..., jax.Arra
 def initialised(
     where: str, argument: str, init: Callable[..., Any], key: Any, shape: Shape, dtype: Any
 ) -> Any:
-    """``init(key, shape, dtype)``, checked to be a floating array of ``shape``."""
+    """``init(key, shape, dtype)``, checked to be a floating array of ``shape``; an initialiser that
+    cannot serve that shape (``orthogonal()`` for a 1-D bias) is named with the shape."""
     try:
         value = init(key, shape, dtype)
     except TypeError as error:
@@ -276,6 +277,11 @@ def initialised(
             f"{where}: argument `{argument}` must be called as init(key, shape, dtype) like "
             f"jax.nn.initializers.zeros; calling it for shape {shape} failed: {error}"
         ) from None
+    except (ValueError, IndexError) as error:
+        raise LayerConfigError(
+            f"{where}: argument `{argument}` cannot initialise a parameter of shape {shape}: "
+            f"{type(error).__name__}: {error}"
+        ) from error
     if callable(value) and not hasattr(value, "shape"):
         raise LayerConfigError(
             f"{where}: argument `{argument}` returned a function for shape {shape}: pass the initializer "

@@ -109,8 +109,9 @@ def serial(*layers: Layer) -> Layer:
     Raises:
       LayerConfigError: at construction, when an argument is not a layer (e.g. ``Relu`` for
         ``Relu()``); when ``apply`` is traced, when ``params`` or ``state`` is not a tuple (or list)
-        of one entry per layer, when a ``key`` given is not one PRNG key, or when a layer returns a
-        state of another tree structure than it was given. A layer's own errors pass through.
+        of one entry per layer, when a ``key`` given is not one PRNG key (checked as it is handed to
+        each layer: ``serial()`` ignores it), or when a layer returns a state of another tree
+        structure than it was given. A layer's own errors pass through.
     """
     layers = tuple(map(registered, checks.layers("serial", layers)))
     return make_layer("serial", _serial_init(layers), _serial_apply("serial", layers), layers, inputs="any")

@@ -80,7 +80,7 @@ class Mismatch(NamedTuple):
     Attributes:
       max_abs: the largest ``|got - expected|`` over all entries (NaN when an entry is NaN).
       max_rel: the largest ``|got - expected| / |expected|`` over the entries where ``expected``
-        is not zero; ``inf`` when it is zero everywhere.
+        is neither zero nor NaN; ``inf`` when there are none.
       index: the worst entry's index, the one furthest beyond its allowed error (a NaN on either
         side first); ``()`` for scalars.
       got: the value under test at ``index``.
@@ -119,8 +119,8 @@ def compare(got: Any, expected: Any, tolerance: Tolerance) -> Mismatch | None:
 
     Args:
       got: the values under test, anything ``np.asarray`` takes (a scalar, a list, a JAX or
-        NumPy array); compared in float64, so complex values lose their imaginary part (with
-        NumPy's ``ComplexWarning``).
+        NumPy array); compared in float64: a complex NumPy or JAX array loses its imaginary part
+        (with NumPy's ``ComplexWarning``), a complex Python scalar or list raises ``TypeError``.
       expected: the values to match, of the same shape as ``got``; the relative error is
         taken against them.
       tolerance: the allowed error, ``|got - expected| <= atol + rtol |expected|`` entry by entry.

@@ -58,8 +58,9 @@ def AdaptiveAvgPool(
         axis (1 to 3), ``None`` keeping that axis' size.
       dtype: computation dtype; ``None`` keeps a floating input's dtype and
         averages integers in the default float.
-      grad: ``"custom"`` (the hand-written rule ``dL/dX = A^T G`` per axis) or
-        ``"autodiff"``.
+      grad: ``"custom"`` (the hand-written rules ``dL/dX = A^T g`` per axis, forward and reverse
+        mode), ``"custom_vjp"`` (reverse mode only) or ``"autodiff"``; ``None`` takes the mode in force
+        ([`grad_mode`][funcnn.core.grad_mode]).
 
     Shapes:
       Input ``(N, *spatial, C)``, channels last, 1 to 3 spatial axes (as many as ``output_size`` has entries

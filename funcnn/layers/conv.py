@@ -395,9 +395,9 @@ def ConvTranspose(
       LayerConfigError: at construction, when ``features`` or ``groups`` is not a positive int,
         ``kernel_size``, ``strides``, ``dilation`` or ``output_shape`` is not a positive int or 1 to 3 of
         them, ``output_padding`` is not a non-negative int or 1 to 3 of them, sequences among ``kernel_size``,
-        ``strides``, ``dilation``, ``output_shape`` (or ``output_padding``) differ in
-        length, ``padding`` has none of its forms, ``output_padding`` is not smaller than
-        ``max(stride, dilation)`` (with ``"SAME"``: than the stride) on an axis or not 0 with
+        ``strides``, ``dilation`` and ``output_shape``, or among ``strides``, ``dilation`` and
+        ``output_padding``, differ in length, ``padding`` has none of its forms, ``output_padding`` is not
+        smaller than ``max(stride, dilation)`` (with ``"SAME"``: than the stride) on an axis or not 0 with
         ``output_shape``, ``groups`` does not divide ``features``, ``padding_mode`` is unknown or not
         ``"zeros"`` with a negative ``padding``, ``use_bias`` is not a bool, an initialiser is not callable,
         ``dtype`` or ``param_dtype`` is not a floating dtype JAX holds, or ``precision`` or ``grad`` is not

@@ -402,9 +402,10 @@ def broadcast(where: str, argument: str, value: int | tuple[int, ...], rank: int
 def input_shape(where: str, shape: Any, *, inputs: str = "one") -> Shape | tuple[Shape, ...]:
     """Check an ``init`` input shape: a tuple (or list) of ints, only the batch may be ``-1``.
 
-    ``inputs="one"``: one shape; ``"many"``: a non-empty tuple of shapes
-    (``parallel``, ``fan_in_*``); ``"any"``: either (``serial`` passes it on). A shape
-    that ``jax.jit`` traced is refused with the fix: make it static.
+    ``inputs="one"``: one shape; ``"many"``: a non-empty tuple of shapes (``fan_in_*``);
+    ``"branches"``: a non-empty tuple whose entries are each one shape or a tuple of shapes, the
+    input of one branch each (``parallel``); ``"any"``: either one shape or many (``serial`` passes
+    it on). A shape that ``jax.jit`` traced is refused with the fix: make it static.
     """
     if _traced(shape):
         raise LayerConfigError(
@@ -418,12 +419,12 @@ def input_shape(where: str, shape: Any, *, inputs: str = "one") -> Shape | tuple
     )
     if inputs == "any":
         inputs = "many" if is_many else "one"
-    if inputs == "many":
+    if inputs in ("many", "branches"):
         if not is_many:
             raise LayerConfigError(
                 f"{where}: argument `input_shape` must be a tuple of shapes (one per branch), got {shape!r}"
             )
-        return tuple(input_shape(where, s) for s in shape)
+        return tuple(input_shape(where, s, inputs="any" if inputs == "branches" else "one") for s in shape)
     if is_many:
         raise LayerConfigError(
             f"{where}: argument `input_shape` must be one shape such as (-1, 28, 28, 1), got the "

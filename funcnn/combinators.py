@@ -124,8 +124,8 @@ def parallel(*layers: Layer) -> Layer:
       *layers: the branches, one per input, at least one; ``Layer`` s or ``(init, apply)`` pairs.
 
     Shapes:
-      Input a tuple of ``n`` shapes, one per layer (e.g. from ``fan_out(n)``); each must be a
-      single shape, so a branch cannot itself take a tuple of inputs.
+      Input a tuple of ``n`` entries, one per layer (e.g. from ``fan_out(n)``): a shape, or a tuple of
+      shapes for a branch that takes several inputs (``parallel(fan_in_sum(), Relu())``).
       Output the tuple of the layers' output shapes, ``layers[i]`` mapping input shape ``i``.
 
     Returns:
@@ -161,7 +161,7 @@ def parallel(*layers: Layer) -> Layer:
         ys, new_states = zip(*outs)
         return tuple(ys), tuple(new_states)
 
-    return make_layer("parallel", init, apply, layers, inputs="many")
+    return make_layer("parallel", init, apply, layers, inputs="branches")
 
 
 def fan_out(n: int) -> Layer:

@@ -85,7 +85,7 @@ def _size(tree: Any) -> int:
     return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(tree))
 
 
-INPUTS = ("one", "many", "any")
+INPUTS = ("one", "many", "branches", "any")
 """What a layer's ``init`` may take as ``input_shape`` (see ``checks.input_shape``)."""
 
 
@@ -137,7 +137,8 @@ def make_layer(
         with one entry per child, which the labels then name by child; pass each through
         [`registered`][funcnn.identity.registered] so that it has its own row in ``summary``.
       inputs: what ``init`` accepts as ``input_shape``: ``"one"`` shape (the default), ``"many"``
-        (a non-empty tuple of shapes, one per branch) or ``"any"`` (either, passed on as given);
+        (a non-empty tuple of shapes, one per branch), ``"branches"`` (a non-empty tuple whose entries
+        are each one shape or a tuple of shapes) or ``"any"`` (one shape or many, passed on as given);
         see [`funcnn.checks.input_shape`][funcnn.checks.input_shape].
       flops: the layer's own FLOPs for one example ([`FlopsFn`][funcnn.identity.FlopsFn], the
         convention of [`funcnn.shapes.summary`][funcnn.shapes.summary]), a combinator's without
@@ -160,13 +161,13 @@ def make_layer(
       of the functions given.
 
     Raises:
-      LayerConfigError: at construction, when ``name`` is not a non-empty string, ``init``,
-        ``apply`` or a non-``None`` ``flops`` is not callable, a child is not a ``Layer``, or
-        ``inputs`` is not ``"one"``, ``"many"`` or ``"any"``. At ``init``: when ``key`` is not one
-        ``jax.random`` key (a typed ``jax.random.key(0)`` or a legacy ``PRNGKey``), or ``input_shape``
-        is not what ``inputs`` allows: not a non-empty tuple or list of ints, a size below 1 other than a
-        batch of ``-1``, a tuple of shapes where one shape is expected or the reverse, or sizes
-        that ``jax.jit`` traced (pass the shape as a static argument).
+      LayerConfigError: at construction, when ``name`` is not a non-empty string, ``init``, ``apply`` or a
+        non-``None`` ``flops`` is not callable, a child is not a ``Layer``, or ``inputs`` is not ``"one"``,
+        ``"many"``, ``"branches"`` or ``"any"``. At ``init``: when ``key`` is not one ``jax.random`` key (a
+        typed ``jax.random.key(0)`` or a legacy ``PRNGKey``), or ``input_shape`` is not what ``inputs``
+        allows: not a non-empty tuple or list of ints, a size below 1 other than a batch of ``-1``, a tuple of
+        shapes where one shape is expected or the reverse, or sizes that ``jax.jit`` traced (pass the shape as
+        a static argument).
 
     Examples:
         >>> import jax, jax.numpy as jnp

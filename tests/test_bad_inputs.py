@@ -53,7 +53,7 @@ CONSTRUCTORS = [
     (lambda: make_layer("Scale", lambda k, s: (s, (), ()), lambda p, s, x, **kw: (x, s), flops=3), lit("Scale: argument `flops` of make_layer must be callable, got 3")),
     (lambda: make_layer("Pair", lambda k, s: (s, (), ()), lambda p, s, x, **kw: (x, s), [fn.Relu()]), lit("Pair: argument `children` of make_layer must be a tuple of layers, got [Layer(")),
     (lambda: make_layer("Pair", lambda k, s: (s, (), ()), lambda p, s, x, **kw: (x, s), (fn.Relu,)), lit("Pair: argument `children` of make_layer must be a tuple of layers, got (<function Relu")),
-    (lambda: make_layer("Pair", lambda k, s: (s, (), ()), lambda p, s, x, **kw: (x, s), inputs="two"), lit("Pair: argument `inputs` of make_layer must be one of ('one', 'many', 'any'), got 'two'")),
+    (lambda: make_layer("Pair", lambda k, s: (s, (), ()), lambda p, s, x, **kw: (x, s), inputs="two"), lit("Pair: argument `inputs` of make_layer must be one of ('one', 'many', 'branches', 'any'), got 'two'")),
     (lambda: fn.Softmax(axis=(1, 1)), lit("Softmax: argument `axis` must not repeat an axis, got (1, 1)")),
     (lambda: fn.LogSoftmax(axis=[-1, 2, -1]), lit("LogSoftmax: argument `axis` must not repeat an axis, got (-1, 2, -1)")),
     # The classic filters (fixed kernels for FixedConv)

@@ -24,6 +24,22 @@ def test_serial_parallel_fan_shapes():
     assert check_shape_agreement(model, (-1, 6, 6, 2)) == (-1, 7)
 
 
+def test_a_parallel_branch_may_take_several_inputs():
+    """A branch of ``parallel`` gets its own entry of the input tuple, a tuple itself for a branch
+    that joins inputs: ``(x1, x2), x3 -> x1 + x2, relu(x3)``."""
+    model = fn.parallel(fn.fan_in_sum(), fn.Relu(), fn.parallel(fn.Dense(2), fn.Flatten()))
+    shapes = (((-1, 3), (-1, 3)), (-1, 2), ((-1, 4), (-1, 2, 2)))
+    out_shapes, params, state = model.init(jax.random.key(0), shapes)
+    assert out_shapes == ((-1, 3), (-1, 2), ((-1, 2), (-1, 4)))
+    x = ((jnp.ones((5, 3)), 2 * jnp.ones((5, 3))), -jnp.ones((5, 2)), (jnp.ones((5, 4)), jnp.ones((5, 2, 2))))
+    (summed, relu, (dense, flat)), _ = model.apply(params, state, x)
+    np.testing.assert_array_equal(summed, 3 * np.ones((5, 3)))
+    np.testing.assert_array_equal(relu, np.zeros((5, 2)))
+    assert dense.shape == (5, 2) and flat.shape == (5, 4)
+    with pytest.raises(fn.LayerConfigError, match=r"fan_in_sum: argument `input_shape` must be a tuple of shapes"):
+        model.init(jax.random.key(0), ((-1, 3), (-1, 2), ((-1, 4), (-1, 2, 2))))
+
+
 def test_serial_keys_are_folded_in_by_index():
     model = fn.serial(fn.Dense(3), fn.Dense(3))
     _, params, _ = model.init(jax.random.key(7), (-1, 3))

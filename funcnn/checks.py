@@ -399,6 +399,10 @@ def broadcast(where: str, argument: str, value: int | tuple[int, ...], rank: int
     return value
 
 
+INPUTS = ("one", "many", "branches", "any")
+"""What a layer's ``init`` may take as ``input_shape``: the kinds ``input_shape`` checks."""
+
+
 def input_shape(where: str, shape: Any, *, inputs: str = "one") -> Shape | tuple[Shape, ...]:
     """Check an ``init`` input shape: a tuple (or list) of ints, only the batch may be ``-1``.
 

@@ -85,10 +85,6 @@ def _size(tree: Any) -> int:
     return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(tree))
 
 
-INPUTS = ("one", "many", "branches", "any")
-"""What a layer's ``init`` may take as ``input_shape`` (see ``checks.input_shape``)."""
-
-
 def _check_layer_parts(name: Any, init: Any, apply: Any, children: Any, inputs: Any, flops: Any) -> None:
     """``make_layer``'s arguments, checked when the layer is built (not at its first ``init``)."""
     if not isinstance(name, str) or not name:
@@ -102,9 +98,9 @@ def _check_layer_parts(name: Any, init: Any, apply: Any, children: Any, inputs: 
         raise LayerConfigError(
             f"{name}: argument `children` of make_layer must be a tuple of layers, got {children!r}"
         )
-    if not isinstance(inputs, str) or inputs not in INPUTS:
+    if not isinstance(inputs, str) or inputs not in checks.INPUTS:
         raise LayerConfigError(
-            f"{name}: argument `inputs` of make_layer must be one of {INPUTS}, got {inputs!r}"
+            f"{name}: argument `inputs` of make_layer must be one of {checks.INPUTS}, got {inputs!r}"
         )
 
 
